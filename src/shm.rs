@@ -1,0 +1,572 @@
+//! Shared-memory regions: a ring's memory mapped from a named file under `/dev/shm` or from an anonymous
+//! sealed memfd that a child process inherits.
+//!
+//! This module owns everything about files, mappings, permissions and role locks; the ring algorithms in
+//! [`crate::ring`] only see the [`Storage`] trait.
+//!
+//! # Role locks and crash detection
+//!
+//! Each endpoint holds an open-file-description (OFD) write lock on one byte of the region file (byte 0
+//! for the producer, byte 1 for the consumer), taken on its own freshly opened description of the file.
+//! The kernel drops the lock when the process dies, however it dies. So "state says ATTACHED, but nobody
+//! holds the lock" means the endpoint's process died without closing; a second endpoint asking for a held
+//! role is refused; and a role freed by a crash can be claimed again.
+
+use crate::ring::{
+    ConfigError, Control, Header, RingConfig, RingKind, Role, RoleToken, Storage, DATA_OFFSET,
+    LAYOUT_VERSION, MAGIC,
+};
+use crate::sync::Ordering;
+use crate::OpenError;
+use memmap2::{MmapOptions, MmapRaw};
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where named rings live unless told otherwise.
+pub const DEFAULT_DIR: &str = "/dev/shm";
+/// The environment variable [`ShmRing::share_with`] sets by default for a child.
+pub const DEFAULT_FD_VAR: &str = "RINGWIRE_FD";
+
+/// A mapped ring region (the [`Storage`] behind shared-memory endpoints).
+#[derive(Debug)]
+pub struct ShmRegion {
+    map: MmapRaw,
+    /// The descriptor the region was mapped from. It holds no lock, so `F_OFD_GETLK` on it sees every
+    /// endpoint's lock, ours included.
+    file: File,
+    config: RingConfig,
+    /// Set for a named ring whose file this value unlinks when dropped.
+    unlink: Option<PathBuf>,
+}
+
+/// A shared-memory ring: create or open it, then attach a [`producer`](Self::producer) or a
+/// [`consumer`](Self::consumer). Cheap to clone; the region stays mapped while any clone or endpoint lives.
+///
+/// ```
+/// use ringwire::{RingConfig, ShmRing};
+/// let name = format!("ringwire-doc-{}", std::process::id());
+/// let ring = ShmRing::create(&name, RingConfig::default())?;
+/// let mut tx = ring.producer()?;
+/// // Usually another process: ShmRing::open(&name)?.consumer()?
+/// let mut rx = ShmRing::open(&name)?.consumer()?;
+/// tx.send(b"ping")?;
+/// assert_eq!(&*rx.recv()?, b"ping");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ShmRing(Arc<ShmRegion>);
+
+/// The producer end of a shared-memory ring.
+pub type ShmProducer = crate::spsc::Producer<Arc<ShmRegion>>;
+/// The consumer end of a shared-memory ring.
+pub type ShmConsumer = crate::spsc::Consumer<Arc<ShmRegion>>;
+
+/// Options for creating a named ring.
+#[derive(Clone, Debug)]
+pub struct ShmOptions {
+    config: RingConfig,
+    dir: PathBuf,
+    reuse: bool,
+    persist: bool,
+}
+
+impl ShmOptions {
+    /// Options for a ring of `config` under [`DEFAULT_DIR`], refusing an existing file, unlinked on drop.
+    pub fn new(config: RingConfig) -> Self {
+        ShmOptions {
+            config,
+            dir: PathBuf::from(DEFAULT_DIR),
+            reuse: false,
+            persist: false,
+        }
+    }
+
+    /// Creates the file in `dir` instead of `/dev/shm` (it should be on a tmpfs).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = dir.into();
+        self
+    }
+
+    /// If a regular file of ours already exists at the name and no endpoint holds a role in it (say, a
+    /// ring left behind by a crashed creator), re-initialise it instead of failing. Symlinks, other
+    /// owners' files and rings in use are still refused.
+    pub fn reuse_stale(mut self, yes: bool) -> Self {
+        self.reuse = yes;
+        self
+    }
+
+    /// Keep the file when the creating [`ShmRing`] is dropped (remove it later with [`ShmRing::unlink`]).
+    pub fn persist(mut self, yes: bool) -> Self {
+        self.persist = yes;
+        self
+    }
+
+    /// Creates the ring.
+    pub fn create(&self, name: &str) -> Result<ShmRing, OpenError> {
+        self.config.validate().map_err(OpenError::Config)?;
+        validate_name(name)?;
+        let path = self.dir.join(name);
+        let file = match open_file(&path, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Err(OpenError::Symlink(path));
+                }
+                if !self.reuse {
+                    return Err(OpenError::AlreadyExists(path));
+                }
+                return self.reuse_existing(path);
+            }
+            Err(e) => return Err(io_err("open", e)),
+        };
+        let mut region = init_region(file, self.config).inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })?;
+        region.unlink = (!self.persist).then_some(path);
+        Ok(ShmRing(Arc::new(region)))
+    }
+
+    fn reuse_existing(&self, path: PathBuf) -> Result<ShmRing, OpenError> {
+        let file = open_file(&path, libc::O_RDWR).map_err(|e| open_errno(e, &path))?;
+        check_file(&file)?;
+        // Hold both role bytes while we re-initialise, so nobody attaches to a half-written header.
+        let guard = reopen(&file)?;
+        if !try_lock(&guard, 0, 2)? {
+            return Err(OpenError::Busy(path));
+        }
+        let mut region = init_region(file, self.config)?;
+        drop(guard);
+        region.unlink = (!self.persist).then_some(path);
+        Ok(ShmRing(Arc::new(region)))
+    }
+}
+
+impl ShmRing {
+    /// Creates a named ring at `/dev/shm/NAME` (mode 0600, refusing anything already there), unlinked
+    /// when this value and its clones are dropped. See [`ShmOptions`] for the other choices.
+    pub fn create(name: &str, config: RingConfig) -> Result<ShmRing, OpenError> {
+        ShmOptions::new(config).create(name)
+    }
+
+    /// Opens the named ring at `/dev/shm/NAME`, validating its header and size.
+    pub fn open(name: &str) -> Result<ShmRing, OpenError> {
+        Self::open_in(DEFAULT_DIR, name)
+    }
+
+    /// Opens the named ring in `dir`.
+    pub fn open_in(dir: impl AsRef<Path>, name: &str) -> Result<ShmRing, OpenError> {
+        validate_name(name)?;
+        let path = dir.as_ref().join(name);
+        let file = open_file(&path, libc::O_RDWR).map_err(|e| open_errno(e, &path))?;
+        check_file(&file)?;
+        Ok(ShmRing(Arc::new(map_existing(file)?)))
+    }
+
+    /// Creates an anonymous ring in a memfd sealed against shrinking and growing. Hand it to a child
+    /// with [`share_with`](Self::share_with); the memory is freed when the last process drops it.
+    pub fn anonymous(config: RingConfig) -> Result<ShmRing, OpenError> {
+        config.validate().map_err(OpenError::Config)?;
+        let label = CString::new("ringwire").expect("no NUL");
+        // SAFETY: `label` is a valid NUL-terminated string; memfd_create returns a new fd or -1.
+        let fd = unsafe {
+            libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+        };
+        if fd < 0 {
+            return Err(io_err("memfd_create", io::Error::last_os_error()));
+        }
+        // SAFETY: memfd_create just returned this fd, which nothing else owns.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let total = (DATA_OFFSET + config.capacity) as u64;
+        size_file(&file, total)?;
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: plain fcntl on an fd we own.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+            return Err(io_err("F_ADD_SEALS", io::Error::last_os_error()));
+        }
+        Ok(ShmRing(Arc::new(init_mapped(file, config)?)))
+    }
+
+    /// Maps a ring from a memfd received from another process. The memfd must be sealed against
+    /// shrinking and growing (so the sender can't make us fault on a truncated mapping), and its header
+    /// must be valid.
+    pub fn from_fd(fd: OwnedFd) -> Result<ShmRing, OpenError> {
+        let file = File::from(fd);
+        // SAFETY: plain fcntl on an fd we own.
+        let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+        let needed = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+        if seals < 0 || seals & needed != needed {
+            return Err(OpenError::MissingSeals {
+                seals: seals.max(0),
+            });
+        }
+        check_file(&file)?;
+        Ok(ShmRing(Arc::new(map_existing(file)?)))
+    }
+
+    /// Maps the ring whose memfd this process inherited, its number given in the environment variable
+    /// `var` (as set by [`share_with`](Self::share_with)). The inherited descriptor is duplicated, not
+    /// taken over, so this is safe to call more than once.
+    pub fn from_env(var: &str) -> Result<ShmRing, OpenError> {
+        let value = std::env::var(var).map_err(|_| OpenError::NoInheritedFd(var.to_string()))?;
+        let raw: RawFd = value
+            .trim()
+            .parse()
+            .map_err(|_| OpenError::NoInheritedFd(var.to_string()))?;
+        // SAFETY: F_DUPFD_CLOEXEC on any integer is harmless: it fails with EBADF if it is not open.
+        let dup = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return Err(OpenError::NoInheritedFd(var.to_string()));
+        }
+        // SAFETY: fcntl just created `dup`, which nothing else owns.
+        Self::from_fd(unsafe { OwnedFd::from_raw_fd(dup) })
+    }
+
+    /// Lets the child started by `cmd` inherit this ring: the descriptor stays close-on-exec in this
+    /// process and is made inheritable only in the child, whose environment variable `var` gets its
+    /// number. The child calls [`ShmRing::from_env`]`(var)`.
+    pub fn share_with(&self, cmd: &mut std::process::Command, var: &str) {
+        let fd = self.0.file.as_raw_fd();
+        cmd.env(var, fd.to_string());
+        // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which is
+        // async-signal-safe; it touches no memory of the parent but the captured integer.
+        unsafe {
+            cmd.pre_exec(move || {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Attaches as the producer. Fails with [`OpenError::RoleTaken`] while another producer lives.
+    pub fn producer(&self) -> Result<ShmProducer, OpenError> {
+        crate::spsc::Producer::attach(self.0.clone())
+    }
+
+    /// Attaches as the consumer. Fails with [`OpenError::RoleTaken`] while another consumer lives.
+    pub fn consumer(&self) -> Result<ShmConsumer, OpenError> {
+        crate::spsc::Consumer::attach(self.0.clone())
+    }
+
+    /// The ring's validated sizes.
+    pub fn config(&self) -> RingConfig {
+        self.0.config
+    }
+
+    /// The file path of a named ring that this value created and will unlink.
+    pub fn path(&self) -> Option<&Path> {
+        self.0.unlink.as_deref()
+    }
+
+    /// Removes the name `dir/NAME` (mapped regions stay valid until unmapped).
+    pub fn unlink(dir: impl AsRef<Path>, name: &str) -> Result<(), OpenError> {
+        validate_name(name)?;
+        let path = dir.as_ref().join(name);
+        std::fs::remove_file(&path).map_err(|e| open_errno(e, &path))
+    }
+}
+
+impl Drop for ShmRegion {
+    fn drop(&mut self) {
+        if let Some(path) = &self.unlink {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+// SAFETY: `map` is a live mapping of `DATA_OFFSET + config.capacity` bytes whose header was validated
+// against exactly these sizes (or written by us), page-aligned; it stays mapped while `self` lives.
+unsafe impl Storage for ShmRegion {
+    #[inline(always)]
+    fn control(&self) -> &Control {
+        // SAFETY: the mapping starts with an initialised Control (validated in map_existing) and is
+        // page-aligned, which satisfies Control's alignment.
+        unsafe { &*(self.map.as_ptr() as *const Control) }
+    }
+    #[inline(always)]
+    fn data(&self) -> *mut u8 {
+        // SAFETY: DATA_OFFSET is inside the mapping (its size was checked).
+        unsafe { self.map.as_mut_ptr().add(DATA_OFFSET) }
+    }
+    #[inline(always)]
+    fn config(&self) -> RingConfig {
+        self.config
+    }
+    fn claim(&self, role: Role) -> Result<RoleToken, OpenError> {
+        let fd = reopen(&self.file)?;
+        if !try_lock(&fd, role_byte(role), 1)? {
+            return Err(OpenError::RoleTaken(role));
+        }
+        Ok(RoleToken(Some(fd)))
+    }
+    fn alive(&self, role: Role) -> bool {
+        // On error assume alive: a failing liveness probe must not make us drop messages.
+        is_locked(&self.file, role_byte(role)).unwrap_or(true)
+    }
+}
+
+fn role_byte(role: Role) -> i64 {
+    match role {
+        Role::Producer => 0,
+        Role::Consumer => 1,
+    }
+}
+
+/// Checks a ring name: 1 to 200 characters from `[A-Za-z0-9._-]`, not `.` or `..`.
+pub fn validate_name(name: &str) -> Result<(), OpenError> {
+    let bad = |reason| {
+        Err(OpenError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() || name.len() > 200 {
+        return bad("must be 1 to 200 characters");
+    }
+    if name == "." || name == ".." {
+        return bad("must not be . or ..");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return bad(if c == '/' {
+            "must not contain /"
+        } else {
+            "may only use A-Z a-z 0-9 . _ -"
+        });
+    }
+    Ok(())
+}
+
+fn io_err(op: &'static str, source: io::Error) -> OpenError {
+    if source.raw_os_error() == Some(libc::ENOSPC) {
+        return OpenError::NoSpace;
+    }
+    OpenError::Io { op, source }
+}
+
+fn open_errno(e: io::Error, path: &Path) -> OpenError {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => OpenError::NotFound(path.to_path_buf()),
+        Some(libc::ELOOP) => OpenError::Symlink(path.to_path_buf()),
+        _ => io_err("open", e),
+    }
+}
+
+/// `open(2)` with O_NOFOLLOW | O_CLOEXEC added and mode 0600 for creation.
+fn open_file(path: &Path, flags: i32) -> io::Result<File> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `c` is a valid NUL-terminated path; open returns a new fd or -1.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open just returned this fd, which nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Refuses anything but a regular file owned by our effective uid.
+fn check_file(file: &File) -> Result<(), OpenError> {
+    let meta = file.metadata().map_err(|e| io_err("fstat", e))?;
+    if !meta.file_type().is_file() {
+        return Err(OpenError::NotRegularFile);
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(OpenError::WrongOwner {
+            owner: meta.uid(),
+            expected: me,
+        });
+    }
+    Ok(())
+}
+
+/// Sets the file to `total` bytes and allocates them now, so that a full tmpfs is an error here rather
+/// than a SIGBUS at the first touch of a page.
+fn size_file(file: &File, total: u64) -> Result<(), OpenError> {
+    file.set_len(total).map_err(|e| io_err("ftruncate", e))?;
+    // SAFETY: plain syscall on an fd we own.
+    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, total as libc::off_t) };
+    if r != 0 {
+        return Err(io_err("posix_fallocate", io::Error::from_raw_os_error(r)));
+    }
+    Ok(())
+}
+
+/// Sizes, maps and initialises a freshly created (or reclaimed) named file.
+fn init_region(file: File, config: RingConfig) -> Result<ShmRegion, OpenError> {
+    // Whatever the umask said, the ring is readable and writable by its owner only.
+    // SAFETY: plain syscall on an fd we own.
+    if unsafe { libc::fchmod(file.as_raw_fd(), 0o600) } < 0 {
+        return Err(io_err("fchmod", io::Error::last_os_error()));
+    }
+    size_file(&file, (DATA_OFFSET + config.capacity) as u64)?;
+    init_mapped(file, config)
+}
+
+/// Maps a sized file and writes a fresh control block into it.
+fn init_mapped(file: File, config: RingConfig) -> Result<ShmRegion, OpenError> {
+    let total = DATA_OFFSET + config.capacity;
+    let map = MmapOptions::new()
+        .len(total)
+        .map_raw(&file)
+        .map_err(|e| io_err("mmap", e))?;
+    let control = Control::new(RingKind::Spsc, config, total as u64, DATA_OFFSET as u64);
+    // SAFETY: the mapping is `total` >= DATA_OFFSET bytes, page-aligned, and not yet visible to any other
+    // endpoint (a new file, or one whose role locks we hold; openers check the magic, published last).
+    unsafe {
+        // Zero the whole control page and the data area's first header slot before publishing.
+        std::ptr::write_bytes(map.as_mut_ptr(), 0, DATA_OFFSET + 8);
+        (map.as_mut_ptr() as *mut Control).write(control);
+    }
+    let region = ShmRegion {
+        map,
+        file,
+        config,
+        unlink: None,
+    };
+    region.control().publish();
+    Ok(region)
+}
+
+/// Maps an existing ring file and validates its header against the file's real size before anything
+/// else is touched.
+fn map_existing(file: File) -> Result<ShmRegion, OpenError> {
+    let size = file.metadata().map_err(|e| io_err("fstat", e))?.len();
+    let min = (DATA_OFFSET + 4096) as u64;
+    if size < min {
+        return Err(OpenError::Truncated { size, min });
+    }
+    if size > (DATA_OFFSET as u64) + (1 << 40) {
+        return Err(OpenError::BadHeader("file larger than any ring"));
+    }
+    let map = MmapOptions::new()
+        .len(size as usize)
+        .map_raw(&file)
+        .map_err(|e| io_err("mmap", e))?;
+    let config = validate_header(map.as_ptr(), size)?;
+    Ok(ShmRegion {
+        map,
+        file,
+        config,
+        unlink: None,
+    })
+}
+
+/// Reads every header field exactly once and checks it. `base` maps `size` >= DATA_OFFSET bytes.
+fn validate_header(base: *const u8, size: u64) -> Result<RingConfig, OpenError> {
+    let h = base as *const Header;
+    // SAFETY: the mapping holds at least DATA_OFFSET bytes, more than a Header, at a page-aligned address.
+    // `magic` is read through its atomic; the other fields with volatile reads, since a peer may be
+    // writing them: each value is copied once into a local and only the local is used.
+    let (magic, version, kind, total_len, data_offset, capacity, max_message) = unsafe {
+        (
+            // SYNC POINT: Acquire pairs with the creator's Release store in Control::publish.
+            (*h).magic.load(Ordering::Acquire),
+            std::ptr::addr_of!((*h).version).read_volatile(),
+            std::ptr::addr_of!((*h).kind).read_volatile(),
+            std::ptr::addr_of!((*h).total_len).read_volatile(),
+            std::ptr::addr_of!((*h).data_offset).read_volatile(),
+            std::ptr::addr_of!((*h).capacity).read_volatile(),
+            std::ptr::addr_of!((*h).max_message).read_volatile(),
+        )
+    };
+    if magic == 0 {
+        return Err(OpenError::Uninitialized);
+    }
+    if magic != MAGIC {
+        return Err(OpenError::BadMagic(magic));
+    }
+    if version != LAYOUT_VERSION {
+        return Err(OpenError::Version {
+            found: version,
+            expected: LAYOUT_VERSION,
+        });
+    }
+    if RingKind::from_u32(kind) != Some(RingKind::Spsc) {
+        return Err(OpenError::WrongKind(kind));
+    }
+    if data_offset != DATA_OFFSET as u64 {
+        return Err(OpenError::BadHeader("data offset"));
+    }
+    let config = RingConfig {
+        capacity: capacity as usize,
+        max_message: max_message as usize,
+    };
+    if capacity > 1 << 40 {
+        return Err(OpenError::BadHeader("capacity"));
+    }
+    config.validate().map_err(|e| match e {
+        ConfigError::Capacity(_) => OpenError::BadHeader("capacity"),
+        ConfigError::MaxMessage { .. } => OpenError::BadHeader("max message size"),
+    })?;
+    if total_len != DATA_OFFSET as u64 + capacity || total_len != size {
+        return Err(OpenError::SizeMismatch {
+            header: total_len,
+            file: size,
+        });
+    }
+    Ok(config)
+}
+
+/// A new open file description of the same file (through /proc), close-on-exec, for a role lock.
+fn reopen(file: &File) -> Result<OwnedFd, OpenError> {
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_err("reopen", e))?;
+    Ok(f.into())
+}
+
+fn flock(kind: i32, start: i64, len: i64) -> libc::flock {
+    // SAFETY: flock is a plain C struct for which all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = len;
+    fl
+}
+
+/// Tries to take an OFD write lock on `[start, start + len)`; `Ok(false)` if someone else holds it.
+fn try_lock(fd: &impl AsRawFd, start: i64, len: i64) -> Result<bool, OpenError> {
+    let fl = flock(libc::F_WRLCK, start, len);
+    // SAFETY: F_OFD_SETLK reads the flock struct we pass by pointer; it lives across the call.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(io_err("F_OFD_SETLK", e)),
+    }
+}
+
+/// Whether any open file description holds a lock on byte `start`.
+fn is_locked(fd: &impl AsRawFd, start: i64) -> io::Result<bool> {
+    let mut fl = flock(libc::F_WRLCK, start, 1);
+    // SAFETY: F_OFD_GETLK reads and writes the flock struct we pass by pointer.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}

@@ -1,0 +1,213 @@
+//! Waiting and waking: the strategies a blocked sender or receiver can use, and the sleep/wake protocol
+//! on a futex word in shared memory.
+//!
+//! # Protocol
+//!
+//! A [`WaitCell`] lives in the shared control block, one per direction ("data ready" for the consumer,
+//! "space ready" for the producer). It holds a wake sequence number (the futex word) and a count of
+//! sleepers.
+//!
+//! ```text
+//!   sleeper                                   notifier
+//!   -------                                   --------
+//!   sleepers += 1                             store condition (Release)
+//!   fence(SeqCst)          <--- Dekker --->   fence(SeqCst)
+//!   s = seq.load(Acquire)                     if sleepers != 0 {
+//!   if condition: sleepers -= 1, done             seq += 1 (Release)
+//!   futex_wait(seq, s, timeout)                   futex_wake(seq)
+//!   sleepers -= 1                             }
+//! ```
+//!
+//! The two SeqCst fences forbid the outcome where the notifier reads `sleepers == 0` *and* the sleeper
+//! misses the condition: at least one of them sees the other's store. If the notifier sees the sleeper,
+//! it bumps `seq`; the sleeper either read `seq` before the bump (so FUTEX_WAIT returns at once, or the
+//! wake finds it queued) or after it (then the Acquire load synchronises with the Release bump, and the
+//! re-check sees the condition). So no wake-up is lost, and the notifier makes no syscall unless
+//! somebody sleeps. `loom-tests/` checks this on this very code.
+
+use crate::sync::{fence, futex, now, spin_hint, yield_now, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How a blocking call waits for the other side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Spin on the shared memory with a CPU pause between polls. Lowest latency; burns a core while
+    /// waiting. Liveness and the deadline are still checked.
+    Spin,
+    /// Spin for a few polls, then `sched_yield` between polls.
+    SpinYield,
+    /// Spin for `spin`, then sleep on the futex until woken (default). An idle waiter uses no CPU, and
+    /// the other side makes no syscall unless this side sleeps.
+    Adaptive {
+        /// How long to spin before sleeping. A wake-up through the kernel costs tens of microseconds on a
+        /// VM, so spinning about that long first catches every prompt reply without a syscall.
+        spin: Duration,
+    },
+}
+
+impl Default for WaitStrategy {
+    fn default() -> Self {
+        WaitStrategy::Adaptive {
+            spin: Duration::from_micros(50),
+        }
+    }
+}
+
+/// The wait state of one direction, in shared memory. See the module docs for the protocol.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct WaitCell {
+    /// The futex word: bumped by each wake.
+    seq: AtomicU32,
+    /// How many threads have announced they are about to sleep on `seq`.
+    sleepers: AtomicU32,
+}
+
+impl WaitCell {
+    pub(crate) fn new() -> Self {
+        WaitCell {
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        }
+    }
+
+    /// Wakes the sleepers, if any, after the caller made the condition true with a Release store.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        // SYNC POINT (Dekker, notifier side): orders the caller's store of the condition before our load
+        // of `sleepers`; pairs with the fence in `wait_for`'s sleep path.
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.wake();
+        }
+    }
+
+    /// Wakes everybody sleeping on this cell, unconditionally (close, or a sleeper was seen).
+    #[cold]
+    pub(crate) fn wake(&self) {
+        // SYNC POINT: Release, so that a sleeper whose Acquire load of `seq` sees this bump also sees the
+        // condition the caller stored before calling us.
+        self.seq.fetch_add(1, Ordering::Release);
+        futex::wake_all(&self.seq);
+    }
+
+    /// Forgets sleepers announced by a process that died while asleep. Only sound when the caller is
+    /// the only process that may sleep on this cell (an SPSC endpoint re-attaching).
+    pub(crate) fn reset_sleepers(&self) {
+        self.sleepers.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Everything a blocking call needs to know about how to wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WaitParams {
+    pub strategy: WaitStrategy,
+    pub deadline: Option<Instant>,
+    /// How often to ask whether the peer process is still alive while waiting.
+    pub liveness: Duration,
+}
+
+/// Polls between looks at the clock while spinning.
+const POLLS_PER_CLOCK_CHECK: u32 = 64;
+/// Polls that `SpinYield` spins before it starts yielding.
+const SPIN_YIELD_SPINS: u32 = 128;
+
+/// Outcome of one poll of the waited-for condition.
+pub(crate) enum Poll<T, E> {
+    Ready(Result<T, E>),
+    Pending,
+}
+
+/// Blocks until `attempt` is ready, the deadline passes (`timed_out()`), or `peer_gone` reports the
+/// peer gone (its error is returned after one last `attempt`, so whatever the peer committed before
+/// dying is still delivered).
+///
+/// `attempt` must be cheap (it is polled in the spin loop); `peer_gone` may make a syscall and is called
+/// about every `params.liveness`, and before each sleep.
+pub(crate) fn wait_for<T, E>(
+    cell: &WaitCell,
+    params: WaitParams,
+    mut attempt: impl FnMut() -> Poll<T, E>,
+    mut peer_gone: impl FnMut() -> Option<E>,
+    timed_out: impl FnOnce() -> E,
+) -> Result<T, E> {
+    macro_rules! try_ready {
+        () => {
+            if let Poll::Ready(r) = attempt() {
+                return r;
+            }
+        };
+    }
+    try_ready!();
+
+    let start = now();
+    let mut next_liveness = start.map(|t| t + params.liveness);
+    let spin_budget = match params.strategy {
+        WaitStrategy::Adaptive { spin } => Some(spin),
+        _ => None,
+    };
+    // Spin phase (the whole wait for Spin and SpinYield). Under loom there is no clock: Adaptive goes to
+    // sleep at once and the other strategies rely on `attempt` seeing a close.
+    let mut polls: u32 = 0;
+    loop {
+        if start.is_none() && spin_budget.is_some() {
+            break;
+        }
+        polls = polls.wrapping_add(1);
+        match params.strategy {
+            WaitStrategy::SpinYield if polls > SPIN_YIELD_SPINS => yield_now(),
+            _ => spin_hint(),
+        }
+        try_ready!();
+        if polls % POLLS_PER_CLOCK_CHECK == 0 {
+            if let (Some(start), Some(t)) = (start, now()) {
+                if params.deadline.is_some_and(|d| t >= d) {
+                    return Err(timed_out());
+                }
+                if next_liveness.is_some_and(|n| t >= n) {
+                    if let Some(e) = peer_gone() {
+                        try_ready!();
+                        return Err(e);
+                    }
+                    next_liveness = Some(t + params.liveness);
+                }
+                if spin_budget.is_some_and(|b| t.duration_since(start) >= b) {
+                    break;
+                }
+            }
+        }
+    }
+
+    // Sleep phase (Adaptive only).
+    loop {
+        if let Some(e) = peer_gone() {
+            try_ready!();
+            return Err(e);
+        }
+        let timeout = match (params.deadline, now()) {
+            (Some(d), Some(t)) => {
+                if t >= d {
+                    try_ready!();
+                    return Err(timed_out());
+                }
+                Some((d - t).min(params.liveness))
+            }
+            (None, Some(_)) => Some(params.liveness),
+            (_, None) => None,
+        };
+        cell.sleepers.fetch_add(1, Ordering::Relaxed);
+        // SYNC POINT (Dekker, sleeper side): orders our announcement before the re-check of the
+        // condition inside `attempt`; pairs with the fence in `WaitCell::notify`.
+        fence(Ordering::SeqCst);
+        // SYNC POINT: Acquire pairs with the Release bump in `WaitCell::wake`: if we read a bumped value,
+        // the re-check below sees the condition that the bump announced.
+        let seq = cell.seq.load(Ordering::Acquire);
+        if let Poll::Ready(r) = attempt() {
+            cell.sleepers.fetch_sub(1, Ordering::Relaxed);
+            return r;
+        }
+        futex::wait(&cell.seq, seq, timeout);
+        cell.sleepers.fetch_sub(1, Ordering::Relaxed);
+        try_ready!();
+    }
+}
