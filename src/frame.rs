@@ -111,38 +111,20 @@ mod tests {
     #[test]
     fn header_round_trip() {
         for len in [0u32, 1, 7, 8, 4096, u32::MAX] {
-            let h = FrameHeader {
-                len,
-                kind: Kind::Data,
-            };
+            let h = FrameHeader { len, kind: Kind::Data };
             assert_eq!(FrameHeader::from_bytes(h.to_bytes()), Ok(h));
         }
-        let pad = FrameHeader {
-            len: 0,
-            kind: Kind::Pad,
-        };
+        let pad = FrameHeader { len: 0, kind: Kind::Pad };
         assert_ne!(pad.to_word(), 0, "an empty pad must not look uncommitted");
         assert_eq!(FrameHeader::from_word(pad.to_word()), Ok(pad));
-        assert_eq!(
-            FrameHeader::from_word(0),
-            Err(HeaderDecodeError::UnknownKind(0))
-        );
+        assert_eq!(FrameHeader::from_word(0), Err(HeaderDecodeError::UnknownKind(0)));
     }
 
     #[test]
     fn header_rejects_unknown_and_reserved() {
-        assert_eq!(
-            FrameHeader::from_word(9 << 32),
-            Err(HeaderDecodeError::UnknownKind(9))
-        );
-        assert!(matches!(
-            FrameHeader::from_word(1 << 32 | 1 << 40),
-            Err(HeaderDecodeError::Reserved { .. })
-        ));
-        assert!(matches!(
-            FrameHeader::from_word(1 << 32 | 1 << 48),
-            Err(HeaderDecodeError::Reserved { .. })
-        ));
+        assert_eq!(FrameHeader::from_word(9 << 32), Err(HeaderDecodeError::UnknownKind(9)));
+        assert!(matches!(FrameHeader::from_word(1 << 32 | 1 << 40), Err(HeaderDecodeError::Reserved { .. })));
+        assert!(matches!(FrameHeader::from_word(1 << 32 | 1 << 48), Err(HeaderDecodeError::Reserved { .. })));
     }
 
     #[test]

@@ -13,8 +13,7 @@
 //! role is refused; and a role freed by a crash can be claimed again.
 
 use crate::ring::{
-    ConfigError, Control, Header, RingConfig, RingKind, Role, RoleToken, Storage, DATA_OFFSET,
-    LAYOUT_VERSION, MAGIC,
+    ConfigError, Control, Header, RingConfig, RingKind, Role, RoleToken, Storage, DATA_OFFSET, LAYOUT_VERSION, MAGIC,
 };
 use crate::sync::Ordering;
 use crate::OpenError;
@@ -79,12 +78,7 @@ pub struct ShmOptions {
 impl ShmOptions {
     /// Options for a ring of `config` under [`DEFAULT_DIR`], refusing an existing file, unlinked on drop.
     pub fn new(config: RingConfig) -> Self {
-        ShmOptions {
-            config,
-            dir: PathBuf::from(DEFAULT_DIR),
-            reuse: false,
-            persist: false,
-        }
+        ShmOptions { config, dir: PathBuf::from(DEFAULT_DIR), reuse: false, persist: false }
     }
 
     /// Creates the file in `dir` instead of `/dev/shm` (it should be on a tmpfs).
@@ -174,9 +168,7 @@ impl ShmRing {
         config.validate().map_err(OpenError::Config)?;
         let label = CString::new("ringwire").expect("no NUL");
         // SAFETY: `label` is a valid NUL-terminated string; memfd_create returns a new fd or -1.
-        let fd = unsafe {
-            libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-        };
+        let fd = unsafe { libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
         if fd < 0 {
             return Err(io_err("memfd_create", io::Error::last_os_error()));
         }
@@ -201,9 +193,7 @@ impl ShmRing {
         let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
         let needed = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
         if seals < 0 || seals & needed != needed {
-            return Err(OpenError::MissingSeals {
-                seals: seals.max(0),
-            });
+            return Err(OpenError::MissingSeals { seals: seals.max(0) });
         }
         check_file(&file)?;
         Ok(ShmRing(Arc::new(map_existing(file)?)))
@@ -214,10 +204,7 @@ impl ShmRing {
     /// taken over, so this is safe to call more than once.
     pub fn from_env(var: &str) -> Result<ShmRing, OpenError> {
         let value = std::env::var(var).map_err(|_| OpenError::NoInheritedFd(var.to_string()))?;
-        let raw: RawFd = value
-            .trim()
-            .parse()
-            .map_err(|_| OpenError::NoInheritedFd(var.to_string()))?;
+        let raw: RawFd = value.trim().parse().map_err(|_| OpenError::NoInheritedFd(var.to_string()))?;
         // SAFETY: F_DUPFD_CLOEXEC on any integer is harmless: it fails with EBADF if it is not open.
         let dup = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
         if dup < 0 {
@@ -322,27 +309,15 @@ fn role_byte(role: Role) -> i64 {
 
 /// Checks a ring name: 1 to 200 characters from `[A-Za-z0-9._-]`, not `.` or `..`.
 pub fn validate_name(name: &str) -> Result<(), OpenError> {
-    let bad = |reason| {
-        Err(OpenError::InvalidName {
-            name: name.to_string(),
-            reason,
-        })
-    };
+    let bad = |reason| Err(OpenError::InvalidName { name: name.to_string(), reason });
     if name.is_empty() || name.len() > 200 {
         return bad("must be 1 to 200 characters");
     }
     if name == "." || name == ".." {
         return bad("must not be . or ..");
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return bad(if c == '/' {
-            "must not contain /"
-        } else {
-            "may only use A-Z a-z 0-9 . _ -"
-        });
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return bad(if c == '/' { "must not contain /" } else { "may only use A-Z a-z 0-9 . _ -" });
     }
     Ok(())
 }
@@ -364,16 +339,9 @@ fn open_errno(e: io::Error, path: &Path) -> OpenError {
 
 /// `open(2)` with O_NOFOLLOW | O_CLOEXEC added and mode 0600 for creation.
 fn open_file(path: &Path, flags: i32) -> io::Result<File> {
-    let c = CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::ErrorKind::InvalidInput)?;
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: `c` is a valid NUL-terminated path; open returns a new fd or -1.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    };
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o600 as libc::c_uint) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -390,10 +358,7 @@ fn check_file(file: &File) -> Result<(), OpenError> {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
-        return Err(OpenError::WrongOwner {
-            owner: meta.uid(),
-            expected: me,
-        });
+        return Err(OpenError::WrongOwner { owner: meta.uid(), expected: me });
     }
     Ok(())
 }
@@ -424,10 +389,7 @@ fn init_region(file: File, config: RingConfig) -> Result<ShmRegion, OpenError> {
 /// Maps a sized file and writes a fresh control block into it.
 fn init_mapped(file: File, config: RingConfig) -> Result<ShmRegion, OpenError> {
     let total = DATA_OFFSET + config.capacity;
-    let map = MmapOptions::new()
-        .len(total)
-        .map_raw(&file)
-        .map_err(|e| io_err("mmap", e))?;
+    let map = MmapOptions::new().len(total).map_raw(&file).map_err(|e| io_err("mmap", e))?;
     let control = Control::new(RingKind::Spsc, config, total as u64, DATA_OFFSET as u64);
     // SAFETY: the mapping is `total` >= DATA_OFFSET bytes, page-aligned, and not yet visible to any other
     // endpoint (a new file, or one whose role locks we hold; openers check the magic, published last).
@@ -436,12 +398,7 @@ fn init_mapped(file: File, config: RingConfig) -> Result<ShmRegion, OpenError> {
         std::ptr::write_bytes(map.as_mut_ptr(), 0, DATA_OFFSET + 8);
         (map.as_mut_ptr() as *mut Control).write(control);
     }
-    let region = ShmRegion {
-        map,
-        file,
-        config,
-        unlink: None,
-    };
+    let region = ShmRegion { map, file, config, unlink: None };
     region.control().publish();
     Ok(region)
 }
@@ -457,17 +414,9 @@ fn map_existing(file: File) -> Result<ShmRegion, OpenError> {
     if size > (DATA_OFFSET as u64) + (1 << 40) {
         return Err(OpenError::BadHeader("file larger than any ring"));
     }
-    let map = MmapOptions::new()
-        .len(size as usize)
-        .map_raw(&file)
-        .map_err(|e| io_err("mmap", e))?;
+    let map = MmapOptions::new().len(size as usize).map_raw(&file).map_err(|e| io_err("mmap", e))?;
     let config = validate_header(map.as_ptr(), size)?;
-    Ok(ShmRegion {
-        map,
-        file,
-        config,
-        unlink: None,
-    })
+    Ok(ShmRegion { map, file, config, unlink: None })
 }
 
 /// Reads every header field exactly once and checks it. `base` maps `size` >= DATA_OFFSET bytes.
@@ -495,10 +444,7 @@ fn validate_header(base: *const u8, size: u64) -> Result<RingConfig, OpenError> 
         return Err(OpenError::BadMagic(magic));
     }
     if version != LAYOUT_VERSION {
-        return Err(OpenError::Version {
-            found: version,
-            expected: LAYOUT_VERSION,
-        });
+        return Err(OpenError::Version { found: version, expected: LAYOUT_VERSION });
     }
     if RingKind::from_u32(kind) != Some(RingKind::Spsc) {
         return Err(OpenError::WrongKind(kind));
@@ -506,10 +452,7 @@ fn validate_header(base: *const u8, size: u64) -> Result<RingConfig, OpenError> 
     if data_offset != DATA_OFFSET as u64 {
         return Err(OpenError::BadHeader("data offset"));
     }
-    let config = RingConfig {
-        capacity: capacity as usize,
-        max_message: max_message as usize,
-    };
+    let config = RingConfig { capacity: capacity as usize, max_message: max_message as usize };
     if capacity > 1 << 40 {
         return Err(OpenError::BadHeader("capacity"));
     }
@@ -518,10 +461,7 @@ fn validate_header(base: *const u8, size: u64) -> Result<RingConfig, OpenError> 
         ConfigError::MaxMessage { .. } => OpenError::BadHeader("max message size"),
     })?;
     if total_len != DATA_OFFSET as u64 + capacity || total_len != size {
-        return Err(OpenError::SizeMismatch {
-            header: total_len,
-            file: size,
-        });
+        return Err(OpenError::SizeMismatch { header: total_len, file: size });
     }
     Ok(config)
 }
@@ -529,11 +469,7 @@ fn validate_header(base: *const u8, size: u64) -> Result<RingConfig, OpenError> 
 /// A new open file description of the same file (through /proc), close-on-exec, for a role lock.
 fn reopen(file: &File) -> Result<OwnedFd, OpenError> {
     let path = format!("/proc/self/fd/{}", file.as_raw_fd());
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| io_err("reopen", e))?;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| io_err("reopen", e))?;
     Ok(f.into())
 }
 

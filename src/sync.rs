@@ -60,22 +60,12 @@ pub(crate) mod futex {
             tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: d.subsec_nanos() as libc::c_long,
         });
-        let ts_ptr = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: `word` is a valid, aligned u32 for the duration of the call (we hold a reference to it);
         // FUTEX_WAIT only reads it. `ts_ptr` is null or points at a live timespec. Every outcome (0,
         // EAGAIN, ETIMEDOUT, EINTR) is fine for the caller, which re-checks its condition in a loop.
         unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAIT,
-                expected,
-                ts_ptr,
-                0usize,
-                0u32,
-            );
+            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32);
         }
     }
 
@@ -83,15 +73,7 @@ pub(crate) mod futex {
     pub(crate) fn wake_all(word: &AtomicU32) {
         // SAFETY: `word` is a valid aligned u32; FUTEX_WAKE does not access user memory beyond its address.
         unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAKE,
-                i32::MAX,
-                0usize,
-                0usize,
-                0u32,
-            );
+            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32);
         }
     }
 }

@@ -47,9 +47,7 @@ pub enum WaitStrategy {
 
 impl Default for WaitStrategy {
     fn default() -> Self {
-        WaitStrategy::Adaptive {
-            spin: Duration::from_micros(50),
-        }
+        WaitStrategy::Adaptive { spin: Duration::from_micros(50) }
     }
 }
 
@@ -65,10 +63,7 @@ pub(crate) struct WaitCell {
 
 impl WaitCell {
     pub(crate) fn new() -> Self {
-        WaitCell {
-            seq: AtomicU32::new(0),
-            sleepers: AtomicU32::new(0),
-        }
+        WaitCell { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
     }
 
     /// Wakes the sleepers, if any, after the caller made the condition true with a Release store.

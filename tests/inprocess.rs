@@ -49,11 +49,7 @@ fn every_wrap_offset_and_size() {
         for i in 0..(3 * 4096 / 8) as u64 {
             let msg = pattern(i, size);
             tx.try_send(&msg).unwrap();
-            assert_eq!(
-                &*rx.try_recv().unwrap(),
-                &msg[..],
-                "size {size} message {i}"
-            );
+            assert_eq!(&*rx.try_recv().unwrap(), &msg[..], "size {size} message {i}");
         }
     }
 }
@@ -70,10 +66,7 @@ fn fills_then_full_then_drains() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert!(
-        sent >= 30,
-        "a 4 KiB ring holds at least 30 records of 112 bytes, got {sent}"
-    );
+    assert!(sent >= 30, "a 4 KiB ring holds at least 30 records of 112 bytes, got {sent}");
     for i in 0..sent {
         assert_eq!(&*rx.try_recv().unwrap(), &pattern(i, 100)[..]);
     }
@@ -89,31 +82,16 @@ fn max_size_and_oversize() {
     let (mut tx, mut rx) = channel(cfg).unwrap();
     let big = pattern(1, 3000);
     tx.try_send(&big).unwrap();
-    assert_eq!(
-        tx.try_send(&pattern(2, 3001)),
-        Err(SendError::TooLarge {
-            len: 3001,
-            max: 3000
-        })
-    );
-    assert!(matches!(
-        tx.try_reserve(1 << 20),
-        Err(SendError::TooLarge { .. })
-    ));
+    assert_eq!(tx.try_send(&pattern(2, 3001)), Err(SendError::TooLarge { len: 3001, max: 3000 }));
+    assert!(matches!(tx.try_reserve(1 << 20), Err(SendError::TooLarge { .. })));
     assert_eq!(&*rx.try_recv().unwrap(), &big[..]);
     assert_eq!(rx.try_recv().unwrap_err(), RecvError::Empty);
 }
 
 #[test]
 fn config_is_validated() {
-    assert!(
-        channel(RingConfig::new(1000, 10)).is_err(),
-        "not a power of two"
-    );
-    assert!(
-        channel(RingConfig::new(4096, 2048)).is_err(),
-        "record larger than half"
-    );
+    assert!(channel(RingConfig::new(1000, 10)).is_err(), "not a power of two");
+    assert!(channel(RingConfig::new(4096, 2048)).is_err(), "record larger than half");
     assert!(channel(RingConfig::new(4096, 2024)).is_ok());
 }
 
@@ -139,10 +117,7 @@ fn recv_into_keeps_message_when_buffer_small() {
     let (mut tx, mut rx) = channel(RingConfig::new(4096, 256)).unwrap();
     tx.send(b"twelve bytes").unwrap();
     let mut small = [0u8; 4];
-    assert_eq!(
-        rx.try_recv_into(&mut small),
-        Err(RecvError::BufferTooSmall { needed: 12 })
-    );
+    assert_eq!(rx.try_recv_into(&mut small), Err(RecvError::BufferTooSmall { needed: 12 }));
     let mut buf = [0u8; 64];
     assert_eq!(rx.recv_into(&mut buf), Ok(12));
     assert_eq!(&buf[..12], b"twelve bytes");
@@ -189,15 +164,9 @@ fn blocked_consumer_wakes_on_producer_close() {
 #[test]
 fn timeouts() {
     let (mut tx, mut rx) = channel(RingConfig::new(4096, 100)).unwrap();
-    assert_eq!(
-        rx.recv_timeout(Duration::from_millis(5)).unwrap_err(),
-        RecvError::Timeout
-    );
+    assert_eq!(rx.recv_timeout(Duration::from_millis(5)).unwrap_err(), RecvError::Timeout);
     while tx.try_send(&[0; 100]).is_ok() {}
-    assert_eq!(
-        tx.send_timeout(&[0; 100], Duration::from_millis(5)),
-        Err(SendError::Timeout)
-    );
+    assert_eq!(tx.send_timeout(&[0; 100], Duration::from_millis(5)), Err(SendError::Timeout));
 }
 
 fn ping_pong(strategy: WaitStrategy) {
@@ -236,7 +205,5 @@ fn ping_pong_spin_yield() {
 #[test]
 fn ping_pong_adaptive_sleeps_and_wakes() {
     // A zero spin budget makes every wait go through the futex path.
-    ping_pong(WaitStrategy::Adaptive {
-        spin: Duration::ZERO,
-    });
+    ping_pong(WaitStrategy::Adaptive { spin: Duration::ZERO });
 }

@@ -33,22 +33,15 @@ mod imp {
         /// Allocates and initialises a ring of `config` (already validated).
         pub(crate) fn new(kind: RingKind, config: RingConfig) -> Self {
             let total = DATA_OFFSET + config.capacity;
-            let layout =
-                Layout::from_size_align(total, 4096).expect("validated config fits a Layout");
+            let layout = Layout::from_size_align(total, 4096).expect("validated config fits a Layout");
             // SAFETY: the layout has a non-zero size.
             let base = unsafe { alloc_zeroed(layout) };
-            let Some(base) = NonNull::new(base) else {
-                std::alloc::handle_alloc_error(layout)
-            };
+            let Some(base) = NonNull::new(base) else { std::alloc::handle_alloc_error(layout) };
             let control = Control::new(kind, config, total as u64, DATA_OFFSET as u64);
             // SAFETY: `base` is valid for `total` >= DATA_OFFSET >= size_of::<Control>() bytes and 4096-aligned,
             // more than Control's 128-byte alignment; nothing else references it yet.
             unsafe { base.as_ptr().cast::<Control>().write(control) };
-            let s = HeapStorage {
-                base,
-                layout,
-                config,
-            };
+            let s = HeapStorage { base, layout, config };
             s.control().publish();
             s
         }
@@ -115,12 +108,7 @@ mod imp {
             let cap = config.capacity;
             let s = HeapStorage {
                 config,
-                control: Box::new(Control::new(
-                    kind,
-                    config,
-                    (DATA_OFFSET + cap) as u64,
-                    DATA_OFFSET as u64,
-                )),
+                control: Box::new(Control::new(kind, config, (DATA_OFFSET + cap) as u64, DATA_OFFSET as u64)),
                 bytes: (0..cap).map(|_| std::cell::UnsafeCell::new(0)).collect(),
                 words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
                 cells: (0..cap / 8).map(|_| UnsafeCell::new(())).collect(),

@@ -144,10 +144,7 @@ pub struct RingConfig {
 impl Default for RingConfig {
     /// 1 MiB of data, messages up to 64 KiB.
     fn default() -> Self {
-        RingConfig {
-            capacity: 1 << 20,
-            max_message: 64 << 10,
-        }
+        RingConfig { capacity: 1 << 20, max_message: 64 << 10 }
     }
 }
 
@@ -170,10 +167,7 @@ pub enum ConfigError {
 impl RingConfig {
     /// A configuration with the given sizes (validated when the ring is created).
     pub const fn new(capacity: usize, max_message: usize) -> Self {
-        RingConfig {
-            capacity,
-            max_message,
-        }
+        RingConfig { capacity, max_message }
     }
 
     /// Checks the sizes.
@@ -182,13 +176,8 @@ impl RingConfig {
         if !c.is_power_of_two() || c < 4096 || c > 1 << 40 {
             return Err(ConfigError::Capacity(c));
         }
-        if self.max_message > u32::MAX as usize - 16
-            || crate::frame::record_len(self.max_message) + 8 > c / 2
-        {
-            return Err(ConfigError::MaxMessage {
-                max_message: self.max_message,
-                capacity: c,
-            });
+        if self.max_message > u32::MAX as usize - 16 || crate::frame::record_len(self.max_message) + 8 > c / 2 {
+            return Err(ConfigError::MaxMessage { max_message: self.max_message, capacity: c });
         }
         Ok(())
     }
@@ -246,12 +235,7 @@ pub struct RoleToken(#[allow(dead_code)] pub(crate) Option<std::os::fd::OwnedFd>
 impl Control {
     /// A fresh control block for a ring of `config`, with `magic` still zero: the creator publishes
     /// [`MAGIC`] with a Release store once the block is in place (see `publish`).
-    pub(crate) fn new(
-        kind: RingKind,
-        config: RingConfig,
-        total_len: u64,
-        data_offset: u64,
-    ) -> Self {
+    pub(crate) fn new(kind: RingKind, config: RingConfig, total_len: u64, data_offset: u64) -> Self {
         Control {
             header: CachePadded::new(Header {
                 magic: AtomicU64::new(0),
@@ -281,9 +265,7 @@ impl Control {
     pub(crate) fn publish(&self) {
         // SYNC POINT: Release; an opener's Acquire load of `magic` (region::validate) then sees every
         // field written by `new`.
-        self.header
-            .magic
-            .store(MAGIC, crate::sync::Ordering::Release);
+        self.header.magic.store(MAGIC, crate::sync::Ordering::Release);
     }
 
     pub(crate) fn state(&self, role: Role) -> &AtomicU32 {

@@ -112,11 +112,7 @@ pub enum RecvError {
 }
 
 fn params(wait: WaitStrategy, liveness: Duration, deadline: Option<Instant>) -> WaitParams {
-    WaitParams {
-        strategy: wait,
-        deadline,
-        liveness,
-    }
+    WaitParams { strategy: wait, deadline, liveness }
 }
 
 /// The writing end of an SPSC ring.
@@ -188,10 +184,7 @@ unsafe impl<S: Storage> Send for Consumer<S> {}
 pub fn channel(
     config: super::RingConfig,
 ) -> Result<
-    (
-        Producer<std::sync::Arc<super::heap::HeapStorage>>,
-        Consumer<std::sync::Arc<super::heap::HeapStorage>>,
-    ),
+    (Producer<std::sync::Arc<super::heap::HeapStorage>>, Consumer<std::sync::Arc<super::heap::HeapStorage>>),
     super::ConfigError,
 > {
     config.validate()?;
@@ -230,15 +223,11 @@ impl<S: Storage> Producer<S> {
             if word == 0 {
                 break;
             }
-            let hdr =
-                FrameHeader::from_word(word).map_err(|_| corrupt(tail, "bad record header"))?;
+            let hdr = FrameHeader::from_word(word).map_err(|_| corrupt(tail, "bad record header"))?;
             let to_end = capacity - off as u64;
             let rec = match hdr.kind {
                 Kind::Pad if hdr.len as u64 + HEADER_LEN as u64 == to_end => to_end,
-                Kind::Data
-                    if hdr.len as usize <= cfg.max_message
-                        && record_len(hdr.len as usize) as u64 <= to_end =>
-                {
+                Kind::Data if hdr.len as usize <= cfg.max_message && record_len(hdr.len as usize) as u64 <= to_end => {
                     record_len(hdr.len as usize) as u64
                 }
                 _ => return Err(corrupt(tail, "bad record header")),
@@ -249,13 +238,9 @@ impl<S: Storage> Producer<S> {
             }
         }
         control.tail.store(tail, Ordering::Relaxed);
-        control
-            .pid(Role::Producer)
-            .store(std::process::id(), Ordering::Relaxed);
+        control.pid(Role::Producer).store(std::process::id(), Ordering::Relaxed);
         // Release: a consumer that sees ATTACHED also sees the pid.
-        control
-            .state(Role::Producer)
-            .store(endpoint::ATTACHED, Ordering::Release);
+        control.state(Role::Producer).store(endpoint::ATTACHED, Ordering::Release);
         Ok(Producer {
             st: ProducerState {
                 data: storage.data(),
@@ -292,11 +277,7 @@ impl<S: Storage> Producer<S> {
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
         let off = self.st.try_reserve_at(&self.storage, len)?;
-        Ok(WriteGuard {
-            off,
-            len,
-            producer: self,
-        })
+        Ok(WriteGuard { off, len, producer: self })
     }
 
     /// Reserves room for a `len`-byte message, waiting for space as long as it takes.
@@ -305,20 +286,12 @@ impl<S: Storage> Producer<S> {
     }
 
     /// Reserves room for a `len`-byte message, waiting for space at most `timeout`.
-    pub fn reserve_timeout(
-        &mut self,
-        len: usize,
-        timeout: Duration,
-    ) -> Result<WriteGuard<'_, S>, SendError> {
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGuard<'_, S>, SendError> {
         self.reserve_deadline_opt(len, Instant::now().checked_add(timeout))
     }
 
     /// Reserves room for a `len`-byte message, waiting for space until `deadline`.
-    pub fn reserve_deadline(
-        &mut self,
-        len: usize,
-        deadline: Instant,
-    ) -> Result<WriteGuard<'_, S>, SendError> {
+    pub fn reserve_deadline(&mut self, len: usize, deadline: Instant) -> Result<WriteGuard<'_, S>, SendError> {
         self.reserve_deadline_opt(len, Some(deadline))
     }
 
@@ -352,22 +325,14 @@ impl<S: Storage> Producer<S> {
     pub fn close(self) {}
 
     #[inline]
-    fn send_deadline_opt(
-        &mut self,
-        msg: &[u8],
-        deadline: Option<Instant>,
-    ) -> Result<(), SendError> {
+    fn send_deadline_opt(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), SendError> {
         let mut slot = self.reserve_deadline_opt(msg.len(), deadline)?;
         slot.copy_from_slice(msg);
         slot.commit();
         Ok(())
     }
 
-    fn reserve_deadline_opt(
-        &mut self,
-        len: usize,
-        deadline: Option<Instant>,
-    ) -> Result<WriteGuard<'_, S>, SendError> {
+    fn reserve_deadline_opt(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGuard<'_, S>, SendError> {
         let off = match self.st.try_reserve_at(&self.storage, len) {
             Ok(off) => off,
             Err(SendError::Full) => wait_for(
@@ -382,11 +347,7 @@ impl<S: Storage> Producer<S> {
             )?,
             Err(e) => return Err(e),
         };
-        Ok(WriteGuard {
-            off,
-            len,
-            producer: self,
-        })
+        Ok(WriteGuard { off, len, producer: self })
     }
 }
 
@@ -395,10 +356,7 @@ impl ProducerState {
     #[inline]
     fn try_reserve_at<S: Storage>(&mut self, storage: &S, len: usize) -> Result<usize, SendError> {
         if len > self.max_message {
-            return Err(SendError::TooLarge {
-                len,
-                max: self.max_message,
-            });
+            return Err(SendError::TooLarge { len, max: self.max_message });
         }
         let control = storage.control();
         // Relaxed: a hint that lets a send fail early once the consumer has closed; nothing is read on its
@@ -417,10 +375,7 @@ impl ProducerState {
             // consumer is done reading everything before it, so we may overwrite it.
             let head = control.head.load(Ordering::Acquire);
             if head % 8 != 0 || head < self.cached_head || head > self.tail {
-                return Err(SendError::Corrupt(Corruption {
-                    at: head,
-                    what: "consumer head out of range",
-                }));
+                return Err(SendError::Corrupt(Corruption { at: head, what: "consumer head out of range" }));
             }
             self.cached_head = head;
             if self.tail + need - head > self.capacity {
@@ -431,15 +386,10 @@ impl ProducerState {
         if pad != 0 {
             // Terminator for the pad: offset 0 reads "nothing yet" until our record there commits.
             storage.word(0).store(0, Ordering::Relaxed);
-            let pad_hdr = FrameHeader {
-                len: (pad - HEADER_LEN as u64) as u32,
-                kind: Kind::Pad,
-            };
+            let pad_hdr = FrameHeader { len: (pad - HEADER_LEN as u64) as u32, kind: Kind::Pad };
             // SYNC POINT: Release publishes the zeroed slot at offset 0 before the pad that leads there;
             // pairs with the consumer's Acquire load of this header in `poll`.
-            storage
-                .word(off)
-                .store(pad_hdr.to_word(), Ordering::Release);
+            storage.word(off).store(pad_hdr.to_word(), Ordering::Release);
             self.tail += pad;
             off = 0;
         }
@@ -456,15 +406,10 @@ impl ProducerState {
         let rec = record_len(len);
         if rec != record_len(reserved) {
             // The record shrank: move the terminator to its new end (still inside the reserved space).
-            storage
-                .word((off + rec) & self.mask)
-                .store(0, Ordering::Relaxed);
+            storage.word((off + rec) & self.mask).store(0, Ordering::Relaxed);
         }
         storage.note_write(off + HEADER_LEN, len);
-        let hdr = FrameHeader {
-            len: len as u32,
-            kind: Kind::Data,
-        };
+        let hdr = FrameHeader { len: len as u32, kind: Kind::Data };
         // SYNC POINT: Release publishes the payload and the terminator after it; pairs with the consumer's
         // Acquire load of this header word in `poll`.
         storage.word(off).store(hdr.to_word(), Ordering::Release);
@@ -480,9 +425,7 @@ impl<S: Storage> Drop for Producer<S> {
         let control = self.storage.control();
         // SYNC POINT: Release orders every commit before CLOSED; pairs with the consumer's Acquire load of
         // the state before its last poll, so "closed and empty" really means drained.
-        control
-            .state(Role::Producer)
-            .store(endpoint::CLOSED, Ordering::Release);
+        control.state(Role::Producer).store(endpoint::CLOSED, Ordering::Release);
         control.data_ready.wake();
     }
 }
@@ -509,14 +452,8 @@ impl<S: Storage> WriteGuard<'_, S> {
     /// If `len` exceeds the reserved length.
     #[inline]
     pub fn commit_len(self, len: usize) {
-        assert!(
-            len <= self.len,
-            "commit_len({len}) exceeds the reserved {} bytes",
-            self.len
-        );
-        self.producer
-            .st
-            .commit_at(&self.producer.storage, self.off, self.len, len);
+        assert!(len <= self.len, "commit_len({len}) exceeds the reserved {} bytes", self.len);
+        self.producer.st.commit_at(&self.producer.storage, self.off, self.len, len);
     }
 }
 
@@ -526,9 +463,7 @@ impl<S: Storage> std::ops::Deref for WriteGuard<'_, S> {
     fn deref(&self) -> &[u8] {
         // SAFETY: try_reserve_at checked that [off + 8, off + 8 + len) lies inside the data area (a record
         // never crosses its end) and in free space, which only this producer touches until commit.
-        unsafe {
-            std::slice::from_raw_parts(self.producer.st.data.add(self.off + HEADER_LEN), self.len)
-        }
+        unsafe { std::slice::from_raw_parts(self.producer.st.data.add(self.off + HEADER_LEN), self.len) }
     }
 }
 
@@ -536,33 +471,16 @@ impl<S: Storage> std::ops::DerefMut for WriteGuard<'_, S> {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only live view.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.producer.st.data.add(self.off + HEADER_LEN),
-                self.len,
-            )
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.producer.st.data.add(self.off + HEADER_LEN), self.len) }
     }
 }
 
 fn consumer_gone<S: Storage>(storage: &S) -> Option<SendError> {
-    peer_gone(storage, Role::Consumer).map(|clean| {
-        if clean {
-            SendError::Disconnected
-        } else {
-            SendError::PeerDied
-        }
-    })
+    peer_gone(storage, Role::Consumer).map(|clean| if clean { SendError::Disconnected } else { SendError::PeerDied })
 }
 
 fn producer_gone<S: Storage>(storage: &S) -> Option<RecvError> {
-    peer_gone(storage, Role::Producer).map(|clean| {
-        if clean {
-            RecvError::Closed
-        } else {
-            RecvError::PeerDied
-        }
-    })
+    peer_gone(storage, Role::Producer).map(|clean| if clean { RecvError::Closed } else { RecvError::PeerDied })
 }
 
 /// `Some(true)` if `role` closed, `Some(false)` if it died, `None` if it is alive or not yet attached.
@@ -592,18 +510,11 @@ impl<S: Storage> Consumer<S> {
         // Relaxed: we are the only writer of head; this just reads back the last published value.
         let head = control.head.load(Ordering::Relaxed);
         if head % 8 != 0 {
-            return Err(OpenError::Corrupt(Corruption {
-                at: head,
-                what: "misaligned head",
-            }));
+            return Err(OpenError::Corrupt(Corruption { at: head, what: "misaligned head" }));
         }
-        control
-            .pid(Role::Consumer)
-            .store(std::process::id(), Ordering::Relaxed);
+        control.pid(Role::Consumer).store(std::process::id(), Ordering::Relaxed);
         // Release: a producer that sees ATTACHED also sees the pid.
-        control
-            .state(Role::Consumer)
-            .store(endpoint::ATTACHED, Ordering::Release);
+        control.state(Role::Consumer).store(endpoint::ATTACHED, Ordering::Release);
         Ok(Consumer {
             st: ConsumerState {
                 data: storage.data(),
@@ -699,11 +610,7 @@ impl<S: Storage> Consumer<S> {
     #[inline]
     fn guard(&mut self, off: usize, len: usize) -> ReadGuard<'_, S> {
         self.storage.note_read(off + HEADER_LEN, len);
-        ReadGuard {
-            consumer: self,
-            off,
-            len,
-        }
+        ReadGuard { consumer: self, off, len }
     }
 
     #[inline]
@@ -755,9 +662,7 @@ impl ConsumerState {
             };
             let rec = match hdr.kind {
                 Kind::Pad if hdr.len as u64 + HEADER_LEN as u64 == to_end => to_end,
-                Kind::Pad => {
-                    return Err(self.poison("padding record does not end at the end of the ring"))
-                }
+                Kind::Pad => return Err(self.poison("padding record does not end at the end of the ring")),
                 Kind::Data if hdr.len as usize > self.max_message => {
                     return Err(self.poison("message length exceeds the ring maximum"))
                 }
@@ -780,10 +685,7 @@ impl ConsumerState {
 
     #[cold]
     fn poison(&mut self, what: &'static str) -> RecvError {
-        let c = Corruption {
-            at: self.head,
-            what,
-        };
+        let c = Corruption { at: self.head, what };
         self.poisoned = Some(c);
         RecvError::Corrupt(c)
     }
@@ -808,10 +710,7 @@ impl ConsumerState {
 
 /// One non-blocking receive attempt: `(header offset, payload length)` of the next message.
 #[inline]
-fn try_recv_at<S: Storage>(
-    storage: &S,
-    st: &mut ConsumerState,
-) -> Result<(usize, usize), RecvError> {
+fn try_recv_at<S: Storage>(storage: &S, st: &mut ConsumerState) -> Result<(usize, usize), RecvError> {
     match st.poll(storage)? {
         Some(r) => Ok(r),
         None => match producer_closed_flag(storage) {
@@ -827,11 +726,7 @@ fn try_recv_at<S: Storage>(
 fn producer_closed_flag<S: Storage>(storage: &S) -> bool {
     // Acquire: pairs with the Release store of CLOSED in Producer::drop, so a poll after this sees every
     // commit the producer made.
-    storage
-        .control()
-        .state(Role::Producer)
-        .load(Ordering::Acquire)
-        == endpoint::CLOSED
+    storage.control().state(Role::Producer).load(Ordering::Acquire) == endpoint::CLOSED
 }
 
 impl<S: Storage> Drop for Consumer<S> {
@@ -841,9 +736,7 @@ impl<S: Storage> Drop for Consumer<S> {
         }
         let control = self.storage.control();
         // Release: orders our last head publication before CLOSED.
-        control
-            .state(Role::Consumer)
-            .store(endpoint::CLOSED, Ordering::Release);
+        control.state(Role::Consumer).store(endpoint::CLOSED, Ordering::Release);
         control.space_ready.wake();
     }
 }
@@ -862,9 +755,7 @@ impl<S: Storage> std::ops::Deref for ReadGuard<'_, S> {
         // SAFETY: poll checked that the record [off, off + record_len(len)) lies inside the data area and
         // is committed; the producer does not write it again until we publish a head past it, which only
         // happens after this guard is dropped.
-        unsafe {
-            std::slice::from_raw_parts(self.consumer.st.data.add(self.off + HEADER_LEN), self.len)
-        }
+        unsafe { std::slice::from_raw_parts(self.consumer.st.data.add(self.off + HEADER_LEN), self.len) }
     }
 }
 
