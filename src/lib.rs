@@ -8,7 +8,7 @@
 //! 3. [`shm`] (memory regions: named `/dev/shm` files, sealed memfds, role locks) and [`wait`]
 //!    (spin / yield / futex strategies and the sleep-wake protocol).
 //! 4. [`frame`]: the frame header shared by the ring and every transport.
-//! 5. The `ringwire` binary: `ringwire bench`.
+//! 5. The `ringwire` binary (`src/main.rs`, `src/cli/`): `ringwire bench`.
 //!
 //! # In one process (threads)
 //!
@@ -34,7 +34,7 @@ pub mod shm;
 pub mod wait;
 
 #[doc(hidden)]
-pub mod bench;
+pub mod testkit;
 
 pub use ring::spsc;
 pub use ring::{ConfigError, RingConfig, RingKind, Role};

@@ -218,19 +218,7 @@ impl ShmRing {
     /// process and is made inheritable only in the child, whose environment variable `var` gets its
     /// number. The child calls [`ShmRing::from_env`]`(var)`.
     pub fn share_with(&self, cmd: &mut std::process::Command, var: &str) {
-        let fd = self.0.file.as_raw_fd();
-        cmd.env(var, fd.to_string());
-        // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which is
-        // async-signal-safe; it touches no memory of the parent but the captured integer.
-        unsafe {
-            cmd.pre_exec(move || {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        pass_fd(cmd, self.0.file.as_raw_fd(), var)
     }
 
     /// Attaches as the producer. Fails with [`OpenError::RoleTaken`] while another producer lives.
@@ -304,6 +292,24 @@ fn role_byte(role: Role) -> i64 {
     match role {
         Role::Producer => 0,
         Role::Consumer => 1,
+    }
+}
+
+/// Makes `fd` (close-on-exec here) inheritable by the child that `cmd` starts, and names it in the
+/// child's environment variable `var`. Used by [`ShmRing::share_with`] and the bench's bare probes.
+#[doc(hidden)]
+pub fn pass_fd(cmd: &mut std::process::Command, fd: RawFd, var: &str) {
+    cmd.env(var, fd.to_string());
+    // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which is
+    // async-signal-safe; it touches no memory of the parent but the captured integer.
+    unsafe {
+        cmd.pre_exec(move || {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -389,7 +395,7 @@ fn init_region(file: File, config: RingConfig) -> Result<ShmRegion, OpenError> {
 /// Maps a sized file and writes a fresh control block into it.
 fn init_mapped(file: File, config: RingConfig) -> Result<ShmRegion, OpenError> {
     let total = DATA_OFFSET + config.capacity;
-    let map = MmapOptions::new().len(total).map_raw(&file).map_err(|e| io_err("mmap", e))?;
+    let map = MmapOptions::new().len(total).populate().map_raw(&file).map_err(|e| io_err("mmap", e))?;
     let control = Control::new(RingKind::Spsc, config, total as u64, DATA_OFFSET as u64);
     // SAFETY: the mapping is `total` >= DATA_OFFSET bytes, page-aligned, and not yet visible to any other
     // endpoint (a new file, or one whose role locks we hold; openers check the magic, published last).
@@ -414,7 +420,7 @@ fn map_existing(file: File) -> Result<ShmRegion, OpenError> {
     if size > (DATA_OFFSET as u64) + (1 << 40) {
         return Err(OpenError::BadHeader("file larger than any ring"));
     }
-    let map = MmapOptions::new().len(size as usize).map_raw(&file).map_err(|e| io_err("mmap", e))?;
+    let map = MmapOptions::new().len(size as usize).populate().map_raw(&file).map_err(|e| io_err("mmap", e))?;
     let config = validate_header(map.as_ptr(), size)?;
     Ok(ShmRegion { map, file, config, unlink: None })
 }

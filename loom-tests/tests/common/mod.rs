@@ -1,0 +1,83 @@
+//! Shared helpers for the loom models. Every model drives the production ring through its public API
+//! (`ringwire::spsc::channel`); built with `--cfg ringwire_loom`, its atomics, futex and heap storage are
+//! loom's (see `src/sync.rs` and `src/ring/heap.rs`).
+#![allow(dead_code)]
+
+use ringwire::ring::heap::HeapStorage;
+use ringwire::spsc::{Consumer, Producer};
+use ringwire::{RingConfig, WaitStrategy};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type Tx = Producer<Arc<HeapStorage>>;
+pub type Rx = Consumer<Arc<HeapStorage>>;
+
+/// The smallest ring loom accepts, with the largest message it allows: a record is at most ~half the
+/// ring, so three big messages force a pad + wrap and two fill it.
+pub const CAPACITY: usize = 4096;
+pub const MAX_MESSAGE: usize = 2024;
+
+/// Adaptive with no spin: under loom (no clock) every blocking call goes straight to the futex sleep
+/// path, which is the protocol under test.
+pub const ZERO_SPIN: WaitStrategy = WaitStrategy::Adaptive { spin: Duration::ZERO };
+
+/// A fresh heap ring of `CAPACITY` bytes with both ends set to [`ZERO_SPIN`].
+pub fn channel() -> (Tx, Rx) {
+    let (mut tx, mut rx) = ringwire::spsc::channel(RingConfig::new(CAPACITY, MAX_MESSAGE)).expect("valid config");
+    tx.set_wait_strategy(ZERO_SPIN);
+    rx.set_wait_strategy(ZERO_SPIN);
+    (tx, rx)
+}
+
+/// Ring bytes taken by a message of `len` payload bytes (8-byte header, padded to 8).
+pub const fn record_len(len: usize) -> usize {
+    (8 + len + 7) & !7
+}
+
+/// The content of message number `id` (`len` bytes): distinct for every id and position, so a message
+/// read from the wrong place, too early, or half-overwritten fails the comparison.
+pub fn payload(id: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (j as u8).wrapping_mul(7).wrapping_add(id.wrapping_mul(61)) ^ ((j >> 8) as u8) ^ 0xa5).collect()
+}
+
+/// Asserts that `got` is exactly message `id` of length `len`.
+#[track_caller]
+pub fn check(got: &[u8], id: u8, len: usize) {
+    assert_eq!(got.len(), len, "message {id}: wrong length");
+    let want = payload(id, len);
+    if let Some(i) = (0..len).find(|&i| got[i] != want[i]) {
+        panic!("message {id}: byte {i} is {:#04x}, expected {:#04x}", got[i], want[i]);
+    }
+}
+
+/// Sends with `try_send`, yielding to loom's scheduler while the ring is full.
+pub fn try_send_spin(tx: &mut Tx, msg: &[u8]) {
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => return,
+            Err(ringwire::SendError::Full) => loom::thread::yield_now(),
+            Err(e) => panic!("try_send: {e}"),
+        }
+    }
+}
+
+/// `loom::model(f)`, counting the executions explored; `./run.sh -- --nocapture` shows the counts.
+pub fn model<F>(name: &str, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let start = std::time::Instant::now();
+    loom::model(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    eprintln!(
+        "{name}: {} executions in {:.1?} (LOOM_MAX_PREEMPTIONS={})",
+        runs.load(Ordering::Relaxed),
+        start.elapsed(),
+        std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "unset".into())
+    );
+}

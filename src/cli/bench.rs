@@ -1,0 +1,361 @@
+//! `ringwire bench`: every transport measured side by side, each row next to a bare-hardware probe.
+//!
+//! The machines this runs on are often VMs whose vCPUs the host moves between placements, and the cost
+//! of moving a cache line between the two cores can change about 5x from one second to the next. So a
+//! `limit` probe (see `probe.rs`) is taken right before and right after every row, and each row is
+//! reported with its ratio to the mean of those two probes as well as in absolute numbers.
+
+use super::peer::{parse_wait, RING_A_VAR, RING_B_VAR};
+use super::probe::{self, SharedMem};
+use super::report::{self, Machine, ProbeSample, Row, Throughput};
+use super::{available_cpus, base_payload, pin_to, stamp, verify, CliResult};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use ringwire::{RingConfig, ShmRing};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Every transport this build knows, in table order.
+pub const TRANSPORTS: &[&str] = &["limit", "shm-spsc", "crossbeam"];
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Print the results as JSON (schema in README.md) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, crossbeam.
+    #[arg(long, value_delimiter = ',')]
+    transports: Option<Vec<String>>,
+    /// Comma-separated message sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![64usize, 4096])]
+    sizes: Vec<usize>,
+    /// A smoke run: about 20x fewer messages. Numbers are noisy; the tool is exercised end to end.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// How many messages each measurement moves.
+#[derive(Clone, Copy, Debug)]
+struct Counts {
+    rtt_warmup: u64,
+    rtt_samples: u64,
+    probe_samples: u64,
+    stream_small: u64,
+    stream_large: u64,
+}
+
+impl Counts {
+    fn new(quick: bool) -> Self {
+        let full = Counts {
+            rtt_warmup: 20_000,
+            rtt_samples: 200_000,
+            probe_samples: 50_000,
+            stream_small: 4_000_000,
+            stream_large: 400_000,
+        };
+        if quick {
+            Counts {
+                rtt_warmup: 1_000,
+                rtt_samples: 10_000,
+                probe_samples: 5_000,
+                stream_small: 100_000,
+                stream_large: 10_000,
+            }
+        } else {
+            full
+        }
+    }
+    fn stream(&self, size: usize) -> u64 {
+        if size <= 512 {
+            self.stream_small
+        } else {
+            self.stream_large
+        }
+    }
+}
+
+/// One row to run.
+#[derive(Clone, Debug)]
+struct Plan {
+    transport: &'static str,
+    wait: &'static str,
+    size: usize,
+}
+
+/// A row's measurement.
+struct Measured {
+    rtt: Histogram<u64>,
+    throughput: Throughput,
+}
+
+pub fn run(args: BenchArgs) -> CliResult {
+    let selected: Vec<&'static str> = match &args.transports {
+        None => TRANSPORTS.to_vec(),
+        Some(names) => {
+            let mut v = Vec::new();
+            for n in names {
+                let t = TRANSPORTS
+                    .iter()
+                    .find(|t| **t == n.as_str())
+                    .ok_or_else(|| format!("unknown transport {n:?}; known: {}", TRANSPORTS.join(", ")))?;
+                v.push(*t);
+            }
+            v
+        }
+    };
+    if args.sizes.is_empty() || args.sizes.iter().any(|&s| s == 0 || s > RING_MAX_MESSAGE) {
+        return Err(format!("sizes must be between 1 and {RING_MAX_MESSAGE} bytes").into());
+    }
+    let counts = Counts::new(args.quick);
+    let mut plans = Vec::new();
+    for &size in &args.sizes {
+        for &t in &selected {
+            let waits: &[&'static str] = match t {
+                "limit" => &["spin"],
+                "shm-spsc" => &["spin", "adaptive"],
+                _ => &["block"],
+            };
+            for &wait in waits {
+                plans.push(Plan { transport: t, wait, size });
+            }
+        }
+    }
+
+    let pinned = available_cpus() >= 2 && pin_to(0);
+    let machine = Machine::detect(pinned);
+    let bar = ProgressBar::new((plans.len() * 2 + args.sizes.len()) as u64);
+    bar.set_style(ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}").expect("valid template"));
+
+    let mut rows = Vec::new();
+    let mut last_size = None;
+    let mut before = ProbeSample::default();
+    for plan in &plans {
+        if last_size != Some(plan.size) {
+            bar.set_message(format!("limit probe, {} B", plan.size));
+            before = run_probe(plan.size, &counts)?;
+            bar.inc(1);
+            last_size = Some(plan.size);
+        }
+        bar.set_message(format!("{} ({}), {} B", plan.transport, plan.wait, plan.size));
+        let m = measure(plan, &counts)?;
+        bar.inc(1);
+        bar.set_message(format!("limit probe, {} B", plan.size));
+        let after = run_probe(plan.size, &counts)?;
+        bar.inc(1);
+        rows.push(Row::new(plan.transport, plan.wait, plan.size, &m.rtt, m.throughput, before, after));
+        before = after;
+    }
+    bar.finish_and_clear();
+    report::fill_spsc_ratios(&mut rows);
+    if args.json {
+        println!("{}", report::json(&machine, &rows)?);
+    } else {
+        print!("{}", report::table(&machine, &rows, args.quick));
+    }
+    Ok(())
+}
+
+/// The ring rows use the default geometry: 1 MiB of data, messages up to 64 KiB.
+const RING_MAX_MESSAGE: usize = 64 << 10;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn peer_command(mode: &str, size: usize, count: u64, wait: &str) -> CliResult<Command> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["__peer", mode, "--size", &size.to_string(), "--count", &count.to_string(), "--wait", wait]);
+    if available_cpus() >= 2 {
+        cmd.args(["--cpu", "1"]);
+    }
+    cmd.stdin(Stdio::null());
+    Ok(cmd)
+}
+
+/// Waits for a peer and turns a failed exit into an error.
+fn reap(mut child: Child) -> CliResult {
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(format!("benchmark peer failed: {status}").into());
+    }
+    Ok(())
+}
+
+/// Bare-hardware latency (p50 of a ping-pong) and throughput (fixed-slot ring) for `size`.
+fn run_probe(size: usize, counts: &Counts) -> CliResult<ProbeSample> {
+    let mut h = histogram();
+    let mem = SharedMem::create()?;
+    let mut cmd = peer_command("limit-echo", size, 0, "spin")?;
+    mem.pass_to(&mut cmd);
+    let mut child = cmd.spawn()?;
+    probe::latency(&mem, &mut child, counts.probe_samples / 10, counts.probe_samples, |ns| {
+        h.saturating_record(ns);
+    })?;
+    reap(child)?;
+    let tput = probe_stream(size, counts.stream(size))?;
+    Ok(ProbeSample { rtt_p50: h.value_at_quantile(0.5) as f64, msgs_per_sec: tput.msgs_per_sec })
+}
+
+fn probe_stream(size: usize, count: u64) -> CliResult<Throughput> {
+    let mem = SharedMem::create()?;
+    let mut cmd = peer_command("limit-sink", size, count, "spin")?;
+    mem.pass_to(&mut cmd);
+    let mut child = cmd.spawn()?;
+    let elapsed = probe::stream(&mem, &mut child, &base_payload(size), count)?;
+    reap(child)?;
+    Ok(Throughput::new(count, size, elapsed))
+}
+
+fn measure(plan: &Plan, counts: &Counts) -> CliResult<Measured> {
+    match plan.transport {
+        "limit" => {
+            let mut rtt = histogram();
+            let mem = SharedMem::create()?;
+            let mut cmd = peer_command("limit-echo", plan.size, 0, "spin")?;
+            mem.pass_to(&mut cmd);
+            let mut child = cmd.spawn()?;
+            probe::latency(&mem, &mut child, counts.rtt_warmup, counts.rtt_samples, |ns| {
+                rtt.saturating_record(ns);
+            })?;
+            reap(child)?;
+            let throughput = probe_stream(plan.size, counts.stream(plan.size))?;
+            Ok(Measured { rtt, throughput })
+        }
+        "shm-spsc" => {
+            Ok(Measured { rtt: shm_rtt(plan, counts)?, throughput: shm_stream(plan, counts.stream(plan.size))? })
+        }
+        "crossbeam" => Ok(Measured {
+            rtt: crossbeam_rtt(plan.size, counts)?,
+            throughput: crossbeam_stream(plan.size, counts.stream(plan.size))?,
+        }),
+        other => Err(format!("no measurement for {other}").into()),
+    }
+}
+
+/// Two anonymous rings (A: to the peer, B: back) shared with a freshly spawned peer.
+fn shm_pair(
+    mode: &str,
+    plan: &Plan,
+    count: u64,
+) -> CliResult<(ringwire::shm::ShmProducer, ringwire::shm::ShmConsumer, Child)> {
+    let a = ShmRing::anonymous(RingConfig::default())?;
+    let b = ShmRing::anonymous(RingConfig::default())?;
+    let mut cmd = peer_command(mode, plan.size, count, plan.wait)?;
+    a.share_with(&mut cmd, RING_A_VAR);
+    b.share_with(&mut cmd, RING_B_VAR);
+    let child = cmd.spawn()?;
+    let wait = parse_wait(plan.wait)?;
+    let mut tx = a.producer()?;
+    let mut rx = b.consumer()?;
+    tx.set_wait_strategy(wait);
+    rx.set_wait_strategy(wait);
+    // The peer says "ready" once attached; a peer that dies first gives PeerDied, not a hang.
+    let hello = rx.recv_timeout(Duration::from_secs(30))?;
+    if &*hello != b"ready" {
+        return Err("benchmark peer sent a bad greeting".into());
+    }
+    drop(hello);
+    Ok((tx, rx, child))
+}
+
+fn shm_rtt(plan: &Plan, counts: &Counts) -> CliResult<Histogram<u64>> {
+    let (mut tx, mut rx, child) = shm_pair("ring-echo", plan, 0)?;
+    let base = base_payload(plan.size);
+    let mut h = histogram();
+    for i in 0..counts.rtt_warmup + counts.rtt_samples {
+        let t0 = Instant::now();
+        let mut slot = tx.reserve(plan.size)?;
+        stamp(&mut slot, &base, i);
+        slot.commit();
+        let reply = rx.recv()?;
+        let dt = t0.elapsed().as_nanos() as u64;
+        if !verify(&reply, &base, i) {
+            return Err(format!("shm-spsc echo returned a wrong message at {i}").into());
+        }
+        if i >= counts.rtt_warmup {
+            h.saturating_record(dt);
+        }
+    }
+    drop(tx);
+    reap(child)?;
+    Ok(h)
+}
+
+fn shm_stream(plan: &Plan, count: u64) -> CliResult<Throughput> {
+    let (mut tx, mut rx, child) = shm_pair("ring-sink", plan, count)?;
+    let base = base_payload(plan.size);
+    let t0 = Instant::now();
+    for i in 0..count {
+        let mut slot = tx.reserve(plan.size)?;
+        stamp(&mut slot, &base, i);
+        slot.commit();
+    }
+    let verdict = rx.recv()?.to_vec();
+    let elapsed = t0.elapsed();
+    reap(child)?;
+    if verdict != b"ok" {
+        return Err("shm-spsc sink saw a wrong message".into());
+    }
+    Ok(Throughput::new(count, plan.size, elapsed))
+}
+
+fn crossbeam_rtt(size: usize, counts: &Counts) -> CliResult<Histogram<u64>> {
+    let (to_tx, to_rx) = crossbeam_channel::bounded::<Vec<u8>>(4096);
+    let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(4096);
+    let echo = std::thread::spawn(move || {
+        pin_to(1);
+        for m in to_rx {
+            if back_tx.send(m).is_err() {
+                break;
+            }
+        }
+    });
+    let base = base_payload(size);
+    let mut msg = base.clone();
+    let mut h = histogram();
+    for i in 0..counts.rtt_warmup + counts.rtt_samples {
+        let t0 = Instant::now();
+        stamp(&mut msg, &base, i);
+        to_tx.send(msg)?;
+        msg = back_rx.recv()?;
+        let dt = t0.elapsed().as_nanos() as u64;
+        if !verify(&msg, &base, i) {
+            return Err("crossbeam echo returned a wrong message".into());
+        }
+        if i >= counts.rtt_warmup {
+            h.saturating_record(dt);
+        }
+    }
+    drop(to_tx);
+    echo.join().map_err(|_| "crossbeam echo thread panicked")?;
+    Ok(h)
+}
+
+fn crossbeam_stream(size: usize, count: u64) -> CliResult<Throughput> {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(4096);
+    let sink = std::thread::spawn(move || {
+        pin_to(1);
+        let base = base_payload(size);
+        let mut ok = true;
+        for i in 0..count {
+            match rx.recv() {
+                Ok(m) => ok &= verify(&m, &base, i),
+                Err(_) => return false,
+            }
+        }
+        ok
+    });
+    let base = base_payload(size);
+    let t0 = Instant::now();
+    for i in 0..count {
+        let mut m = vec![0; size];
+        stamp(&mut m, &base, i);
+        tx.send(m)?;
+    }
+    let ok = sink.join().map_err(|_| "crossbeam sink panicked")?;
+    let elapsed = t0.elapsed();
+    if !ok {
+        return Err("crossbeam sink saw a wrong message".into());
+    }
+    Ok(Throughput::new(count, size, elapsed))
+}

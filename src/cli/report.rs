@@ -1,0 +1,253 @@
+//! Results of `ringwire bench`: the JSON schema (kept stable; extend, don't break) and the table.
+//!
+//! ```json
+//! {"machine": {"cpu": "...", "cpus": 2, "kernel": "...", "hypervisor": true, "pinned": true, ...},
+//!  "results": [{"transport": "shm-spsc", "wait": "spin", "size": 64,
+//!               "rtt_ns": {"p50": .., "p90": .., "p99": .., "p999": .., "max": ..},
+//!               "throughput": {"msgs_per_sec": .., "bytes_per_sec": ..},
+//!               "limit_ratio": {"rtt_p50": .., "throughput": ..},
+//!               "spsc_ratio": {"rtt_p50": .., "throughput": ..},
+//!               "limit_probe": {"before": {"rtt_p50": .., "msgs_per_sec": ..}, "after": {..}}}]}
+//! ```
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::fmt::Write;
+use std::time::Duration;
+
+#[derive(Serialize, Debug)]
+pub struct Machine {
+    pub cpu: String,
+    pub cpus: usize,
+    pub kernel: String,
+    pub hypervisor: bool,
+    /// Whether the two sides were pinned to different cores (cpu 0 and cpu 1).
+    pub pinned: bool,
+    pub ringwire: &'static str,
+    /// Seconds since the Unix epoch when the run started.
+    pub timestamp: u64,
+}
+
+impl Machine {
+    pub fn detect(pinned: bool) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let hypervisor =
+            cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
+        let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+        Machine {
+            cpu,
+            cpus: super::available_cpus(),
+            kernel,
+            hypervisor,
+            pinned,
+            ringwire: env!("CARGO_PKG_VERSION"),
+            timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        }
+    }
+}
+
+#[derive(Serialize, Clone, Copy, Debug)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+#[derive(Serialize, Clone, Copy, Debug)]
+pub struct Throughput {
+    pub msgs_per_sec: f64,
+    pub bytes_per_sec: f64,
+}
+
+impl Throughput {
+    pub fn new(count: u64, size: usize, elapsed: Duration) -> Self {
+        let s = elapsed.as_secs_f64().max(1e-9);
+        Throughput { msgs_per_sec: count as f64 / s, bytes_per_sec: (count as f64 * size as f64) / s }
+    }
+}
+
+#[derive(Serialize, Clone, Copy, Debug)]
+pub struct Ratio {
+    pub rtt_p50: f64,
+    pub throughput: f64,
+}
+
+/// One `limit` probe: ping-pong p50 and bare-ring throughput.
+#[derive(Serialize, Clone, Copy, Debug, Default)]
+pub struct ProbeSample {
+    pub rtt_p50: f64,
+    pub msgs_per_sec: f64,
+}
+
+#[derive(Serialize, Clone, Copy, Debug)]
+pub struct Probes {
+    pub before: ProbeSample,
+    pub after: ProbeSample,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Row {
+    pub transport: &'static str,
+    pub wait: &'static str,
+    pub size: usize,
+    pub rtt_ns: Percentiles,
+    pub throughput: Throughput,
+    /// Row / mean of the adjacent `limit` probes (rtt: >1 is slower; throughput: <1 is slower).
+    pub limit_ratio: Ratio,
+    /// Row / the `shm-spsc` spin row of the same size, when that row ran.
+    pub spsc_ratio: Option<Ratio>,
+    pub limit_probe: Probes,
+}
+
+impl Row {
+    pub fn new(
+        transport: &'static str,
+        wait: &'static str,
+        size: usize,
+        h: &Histogram<u64>,
+        throughput: Throughput,
+        before: ProbeSample,
+        after: ProbeSample,
+    ) -> Self {
+        let rtt_ns = Percentiles {
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        };
+        let probe_rtt = (before.rtt_p50 + after.rtt_p50) / 2.0;
+        let probe_tput = (before.msgs_per_sec + after.msgs_per_sec) / 2.0;
+        Row {
+            transport,
+            wait,
+            size,
+            rtt_ns,
+            throughput,
+            limit_ratio: Ratio {
+                rtt_p50: rtt_ns.p50 as f64 / probe_rtt.max(1.0),
+                throughput: throughput.msgs_per_sec / probe_tput.max(1e-9),
+            },
+            spsc_ratio: None,
+            limit_probe: Probes { before, after },
+        }
+    }
+}
+
+/// Fills each row's ratio to the `shm-spsc` (spin) row of the same size. Ratios of ratios: each side is
+/// first normalised by its own adjacent probes, so a placement change between the rows cancels out.
+pub fn fill_spsc_ratios(rows: &mut [Row]) {
+    let refs: Vec<(usize, Ratio)> = rows
+        .iter()
+        .filter(|r| r.transport == "shm-spsc" && r.wait == "spin")
+        .map(|r| (r.size, r.limit_ratio))
+        .collect();
+    for row in rows.iter_mut() {
+        if let Some((_, base)) = refs.iter().find(|(s, _)| *s == row.size) {
+            row.spsc_ratio = Some(Ratio {
+                rtt_p50: row.limit_ratio.rtt_p50 / base.rtt_p50,
+                throughput: row.limit_ratio.throughput / base.throughput,
+            });
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    machine: &'a Machine,
+    results: &'a [Row],
+}
+
+pub fn json(machine: &Machine, rows: &[Row]) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&Doc { machine, results: rows })
+}
+
+fn ns(v: u64) -> String {
+    if v >= 10_000_000 {
+        format!("{:.1}ms", v as f64 / 1e6)
+    } else if v >= 10_000 {
+        format!("{:.1}µs", v as f64 / 1e3)
+    } else {
+        format!("{v}ns")
+    }
+}
+
+fn rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+pub fn table(m: &Machine, rows: &[Row], quick: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "machine: {} ({} cpus{}), kernel {}, {}{}",
+        m.cpu,
+        m.cpus,
+        if m.hypervisor { ", VM" } else { "" },
+        m.kernel,
+        if m.pinned { "sides pinned to cpu 0 and 1" } else { "not pinned" },
+        if quick { ", --quick (smoke run: noisy)" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:<9} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10} | {:>7} {:>7} | {:>7} {:>7}",
+        "transport",
+        "wait",
+        "size",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+        "msgs/s",
+        "MB/s",
+        "rtt/lim",
+        "tput/lim",
+        "rtt/spsc",
+        "tput/sp"
+    );
+    let _ = writeln!(out, "{}", "-".repeat(150));
+    for r in rows {
+        let sp = r
+            .spsc_ratio
+            .map_or(("-".into(), "-".into()), |s| (format!("{:.2}", s.rtt_p50), format!("{:.2}", s.throughput)));
+        let _ = writeln!(
+            out,
+            "{:<14} {:<9} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10.1} | {:>7.2} {:>8.2} | {:>7} {:>7}",
+            r.transport,
+            r.wait,
+            r.size,
+            ns(r.rtt_ns.p50),
+            ns(r.rtt_ns.p90),
+            ns(r.rtt_ns.p99),
+            ns(r.rtt_ns.p999),
+            ns(r.rtt_ns.max),
+            rate(r.throughput.msgs_per_sec),
+            r.throughput.bytes_per_sec / 1e6,
+            r.limit_ratio.rtt_p50,
+            r.limit_ratio.throughput,
+            sp.0,
+            sp.1
+        );
+    }
+    let _ = writeln!(
+        out,
+        "rtt/lim: round-trip p50 / the bare ping-pong probe taken just before and after the row (1.0 = hardware floor).\n\
+         tput/lim: one-way msgs/s / a bare fixed-slot ring's, same moment. rtt/spsc, tput/sp: the same ratios relative to shm-spsc (spin)."
+    );
+    out
+}
