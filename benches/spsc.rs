@@ -1,1 +1,153 @@
-fn main() {}
+//! criterion benches for the SPSC ring.
+//!
+//! * `inproc_stream/*`: one thread streams 64-byte messages to another: ringwire's heap ring vs
+//!   crossbeam-channel `bounded` and `std::sync::mpsc::sync_channel` (both carrying `Vec<u8>`).
+//! * `xproc_rtt/*`, `xproc_stream/*`: across processes, with the `ringwire __peer` echo and sink
+//!   (the same peers `ringwire bench` uses), for 64 B and 4 KiB.
+//!
+//! Timing uses `iter_custom`, and each measurement checks what it moved.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ringwire::{RingConfig, ShmRing, WaitStrategy};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn payload(size: usize) -> Vec<u8> {
+    (0..size).map(|i| i as u8).collect()
+}
+
+fn inproc_stream(c: &mut Criterion) {
+    let mut g = c.benchmark_group("inproc_stream");
+    g.throughput(Throughput::Elements(1));
+    let size = 64;
+    g.bench_function(BenchmarkId::new("ringwire", size), |b| {
+        b.iter_custom(|iters| {
+            let (mut tx, mut rx) = ringwire::spsc::channel(RingConfig::default()).unwrap();
+            tx.set_wait_strategy(WaitStrategy::Spin);
+            rx.set_wait_strategy(WaitStrategy::Spin);
+            let sink = std::thread::spawn(move || {
+                let mut n = 0u64;
+                while let Ok(m) = rx.recv() {
+                    assert_eq!(m.len(), size);
+                    n += 1;
+                }
+                n
+            });
+            let msg = payload(size);
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                tx.send(&msg).unwrap();
+            }
+            drop(tx);
+            assert_eq!(sink.join().unwrap(), iters);
+            t0.elapsed()
+        })
+    });
+    g.bench_function(BenchmarkId::new("crossbeam_bounded", size), |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(4096);
+            let sink = std::thread::spawn(move || rx.iter().map(|m| assert_eq!(m.len(), size)).count() as u64);
+            let msg = payload(size);
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                tx.send(msg.clone()).unwrap();
+            }
+            drop(tx);
+            assert_eq!(sink.join().unwrap(), iters);
+            t0.elapsed()
+        })
+    });
+    g.bench_function(BenchmarkId::new("std_sync_channel", size), |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4096);
+            let sink = std::thread::spawn(move || rx.iter().map(|m| assert_eq!(m.len(), size)).count() as u64);
+            let msg = payload(size);
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                tx.send(msg.clone()).unwrap();
+            }
+            drop(tx);
+            assert_eq!(sink.join().unwrap(), iters);
+            t0.elapsed()
+        })
+    });
+    g.finish();
+}
+
+/// A `ringwire __peer` process on two anonymous rings (A: to it, B: back).
+struct Peer {
+    child: Child,
+    tx: ringwire::shm::ShmProducer,
+    rx: ringwire::shm::ShmConsumer,
+}
+
+fn spawn_peer(mode: &str, size: usize, count: u64) -> Peer {
+    let a = ShmRing::anonymous(RingConfig::default()).unwrap();
+    let b = ShmRing::anonymous(RingConfig::default()).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwire"));
+    cmd.args(["__peer", mode, "--size", &size.to_string(), "--count", &count.to_string(), "--wait", "spin"]);
+    cmd.stdin(Stdio::null());
+    a.share_with(&mut cmd, "RINGWIRE_BENCH_A");
+    b.share_with(&mut cmd, "RINGWIRE_BENCH_B");
+    let child = cmd.spawn().unwrap();
+    let mut tx = a.producer().unwrap();
+    let mut rx = b.consumer().unwrap();
+    tx.set_wait_strategy(WaitStrategy::Spin);
+    rx.set_wait_strategy(WaitStrategy::Spin);
+    assert_eq!(&*rx.recv_timeout(Duration::from_secs(30)).unwrap(), b"ready");
+    Peer { child, tx, rx }
+}
+
+fn xproc(c: &mut Criterion) {
+    let mut g = c.benchmark_group("xproc_rtt");
+    for size in [64usize, 4096] {
+        g.bench_function(BenchmarkId::new("shm-spsc", size), |b| {
+            let mut p = spawn_peer("ring-echo", size, 0);
+            let msg = payload(size);
+            b.iter_custom(|iters| {
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    p.tx.send(&msg).unwrap();
+                    assert_eq!(p.rx.recv().unwrap().len(), size);
+                }
+                t0.elapsed()
+            });
+            drop(p.tx);
+            p.child.wait().unwrap();
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("xproc_stream");
+    g.throughput(Throughput::Elements(1));
+    for size in [64usize, 4096] {
+        g.bench_function(BenchmarkId::new("shm-spsc", size), |b| {
+            b.iter_custom(|iters| {
+                // The sink verifies every message (the same stream `ringwire bench` uses).
+                let mut p = spawn_peer("ring-sink", size, iters);
+                let base: Vec<u8> =
+                    (0..size).map(|i| (i as u32).wrapping_mul(2654435761).rotate_right(13) as u8).collect();
+                let t0 = Instant::now();
+                for i in 0..iters {
+                    let mut slot = p.tx.reserve(size).unwrap();
+                    slot.copy_from_slice(&base);
+                    let n = size.min(8);
+                    slot[..n].copy_from_slice(&i.to_le_bytes()[..n]);
+                    slot.commit();
+                }
+                assert_eq!(&*p.rx.recv().unwrap(), b"ok");
+                let dt = t0.elapsed();
+                p.child.wait().unwrap();
+                dt
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = inproc_stream, xproc
+}
+criterion_main!(benches);

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, integration (real processes, kill -9 loops, security, corruption property
+# tests), doc tests, the criterion benches in test mode and the `ringwire bench --quick --json` smoke
+# test, then the loom model checks. This is the command README.md gives and .ci/run calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Services the tests may talk to. Redis: this machine kind starts one on 127.0.0.1:6379; start it if
+# it is not answering (the same command the machine uses). Tests that need isolation start their own
+# private redis-server on a free port.
+if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    if command -v redis-server >/dev/null; then
+        mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+            --dir /tmp --logfile /tmp/ringwire-ci-redis.log || echo "note: could not start redis-server"
+    fi
+fi
+
+echo "== unit, integration, benches (test mode) =="
+cargo test --all-targets
+echo "== doc tests =="
+cargo test --doc
+echo "== loom model checks =="
+bash loom-tests/run.sh

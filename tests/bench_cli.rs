@@ -1,0 +1,70 @@
+//! `ringwire bench --quick --json` end to end: it runs, and its output has the documented schema. This
+//! checks the tool, not any timing.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn run(args: &[&str]) -> Value {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ringwire")).arg("bench").args(args).output().expect("run ringwire bench");
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+fn number(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p).unwrap_or_else(|| panic!("missing {path:?} in {v}"));
+    }
+    cur.as_f64().unwrap_or_else(|| panic!("{path:?} is not a number in {v}"))
+}
+
+#[test]
+fn quick_json_has_the_documented_schema() {
+    let doc = run(&["--quick", "--json"]);
+    let machine = doc.get("machine").expect("machine");
+    assert!(machine.get("cpu").and_then(Value::as_str).is_some());
+    assert!(machine.get("cpus").and_then(Value::as_u64).is_some_and(|n| n >= 1));
+    let results = doc.get("results").and_then(Value::as_array).expect("results array");
+    let mut seen = Vec::new();
+    for r in results {
+        let transport = r["transport"].as_str().expect("transport");
+        let wait = r["wait"].as_str().expect("wait");
+        let size = r["size"].as_u64().expect("size");
+        seen.push((transport.to_string(), wait.to_string(), size));
+        for k in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(number(r, &["rtt_ns", k]) > 0.0, "{transport}: rtt {k}");
+        }
+        let (p50, p99, max) =
+            (number(r, &["rtt_ns", "p50"]), number(r, &["rtt_ns", "p99"]), number(r, &["rtt_ns", "max"]));
+        assert!(p50 <= p99 && p99 <= max, "{transport}: percentiles out of order");
+        assert!(number(r, &["throughput", "msgs_per_sec"]) > 0.0);
+        let bps = number(r, &["throughput", "bytes_per_sec"]);
+        assert!((bps / number(r, &["throughput", "msgs_per_sec"]) - size as f64).abs() < 1e-6 * size as f64 + 1e-9);
+        assert!(number(r, &["limit_ratio", "rtt_p50"]) > 0.0);
+        assert!(number(r, &["limit_ratio", "throughput"]) > 0.0);
+    }
+    for size in [64, 4096] {
+        for (t, w) in [("limit", "spin"), ("shm-spsc", "spin"), ("shm-spsc", "adaptive"), ("crossbeam", "block")] {
+            assert!(seen.contains(&(t.into(), w.into(), size)), "missing row {t}/{w}/{size}: {seen:?}");
+        }
+    }
+}
+
+#[test]
+fn transports_and_sizes_select_rows() {
+    let doc = run(&["--quick", "--json", "--transports", "shm-spsc", "--sizes", "100"]);
+    let rows = doc["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "spin and adaptive");
+    assert!(rows.iter().all(|r| r["transport"] == "shm-spsc" && r["size"] == 100));
+}
+
+#[test]
+fn unknown_transport_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["bench", "--transports", "carrier-pigeon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown transport"));
+}
