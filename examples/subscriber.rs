@@ -1,0 +1,19 @@
+//! Reads the messages of `publisher` from the named ring until the publisher closes it.
+//!
+//! Run: `cargo run --example subscriber` (after starting `publisher`)
+
+use ringwire::{RecvError, ShmRing};
+use std::error::Error;
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut rx = ShmRing::open("ringwire-example")?.consumer()?;
+    loop {
+        match rx.recv() {
+            Ok(msg) => println!("got: {}", String::from_utf8_lossy(&msg)),
+            Err(RecvError::Closed) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("publisher closed the ring");
+    Ok(())
+}
