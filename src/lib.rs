@@ -132,6 +132,10 @@ pub enum OpenError {
     /// Another live endpoint already holds this role.
     #[error("the {0} role is already taken")]
     RoleTaken(Role),
+    /// The ring uses asymmetric fences but this process can't register for `membarrier` (old kernel or
+    /// a seccomp filter). Create the ring with `ShmOptions::asymmetric_fences(false)` instead.
+    #[error("this process cannot use membarrier, which the ring's asymmetric fences require")]
+    Membarrier,
     /// The shared-memory filesystem is full.
     #[error("no space left for the ring")]
     NoSpace,

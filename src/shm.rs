@@ -13,7 +13,7 @@
 //! role is refused; and a role freed by a crash can be claimed again.
 
 use crate::ring::{
-    ConfigError, Control, Header, RingConfig, RingKind, Role, RoleToken, Storage, DATA_OFFSET, LAYOUT_VERSION, MAGIC,
+    ConfigError, Control, Header, FLAG_ASYMMETRIC_FENCES, RingConfig, RingKind, Role, RoleToken, Storage, DATA_OFFSET, LAYOUT_VERSION, MAGIC,
 };
 use crate::sync::Ordering;
 use crate::OpenError;
@@ -40,6 +40,8 @@ pub struct ShmRegion {
     /// endpoint's lock, ours included.
     file: File,
     config: RingConfig,
+    /// The ring's fence mode (header flag), validated copy.
+    asymmetric: bool,
     /// Set for a named ring whose file this value unlinks when dropped.
     unlink: Option<PathBuf>,
 }
@@ -73,12 +75,22 @@ pub struct ShmOptions {
     dir: PathBuf,
     reuse: bool,
     persist: bool,
+    asymmetric: bool,
 }
 
 impl ShmOptions {
     /// Options for a ring of `config` under [`DEFAULT_DIR`], refusing an existing file, unlinked on drop.
     pub fn new(config: RingConfig) -> Self {
-        ShmOptions { config, dir: PathBuf::from(DEFAULT_DIR), reuse: false, persist: false }
+        ShmOptions { config, dir: PathBuf::from(DEFAULT_DIR), reuse: false, persist: false, asymmetric: true }
+    }
+
+    /// Use asymmetric barriers in the sleep/wake protocol (default: yes, where the kernel supports
+    /// `membarrier`): a sender then pays no fence per message, and a receiver about to sleep pays a
+    /// `membarrier` syscall instead. Every process attaching must be able to call `membarrier` (no
+    /// seccomp filter against it); turn this off if one can't.
+    pub fn asymmetric_fences(mut self, yes: bool) -> Self {
+        self.asymmetric = yes;
+        self
     }
 
     /// Creates the file in `dir` instead of `/dev/shm` (it should be on a tmpfs).
@@ -119,7 +131,7 @@ impl ShmOptions {
             }
             Err(e) => return Err(io_err("open", e)),
         };
-        let mut region = init_region(file, self.config).inspect_err(|_| {
+        let mut region = init_region(file, self.config, self.asymmetric).inspect_err(|_| {
             let _ = std::fs::remove_file(&path);
         })?;
         region.unlink = (!self.persist).then_some(path);
@@ -134,7 +146,7 @@ impl ShmOptions {
         if !try_lock(&guard, 0, 2)? {
             return Err(OpenError::Busy(path));
         }
-        let mut region = init_region(file, self.config)?;
+        let mut region = init_region(file, self.config, self.asymmetric)?;
         drop(guard);
         region.unlink = (!self.persist).then_some(path);
         Ok(ShmRing(Arc::new(region)))
@@ -181,7 +193,7 @@ impl ShmRing {
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
             return Err(io_err("F_ADD_SEALS", io::Error::last_os_error()));
         }
-        Ok(ShmRing(Arc::new(init_mapped(file, config)?)))
+        Ok(ShmRing(Arc::new(init_mapped(file, config, true)?)))
     }
 
     /// Maps a ring from a memfd received from another process. The memfd must be sealed against
@@ -274,6 +286,10 @@ unsafe impl Storage for ShmRegion {
     #[inline(always)]
     fn config(&self) -> RingConfig {
         self.config
+    }
+    #[inline(always)]
+    fn asymmetric_fences(&self) -> bool {
+        self.asymmetric
     }
     fn claim(&self, role: Role) -> Result<RoleToken, OpenError> {
         let fd = reopen(&self.file)?;
@@ -382,21 +398,23 @@ fn size_file(file: &File, total: u64) -> Result<(), OpenError> {
 }
 
 /// Sizes, maps and initialises a freshly created (or reclaimed) named file.
-fn init_region(file: File, config: RingConfig) -> Result<ShmRegion, OpenError> {
+fn init_region(file: File, config: RingConfig, asymmetric: bool) -> Result<ShmRegion, OpenError> {
     // Whatever the umask said, the ring is readable and writable by its owner only.
     // SAFETY: plain syscall on an fd we own.
     if unsafe { libc::fchmod(file.as_raw_fd(), 0o600) } < 0 {
         return Err(io_err("fchmod", io::Error::last_os_error()));
     }
     size_file(&file, (DATA_OFFSET + config.capacity) as u64)?;
-    init_mapped(file, config)
+    init_mapped(file, config, asymmetric)
 }
 
 /// Maps a sized file and writes a fresh control block into it.
-fn init_mapped(file: File, config: RingConfig) -> Result<ShmRegion, OpenError> {
+fn init_mapped(file: File, config: RingConfig, asymmetric: bool) -> Result<ShmRegion, OpenError> {
     let total = DATA_OFFSET + config.capacity;
+    let asymmetric = asymmetric && crate::sync::asymmetric_barrier_available();
+    let flags = if asymmetric { FLAG_ASYMMETRIC_FENCES } else { 0 };
     let map = MmapOptions::new().len(total).populate().map_raw(&file).map_err(|e| io_err("mmap", e))?;
-    let control = Control::new(RingKind::Spsc, config, total as u64, DATA_OFFSET as u64);
+    let control = Control::new(RingKind::Spsc, config, total as u64, DATA_OFFSET as u64, flags);
     // SAFETY: the mapping is `total` >= DATA_OFFSET bytes, page-aligned, and not yet visible to any other
     // endpoint (a new file, or one whose role locks we hold; openers check the magic, published last).
     unsafe {
@@ -404,7 +422,7 @@ fn init_mapped(file: File, config: RingConfig) -> Result<ShmRegion, OpenError> {
         std::ptr::write_bytes(map.as_mut_ptr(), 0, DATA_OFFSET + 8);
         (map.as_mut_ptr() as *mut Control).write(control);
     }
-    let region = ShmRegion { map, file, config, unlink: None };
+    let region = ShmRegion { map, file, config, asymmetric, unlink: None };
     region.control().publish();
     Ok(region)
 }
@@ -421,17 +439,17 @@ fn map_existing(file: File) -> Result<ShmRegion, OpenError> {
         return Err(OpenError::BadHeader("file larger than any ring"));
     }
     let map = MmapOptions::new().len(size as usize).populate().map_raw(&file).map_err(|e| io_err("mmap", e))?;
-    let config = validate_header(map.as_ptr(), size)?;
-    Ok(ShmRegion { map, file, config, unlink: None })
+    let (config, asymmetric) = validate_header(map.as_ptr(), size)?;
+    Ok(ShmRegion { map, file, config, asymmetric, unlink: None })
 }
 
 /// Reads every header field exactly once and checks it. `base` maps `size` >= DATA_OFFSET bytes.
-fn validate_header(base: *const u8, size: u64) -> Result<RingConfig, OpenError> {
+fn validate_header(base: *const u8, size: u64) -> Result<(RingConfig, bool), OpenError> {
     let h = base as *const Header;
     // SAFETY: the mapping holds at least DATA_OFFSET bytes, more than a Header, at a page-aligned address.
     // `magic` is read through its atomic; the other fields with volatile reads, since a peer may be
     // writing them: each value is copied once into a local and only the local is used.
-    let (magic, version, kind, total_len, data_offset, capacity, max_message) = unsafe {
+    let (magic, version, kind, total_len, data_offset, capacity, max_message, flags) = unsafe {
         (
             // SYNC POINT: Acquire pairs with the creator's Release store in Control::publish.
             (*h).magic.load(Ordering::Acquire),
@@ -441,6 +459,7 @@ fn validate_header(base: *const u8, size: u64) -> Result<RingConfig, OpenError> 
             std::ptr::addr_of!((*h).data_offset).read_volatile(),
             std::ptr::addr_of!((*h).capacity).read_volatile(),
             std::ptr::addr_of!((*h).max_message).read_volatile(),
+            std::ptr::addr_of!((*h).flags).read_volatile(),
         )
     };
     if magic == 0 {
@@ -469,7 +488,10 @@ fn validate_header(base: *const u8, size: u64) -> Result<RingConfig, OpenError> 
     if total_len != DATA_OFFSET as u64 + capacity || total_len != size {
         return Err(OpenError::SizeMismatch { header: total_len, file: size });
     }
-    Ok(config)
+    if flags & !FLAG_ASYMMETRIC_FENCES != 0 {
+        return Err(OpenError::BadHeader("unknown flags"));
+    }
+    Ok((config, flags & FLAG_ASYMMETRIC_FENCES != 0))
 }
 
 /// A new open file description of the same file (through /proc), close-on-exec, for a role lock.

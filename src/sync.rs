@@ -26,6 +26,85 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
 }
 
+/// The light half of an asymmetric barrier pair, used by the notifying side of the sleep/wake protocol
+/// on every publication. With `asymmetric` it is only a compiler fence (free at run time): the rare
+/// sleeping side pays instead, with [`heavy_barrier`]. Without it, a full `fence(SeqCst)`.
+#[inline(always)]
+pub(crate) fn light_barrier(asymmetric: bool) {
+    #[cfg(not(ringwire_loom))]
+    if asymmetric {
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
+    // loom has no asymmetric barriers: it checks the protocol with a full fence on both sides.
+    #[cfg(ringwire_loom)]
+    {
+        let _ = asymmetric;
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// The heavy half: a full fence here and, with `asymmetric`, `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`,
+/// which makes every thread of every registered process (each ringwire endpoint registers, see
+/// [`asymmetric_barrier_available`]) execute a full memory barrier before it returns. Any light barrier
+/// on another CPU is then either entirely before that point (its earlier stores are visible to us) or
+/// entirely after it (its later loads see our earlier stores) — the same guarantee a pair of SeqCst
+/// fences gives, with the cost moved to this side.
+#[cold]
+pub(crate) fn heavy_barrier(asymmetric: bool) {
+    fence(Ordering::SeqCst);
+    #[cfg(not(ringwire_loom))]
+    if asymmetric {
+        // SAFETY: membarrier takes no pointers. It cannot fail once registration succeeded (checked by
+        // `asymmetric_barrier_available` before any endpoint runs the asymmetric protocol).
+        let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) };
+        debug_assert_eq!(r, 0, "membarrier failed after successful registration");
+    }
+    #[cfg(ringwire_loom)]
+    let _ = asymmetric;
+}
+
+#[cfg(not(ringwire_loom))]
+const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
+#[cfg(not(ringwire_loom))]
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
+#[cfg(not(ringwire_loom))]
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+
+/// Registers this process for expedited global membarriers (once) and says whether that worked: a kernel
+/// older than 4.16, or a seccomp filter, makes it fail, and then endpoints must use symmetric fences.
+pub(crate) fn asymmetric_barrier_available() -> bool {
+    #[cfg(not(ringwire_loom))]
+    {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            // SAFETY: membarrier takes no pointers; QUERY returns a bitmask of supported commands or -1.
+            let supported = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) };
+            let needed = (MEMBARRIER_CMD_GLOBAL_EXPEDITED | MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) as libc::c_long;
+            // SAFETY: as above; registration affects only this process.
+            supported >= 0
+                && supported & needed == needed
+                && unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) } == 0
+        })
+    }
+    #[cfg(ringwire_loom)]
+    true
+}
+
+/// Hints the CPU to fetch the cache line holding `ptr` for reading. Not a memory access (no data race,
+/// no fault on any address); a no-op under loom and on other architectures.
+#[inline(always)]
+pub(crate) fn prefetch(ptr: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(ringwire_loom)))]
+    // SAFETY: prefetch never faults and does not access memory in the language's sense.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(ptr as *const i8, std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(all(target_arch = "x86_64", not(ringwire_loom))))]
+    let _ = ptr;
+}
+
 /// Give up the CPU to another runnable thread (used by the spin-then-yield strategy).
 #[inline]
 pub(crate) fn yield_now() {

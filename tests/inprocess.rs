@@ -207,3 +207,28 @@ fn ping_pong_adaptive_sleeps_and_wakes() {
     // A zero spin budget makes every wait go through the futex path.
     ping_pong(WaitStrategy::Adaptive { spin: Duration::ZERO });
 }
+
+/// Both fence modes of the sleep/wake protocol, on a shared-memory ring between two threads, with every
+/// wait going through the futex.
+#[test]
+fn sleep_wake_in_both_fence_modes() {
+    for asymmetric in [true, false] {
+        let name = format!("ringwire-fences-{}-{asymmetric}", std::process::id());
+        let ring = ringwire::ShmOptions::new(RingConfig::new(4096, 100)).asymmetric_fences(asymmetric).create(&name).unwrap();
+        let zero_spin = WaitStrategy::Adaptive { spin: Duration::ZERO };
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        tx.set_wait_strategy(zero_spin);
+        rx.set_wait_strategy(zero_spin);
+        let t = std::thread::spawn(move || {
+            for i in 0..20_000u32 {
+                tx.send(&i.to_le_bytes()).unwrap();
+            }
+        });
+        for i in 0..20_000u32 {
+            assert_eq!(&*rx.recv().unwrap(), &i.to_le_bytes());
+        }
+        assert_eq!(rx.recv().unwrap_err(), RecvError::Closed);
+        t.join().unwrap();
+    }
+}

@@ -37,7 +37,7 @@ mod imp {
             // SAFETY: the layout has a non-zero size.
             let base = unsafe { alloc_zeroed(layout) };
             let Some(base) = NonNull::new(base) else { std::alloc::handle_alloc_error(layout) };
-            let control = Control::new(kind, config, total as u64, DATA_OFFSET as u64);
+            let control = Control::new(kind, config, total as u64, DATA_OFFSET as u64, fence_flags());
             // SAFETY: `base` is valid for `total` >= DATA_OFFSET >= size_of::<Control>() bytes and 4096-aligned,
             // more than Control's 128-byte alignment; nothing else references it yet.
             unsafe { base.as_ptr().cast::<Control>().write(control) };
@@ -65,6 +65,9 @@ mod imp {
         #[inline(always)]
         fn config(&self) -> RingConfig {
             self.config
+        }
+        fn asymmetric_fences(&self) -> bool {
+            fence_flags() != 0
         }
         fn data(&self) -> *mut u8 {
             // SAFETY: DATA_OFFSET is within the allocation.
@@ -108,7 +111,7 @@ mod imp {
             let cap = config.capacity;
             let s = HeapStorage {
                 config,
-                control: Box::new(Control::new(kind, config, (DATA_OFFSET + cap) as u64, DATA_OFFSET as u64)),
+                control: Box::new(Control::new(kind, config, (DATA_OFFSET + cap) as u64, DATA_OFFSET as u64, fence_flags())),
                 bytes: (0..cap).map(|_| std::cell::UnsafeCell::new(0)).collect(),
                 words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
                 cells: (0..cap / 8).map(|_| UnsafeCell::new(())).collect(),
@@ -125,6 +128,9 @@ mod imp {
         }
         fn config(&self) -> RingConfig {
             self.config
+        }
+        fn asymmetric_fences(&self) -> bool {
+            fence_flags() != 0
         }
         fn data(&self) -> *mut u8 {
             std::cell::UnsafeCell::raw_get(self.bytes.as_ptr())
@@ -153,6 +159,15 @@ mod imp {
 }
 
 pub use imp::HeapStorage;
+
+/// An in-process ring uses asymmetric fences whenever this process can (decided once per process).
+fn fence_flags() -> u32 {
+    if crate::sync::asymmetric_barrier_available() {
+        super::FLAG_ASYMMETRIC_FENCES
+    } else {
+        0
+    }
+}
 
 /// In one process, a role is claimed by moving its state from VACANT to ATTACHED.
 fn claim_in_process(control: &Control, role: Role) -> Result<RoleToken, crate::OpenError> {

@@ -74,8 +74,16 @@ pub(crate) struct Header {
     pub capacity: u64,
     pub max_message: u32,
     pub creator_pid: u32,
-    pub _reserved: [u64; 2],
+    /// [`FLAG_ASYMMETRIC_FENCES`] or 0.
+    pub flags: u32,
+    pub _reserved0: u32,
+    pub _reserved1: u64,
 }
+
+/// Header flag: the sleep/wake protocol uses a compiler fence on the notifying side and
+/// `membarrier(GLOBAL_EXPEDITED)` on the sleeping side (see `sync::heavy_barrier`). Every process that
+/// attaches must be able to register for membarrier.
+pub(crate) const FLAG_ASYMMETRIC_FENCES: u32 = 1;
 
 /// Values of an endpoint's state word.
 pub(crate) mod endpoint {
@@ -202,6 +210,9 @@ pub unsafe trait Storage: Send + Sync {
     /// which a peer could rewrite after validation).
     #[doc(hidden)]
     fn config(&self) -> RingConfig;
+    /// Whether the ring uses the asymmetric sleep/wake barriers (validated, process-local copy).
+    #[doc(hidden)]
+    fn asymmetric_fences(&self) -> bool;
     /// The record-header word at data offset `off` (8-aligned, in bounds).
     #[doc(hidden)]
     #[inline(always)]
@@ -235,7 +246,7 @@ pub struct RoleToken(#[allow(dead_code)] pub(crate) Option<std::os::fd::OwnedFd>
 impl Control {
     /// A fresh control block for a ring of `config`, with `magic` still zero: the creator publishes
     /// [`MAGIC`] with a Release store once the block is in place (see `publish`).
-    pub(crate) fn new(kind: RingKind, config: RingConfig, total_len: u64, data_offset: u64) -> Self {
+    pub(crate) fn new(kind: RingKind, config: RingConfig, total_len: u64, data_offset: u64, flags: u32) -> Self {
         Control {
             header: CachePadded::new(Header {
                 magic: AtomicU64::new(0),
@@ -246,7 +257,9 @@ impl Control {
                 capacity: config.capacity as u64,
                 max_message: config.max_message as u32,
                 creator_pid: std::process::id(),
-                _reserved: [0; 2],
+                flags,
+                _reserved0: 0,
+                _reserved1: 0,
             }),
             tail: CachePadded::new(AtomicU64::new(0)),
             head: CachePadded::new(AtomicU64::new(0)),
@@ -296,6 +309,10 @@ unsafe impl<S: Storage> Storage for std::sync::Arc<S> {
     #[inline(always)]
     fn config(&self) -> RingConfig {
         (**self).config()
+    }
+    #[inline(always)]
+    fn asymmetric_fences(&self) -> bool {
+        (**self).asymmetric_fences()
     }
     #[inline(always)]
     fn word(&self, off: usize) -> &AtomicU64 {
