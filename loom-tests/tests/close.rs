@@ -1,7 +1,7 @@
 //! Model 3: closing. A producer that sends and then drops its end delivers everything before the
 //! consumer sees `RecvError::Closed`; a consumer that drops its end while the producer is blocked on a
 //! full ring wakes it with `SendError::Disconnected`.
-//! Preemption bound: the environment's (`run.sh`: 2).
+//! Preemption bound: per test, the `Bound` passed to `common::model` (`run.sh` sets LOOM_MAX_PREEMPTIONS=2).
 
 mod common;
 use common::*;
@@ -16,7 +16,7 @@ const LENS: [usize; 3] = [1200, 2000, 1000];
 /// consumer's last commit check is what this covers: "closed and empty" must mean drained.
 #[test]
 fn producer_drop_after_sends_delivers_everything_then_closed() {
-    model("close/producer drop", || {
+    model("close/producer drop", Bound::Env, || {
         let (mut tx, mut rx) = channel();
         let p = loom::thread::spawn(move || {
             for (i, len) in LENS.into_iter().enumerate() {
@@ -37,7 +37,7 @@ fn producer_drop_after_sends_delivers_everything_then_closed() {
 /// get the message, then `Closed` (never `Closed` first, never a hang).
 #[test]
 fn producer_drop_wakes_sleeping_consumer_after_last_message() {
-    model("close/producer drop wakes sleeper", || {
+    model("close/producer drop wakes sleeper", Bound::AtLeast(4), || {
         let (mut tx, mut rx) = channel();
         let p = loom::thread::spawn(move || {
             tx.try_send(&payload(7, 24)).expect("try_send");
@@ -54,7 +54,7 @@ fn producer_drop_wakes_sleeping_consumer_after_last_message() {
 /// empty means drained": the consumer sees both messages, then `Closed`.
 #[test]
 fn polling_consumer_sees_closed_only_after_every_commit() {
-    model("close/polling consumer", || {
+    model("close/polling consumer", Bound::Exhaustive, || {
         let (mut tx, mut rx) = channel();
         let p = loom::thread::spawn(move || {
             tx.try_send(&payload(0, 24)).expect("try_send");
@@ -83,7 +83,7 @@ fn polling_consumer_sees_closed_only_after_every_commit() {
 #[test]
 fn consumer_drop_wakes_producer_blocked_on_full_ring_with_disconnected() {
     const BIG: usize = 2000;
-    model("close/consumer drop", || {
+    model("close/consumer drop", Bound::AtLeast(4), || {
         let (mut tx, mut rx) = channel();
         tx.try_send(&payload(0, BIG)).expect("m0 fits");
         tx.try_send(&payload(1, BIG)).expect("m1 fits");

@@ -3,7 +3,7 @@
 //!
 //! Each thread hands its endpoint back through `join`, so neither end is dropped (which would wake the
 //! peer unconditionally) until both threads are done: a lost wake-up is a loom deadlock.
-//! Preemption bound: the environment's (`run.sh`: 2).
+//! Preemption bound: per test, the `Bound` passed to `common::model` (`run.sh` sets LOOM_MAX_PREEMPTIONS=2).
 
 mod common;
 use common::*;
@@ -14,7 +14,7 @@ const LENS: [usize; 3] = [5, 16, 29];
 /// blocking `recv` (Adaptive, zero spin: the consumer sleeps on the futex) in order and intact.
 #[test]
 fn try_send_then_blocking_recv_delivers_in_order_with_exact_content() {
-    model("push_pop/try_send+recv", || {
+    model("push_pop/try_send+recv", Bound::AtLeast(3), || {
         let (mut tx, mut rx) = channel();
         let p = loom::thread::spawn(move || {
             for (i, len) in LENS.into_iter().enumerate() {
@@ -38,7 +38,7 @@ fn try_send_then_blocking_recv_delivers_in_order_with_exact_content() {
 /// spin). The consumer must stop at the moved terminator and see each message exactly.
 #[test]
 fn reserve_commit_len_shrunk_records_received_in_order_with_exact_content() {
-    model("push_pop/reserve+commit_len", || {
+    model("push_pop/reserve+commit_len", Bound::AtLeast(3), || {
         let (mut tx, mut rx) = channel();
         let p = loom::thread::spawn(move || {
             for (i, len) in LENS.into_iter().enumerate() {

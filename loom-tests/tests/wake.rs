@@ -3,7 +3,7 @@
 //! zero spin, which under loom goes straight to the futex sleep path; the futex model ignores time-outs,
 //! so a missed wake-up is reported by loom as a deadlock. Each endpoint is handed back through `join`
 //! so that no drop (which wakes the peer unconditionally) can hide a lost wake-up.
-//! Preemption bound: the environment's (`run.sh`: 2).
+//! Preemption bound: per test, the `Bound` passed to `common::model` (`run.sh` sets LOOM_MAX_PREEMPTIONS=2).
 
 mod common;
 use common::*;
@@ -13,7 +13,7 @@ use common::*;
 /// interleave, the consumer gets the message.
 #[test]
 fn sleeping_recv_is_woken_by_send_no_lost_wakeup() {
-    model("wake/data ready", || {
+    model("wake/data ready", Bound::Exhaustive, || {
         let (mut tx, mut rx) = channel();
         let p = loom::thread::spawn(move || {
             tx.try_send(&payload(1, 40)).expect("try_send");
@@ -35,7 +35,7 @@ fn sleeping_recv_is_woken_by_send_no_lost_wakeup() {
 #[test]
 fn sleeping_send_is_woken_by_recv_no_lost_wakeup() {
     const LENS: [usize; 3] = [1500, 2000, 1200];
-    model("wake/space ready", || {
+    model("wake/space ready", Bound::Exhaustive, || {
         let (mut tx, mut rx) = channel();
         tx.try_send(&payload(0, LENS[0])).expect("m0 fits");
         tx.try_send(&payload(1, LENS[1])).expect("m1 fits");
@@ -65,7 +65,7 @@ fn sleeping_send_is_woken_by_recv_no_lost_wakeup() {
 fn sleeping_send_is_woken_by_head_published_when_consumer_finds_ring_empty() {
     const LENS: [usize; 3] = [1928, 192, 2024];
     assert_eq!((record_len(LENS[0]), record_len(LENS[1])), (1936, 200));
-    model("wake/space ready via publish-on-empty", || {
+    model("wake/space ready via publish-on-empty", Bound::AtLeast(3), || {
         let (mut tx, mut rx) = channel();
         tx.try_send(&payload(0, LENS[0])).expect("m0 fits");
         tx.try_send(&payload(1, LENS[1])).expect("m1 fits");

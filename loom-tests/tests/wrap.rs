@@ -4,7 +4,7 @@
 //! consumer has published a head past the first message.
 //!
 //! Endpoints are handed back through `join`, so no drop can mask a lost wake-up (it would deadlock).
-//! Preemption bound: the environment's (`run.sh`: 2).
+//! Preemption bound: per test, the `Bound` passed to `common::model` (`run.sh` sets LOOM_MAX_PREEMPTIONS=2).
 
 mod common;
 use common::*;
@@ -20,7 +20,7 @@ const WRAP_LENS: [usize; 3] = [1200, 2000, 1000];
 #[test]
 fn pad_and_wrap_to_offset_zero_while_consumer_reads_previous_record() {
     assert!(record_len(WRAP_LENS[0]) + record_len(WRAP_LENS[1]) + record_len(WRAP_LENS[2]) > CAPACITY);
-    model("wrap/pad+wrap", || {
+    model("wrap/pad+wrap", Bound::AtLeast(3), || {
         let (mut tx, mut rx) = channel();
         let p = loom::thread::spawn(move || {
             for (i, len) in WRAP_LENS.into_iter().enumerate() {
@@ -52,7 +52,7 @@ const FULL_LENS: [usize; 3] = [1500, 2000, 1200];
 #[test]
 fn blocked_send_on_full_ring_is_woken_by_head_publication_then_wraps() {
     assert!(record_len(FULL_LENS[0]) + record_len(FULL_LENS[1]) + record_len(FULL_LENS[2]) > CAPACITY);
-    model("wrap/full+blocking send", || {
+    model("wrap/full+blocking send", Bound::AtLeast(3), || {
         let (mut tx, mut rx) = channel();
         let p = loom::thread::spawn(move || {
             for (i, len) in FULL_LENS.into_iter().enumerate() {

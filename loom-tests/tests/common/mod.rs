@@ -61,23 +61,50 @@ pub fn try_send_spin(tx: &mut Tx, msg: &[u8]) {
     }
 }
 
-/// `loom::model(f)`, counting the executions explored; `./run.sh -- --nocapture` shows the counts.
-pub fn model<F>(name: &str, f: F)
+/// How many preemptions loom may insert in one execution of a model.
+#[derive(Clone, Copy, Debug)]
+pub enum Bound {
+    /// No bound: loom explores every interleaving (for the small models, where that takes < 1 s).
+    Exhaustive,
+    /// `LOOM_MAX_PREEMPTIONS` (2 by default in `run.sh`), raised to at least this many.
+    AtLeast(usize),
+    /// `LOOM_MAX_PREEMPTIONS` as set (2 by default in `run.sh`): for the models too big for more.
+    Env,
+}
+
+/// `loom::model(f)`, with the preemption bound chosen by `bound`, and a count of the executions
+/// explored (`./run.sh -- --nocapture` shows it). Like `loom::model`, `LOOM_LOG=trace` logs each
+/// execution; `LOOM_LOCATION=1` adds source locations to loom's reports.
+pub fn model<F>(name: &str, bound: Bound, f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = match bound {
+        Bound::Exhaustive => None,
+        Bound::AtLeast(n) => Some(builder.preemption_bound.map_or(n, |env| env.max(n))),
+        Bound::Env => builder.preemption_bound,
+    };
+    let chosen = builder.preemption_bound;
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
     let start = std::time::Instant::now();
-    loom::model(move || {
-        counter.fetch_add(1, Ordering::Relaxed);
-        f();
+    let subscriber = tracing_subscriber::fmt::Subscriber::builder()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("LOOM_LOG"))
+        .with_test_writer()
+        .without_time()
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        builder.check(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            f();
+        })
     });
+    let bound = chosen.map_or("none (exhaustive)".to_string(), |b| b.to_string());
     eprintln!(
-        "{name}: {} executions in {:.1?} (LOOM_MAX_PREEMPTIONS={})",
+        "{name}: {} executions in {:.1?}, preemption bound {bound}",
         runs.load(Ordering::Relaxed),
-        start.elapsed(),
-        std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "unset".into())
+        start.elapsed()
     );
 }
