@@ -11,21 +11,25 @@
 //!   sleeper                                   notifier
 //!   -------                                   --------
 //!   sleepers += 1                             store condition (Release)
-//!   fence(SeqCst)          <--- Dekker --->   fence(SeqCst)
+//!   heavy barrier          <--- Dekker --->   light barrier
 //!   s = seq.load(Acquire)                     if sleepers != 0 {
 //!   if condition: sleepers -= 1, done             seq += 1 (Release)
 //!   futex_wait(seq, s, timeout)                   futex_wake(seq)
 //!   sleepers -= 1                             }
 //! ```
 //!
-//! The two SeqCst fences forbid the outcome where the notifier reads `sleepers == 0` *and* the sleeper
+//! The barriers are two `fence(SeqCst)`s, or — in a ring created with asymmetric fences, the default
+//! where the kernel has `membarrier` — a compiler fence for the notifier (who publishes on every message)
+//! and `membarrier(GLOBAL_EXPEDITED)` for the sleeper (who is about to make a syscall anyway); see
+//! `sync::heavy_barrier` for why that pair is as strong as two fences. Either way the barriers forbid
+//! the outcome where the notifier reads `sleepers == 0` *and* the sleeper
 //! misses the condition: at least one of them sees the other's store. If the notifier sees the sleeper,
 //! it bumps `seq`; the sleeper either read `seq` before the bump (so FUTEX_WAIT returns at once, or the
 //! wake finds it queued) or after it (then the Acquire load synchronises with the Release bump, and the
 //! re-check sees the condition). So no wake-up is lost, and the notifier makes no syscall unless
 //! somebody sleeps. `loom-tests/` checks this on this very code.
 
-use crate::sync::{fence, futex, now, spin_hint, yield_now, AtomicU32, Ordering};
+use crate::sync::{futex, heavy_barrier, light_barrier, now, spin_hint, yield_now, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How a blocking call waits for the other side.
@@ -67,11 +71,12 @@ impl WaitCell {
     }
 
     /// Wakes the sleepers, if any, after the caller made the condition true with a Release store.
+    /// `asymmetric`: the ring's fence mode (see `sync::light_barrier`).
     #[inline]
-    pub(crate) fn notify(&self) {
+    pub(crate) fn notify(&self, asymmetric: bool) {
         // SYNC POINT (Dekker, notifier side): orders the caller's store of the condition before our load
-        // of `sleepers`; pairs with the fence in `wait_for`'s sleep path.
-        fence(Ordering::SeqCst);
+        // of `sleepers`; pairs with the heavy barrier in `wait_for`'s sleep path.
+        light_barrier(asymmetric);
         if self.sleepers.load(Ordering::Relaxed) != 0 {
             self.wake();
         }
@@ -100,6 +105,8 @@ pub(crate) struct WaitParams {
     pub deadline: Option<Instant>,
     /// How often to ask whether the peer process is still alive while waiting.
     pub liveness: Duration,
+    /// The ring's fence mode: notifiers use a light barrier, so sleepers must use the heavy one.
+    pub asymmetric: bool,
 }
 
 /// Polls between looks at the clock while spinning.
@@ -192,8 +199,8 @@ pub(crate) fn wait_for<T, E>(
         };
         cell.sleepers.fetch_add(1, Ordering::Relaxed);
         // SYNC POINT (Dekker, sleeper side): orders our announcement before the re-check of the
-        // condition inside `attempt`; pairs with the fence in `WaitCell::notify`.
-        fence(Ordering::SeqCst);
+        // condition inside `attempt`; pairs with the light barrier in `WaitCell::notify`.
+        heavy_barrier(params.asymmetric);
         // SYNC POINT: Acquire pairs with the Release bump in `WaitCell::wake`: if we read a bumped value,
         // the re-check below sees the condition that the bump announced.
         let seq = cell.seq.load(Ordering::Acquire);

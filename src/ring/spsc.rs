@@ -111,8 +111,17 @@ pub enum RecvError {
     Corrupt(Corruption),
 }
 
-fn params(wait: WaitStrategy, liveness: Duration, deadline: Option<Instant>) -> WaitParams {
-    WaitParams { strategy: wait, deadline, liveness }
+fn params(wait: WaitStrategy, liveness: Duration, deadline: Option<Instant>, asymmetric: bool) -> WaitParams {
+    WaitParams { strategy: wait, deadline, liveness, asymmetric }
+}
+
+/// The ring's fence mode, checked against what this process can do.
+fn fence_mode<S: Storage>(storage: &S) -> Result<bool, OpenError> {
+    let asymmetric = storage.asymmetric_fences();
+    if asymmetric && !crate::sync::asymmetric_barrier_available() {
+        return Err(OpenError::Membarrier);
+    }
+    Ok(asymmetric)
 }
 
 /// The writing end of an SPSC ring.
@@ -147,6 +156,7 @@ struct ProducerState {
     tail: u64,
     /// The consumer's head as last read: free space is at least `capacity - (tail - cached_head)`.
     cached_head: u64,
+    asymmetric: bool,
 }
 
 // SAFETY: `data` points into memory owned by `storage` (Send), and the producer is the only writer of the
@@ -175,6 +185,7 @@ struct ConsumerState {
     /// Publish `head` once it is this many bytes past `published`.
     batch: u64,
     poisoned: Option<Corruption>,
+    asymmetric: bool,
 }
 
 // SAFETY: as for Producer: the consumer only reads bytes that the protocol hands to it.
@@ -198,6 +209,7 @@ impl<S: Storage> Producer<S> {
     /// Attaches as the producer of the ring in `storage`. Fails if another producer is attached and
     /// alive. A producer that re-attaches after a crash resumes after the last committed record.
     pub fn attach(storage: S) -> Result<Self, OpenError> {
+        let asymmetric = fence_mode(&storage)?;
         let token = storage.claim(Role::Producer)?;
         let cfg = storage.config();
         let control = storage.control();
@@ -249,6 +261,7 @@ impl<S: Storage> Producer<S> {
                 max_message: cfg.max_message,
                 tail,
                 cached_head: head,
+                asymmetric,
             },
             storage,
             wait: WaitStrategy::default(),
@@ -337,7 +350,7 @@ impl<S: Storage> Producer<S> {
             Ok(off) => off,
             Err(SendError::Full) => wait_for(
                 &self.storage.control().space_ready,
-                params(self.wait, self.liveness, deadline),
+                params(self.wait, self.liveness, deadline, self.st.asymmetric),
                 || match self.st.try_reserve_at(&self.storage, len) {
                     Err(SendError::Full) => Poll::Pending,
                     r => Poll::Ready(r),
@@ -395,7 +408,7 @@ impl ProducerState {
         }
         // Terminator after the record (published with the record's own header, by Release).
         let next = (off + rec as usize) & self.mask;
-        // MUTATION no terminator
+        storage.word(next).store(0, Ordering::Relaxed);
         Ok(off)
     }
 
@@ -416,7 +429,7 @@ impl ProducerState {
         self.tail += rec as u64;
         // Relaxed: the hint is only read by a re-attaching producer, which re-validates it.
         storage.control().tail.store(self.tail, Ordering::Relaxed);
-        storage.control().data_ready.notify();
+        storage.control().data_ready.notify(self.asymmetric);
     }
 }
 
@@ -503,6 +516,7 @@ impl<S: Storage> Consumer<S> {
     /// A consumer that re-attaches after a crash resumes at the last published head: a message that the
     /// dead consumer was reading (or had read but not yet published) is delivered again.
     pub fn attach(storage: S) -> Result<Self, OpenError> {
+        let asymmetric = fence_mode(&storage)?;
         let token = storage.claim(Role::Consumer)?;
         let cfg = storage.config();
         let control = storage.control();
@@ -525,6 +539,7 @@ impl<S: Storage> Consumer<S> {
                 published: head,
                 batch: (cfg.capacity / 16) as u64,
                 poisoned: None,
+                asymmetric,
             },
             storage,
             wait: WaitStrategy::default(),
@@ -625,7 +640,7 @@ impl<S: Storage> Consumer<S> {
         }
         wait_for(
             &self.storage.control().data_ready,
-            params(self.wait, self.liveness, deadline),
+            params(self.wait, self.liveness, deadline, self.st.asymmetric),
             || match try_recv_at(&self.storage, &mut self.st) {
                 Err(RecvError::Empty) => Poll::Pending,
                 r => Poll::Ready(r),
@@ -653,6 +668,11 @@ impl ConsumerState {
                 if self.head != self.published {
                     self.publish_head(storage);
                 }
+                // While we wait for this header, keep the line after it coming: a message longer than
+                // 56 bytes continues there, and the producer writes it before the header, so fetching it
+                // while we spin overlaps that transfer with the header's instead of serialising them.
+                let next_line = ((off & !63) + 64) & self.mask;
+                crate::sync::prefetch(self.data.wrapping_add(next_line));
                 return Ok(None);
             }
             let to_end = self.capacity - off as u64;
@@ -704,7 +724,7 @@ impl ConsumerState {
         // load of it (try_reserve_at), after which it overwrites that space.
         control.head.store(self.head, Ordering::Release);
         self.published = self.head;
-        control.space_ready.notify();
+        control.space_ready.notify(self.asymmetric);
     }
 }
 
