@@ -13,7 +13,8 @@
 //! role is refused; and a role freed by a crash can be claimed again.
 
 use crate::ring::{
-    ConfigError, Control, Header, FLAG_ASYMMETRIC_FENCES, RingConfig, RingKind, Role, RoleToken, Storage, DATA_OFFSET, LAYOUT_VERSION, MAGIC,
+    ConfigError, Control, Header, RingConfig, RingKind, Role, RoleToken, Storage, DATA_OFFSET, FLAG_ASYMMETRIC_FENCES,
+    LAYOUT_VERSION, MAGIC,
 };
 use crate::sync::Ordering;
 use crate::OpenError;

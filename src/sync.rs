@@ -92,19 +92,6 @@ pub(crate) fn asymmetric_barrier_available() -> bool {
     true
 }
 
-/// Hints the CPU to fetch the cache line holding `ptr` for reading. Not a memory access (no data race,
-/// no fault on any address); a no-op under loom and on other architectures.
-#[inline(always)]
-pub(crate) fn prefetch(ptr: *const u8) {
-    #[cfg(all(target_arch = "x86_64", not(ringwire_loom)))]
-    // SAFETY: prefetch never faults and does not access memory in the language's sense.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(ptr as *const i8, std::arch::x86_64::_MM_HINT_T0)
-    };
-    #[cfg(not(all(target_arch = "x86_64", not(ringwire_loom))))]
-    let _ = ptr;
-}
-
 /// Give up the CPU to another runnable thread (used by the spin-then-yield strategy).
 #[inline]
 pub(crate) fn yield_now() {

@@ -214,7 +214,8 @@ fn ping_pong_adaptive_sleeps_and_wakes() {
 fn sleep_wake_in_both_fence_modes() {
     for asymmetric in [true, false] {
         let name = format!("ringwire-fences-{}-{asymmetric}", std::process::id());
-        let ring = ringwire::ShmOptions::new(RingConfig::new(4096, 100)).asymmetric_fences(asymmetric).create(&name).unwrap();
+        let ring =
+            ringwire::ShmOptions::new(RingConfig::new(4096, 100)).asymmetric_fences(asymmetric).create(&name).unwrap();
         let zero_spin = WaitStrategy::Adaptive { spin: Duration::ZERO };
         let mut tx = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();

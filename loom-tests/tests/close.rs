@@ -12,8 +12,8 @@ const LENS: [usize; 3] = [1200, 2000, 1000];
 
 /// The producer sends three messages (blocking, zero spin; the third must wait for space and wraps)
 /// and drops its end. The consumer's blocking `recv` (zero spin) gets all three, intact and in order,
-/// and only then `Closed`, every time it asks after that. The drop's CLOSED store (Release) racing the
-/// consumer's last commit check is what this covers: "closed and empty" must mean drained.
+/// and only then `Closed`, every time it asks after that: "closed and empty" must mean drained, however
+/// the CLOSED store and the futex wake of the drop interleave with the consumer's last polls and sleep.
 #[test]
 fn producer_drop_after_sends_delivers_everything_then_closed() {
     model("close/producer drop", Bound::Env, || {
@@ -49,9 +49,9 @@ fn producer_drop_wakes_sleeping_consumer_after_last_message() {
 }
 
 /// A consumer that never sleeps (it polls with `try_recv`, yielding on Empty) against a producer that
-/// sends two messages and drops its end. Nothing but the header words and the CLOSED state connects
-/// the two threads here (no futex, no fence on the consumer side), so this is the model of "closed and
-/// empty means drained": the consumer sees both messages, then `Closed`.
+/// sends two messages and drops its end. No futex connects the two threads here, only the header words
+/// and the CLOSED state, so this is the plain model of "closed and empty means drained": the consumer
+/// sees both messages, then `Closed`, never `Closed` while a committed message is still unread.
 #[test]
 fn polling_consumer_sees_closed_only_after_every_commit() {
     model("close/polling consumer", Bound::Exhaustive, || {

@@ -111,7 +111,13 @@ mod imp {
             let cap = config.capacity;
             let s = HeapStorage {
                 config,
-                control: Box::new(Control::new(kind, config, (DATA_OFFSET + cap) as u64, DATA_OFFSET as u64, fence_flags())),
+                control: Box::new(Control::new(
+                    kind,
+                    config,
+                    (DATA_OFFSET + cap) as u64,
+                    DATA_OFFSET as u64,
+                    fence_flags(),
+                )),
                 bytes: (0..cap).map(|_| std::cell::UnsafeCell::new(0)).collect(),
                 words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
                 cells: (0..cap / 8).map(|_| UnsafeCell::new(())).collect(),

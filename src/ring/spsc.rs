@@ -668,11 +668,6 @@ impl ConsumerState {
                 if self.head != self.published {
                     self.publish_head(storage);
                 }
-                // While we wait for this header, keep the line after it coming: a message longer than
-                // 56 bytes continues there, and the producer writes it before the header, so fetching it
-                // while we spin overlaps that transfer with the header's instead of serialising them.
-                let next_line = ((off & !63) + 64) & self.mask;
-                crate::sync::prefetch(self.data.wrapping_add(next_line));
                 return Ok(None);
             }
             let to_end = self.capacity - off as u64;

@@ -68,13 +68,16 @@ pub enum Bound {
     Exhaustive,
     /// `LOOM_MAX_PREEMPTIONS` (2 by default in `run.sh`), raised to at least this many.
     AtLeast(usize),
-    /// `LOOM_MAX_PREEMPTIONS` as set (2 by default in `run.sh`): for the models too big for more.
+    /// `LOOM_MAX_PREEMPTIONS` as set (2 by default in `run.sh`, and 2 if unset): for the models too big
+    /// for more.
     Env,
 }
 
 /// `loom::model(f)`, with the preemption bound chosen by `bound`, and a count of the executions
 /// explored (`./run.sh -- --nocapture` shows it). Like `loom::model`, `LOOM_LOG=trace` logs each
 /// execution; `LOOM_LOCATION=1` adds source locations to loom's reports.
+// The execution counter is a std atomic on purpose: it counts across loom's executions, outside the model.
+#[allow(clippy::disallowed_types)]
 pub fn model<F>(name: &str, bound: Bound, f: F)
 where
     F: Fn() + Sync + Send + 'static,
@@ -84,7 +87,7 @@ where
     builder.preemption_bound = match bound {
         Bound::Exhaustive => None,
         Bound::AtLeast(n) => Some(builder.preemption_bound.map_or(n, |env| env.max(n))),
-        Bound::Env => builder.preemption_bound,
+        Bound::Env => builder.preemption_bound.or(Some(2)),
     };
     let chosen = builder.preemption_bound;
     let runs = Arc::new(AtomicUsize::new(0));
