@@ -47,11 +47,11 @@ struct Counts {
 impl Counts {
     fn new(quick: bool) -> Self {
         let full = Counts {
-            rtt_warmup: 20_000,
-            rtt_samples: 200_000,
-            probe_samples: 50_000,
-            stream_small: 4_000_000,
-            stream_large: 400_000,
+            rtt_warmup: 50_000,
+            rtt_samples: 1_000_000,
+            probe_samples: 200_000,
+            stream_small: 10_000_000,
+            stream_large: 1_000_000,
         };
         if quick {
             Counts {
