@@ -46,32 +46,48 @@ fn inproc_stream(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("crossbeam_bounded", size), |b| {
         b.iter_custom(|iters| {
             let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(4096);
-            let sink = std::thread::spawn(move || rx.iter().map(|m| assert_eq!(m.len(), size)).count() as u64);
-            let msg = payload(size);
-            let t0 = Instant::now();
-            for _ in 0..iters {
-                tx.send(msg.clone()).unwrap();
-            }
-            drop(tx);
-            assert_eq!(sink.join().unwrap(), iters);
-            t0.elapsed()
+            vec_stream(
+                iters,
+                size,
+                move |m| tx.send(m).is_ok(),
+                move || rx.iter().fold((0, true), |(n, ok), m| (n + 1, ok && m.len() == size)),
+            )
         })
     });
     g.bench_function(BenchmarkId::new("std_sync_channel", size), |b| {
         b.iter_custom(|iters| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4096);
-            let sink = std::thread::spawn(move || rx.iter().map(|m| assert_eq!(m.len(), size)).count() as u64);
-            let msg = payload(size);
-            let t0 = Instant::now();
-            for _ in 0..iters {
-                tx.send(msg.clone()).unwrap();
-            }
-            drop(tx);
-            assert_eq!(sink.join().unwrap(), iters);
-            t0.elapsed()
+            vec_stream(
+                iters,
+                size,
+                move |m| tx.send(m).is_ok(),
+                move || rx.iter().fold((0, true), |(n, ok), m| (n + 1, ok && m.len() == size)),
+            )
         })
     });
     g.finish();
+}
+
+/// Streams `iters` owned `size`-byte vectors through a channel, given as its send closure (dropped at the
+/// end, which closes it) and its draining receive loop (run on another thread; it returns how many
+/// messages arrived and whether all had the right length), and times it.
+fn vec_stream(
+    iters: u64,
+    size: usize,
+    mut send: impl FnMut(Vec<u8>) -> bool,
+    drain: impl FnOnce() -> (u64, bool) + Send + 'static,
+) -> Duration {
+    let sink = std::thread::spawn(drain);
+    let msg = payload(size);
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        assert!(send(msg.clone()));
+    }
+    drop(send);
+    let (count, all_right) = sink.join().unwrap();
+    let dt = t0.elapsed();
+    assert!(count == iters && all_right);
+    dt
 }
 
 /// A `ringwire __peer` process on two anonymous rings (A: to it, B: back).

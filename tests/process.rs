@@ -78,26 +78,11 @@ impl Drop for Peer {
 
 fn send_stream(tx: &mut ringwire::shm::ShmProducer, from: u64, to: u64) -> Result<(), SendError> {
     for seq in from..to {
-        let mut slot = tx.send_timeout_reserve(len_for(seq, MAX))?;
+        let mut slot = tx.reserve_timeout(len_for(seq, MAX), WATCHDOG)?;
         fill(&mut slot, seq);
         slot.commit();
     }
     Ok(())
-}
-
-trait ReserveWatchdog {
-    fn send_timeout_reserve(
-        &mut self,
-        len: usize,
-    ) -> Result<ringwire::spsc::WriteGuard<'_, std::sync::Arc<ringwire::shm::ShmRegion>>, SendError>;
-}
-impl ReserveWatchdog for ringwire::shm::ShmProducer {
-    fn send_timeout_reserve(
-        &mut self,
-        len: usize,
-    ) -> Result<ringwire::spsc::WriteGuard<'_, std::sync::Arc<ringwire::shm::ShmRegion>>, SendError> {
-        self.reserve_timeout(len, WATCHDOG)
-    }
 }
 
 #[test]
