@@ -180,13 +180,19 @@ pub(crate) fn wait_for<T, E>(
         }
     }
 
-    // Sleep phase (Adaptive only).
+    // Sleep phase (Adaptive only). The peer check (a syscall across processes) runs once per liveness
+    // interval, not on every wake-up; each sleep is bounded by that interval, so a dead peer (who will
+    // never wake us) is noticed within about two intervals. Without a clock (loom) it runs every time.
     loop {
-        if let Some(e) = peer_gone() {
-            try_ready!();
-            return Err(e);
+        let t = now();
+        if t.is_none() || next_liveness.is_some_and(|n| t.is_some_and(|t| t >= n)) {
+            if let Some(e) = peer_gone() {
+                try_ready!();
+                return Err(e);
+            }
+            next_liveness = t.map(|t| t + params.liveness);
         }
-        let timeout = match (params.deadline, now()) {
+        let timeout = match (params.deadline, t) {
             (Some(d), Some(t)) => {
                 if t >= d {
                     try_ready!();
