@@ -16,6 +16,15 @@ if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/de
     fi
 fi
 
+echo "== house rules =="
+# Every atomic in the library goes through src/sync.rs, the loom facade (clippy's disallowed-types can't
+# tell the facade's re-exports from direct use, so this is a grep). src/cli/probe.rs is the bench's bare
+# yardstick and uses std atomics on purpose.
+if grep -rnE 'std::sync::atomic|core::sync::atomic' src --include='*.rs' | grep -vE '^src/sync\.rs:|^src/cli/probe\.rs:'; then
+    echo "direct std atomics outside src/sync.rs (use crate::sync)" >&2
+    exit 1
+fi
+
 echo "== unit, integration, benches (test mode) =="
 cargo test --all-targets
 echo "== doc tests =="

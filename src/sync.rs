@@ -5,10 +5,9 @@
 //! swaps in [loom](https://docs.rs/loom)'s atomics and models the futex with a loom `Mutex` + `Condvar`,
 //! so that `loom-tests/` model-checks the production ring code, not a copy of it.
 //!
-//! `clippy.toml` forbids `std::sync::atomic` types outside this module.
+//! `scripts/test-all.sh` refuses `std::sync::atomic` anywhere else in the library.
 
 #[cfg(not(ringwire_loom))]
-#[allow(clippy::disallowed_types)]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(ringwire_loom)]

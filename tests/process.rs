@@ -256,5 +256,5 @@ fn resumed_consumer_reads_only_whole_messages() {
             break s;
         }
     };
-    assert!(first >= 10 && first < 40, "resumed at {first}");
+    assert!((10..40).contains(&first), "resumed at {first}");
 }

@@ -181,7 +181,7 @@ impl RingConfig {
     /// Checks the sizes.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let c = self.capacity;
-        if !c.is_power_of_two() || c < 4096 || c > 1 << 40 {
+        if !c.is_power_of_two() || !(4096..=1 << 40).contains(&c) {
             return Err(ConfigError::Capacity(c));
         }
         if self.max_message > u32::MAX as usize - 16 || crate::frame::record_len(self.max_message) + 8 > c / 2 {

@@ -191,13 +191,13 @@ struct ConsumerState {
 // SAFETY: as for Producer: the consumer only reads bytes that the protocol hands to it.
 unsafe impl<S: Storage> Send for Consumer<S> {}
 
+/// The producer end of an in-process ring.
+pub type HeapProducer = Producer<std::sync::Arc<super::heap::HeapStorage>>;
+/// The consumer end of an in-process ring.
+pub type HeapConsumer = Consumer<std::sync::Arc<super::heap::HeapStorage>>;
+
 /// Creates an in-process ring on the heap (threads of one process) and returns both ends.
-pub fn channel(
-    config: super::RingConfig,
-) -> Result<
-    (Producer<std::sync::Arc<super::heap::HeapStorage>>, Consumer<std::sync::Arc<super::heap::HeapStorage>>),
-    super::ConfigError,
-> {
+pub fn channel(config: super::RingConfig) -> Result<(HeapProducer, HeapConsumer), super::ConfigError> {
     config.validate()?;
     let storage = std::sync::Arc::new(super::heap::HeapStorage::new(super::RingKind::Spsc, config));
     let tx = Producer::attach(storage.clone()).expect("a fresh heap ring has a free producer role");
