@@ -31,3 +31,5 @@ echo "== doc tests =="
 cargo test --doc
 echo "== loom model checks =="
 bash loom-tests/run.sh
+echo "== ThreadSanitizer (in-process ring tests) =="
+./scripts/tsan.sh
