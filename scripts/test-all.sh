@@ -33,3 +33,5 @@ echo "== loom model checks =="
 bash loom-tests/run.sh
 echo "== ThreadSanitizer (in-process ring tests) =="
 ./scripts/tsan.sh
+echo "== fuzzing (30 s) =="
+./scripts/fuzz.sh 30
