@@ -68,3 +68,12 @@ fn unknown_transport_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown transport"));
 }
+
+#[test]
+fn plot_writes_an_svg() {
+    let path = std::env::temp_dir().join(format!("ringwire-plot-{}.svg", std::process::id()));
+    run(&["--quick", "--json", "--transports", "limit,shm-spsc", "--sizes", "64", "--plot", path.to_str().unwrap()]);
+    let svg = std::fs::read_to_string(&path).expect("plot written");
+    let _ = std::fs::remove_file(&path);
+    assert!(svg.contains("<svg") && svg.contains("shm-spsc spin 64B") && svg.contains("round trip"));
+}

@@ -32,6 +32,10 @@ pub struct BenchArgs {
     /// A smoke run: about 20x fewer messages. Numbers are noisy; the tool is exercised end to end.
     #[arg(long)]
     quick: bool,
+    /// Also draw the results as an SVG: round-trip percentiles per transport on a log axis and
+    /// throughput bars.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
 }
 
 /// How many messages each measurement moves.
@@ -147,6 +151,15 @@ pub fn run(args: BenchArgs) -> CliResult {
     }
     bar.finish_and_clear();
     report::fill_spsc_ratios(&mut rows);
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "ringwire bench: {} ({} cpus{})",
+            machine.cpu,
+            machine.cpus,
+            if machine.hypervisor { ", VM" } else { "" }
+        );
+        super::plot::svg(path, &rows, &title)?;
+    }
     if args.json {
         println!("{}", report::json(&machine, &rows)?);
     } else {

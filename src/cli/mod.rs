@@ -2,6 +2,7 @@
 
 mod bench;
 mod peer;
+mod plot;
 mod probe;
 mod report;
 
