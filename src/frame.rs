@@ -1,4 +1,5 @@
-//! The frame header shared by the shared-memory ring and (later) every stream and message transport.
+//! The frame header shared by the shared-memory ring and every stream and datagram transport, and the
+//! stream codec ([`encode_into`], [`FrameDecoder`]).
 //!
 //! A frame is an 8-byte little-endian header followed by `len` payload bytes:
 //!
@@ -19,6 +20,47 @@
 //!
 //! In the ring a record is a frame padded with zeros to the next multiple of 8 bytes, so every header
 //! is 8-byte aligned and can be read and published as one atomic `u64`.
+//!
+//! # Kinds
+//!
+//! | value | kind | where |
+//! |------:|------|-------|
+//! | 0 | never valid | the ring's "nothing committed here yet" marker |
+//! | 1 | [`Kind::Data`] | everywhere: an application message |
+//! | 2..=0x7e | reserved | refused ([`HeaderDecodeError::UnknownKind`]) until a later version defines them |
+//! | 0x7f | [`Kind::Pad`] | ring only: skip to the end of the data area; refused on streams and datagrams |
+//! | 0x80..=0xff | reserved | refused |
+//!
+//! # On streams and datagrams
+//!
+//! Stream transports (pipes, sockets, child stdio) write frames back to back, unpadded: header, payload,
+//! next header. [`encode_into`] writes one; a [`FrameDecoder`] takes the bytes in whatever pieces the
+//! reads delivered (one byte at a time, or several frames at once) and gives back whole frames. The
+//! decoder checks every header the moment its 8 bytes are in, before it buffers anything for the payload:
+//! a header claiming more than the decoder's maximum is [`FrameError::Oversize`] and its payload is
+//! skipped without being buffered, so a decoder never holds more than
+//! `max(HEADER_LEN + max_payload, READ_CHUNK)` bytes whatever its input claims. A datagram transport sends
+//! exactly one frame per datagram; [`decode_datagram`] checks that the header's length matches the
+//! datagram's.
+//!
+//! ```
+//! use ringwire::frame::{encode_into, FrameDecoder, Kind};
+//! let mut wire = Vec::new();
+//! encode_into(&mut wire, Kind::Data, b"hello")?;
+//! encode_into(&mut wire, Kind::Data, b"world")?;
+//! let mut dec = FrameDecoder::new(1024);
+//! let mut got = Vec::new();
+//! for byte in wire.chunks(1) {
+//!     // Partial input is fine: push takes what fits, next_frame returns whole frames only.
+//!     assert_eq!(dec.push(byte), 1);
+//!     while let Some(frame) = dec.next_frame()? {
+//!         got.push(frame.payload.to_vec());
+//!     }
+//! }
+//! assert_eq!(got, [b"hello".to_vec(), b"world".to_vec()]);
+//! dec.finish()?; // at a frame boundary: a clean end
+//! # Ok::<(), ringwire::frame::FrameError>(())
+//! ```
 
 /// Size of the frame header in bytes.
 pub const HEADER_LEN: usize = 8;
@@ -102,6 +144,287 @@ impl FrameHeader {
 #[inline]
 pub const fn record_len(len: usize) -> usize {
     (HEADER_LEN + len + 7) & !7
+}
+
+/// Why bytes from a stream or a datagram are not a valid frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The header announces a payload larger than the configured maximum (or, when encoding, the payload
+    /// does not fit the 32-bit length field). A [`FrameDecoder`] skips that payload without buffering it
+    /// and goes on with the next frame.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    Oversize {
+        /// The announced (or offered) payload length.
+        len: usize,
+        /// The maximum in force.
+        max: usize,
+    },
+    /// The 8 header bytes are not a valid header (garbage, or a newer protocol). On a stream nothing after
+    /// it can be trusted: the decoder refuses everything from then on.
+    #[error("bad frame header: {0}")]
+    BadHeader(HeaderDecodeError),
+    /// A valid header of a kind that this medium never carries ([`Kind::Pad`] outside the ring).
+    #[error("frame kind {0:?} is not allowed here")]
+    UnexpectedKind(Kind),
+    /// The input ended inside a frame: `missing` more bytes were announced (end of stream mid-frame, or a
+    /// datagram shorter than its header says, or shorter than a header).
+    #[error("input ended {missing} bytes short of the end of the frame")]
+    Truncated {
+        /// Bytes announced but never delivered.
+        missing: usize,
+    },
+    /// A datagram carries `extra` bytes after the payload its header announces.
+    #[error("{extra} bytes after the end of the frame")]
+    TrailingBytes {
+        /// Bytes past the announced end.
+        extra: usize,
+    },
+}
+
+/// A frame decoded from a stream or a datagram: its kind and a payload borrowed from the decoder (or the
+/// datagram buffer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The frame's kind (only [`Kind::Data`] in this version).
+    pub kind: Kind,
+    /// The payload bytes.
+    pub payload: &'a [u8],
+}
+
+/// Appends one frame (header and payload, no padding) to `out`, as a stream transport writes it.
+/// Fails with [`FrameError::Oversize`] only for a payload that does not fit the 32-bit length field.
+pub fn encode_into(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) -> Result<(), FrameError> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| FrameError::Oversize { len: payload.len(), max: u32::MAX as usize })?;
+    out.reserve(HEADER_LEN + payload.len());
+    out.extend_from_slice(&FrameHeader { len, kind }.to_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Checks a header read from a stream or a datagram: valid, a kind allowed there, within `max`.
+fn check_header(bytes: [u8; HEADER_LEN], max: usize) -> Result<FrameHeader, FrameError> {
+    let hdr = FrameHeader::from_bytes(bytes).map_err(FrameError::BadHeader)?;
+    if hdr.kind != Kind::Data {
+        return Err(FrameError::UnexpectedKind(hdr.kind));
+    }
+    if hdr.len as usize > max {
+        return Err(FrameError::Oversize { len: hdr.len as usize, max });
+    }
+    Ok(hdr)
+}
+
+/// Decodes a datagram that must hold exactly one frame of at most `max` payload bytes.
+pub fn decode_datagram(datagram: &[u8], max: usize) -> Result<Frame<'_>, FrameError> {
+    let Some((head, payload)) = datagram.split_first_chunk::<HEADER_LEN>() else {
+        return Err(FrameError::Truncated { missing: HEADER_LEN - datagram.len() });
+    };
+    let hdr = check_header(*head, max)?;
+    let len = hdr.len as usize;
+    match payload.len().cmp(&len) {
+        std::cmp::Ordering::Less => Err(FrameError::Truncated { missing: len - payload.len() }),
+        std::cmp::Ordering::Greater => Err(FrameError::TrailingBytes { extra: payload.len() - len }),
+        std::cmp::Ordering::Equal => Ok(Frame { kind: hdr.kind, payload }),
+    }
+}
+
+/// Bytes a [`FrameDecoder`] asks a reader for at a time (and so the least it may buffer).
+pub const READ_CHUNK: usize = 64 << 10;
+
+/// An incremental stream decoder: feed it bytes in any pieces ([`push`](Self::push) or
+/// [`read_from`](Self::read_from)), take whole frames out with [`next_frame`](Self::next_frame).
+///
+/// Memory is bounded by `max(HEADER_LEN + max_payload, READ_CHUNK)` bytes whatever the input says: a
+/// header is checked as soon as its 8 bytes are in, and the payload of an oversize frame is discarded as
+/// it arrives. After [`FrameError::BadHeader`] or [`FrameError::UnexpectedKind`] the stream cannot be
+/// re-synchronised, and every later call returns the same error.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    max: usize,
+    /// `buf[start..end]` holds received bytes not yet returned; `buf.len()` is what is allocated.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Payload bytes of an oversize frame still to be thrown away.
+    skip: usize,
+    /// Set once the stream is out of sync.
+    failed: Option<FrameError>,
+}
+
+impl FrameDecoder {
+    /// A decoder accepting payloads of up to `max_payload` bytes.
+    pub fn new(max_payload: usize) -> Self {
+        FrameDecoder { max: max_payload, buf: Vec::new(), start: 0, end: 0, skip: 0, failed: None }
+    }
+
+    /// The largest payload accepted.
+    pub fn max_payload(&self) -> usize {
+        self.max
+    }
+
+    /// Changes the largest payload accepted (for frames whose header is not in yet).
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        self.max = max_payload;
+    }
+
+    /// Bytes received and not yet returned as (or skipped with) a frame.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Bytes of memory the decoder holds now (never more than [`max_buffer`](Self::max_buffer)).
+    pub fn allocated(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// The most memory the decoder will ever hold.
+    pub fn max_buffer(&self) -> usize {
+        (HEADER_LEN + self.max).max(READ_CHUNK)
+    }
+
+    /// Whether the input so far ends exactly at a frame boundary.
+    pub fn at_boundary(&self) -> bool {
+        self.buffered() == 0 && self.skip == 0
+    }
+
+    /// Call at end of input: `Ok` if it ended at a frame boundary, [`FrameError::Truncated`] if it ended
+    /// inside a frame (or the error that stopped the stream).
+    pub fn finish(&self) -> Result<(), FrameError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        if self.at_boundary() {
+            return Ok(());
+        }
+        let have = self.buffered();
+        let missing = if self.skip > 0 {
+            self.skip
+        } else if have < HEADER_LEN {
+            HEADER_LEN - have
+        } else {
+            let len = u32::from_le_bytes(self.buf[self.start..self.start + 4].try_into().expect("4 bytes"));
+            (HEADER_LEN + len as usize).saturating_sub(have)
+        };
+        Err(FrameError::Truncated { missing })
+    }
+
+    /// Bytes the frame in progress still needs in the buffer before it is whole (0: nothing pending yet).
+    fn frame_total(&self) -> usize {
+        let have = self.buffered();
+        if have < HEADER_LEN {
+            return HEADER_LEN;
+        }
+        let len = u32::from_le_bytes(self.buf[self.start..self.start + 4].try_into().expect("4 bytes"));
+        // A header in the buffer has been checked by next_frame unless it just arrived; cap at the bound
+        // anyway, next_frame refuses it.
+        HEADER_LEN + (len as usize).min(self.max)
+    }
+
+    /// Makes room for `want` more bytes after `end`, within the bound. Returns the free room.
+    fn make_room(&mut self, want: usize) -> usize {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let bound = self.max_buffer();
+        let target = (self.end - self.start + want).min(bound);
+        if self.buf.len() - self.end < want && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() < target {
+            // Exact: the bound is on what is allocated, not just on what is used.
+            self.buf.reserve_exact(target - self.buf.len());
+            self.buf.resize(target, 0);
+        }
+        self.buf.len() - self.end
+    }
+
+    /// Discards as much of an oversize payload as is buffered.
+    fn drain_skip(&mut self) {
+        let n = self.skip.min(self.buffered());
+        self.start += n;
+        self.skip -= n;
+    }
+
+    /// Takes bytes from `input` into the decoder and returns how many it took: all of them unless that
+    /// would exceed the memory bound, in which case take frames out with [`next_frame`](Self::next_frame)
+    /// and push the rest. Bytes of an oversize payload being skipped are consumed without being stored.
+    pub fn push(&mut self, input: &[u8]) -> usize {
+        if self.failed.is_some() {
+            return 0;
+        }
+        let mut taken = 0;
+        if self.skip > 0 && self.buffered() == 0 {
+            taken = self.skip.min(input.len());
+            self.skip -= taken;
+        }
+        let rest = &input[taken..];
+        if rest.is_empty() {
+            return taken;
+        }
+        let room = self.make_room(rest.len());
+        let n = room.min(rest.len());
+        self.buf[self.end..self.end + n].copy_from_slice(&rest[..n]);
+        self.end += n;
+        taken + n
+    }
+
+    /// Reads once from `reader` into the decoder (at most what the frame in progress needs, or
+    /// [`READ_CHUNK`]) and returns the byte count, 0 meaning end of input. Errors, `WouldBlock` included,
+    /// are the reader's.
+    pub fn read_from<R: std::io::Read + ?Sized>(&mut self, reader: &mut R) -> std::io::Result<usize> {
+        if self.failed.is_some() {
+            // Out of sync: nothing more will be decoded; read into a scratch so the caller still sees EOF.
+            let mut scratch = [0u8; 512];
+            return reader.read(&mut scratch);
+        }
+        self.drain_skip();
+        let want = if self.skip > 0 { self.skip.min(READ_CHUNK) } else { self.frame_total().max(READ_CHUNK) };
+        let want = want.saturating_sub(self.buffered()).max(1);
+        let room = self.make_room(want);
+        let n = reader.read(&mut self.buf[self.end..self.end + room.min(want)])?;
+        self.end += n;
+        self.drain_skip();
+        Ok(n)
+    }
+
+    /// The next whole frame if the buffered bytes hold one, `None` if more input is needed. An oversize
+    /// frame is reported once ([`FrameError::Oversize`]) and then skipped; a bad header stops the stream.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, FrameError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        self.drain_skip();
+        if self.skip > 0 || self.buffered() < HEADER_LEN {
+            return Ok(None);
+        }
+        let head: [u8; HEADER_LEN] = self.buf[self.start..self.start + HEADER_LEN].try_into().expect("8 bytes");
+        let hdr = match check_header(head, self.max) {
+            Ok(h) => h,
+            Err(e @ FrameError::Oversize { len, .. }) => {
+                self.start += HEADER_LEN;
+                self.skip = len;
+                self.drain_skip();
+                return Err(e);
+            }
+            Err(e) => {
+                self.failed = Some(e);
+                self.buf = Vec::new();
+                self.start = 0;
+                self.end = 0;
+                return Err(e);
+            }
+        };
+        let total = HEADER_LEN + hdr.len as usize;
+        if self.buffered() < total {
+            return Ok(None);
+        }
+        let from = self.start + HEADER_LEN;
+        self.start += total;
+        Ok(Some(Frame { kind: hdr.kind, payload: &self.buf[from..from + hdr.len as usize] }))
+    }
 }
 
 #[cfg(test)]

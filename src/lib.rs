@@ -7,8 +7,10 @@
 //! 2. [`ring`]: the ring algorithms ([`spsc`]), generic over a [`Storage`](ring::Storage).
 //! 3. [`shm`] (memory regions: named `/dev/shm` files, sealed memfds, role locks) and [`wait`]
 //!    (spin / yield / futex strategies and the sleep-wake protocol).
-//! 4. [`frame`]: the frame header shared by the ring and every transport.
-//! 5. The `ringwire` binary (`src/main.rs`, `src/cli/`): `ringwire bench`.
+//! 4. [`frame`]: the frame header shared by the ring and every transport, and the stream codec.
+//! 5. [`transport`]: one `Sender` / `Receiver` interface over the ring, pipes, sockets, UDP, child stdio
+//!    and inherited socketpairs.
+//! 6. The `ringwire` binary (`src/main.rs`, `src/cli/`): `ringwire bench`.
 //!
 //! # In one process (threads)
 //!
@@ -31,6 +33,7 @@ pub(crate) mod sync;
 pub mod frame;
 pub mod ring;
 pub mod shm;
+pub mod transport;
 pub mod wait;
 
 #[doc(hidden)]

@@ -2,6 +2,7 @@
 
 use super::probe::{self, SharedMem};
 use super::{base_payload, pin_to, stamp, verify, CliResult};
+use ringwire::transport::{Receiver, Sender, TransportRecvError, TransportSendError};
 use ringwire::{RecvError, ShmRing, WaitStrategy};
 
 pub const RING_A_VAR: &str = "RINGWIRE_BENCH_A";
@@ -9,7 +10,8 @@ pub const RING_B_VAR: &str = "RINGWIRE_BENCH_B";
 
 #[derive(clap::Args, Debug)]
 pub struct PeerArgs {
-    /// limit-echo | limit-sink | ring-echo | ring-sink
+    /// limit-echo | limit-sink | ring-echo | ring-sink (and test modes: produce, consume, hold-*,
+    /// echo-<transport>, garbage-stdio, midframe-exit, flood-stdio, close-stdout)
     mode: String,
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -34,6 +36,12 @@ pub struct PeerArgs {
     /// its sequence number instead of expecting message 0.
     #[arg(long)]
     resume: bool,
+    /// Transport test modes: where to connect (a path, abstract name, host:port, or FIFO directory).
+    #[arg(long)]
+    addr: Option<String>,
+    /// Transport test modes: the largest message each half accepts.
+    #[arg(long, default_value_t = ringwire::transport::DEFAULT_MAX_MESSAGE)]
+    max_message: usize,
 }
 
 pub fn parse_wait(s: &str) -> CliResult<WaitStrategy> {
@@ -142,6 +150,7 @@ pub fn run(args: PeerArgs) -> CliResult {
         "consume" => consume(&args, wait)?,
         "hold-producer" => hold(&args, true)?,
         "hold-consumer" => hold(&args, false)?,
+        mode if mode.starts_with("echo-") || TRANSPORT_MODES.contains(&mode) => transport_mode(&args)?,
         other => return Err(format!("unknown peer mode {other}").into()),
     }
     Ok(())
@@ -190,4 +199,107 @@ fn ring_sink(wait: WaitStrategy, size: usize, count: u64) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// Transport test modes other than `echo-*`.
+const TRANSPORT_MODES: &[&str] = &["garbage-stdio", "midframe-exit", "flood-stdio", "close-stdout"];
+
+/// The transport test modes: `echo-<adapter>` echoes every message back until the peer closes, then
+/// closes too; the others misbehave on stdio in one specific way each.
+fn transport_mode(args: &PeerArgs) -> CliResult {
+    use ringwire::transport::{fork, pipe, shm, stdio, tcp, udp, unix, FdReceiver, FdSender};
+    let addr = || args.addr.clone().ok_or("this mode needs --addr");
+    let limit = |(mut tx, mut rx): (FdSender, FdReceiver)| {
+        tx.set_max_message(args.max_message);
+        rx.set_max_message(args.max_message);
+        (tx, rx)
+    };
+    match args.mode.as_str() {
+        "echo-stdio" => echo(limit(stdio::from_process_stdio()?)),
+        "echo-fork" => echo(limit(fork::from_env()?)),
+        "echo-fifo" => {
+            let dir = std::path::PathBuf::from(addr()?);
+            // The parent opens down for writing first, then up for reading: same order here.
+            let rx = pipe::open_fifo_receiver(dir.join("down"))?;
+            let tx = pipe::open_fifo_sender(dir.join("up"))?;
+            echo(limit((tx, rx)))
+        }
+        "echo-unix" => echo(limit(unix::connect(addr()?)?)),
+        "echo-unix-abstract" => echo(limit(unix::connect_abstract(addr()?.as_bytes())?)),
+        "echo-tcp" => echo(limit(tcp::connect(addr()?)?)),
+        "echo-udp" => {
+            let (mut tx, rx) = udp::connect("127.0.0.1:0", addr()?)?;
+            tx.send(b"hello")?; // tells the parent our address
+            echo((tx, rx))
+        }
+        "echo-shm" => echo(shm::from_env()?),
+        "echo-json-fork" => {
+            let (mut tx, mut rx) = fork::from_env()?;
+            loop {
+                let v: serde_json::Value = match ringwire::transport::recv_json(&mut rx) {
+                    Err(ringwire::transport::JsonError::Recv(TransportRecvError::PeerGone)) => return Ok(()),
+                    r => r?,
+                };
+                ringwire::transport::send_json(&mut tx, &serde_json::json!({ "got": v }))?;
+            }
+        }
+        // One good frame, then bytes that are no frame header, then wait for the end of input.
+        "garbage-stdio" => {
+            let (mut tx, mut rx) = stdio::from_process_stdio()?;
+            tx.send(b"good")?;
+            let mut raw = tx.get_ref().ok_or("closed")?;
+            std::io::Write::write_all(&mut raw, b"\xde\xad\xbe\xef\x99\x99\x99\x99garbage")?;
+            while rx.recv().is_ok() {}
+            Ok(())
+        }
+        // A header announcing 100 bytes, 10 of them, and exit.
+        "midframe-exit" => {
+            let (mut tx, _rx) = stdio::from_process_stdio()?;
+            tx.send(b"whole")?;
+            let mut raw = tx.get_ref().ok_or("closed")?;
+            let mut partial =
+                ringwire::frame::FrameHeader { len: 100, kind: ringwire::frame::Kind::Data }.to_bytes().to_vec();
+            partial.extend_from_slice(&[7; 10]);
+            std::io::Write::write_all(&mut raw, &partial)?;
+            std::process::exit(0);
+        }
+        // Sends until the peer goes away; exit code 3 says it saw EPIPE as an error (not a SIGPIPE death).
+        "flood-stdio" => {
+            let (mut tx, _rx) = stdio::from_process_stdio()?;
+            let msg = vec![0x5a; 4096];
+            loop {
+                match tx.send(&msg) {
+                    Ok(()) => {}
+                    Err(TransportSendError::PeerReset) => std::process::exit(3),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        // One frame, then close stdout while staying alive until stdin ends.
+        "close-stdout" => {
+            let (mut tx, mut rx) = stdio::from_process_stdio()?;
+            tx.send(b"bye")?;
+            tx.close()?;
+            drop(tx);
+            while rx.recv().is_ok() {}
+            Ok(())
+        }
+        other => Err(format!("unknown peer mode {other}").into()),
+    }
+}
+
+/// Echoes every message back; skips (and reports on stderr) frames over the limit; closes once the peer
+/// has closed.
+fn echo<S: Sender, R: Receiver>((mut tx, mut rx): (S, R)) -> CliResult {
+    loop {
+        match rx.recv() {
+            Ok(msg) => tx.send(&msg)?,
+            Err(TransportRecvError::PeerGone) => {
+                tx.close()?;
+                return Ok(());
+            }
+            Err(TransportRecvError::BadFrame(e)) => eprintln!("echo: skipped: {e}"),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

@@ -1,0 +1,298 @@
+//! One transport interface over every medium: the shared-memory ring, pipes and FIFOs, Unix and TCP
+//! stream sockets, UDP datagrams, a child's stdio, and a socket inherited by a child.
+//!
+//! Every adapter hands out a [`Sender`] and a [`Receiver`] half with the same methods (blocking, `try_`,
+//! `_deadline`, `close`) and the same errors ([`TransportSendError`], [`TransportRecvError`]). Every message
+//! travels as one [frame](crate::frame): stream adapters are all one generic pair,
+//! [`StreamSender`] / [`StreamReceiver`], built on [`FrameDecoder`](crate::frame::FrameDecoder) over any
+//! non-blocking file descriptor; UDP puts one frame in each datagram; the ring is already framed.
+//!
+//! | adapter | constructor(s) | halves |
+//! |---|---|---|
+//! | [`shm`] | `shm::Duplex::anonymous` + `share_with` / `shm::from_env`, `shm::create` / `shm::open` | ring producer + consumer |
+//! | [`pipe`] | `pipe::pair`, `pipe::duplex`, `pipe::open_fifo_sender` / `open_fifo_receiver` | [`FdSender`] / [`FdReceiver`] |
+//! | [`unix`] | `unix::Listener::{bind, bind_abstract}` + `accept`, `unix::connect`, `unix::connect_abstract` | same |
+//! | [`tcp`] | `tcp::Listener::bind` + `accept`, `tcp::connect` | same |
+//! | [`udp`] | `udp::connect`, `udp::from_socket` | [`udp::UdpSender`] / [`udp::UdpReceiver`] |
+//! | [`stdio`] | `stdio::spawn` (parent), `stdio::from_process_stdio` (child) | [`FdSender`] / [`FdReceiver`] |
+//! | [`fork`] | `fork::spawn` (parent), `fork::from_env` (child) | same |
+//!
+//! Delivery guarantees per adapter are in ARCHITECTURE.md ("Transports").
+//!
+//! # Deadlines and blocking
+//!
+//! Stream adapters put their descriptors in non-blocking mode and wait with `poll(2)`, so every
+//! operation honours its deadline, including in the middle of a frame. A send is all or nothing from the
+//! caller's point of view: `try_send` and `send_deadline` either accept the whole frame or return
+//! `WouldBlock` / `Timeout` having written nothing. A frame that was accepted but only partly written
+//! (the socket buffer filled mid-frame) stays queued in the sender and goes out first on the next call,
+//! on [`Sender::flush`] or on [`Sender::close`]; a blocking `send` returns only once everything is written.
+//!
+//! # SIGPIPE
+//!
+//! Socket writes use `send(MSG_NOSIGNAL)`, so a peer that is gone is an `EPIPE` error, never a signal.
+//! Pipes have no such flag: a library can't ignore SIGPIPE for the whole process behind the program's
+//! back, and doesn't need to in Rust programs, whose runtime sets SIGPIPE to ignored before `main`. A
+//! program that restores the default disposition (or a non-Rust host) should ignore SIGPIPE itself
+//! before writing to pipes. Either way `EPIPE` and `ECONNRESET` are reported as
+//! [`TransportSendError::PeerReset`].
+
+pub mod fork;
+pub mod pipe;
+pub mod shm;
+pub mod stdio;
+mod stream;
+pub mod tcp;
+pub mod udp;
+pub mod unix;
+
+pub use stream::{FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender};
+
+use crate::frame::FrameError;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Instant;
+
+/// The largest message stream adapters accept unless told otherwise (`set_max_message`).
+pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
+
+/// How long an operation may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Not at all (`try_` operations).
+    Never,
+    /// Until the operation can complete (blocking operations).
+    Forever,
+    /// Until this instant (`_deadline` operations).
+    Until(Instant),
+}
+
+/// Why a send failed. Unless said otherwise, nothing of the message was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportSendError {
+    /// `try_send`: the transport can't take the message right now.
+    #[error("the transport is full")]
+    WouldBlock,
+    /// `send_deadline`: the transport could not take the message before the deadline.
+    #[error("timed out")]
+    Timeout,
+    /// The message is larger than the transport's maximum. The transport stays usable.
+    #[error("message of {len} bytes exceeds the maximum of {max}")]
+    Oversize {
+        /// The message length.
+        len: usize,
+        /// The largest message this sender accepts.
+        max: usize,
+    },
+    /// The peer closed its receiving end cleanly (ring: the consumer closed).
+    #[error("the peer closed the connection")]
+    PeerGone,
+    /// The peer is gone without a clean close: `EPIPE`, `ECONNRESET`, a dead ring consumer, an ICMP
+    /// "port unreachable" on UDP. On streams `EPIPE` is also what a clean close looks like to a writer.
+    #[error("the peer reset the connection or died")]
+    PeerReset,
+    /// This half was closed with [`Sender::close`].
+    #[error("this sender is closed")]
+    Closed,
+    /// Any other system error (and ring corruption, as `InvalidData`).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Why a receive failed. No message was consumed when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportRecvError {
+    /// `try_recv`: no whole message has arrived.
+    #[error("no message ready")]
+    Empty,
+    /// `recv_deadline`: no whole message arrived before the deadline.
+    #[error("timed out")]
+    Timeout,
+    /// The peer closed cleanly: end of stream at a frame boundary, or a closed ring producer, after every
+    /// message it sent was received. Every later call returns this too.
+    #[error("the peer closed the connection")]
+    PeerGone,
+    /// The peer died or reset the connection: end of stream in the middle of a frame, `ECONNRESET`, a
+    /// dead ring producer (after everything it committed), an ICMP "port unreachable" on UDP.
+    #[error("the peer reset the connection or died")]
+    PeerReset,
+    /// The peer sent something that is not a valid frame. After [`FrameError::Oversize`] (the frame is
+    /// skipped) and on UDP (each datagram stands alone) the receiver stays usable; after a bad header on a
+    /// stream every later call returns the same error.
+    #[error(transparent)]
+    BadFrame(FrameError),
+    /// This half was closed with [`Receiver::close`].
+    #[error("this receiver is closed")]
+    Closed,
+    /// Any other system error (and ring corruption, as `InvalidData`).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The sending half of a transport.
+pub trait Sender: Send {
+    /// Sends one message, waiting as `wait` allows. Adapters implement this; use the methods below.
+    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError>;
+
+    /// Sends one message, blocking until the transport has taken all of it.
+    fn send(&mut self, msg: &[u8]) -> Result<(), TransportSendError> {
+        self.send_wait(msg, Wait::Forever)
+    }
+
+    /// Sends one message if the transport can take it without waiting; else [`TransportSendError::WouldBlock`].
+    fn try_send(&mut self, msg: &[u8]) -> Result<(), TransportSendError> {
+        self.send_wait(msg, Wait::Never)
+    }
+
+    /// Sends one message, waiting until `deadline` at most; else [`TransportSendError::Timeout`].
+    fn send_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), TransportSendError> {
+        self.send_wait(msg, Wait::Until(deadline))
+    }
+
+    /// Writes out whatever accepted frame is still queued (see the module docs), blocking.
+    fn flush(&mut self) -> Result<(), TransportSendError> {
+        Ok(())
+    }
+
+    /// Flushes, then closes this half: the peer's receiver sees [`TransportRecvError::PeerGone`] after
+    /// the last message. Later sends fail with [`TransportSendError::Closed`]. Dropping the half also
+    /// closes it, flushing only what can be written without waiting.
+    fn close(&mut self) -> Result<(), TransportSendError>;
+
+    /// The largest message this half sends.
+    fn max_message(&self) -> usize;
+}
+
+/// The receiving half of a transport.
+pub trait Receiver: Send {
+    /// Receives one message, waiting as `wait` allows. Adapters implement this; use the methods below.
+    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError>;
+
+    /// Receives one message, blocking until one arrives or the peer is gone.
+    fn recv(&mut self) -> Result<Vec<u8>, TransportRecvError> {
+        self.recv_wait(Wait::Forever)
+    }
+
+    /// Receives one message if a whole one has arrived; else [`TransportRecvError::Empty`].
+    fn try_recv(&mut self) -> Result<Vec<u8>, TransportRecvError> {
+        self.recv_wait(Wait::Never)
+    }
+
+    /// Receives one message, waiting until `deadline` at most; else [`TransportRecvError::Timeout`].
+    fn recv_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, TransportRecvError> {
+        self.recv_wait(Wait::Until(deadline))
+    }
+
+    /// Closes this half; later receives fail with [`TransportRecvError::Closed`]. A peer still sending
+    /// gets [`TransportSendError::PeerReset`] or [`TransportSendError::PeerGone`] (or, on UDP, nothing).
+    fn close(&mut self);
+
+    /// The largest message this half accepts.
+    fn max_message(&self) -> usize;
+}
+
+impl<T: Sender + ?Sized> Sender for Box<T> {
+    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        (**self).send_wait(msg, wait)
+    }
+    fn flush(&mut self) -> Result<(), TransportSendError> {
+        (**self).flush()
+    }
+    fn close(&mut self) -> Result<(), TransportSendError> {
+        (**self).close()
+    }
+    fn max_message(&self) -> usize {
+        (**self).max_message()
+    }
+}
+
+impl<T: Receiver + ?Sized> Receiver for Box<T> {
+    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+        (**self).recv_wait(wait)
+    }
+    fn close(&mut self) {
+        (**self).close()
+    }
+    fn max_message(&self) -> usize {
+        (**self).max_message()
+    }
+}
+
+/// Waits with `poll(2)` until `fd` reports one of `events` (or an error / hang-up), as `wait` allows.
+/// `Ok(false)`: the wait ran out.
+pub(crate) fn poll_fd(fd: BorrowedFd<'_>, events: libc::c_short, wait: Wait) -> io::Result<bool> {
+    loop {
+        let timeout = match wait {
+            Wait::Never => 0,
+            Wait::Forever => -1,
+            Wait::Until(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Round up so that a wake-up is never before the deadline (no busy loop on its last ms).
+                left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
+            }
+        };
+        let mut p = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+        // SAFETY: `p` is one valid pollfd that lives across the call; the count says 1.
+        let r = unsafe { libc::poll(&mut p, 1, timeout) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r > 0 {
+            return Ok(true);
+        }
+        match wait {
+            Wait::Until(d) if Instant::now() < d => continue,
+            _ => return Ok(false),
+        }
+    }
+}
+
+/// Puts the open file description behind `fd` into non-blocking mode.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL / F_SETFL on a descriptor we borrow; no memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether an I/O error means the peer is gone without a clean close.
+pub(crate) fn is_reset(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET | libc::ECONNABORTED | libc::ECONNREFUSED))
+}
+
+/// Why a typed JSON message could not be sent or received.
+#[cfg(feature = "json")]
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    /// The transport failed to send.
+    #[error(transparent)]
+    Send(#[from] TransportSendError),
+    /// The transport failed to receive.
+    #[error(transparent)]
+    Recv(#[from] TransportRecvError),
+    /// The value could not be serialized, or the message is not JSON of the expected type.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Sends `value` as one JSON-encoded message (blocking).
+#[cfg(feature = "json")]
+pub fn send_json<T: serde::Serialize + ?Sized>(tx: &mut (impl Sender + ?Sized), value: &T) -> Result<(), JsonError> {
+    let bytes = serde_json::to_vec(value)?;
+    Ok(tx.send(&bytes)?)
+}
+
+/// Receives one message (blocking) and decodes it from JSON.
+#[cfg(feature = "json")]
+pub fn recv_json<T: serde::de::DeserializeOwned>(rx: &mut (impl Receiver + ?Sized)) -> Result<T, JsonError> {
+    let bytes = rx.recv()?;
+    Ok(serde_json::from_slice(&bytes)?)
+}

@@ -1,0 +1,143 @@
+//! The shared-memory ring as a transport: a duplex pair of SPSC rings, one per direction, so that it
+//! compares like for like with the other adapters.
+//!
+//! Anonymous: the parent makes a [`Duplex`], [`shares`](Duplex::share_with) it with a child and takes
+//! its [`parent`](Duplex::parent) halves; the child calls [`from_env`]. Named: one side calls
+//! [`create`]`(name)` (rings `NAME.down` and `NAME.up` under `/dev/shm`, removed when its halves are
+//! dropped), the other [`open`]`(name)`.
+
+use super::{Receiver, Sender, TransportRecvError, TransportSendError, Wait};
+use crate::shm::{ShmConsumer, ShmProducer};
+use crate::{OpenError, RecvError, RingConfig, SendError, ShmRing};
+use std::io;
+use std::process::Command;
+
+/// Environment variable naming the parent-to-child ring's memfd in the child.
+pub const DOWN_VAR: &str = "RINGWIRE_SHM_DOWN_FD";
+/// Environment variable naming the child-to-parent ring's memfd in the child.
+pub const UP_VAR: &str = "RINGWIRE_SHM_UP_FD";
+
+/// The sending half: a ring producer.
+pub struct ShmSender(Option<ShmProducer>);
+/// The receiving half: a ring consumer.
+pub struct ShmReceiver(Option<ShmConsumer>);
+
+/// Two anonymous rings to share with a child process.
+#[derive(Clone, Debug)]
+pub struct Duplex {
+    down: ShmRing,
+    up: ShmRing,
+}
+
+impl Duplex {
+    /// Two anonymous (sealed memfd) rings of `config`.
+    pub fn anonymous(config: RingConfig) -> Result<Duplex, OpenError> {
+        Ok(Duplex { down: ShmRing::anonymous(config)?, up: ShmRing::anonymous(config)? })
+    }
+
+    /// Lets the child that `cmd` starts inherit both rings ([`DOWN_VAR`], [`UP_VAR`]).
+    pub fn share_with(&self, cmd: &mut Command) {
+        self.down.share_with(cmd, DOWN_VAR);
+        self.up.share_with(cmd, UP_VAR);
+    }
+
+    /// The parent's halves: producer of the down ring, consumer of the up ring.
+    pub fn parent(&self) -> Result<(ShmSender, ShmReceiver), OpenError> {
+        halves(&self.down, &self.up)
+    }
+}
+
+/// In a child: the rings inherited from [`Duplex::share_with`] (producer of the up ring, consumer of the
+/// down ring).
+pub fn from_env() -> Result<(ShmSender, ShmReceiver), OpenError> {
+    halves(&ShmRing::from_env(UP_VAR)?, &ShmRing::from_env(DOWN_VAR)?)
+}
+
+/// Creates the named rings `NAME.down` (this side sends) and `NAME.up` (this side receives).
+pub fn create(name: &str, config: RingConfig) -> Result<(ShmSender, ShmReceiver), OpenError> {
+    halves(&ShmRing::create(&format!("{name}.down"), config)?, &ShmRing::create(&format!("{name}.up"), config)?)
+}
+
+/// Opens the named rings made by [`create`] from the other side.
+pub fn open(name: &str) -> Result<(ShmSender, ShmReceiver), OpenError> {
+    halves(&ShmRing::open(&format!("{name}.up"))?, &ShmRing::open(&format!("{name}.down"))?)
+}
+
+fn halves(send: &ShmRing, recv: &ShmRing) -> Result<(ShmSender, ShmReceiver), OpenError> {
+    Ok((ShmSender(Some(send.producer()?)), ShmReceiver(Some(recv.consumer()?))))
+}
+
+impl ShmSender {
+    /// The ring producer (to set its wait strategy or liveness interval, or to use zero-copy
+    /// reservations), unless closed.
+    pub fn producer(&mut self) -> Option<&mut ShmProducer> {
+        self.0.as_mut()
+    }
+}
+
+impl ShmReceiver {
+    /// The ring consumer (to set its wait strategy or liveness interval, or to read in place), unless
+    /// closed.
+    pub fn consumer(&mut self) -> Option<&mut ShmConsumer> {
+        self.0.as_mut()
+    }
+}
+
+fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl Sender for ShmSender {
+    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        let Some(tx) = self.0.as_mut() else { return Err(TransportSendError::Closed) };
+        let r = match wait {
+            Wait::Never => tx.try_send(msg),
+            Wait::Forever => tx.send(msg),
+            Wait::Until(d) => tx.send_deadline(msg, d),
+        };
+        r.map_err(|e| match e {
+            SendError::Full => TransportSendError::WouldBlock,
+            SendError::Timeout => TransportSendError::Timeout,
+            SendError::Disconnected => TransportSendError::PeerGone,
+            SendError::PeerDied => TransportSendError::PeerReset,
+            SendError::TooLarge { len, max } => TransportSendError::Oversize { len, max },
+            e @ SendError::Corrupt(_) => TransportSendError::Io(corrupt(e)),
+        })
+    }
+
+    fn close(&mut self) -> Result<(), TransportSendError> {
+        self.0 = None;
+        Ok(())
+    }
+
+    fn max_message(&self) -> usize {
+        self.0.as_ref().map_or(0, |tx| tx.max_message())
+    }
+}
+
+impl Receiver for ShmReceiver {
+    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+        let Some(rx) = self.0.as_mut() else { return Err(TransportRecvError::Closed) };
+        let r = match wait {
+            Wait::Never => rx.try_recv(),
+            Wait::Forever => rx.recv(),
+            Wait::Until(d) => rx.recv_deadline(d),
+        };
+        match r {
+            Ok(msg) => Ok(msg.to_vec()),
+            Err(RecvError::Empty) => Err(TransportRecvError::Empty),
+            Err(RecvError::Timeout) => Err(TransportRecvError::Timeout),
+            Err(RecvError::Closed) => Err(TransportRecvError::PeerGone),
+            Err(RecvError::PeerDied) => Err(TransportRecvError::PeerReset),
+            Err(e) => Err(TransportRecvError::Io(corrupt(e))),
+        }
+    }
+
+    fn close(&mut self) {
+        self.0 = None;
+    }
+
+    fn max_message(&self) -> usize {
+        self.0.as_ref().map_or(0, |rx| rx.max_message())
+    }
+}

@@ -1,0 +1,166 @@
+//! A child process's stdin and stdout as a transport: the parent [`spawn`]s the child and exchanges
+//! frames with it; the child calls [`from_process_stdio`].
+//!
+//! The child's stderr is left alone ([`spawn`]) or read line by line by a thread that hands each line to
+//! a callback ([`spawn_with_stderr`]). The returned [`ChildProcess`] reports the exit status. **No
+//! zombies:** dropping a `ChildProcess` whose child is still running kills it (SIGKILL) and reaps it;
+//! one that already exited is reaped. Call [`ChildProcess::wait`] for a graceful end (close the sender
+//! first so the child sees end of input).
+
+use super::{poll_fd, FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender, Wait};
+use std::io::{self, BufRead};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// A child process started by [`spawn`] or [`fork::spawn`](super::fork::spawn): killed and reaped when
+/// dropped if it is still running.
+#[derive(Debug)]
+pub struct ChildProcess {
+    child: Child,
+    stderr: Option<JoinHandle<()>>,
+    status: Option<ExitStatus>,
+}
+
+impl ChildProcess {
+    pub(crate) fn new(child: Child, stderr: Option<JoinHandle<()>>) -> Self {
+        ChildProcess { child, stderr, status: None }
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the child to exit (and, with [`spawn_with_stderr`], for its last stderr line to be
+    /// handed to the callback).
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = match self.status {
+            Some(s) => s,
+            None => *self.status.insert(self.child.wait()?),
+        };
+        if let Some(t) = self.stderr.take() {
+            let _ = t.join();
+        }
+        Ok(status)
+    }
+
+    /// The exit status if the child has exited, without waiting.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait()?;
+        }
+        Ok(self.status)
+    }
+
+    /// Waits for the child to exit until `deadline`; `Ok(None)` if it is still running then.
+    pub fn wait_deadline(&mut self, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+        if self.try_wait()?.is_some() {
+            return self.wait().map(Some);
+        }
+        // A pidfd becomes readable when the process exits. The child is not reaped yet, so its pid can't
+        // have been reused.
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, self.child.id() as libc::pid_t, 0) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pidfd_open just created this descriptor, which nothing else owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        if poll_fd(std::os::fd::AsFd::as_fd(&pidfd), libc::POLLIN, Wait::Until(deadline))? {
+            return self.wait().map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Kills the child with SIGKILL (if it is still running) and reaps it.
+    pub fn kill(&mut self) -> io::Result<ExitStatus> {
+        if self.try_wait()?.is_none() {
+            self.child.kill()?;
+        }
+        self.wait()
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.try_wait() {
+            let _ = self.child.kill();
+        }
+        if self.status.is_none() {
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts `cmd` with its stdin and stdout piped to the returned transport halves (its stderr as `cmd`
+/// says, inherited by default).
+pub fn spawn(cmd: &mut Command) -> io::Result<(FdSender, FdReceiver, ChildProcess)> {
+    start(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()), None)
+}
+
+/// Like [`spawn`], and reads the child's stderr on a thread, calling `on_line` with each line (without
+/// its line ending; invalid UTF-8 replaced).
+pub fn spawn_with_stderr(
+    cmd: &mut Command,
+    on_line: impl FnMut(&str) + Send + 'static,
+) -> io::Result<(FdSender, FdReceiver, ChildProcess)> {
+    start(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()), Some(Box::new(on_line)))
+}
+
+type LineFn = Box<dyn FnMut(&str) + Send>;
+
+fn start(cmd: &mut Command, on_line: Option<LineFn>) -> io::Result<(FdSender, FdReceiver, ChildProcess)> {
+    let mut child = cmd.spawn()?;
+    let stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let thread = match (on_line, child.stderr.take()) {
+        (Some(mut f), Some(err)) => {
+            Some(std::thread::Builder::new().name("ringwire-stderr".into()).spawn(move || {
+                let mut r = io::BufReader::new(err);
+                let mut line = Vec::new();
+                while matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                    let text = String::from_utf8_lossy(&line);
+                    f(text.strip_suffix('\n').unwrap_or(&text));
+                    line.clear();
+                }
+            })?)
+        }
+        _ => None,
+    };
+    let handle = ChildProcess::new(child, thread);
+    let tx = StreamSender::new(StreamFd::new(OwnedFd::from(stdin))?)?;
+    let rx = StreamReceiver::new(StreamFd::new(OwnedFd::from(stdout))?)?;
+    Ok((tx, rx, handle))
+}
+
+/// In a child started by [`spawn`]: this process's own stdin and stdout as a transport.
+///
+/// It takes descriptors 0 and 1 over: they are duplicated for the transport, then fd 0 is pointed at
+/// `/dev/null` and fd 1 at stderr, so that a stray `println!` goes to stderr instead of corrupting the
+/// frame stream. The pipes are switched to non-blocking mode; use this only where stdin and stdout are
+/// pipes of this process (not a terminal shared with a shell). Call it once.
+pub fn from_process_stdio() -> io::Result<(FdSender, FdReceiver)> {
+    let input = dup_cloexec(0)?;
+    let output = dup_cloexec(1)?;
+    let devnull = std::fs::File::open("/dev/null")?;
+    // SAFETY: dup2 onto the standard descriptors, which this process keeps open for its whole life; the
+    // transport holds its own duplicates of the originals.
+    unsafe {
+        if libc::dup2(devnull.as_raw_fd(), 0) < 0 || libc::dup2(2, 1) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((StreamSender::new(StreamFd::new(output)?)?, StreamReceiver::new(StreamFd::new(input)?)?))
+}
+
+fn dup_cloexec(fd: i32) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on any integer is harmless: EBADF if it is not open.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if d < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fcntl just created `d`, which nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(d) })
+}

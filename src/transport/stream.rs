@@ -1,0 +1,305 @@
+//! The one stream transport: frames over any non-blocking byte stream with a file descriptor. Pipes,
+//! FIFOs, Unix and TCP sockets, a child's stdio and inherited socketpairs are all this type.
+
+use super::{is_reset, poll_fd, set_nonblocking, Receiver, Sender, TransportRecvError, TransportSendError, Wait};
+use crate::frame::{encode_into, FrameDecoder, FrameError, Kind};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+/// A byte stream over an owned file descriptor: `read(2)` to read; `send(MSG_NOSIGNAL)` to write to a
+/// socket (no SIGPIPE), `write(2)` to anything else.
+#[derive(Debug)]
+pub struct StreamFd {
+    fd: OwnedFd,
+    socket: bool,
+}
+
+impl StreamFd {
+    /// Wraps a descriptor (a pipe end, FIFO, socket, ...).
+    pub fn new(fd: impl Into<OwnedFd>) -> io::Result<Self> {
+        let fd = fd.into();
+        // SAFETY: fstat fills the stat buffer we pass; all-zero is a valid initial value for it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is open (we own it) and `st` is a valid, writable stat buffer.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(StreamFd { fd, socket: st.st_mode & libc::S_IFMT == libc::S_IFSOCK })
+    }
+
+    /// Another handle to the same open stream (`dup`), e.g. to split a socket into two halves.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(StreamFd { fd: self.fd.try_clone()?, socket: self.socket })
+    }
+}
+
+impl AsFd for StreamFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Read for StreamFd {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl Write for StreamFd {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for &StreamFd {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+impl Write for &StreamFd {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let fd = self.fd.as_raw_fd();
+        let n = if self.socket {
+            // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
+            unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) }
+        } else {
+            // SAFETY: as above.
+            unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The sending half of a stream transport over a descriptor.
+pub type FdSender = StreamSender<StreamFd>;
+/// The receiving half of a stream transport over a descriptor.
+pub type FdReceiver = StreamReceiver<StreamFd>;
+
+/// The sending half of a stream transport: frames written back to back into `W`, which must be (and is
+/// put) in non-blocking mode; waiting is done with `poll(2)` on its descriptor.
+#[derive(Debug)]
+pub struct StreamSender<W: Write + AsFd + Send> {
+    w: Option<W>,
+    max: usize,
+    /// Frame bytes accepted but not yet written: `out[pos..]`.
+    out: Vec<u8>,
+    pos: usize,
+    /// Set once a write failed because the peer is gone: later sends fail the same way at once.
+    reset: bool,
+}
+
+impl<W: Write + AsFd + Send> StreamSender<W> {
+    /// Wraps a writer, switching its descriptor to non-blocking mode. Messages of up to
+    /// [`DEFAULT_MAX_MESSAGE`](super::DEFAULT_MAX_MESSAGE) bytes.
+    pub fn new(w: W) -> io::Result<Self> {
+        set_nonblocking(w.as_fd())?;
+        Ok(StreamSender { w: Some(w), max: super::DEFAULT_MAX_MESSAGE, out: Vec::new(), pos: 0, reset: false })
+    }
+
+    /// Sets the largest message this half sends (at most `u32::MAX`).
+    pub fn set_max_message(&mut self, max: usize) {
+        self.max = max.min(u32::MAX as usize);
+    }
+
+    /// The writer, unless closed.
+    pub fn get_ref(&self) -> Option<&W> {
+        self.w.as_ref()
+    }
+
+    /// Writes `out[pos..]`, waiting as allowed. On `WouldBlock`/`Timeout` some bytes may have gone out.
+    fn drain(&mut self, wait: Wait) -> Result<(), TransportSendError> {
+        let Some(w) = self.w.as_mut() else { return Err(TransportSendError::Closed) };
+        while self.pos < self.out.len() {
+            match w.write(&self.out[self.pos..]) {
+                Ok(0) => return Err(TransportSendError::PeerReset),
+                Ok(n) => self.pos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !poll_fd(w.as_fd(), libc::POLLOUT, wait)? {
+                        return Err(match wait {
+                            Wait::Never => TransportSendError::WouldBlock,
+                            _ => TransportSendError::Timeout,
+                        });
+                    }
+                }
+                Err(e) if is_reset(&e) => {
+                    self.reset = true;
+                    return Err(TransportSendError::PeerReset);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.out.clear();
+        self.pos = 0;
+        Ok(())
+    }
+}
+
+impl<W: Write + AsFd + Send> Sender for StreamSender<W> {
+    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        if self.w.is_none() {
+            return Err(TransportSendError::Closed);
+        }
+        if self.reset {
+            return Err(TransportSendError::PeerReset);
+        }
+        if msg.len() > self.max {
+            return Err(TransportSendError::Oversize { len: msg.len(), max: self.max });
+        }
+        // An earlier accepted frame goes first; if it can't, this message is not accepted.
+        self.drain(wait)?;
+        encode_into(&mut self.out, Kind::Data, msg).expect("max <= u32::MAX");
+        match self.drain(wait) {
+            // Nothing of this frame went out: not accepted.
+            Err(TransportSendError::WouldBlock | TransportSendError::Timeout) if self.pos == 0 => {
+                let e = if wait == Wait::Never { TransportSendError::WouldBlock } else { TransportSendError::Timeout };
+                self.out.clear();
+                Err(e)
+            }
+            // Part of it went out: it is accepted, the rest stays queued (the stream can't take it back).
+            Err(TransportSendError::WouldBlock | TransportSendError::Timeout) => Ok(()),
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), TransportSendError> {
+        self.drain(Wait::Forever)
+    }
+
+    fn close(&mut self) -> Result<(), TransportSendError> {
+        if self.w.is_none() {
+            return Ok(());
+        }
+        let r = if self.reset { Ok(()) } else { self.drain(Wait::Forever) };
+        if let Some(w) = self.w.take() {
+            shutdown_write(&w);
+        }
+        r
+    }
+
+    fn max_message(&self) -> usize {
+        self.max
+    }
+}
+
+/// `shutdown(SHUT_WR)` if `w` is a socket: a dup'ed descriptor (the other half) would otherwise keep the
+/// connection open and the peer would never see the end of the stream.
+fn shutdown_write(w: &impl AsFd) {
+    // SAFETY: plain syscall on a borrowed descriptor; ENOTSOCK for pipes is expected and ignored.
+    unsafe { libc::shutdown(w.as_fd().as_raw_fd(), libc::SHUT_WR) };
+}
+
+impl<W: Write + AsFd + Send> Drop for StreamSender<W> {
+    fn drop(&mut self) {
+        if self.w.is_some() && !self.reset {
+            // Best effort without blocking: a drop must not hang on a peer that stopped reading.
+            let _ = self.drain(Wait::Never);
+        }
+        if let Some(w) = self.w.take() {
+            shutdown_write(&w);
+        }
+    }
+}
+
+/// The receiving half of a stream transport: a [`FrameDecoder`] fed from `R`, which must be (and is
+/// put) in non-blocking mode. Holds at most `max(max_message + 8, 64 KiB)` bytes of buffer.
+#[derive(Debug)]
+pub struct StreamReceiver<R: Read + AsFd + Send> {
+    r: Option<R>,
+    dec: FrameDecoder,
+    eof: bool,
+}
+
+impl<R: Read + AsFd + Send> StreamReceiver<R> {
+    /// Wraps a reader, switching its descriptor to non-blocking mode. Messages of up to
+    /// [`DEFAULT_MAX_MESSAGE`](super::DEFAULT_MAX_MESSAGE) bytes.
+    pub fn new(r: R) -> io::Result<Self> {
+        set_nonblocking(r.as_fd())?;
+        Ok(StreamReceiver { r: Some(r), dec: FrameDecoder::new(super::DEFAULT_MAX_MESSAGE), eof: false })
+    }
+
+    /// Sets the largest message accepted; a longer one is [`FrameError::Oversize`], skipped.
+    pub fn set_max_message(&mut self, max: usize) {
+        self.dec.set_max_payload(max.min(u32::MAX as usize));
+    }
+
+    /// The reader, unless closed.
+    pub fn get_ref(&self) -> Option<&R> {
+        self.r.as_ref()
+    }
+
+    /// Bytes of buffer memory held now.
+    pub fn buffer_allocated(&self) -> usize {
+        self.dec.allocated()
+    }
+}
+
+impl<R: Read + AsFd + Send> Receiver for StreamReceiver<R> {
+    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+        let Some(r) = self.r.as_mut() else { return Err(TransportRecvError::Closed) };
+        loop {
+            match self.dec.next_frame() {
+                Ok(Some(frame)) => return Ok(frame.payload.to_vec()),
+                Ok(None) => {}
+                Err(e) => return Err(TransportRecvError::BadFrame(e)),
+            }
+            if self.eof {
+                return Err(match self.dec.finish() {
+                    Ok(()) => TransportRecvError::PeerGone,
+                    Err(FrameError::Truncated { .. }) => TransportRecvError::PeerReset,
+                    Err(e) => TransportRecvError::BadFrame(e),
+                });
+            }
+            match self.dec.read_from(r) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !poll_fd(r.as_fd(), libc::POLLIN, wait)? {
+                        return Err(match wait {
+                            Wait::Never => TransportRecvError::Empty,
+                            _ => TransportRecvError::Timeout,
+                        });
+                    }
+                }
+                Err(e) if is_reset(&e) => return Err(TransportRecvError::PeerReset),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(r) = self.r.take() {
+            // SAFETY: plain syscall on a borrowed descriptor; ENOTSOCK for pipes is expected and ignored.
+            unsafe { libc::shutdown(r.as_fd().as_raw_fd(), libc::SHUT_RD) };
+        }
+    }
+
+    fn max_message(&self) -> usize {
+        self.dec.max_payload()
+    }
+}
+
+/// Splits a connected stream socket into two halves (the receiving one a `dup` of the descriptor).
+pub(crate) fn split(fd: OwnedFd) -> io::Result<(FdSender, FdReceiver)> {
+    let w = StreamFd::new(fd)?;
+    let r = w.try_clone()?;
+    Ok((StreamSender::new(w)?, StreamReceiver::new(r)?))
+}

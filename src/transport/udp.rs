@@ -1,0 +1,184 @@
+//! UDP: one frame per datagram, on a connected socket (it talks to one peer and drops datagrams from
+//! anyone else).
+//!
+//! A message that would make a datagram larger than the maximum (default [`DEFAULT_MAX_DATAGRAM`], the
+//! largest UDP payload over IPv4) is refused on send with
+//! [`Oversize`](super::TransportSendError::Oversize). On receive, a datagram that is too large (detected
+//! with `MSG_TRUNC`, whatever the buffer), shorter than its header says, longer, or not a frame at all is
+//! [`BadFrame`](super::TransportRecvError::BadFrame) for that datagram alone: the next receive goes on.
+//! UDP has no connection: there is no clean close ([`close`](super::Sender::close) sends nothing
+//! and the peer never sees [`PeerGone`](super::TransportRecvError::PeerGone)), and a dead peer is seen
+//! only if the kernel gets an ICMP "port unreachable" for something sent to it
+//! ([`PeerReset`](super::TransportRecvError::PeerReset)).
+
+use super::{is_reset, poll_fd, Receiver, Sender, TransportRecvError, TransportSendError, Wait};
+use crate::frame::{decode_datagram, encode_into, Kind, HEADER_LEN};
+use std::io;
+use std::net::{ToSocketAddrs, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+
+/// Largest datagram sent or accepted unless told otherwise: the largest UDP payload over IPv4
+/// (65535 - 20 bytes of IP header - 8 of UDP header). The largest message is 8 bytes less (the frame
+/// header).
+pub const DEFAULT_MAX_DATAGRAM: usize = 65507;
+
+/// The sending half of a UDP transport.
+#[derive(Debug)]
+pub struct UdpSender {
+    sock: Option<Arc<UdpSocket>>,
+    max: usize,
+    buf: Vec<u8>,
+}
+
+/// The receiving half of a UDP transport.
+#[derive(Debug)]
+pub struct UdpReceiver {
+    sock: Option<Arc<UdpSocket>>,
+    max: usize,
+    buf: Vec<u8>,
+}
+
+/// Binds a socket to `local`, connects it to `remote`, and returns its halves.
+pub fn connect(local: impl ToSocketAddrs, remote: impl ToSocketAddrs) -> io::Result<(UdpSender, UdpReceiver)> {
+    let sock = UdpSocket::bind(local)?;
+    sock.connect(remote)?;
+    from_socket(sock)
+}
+
+/// Makes a transport of a connected socket (switched to non-blocking mode).
+pub fn from_socket(sock: UdpSocket) -> io::Result<(UdpSender, UdpReceiver)> {
+    sock.peer_addr()?; // must be connected
+    sock.set_nonblocking(true)?;
+    let sock = Arc::new(sock);
+    let max = DEFAULT_MAX_DATAGRAM - HEADER_LEN;
+    Ok((
+        UdpSender { sock: Some(sock.clone()), max, buf: Vec::new() },
+        UdpReceiver { sock: Some(sock), max, buf: Vec::new() },
+    ))
+}
+
+/// The message size limit for a datagram limit: what is left after the frame header, capped at UDP's.
+fn max_for(max_datagram: usize) -> usize {
+    max_datagram.min(DEFAULT_MAX_DATAGRAM).saturating_sub(HEADER_LEN)
+}
+
+impl UdpSender {
+    /// Sets the largest datagram sent (capped at [`DEFAULT_MAX_DATAGRAM`]); messages may be 8 bytes less.
+    pub fn set_max_datagram(&mut self, max_datagram: usize) {
+        self.max = max_for(max_datagram);
+    }
+
+    /// The socket, unless closed.
+    pub fn socket(&self) -> Option<&UdpSocket> {
+        self.sock.as_deref()
+    }
+}
+
+impl Sender for UdpSender {
+    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        let Some(sock) = self.sock.as_deref() else { return Err(TransportSendError::Closed) };
+        if msg.len() > self.max {
+            return Err(TransportSendError::Oversize { len: msg.len(), max: self.max });
+        }
+        self.buf.clear();
+        encode_into(&mut self.buf, Kind::Data, msg).expect("max < u32::MAX");
+        loop {
+            // SAFETY: `buf` is valid for reads of its length during the call.
+            let n =
+                unsafe { libc::send(sock.as_raw_fd(), self.buf.as_ptr().cast(), self.buf.len(), libc::MSG_NOSIGNAL) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => {
+                    if !poll_fd(sock.as_fd(), libc::POLLOUT, wait)? {
+                        return Err(if wait == Wait::Never {
+                            TransportSendError::WouldBlock
+                        } else {
+                            TransportSendError::Timeout
+                        });
+                    }
+                }
+                _ if is_reset(&e) => return Err(TransportSendError::PeerReset),
+                _ => return Err(e.into()),
+            }
+        }
+    }
+
+    fn close(&mut self) -> Result<(), TransportSendError> {
+        self.sock = None;
+        Ok(())
+    }
+
+    fn max_message(&self) -> usize {
+        self.max
+    }
+}
+
+impl UdpReceiver {
+    /// Sets the largest datagram accepted (capped at [`DEFAULT_MAX_DATAGRAM`]); messages may be 8 bytes
+    /// less. A larger datagram is [`FrameError::Oversize`](crate::frame::FrameError::Oversize).
+    pub fn set_max_datagram(&mut self, max_datagram: usize) {
+        self.max = max_for(max_datagram);
+    }
+
+    /// The socket, unless closed.
+    pub fn socket(&self) -> Option<&UdpSocket> {
+        self.sock.as_deref()
+    }
+}
+
+impl Receiver for UdpReceiver {
+    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+        let Some(sock) = self.sock.as_deref() else { return Err(TransportRecvError::Closed) };
+        let cap = self.max + HEADER_LEN;
+        if self.buf.len() < cap {
+            self.buf.resize(cap, 0);
+        }
+        loop {
+            // MSG_TRUNC: the return value is the datagram's real length even when it did not fit.
+            // SAFETY: `buf` is valid for writes of `cap` bytes during the call.
+            let n = unsafe { libc::recv(sock.as_raw_fd(), self.buf.as_mut_ptr().cast(), cap, libc::MSG_TRUNC) };
+            if n >= 0 {
+                let n = n as usize;
+                if n > cap {
+                    let len = n - HEADER_LEN;
+                    return Err(TransportRecvError::BadFrame(crate::frame::FrameError::Oversize {
+                        len,
+                        max: self.max,
+                    }));
+                }
+                return match decode_datagram(&self.buf[..n], self.max) {
+                    Ok(frame) => Ok(frame.payload.to_vec()),
+                    Err(e) => Err(TransportRecvError::BadFrame(e)),
+                };
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => {
+                    if !poll_fd(sock.as_fd(), libc::POLLIN, wait)? {
+                        return Err(if wait == Wait::Never {
+                            TransportRecvError::Empty
+                        } else {
+                            TransportRecvError::Timeout
+                        });
+                    }
+                }
+                _ if is_reset(&e) => return Err(TransportRecvError::PeerReset),
+                _ => return Err(e.into()),
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.sock = None;
+    }
+
+    fn max_message(&self) -> usize {
+        self.max
+    }
+}

@@ -1,0 +1,348 @@
+//! Each transport adapter's own failure modes, with real processes and real sockets: children that exit
+//! mid-frame, send garbage, close stdout or flood; 1-byte reads and writes; TCP resets; bad datagrams;
+//! many TCP clients at once. Deadlines are watchdogs only: running into one fails the test as a hang.
+
+use ringwire::frame::{encode_into, FrameError, FrameHeader, Kind};
+use ringwire::testkit::{check, message};
+use ringwire::transport::{
+    pipe, stdio, tcp, udp, Receiver, Sender, StreamFd, StreamReceiver, StreamSender, TransportRecvError,
+    TransportSendError,
+};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+fn soon() -> Instant {
+    Instant::now() + WATCHDOG
+}
+
+fn peer(mode: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwire"));
+    cmd.args(["__peer", mode]);
+    cmd
+}
+
+#[test]
+fn stdio_child_exiting_mid_frame_is_a_reset() {
+    let (_tx, mut rx, mut child) = stdio::spawn(&mut peer("midframe-exit")).unwrap();
+    assert_eq!(rx.recv_deadline(soon()).unwrap(), b"whole");
+    assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerReset)));
+    assert!(child.wait_deadline(soon()).unwrap().expect("child exits").success());
+}
+
+#[test]
+fn stdio_garbage_is_a_bad_frame_and_stays_one() {
+    let (mut tx, mut rx, mut child) = stdio::spawn(&mut peer("garbage-stdio")).unwrap();
+    assert_eq!(rx.recv_deadline(soon()).unwrap(), b"good");
+    assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::BadFrame(FrameError::BadHeader(_)))));
+    assert!(matches!(rx.try_recv(), Err(TransportRecvError::BadFrame(FrameError::BadHeader(_)))));
+    tx.close().unwrap();
+    assert!(child.wait_deadline(soon()).unwrap().expect("child exits").success());
+}
+
+#[test]
+fn stdio_child_closing_stdout_is_a_clean_end_while_it_lives() {
+    let (mut tx, mut rx, mut child) = stdio::spawn(&mut peer("close-stdout")).unwrap();
+    assert_eq!(rx.recv_deadline(soon()).unwrap(), b"bye");
+    assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerGone)));
+    assert!(child.try_wait().unwrap().is_none(), "the child waits for our end of input");
+    tx.close().unwrap();
+    assert!(child.wait_deadline(soon()).unwrap().expect("child exits").success());
+}
+
+#[test]
+fn stdio_flooding_child_gets_epipe_not_sigpipe_when_we_stop_reading() {
+    let (_tx, mut rx, mut child) = stdio::spawn(&mut peer("flood-stdio")).unwrap();
+    for _ in 0..100 {
+        assert_eq!(rx.recv_deadline(soon()).unwrap().len(), 4096);
+    }
+    rx.close();
+    drop(rx);
+    let status = child.wait_deadline(soon()).unwrap().expect("child exits");
+    assert_eq!(status.code(), Some(3), "flooder should see EPIPE as an error: {status:?}");
+}
+
+#[test]
+fn stdio_writing_to_an_exited_child_is_a_reset() {
+    let (mut tx, _rx, mut child) = stdio::spawn(&mut peer("midframe-exit")).unwrap();
+    child.wait_deadline(soon()).unwrap().expect("child exits");
+    let deadline = soon();
+    let err = loop {
+        if let Err(e) = tx.send_deadline(&[0; 1000], deadline) {
+            break e;
+        }
+    };
+    assert!(matches!(err, TransportSendError::PeerReset), "{err:?}");
+}
+
+#[test]
+fn stdio_stderr_lines_reach_the_callback_and_oversize_frames_are_skipped() {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let seen = lines.clone();
+    let mut cmd = peer("echo-stdio");
+    cmd.args(["--max-message", "100"]);
+    let (mut tx, mut rx, mut child) =
+        stdio::spawn_with_stderr(&mut cmd, move |l| seen.lock().unwrap().push(l.to_string())).unwrap();
+    tx.send(&[9; 500]).unwrap(); // over the child's limit: skipped there, reported on its stderr
+    tx.send(b"fits").unwrap();
+    assert_eq!(rx.recv_deadline(soon()).unwrap(), b"fits");
+    tx.close().unwrap();
+    assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerGone)));
+    assert!(child.wait().unwrap().success());
+    let lines = lines.lock().unwrap();
+    assert!(lines.iter().any(|l| l.contains("frame of 500 bytes exceeds the maximum of 100")), "{lines:?}");
+}
+
+#[test]
+fn dropping_a_running_child_kills_and_reaps_it() {
+    let (tx, rx, child) = stdio::spawn(&mut peer("echo-stdio")).unwrap();
+    let pid = child.id() as libc::pid_t;
+    drop(child);
+    // Reaped: it is no longer our child (a zombie would still be).
+    // SAFETY: waitpid with a null status pointer is allowed.
+    let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+    assert_eq!(r, -1);
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ECHILD));
+    drop((tx, rx));
+}
+
+#[cfg(feature = "json")]
+#[test]
+fn typed_json_over_an_inherited_channel() {
+    let (mut tx, mut rx, mut child) = ringwire::transport::fork::spawn(&mut peer("echo-json-fork")).unwrap();
+    ringwire::transport::send_json(&mut tx, &serde_json::json!({"a": [1, 2]})).unwrap();
+    let reply: serde_json::Value = ringwire::transport::recv_json(&mut rx).unwrap();
+    assert_eq!(reply, serde_json::json!({"got": {"a": [1, 2]}}));
+    tx.close().unwrap();
+    assert!(child.wait_deadline(soon()).unwrap().expect("child exits").success());
+}
+
+/// Reads and writes at most one byte per call, over a real descriptor.
+struct OneByte(StreamFd);
+
+impl Read for OneByte {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(1);
+        self.0.read(&mut buf[..n])
+    }
+}
+
+impl Write for OneByte {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(1);
+        self.0.write(&buf[..n])
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for OneByte {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+#[test]
+fn one_byte_reads_and_writes_over_a_real_pipe() {
+    let (r, w) = pipe::raw_pipe().unwrap();
+    let mut tx = StreamSender::new(OneByte(StreamFd::new(w).unwrap())).unwrap();
+    let mut rx = StreamReceiver::new(OneByte(StreamFd::new(r).unwrap())).unwrap();
+    const N: u64 = 300;
+    let sender = std::thread::spawn(move || {
+        for seq in 0..N {
+            tx.send(&message(seq, 1000)).unwrap();
+        }
+        tx.close().unwrap();
+    });
+    for seq in 0..N {
+        assert!(check(&rx.recv_deadline(soon()).unwrap(), seq, 1000), "message {seq}");
+    }
+    assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerGone)));
+    sender.join().unwrap();
+}
+
+#[test]
+fn receiver_skips_an_oversize_frame_and_goes_on() {
+    let (mut tx, mut rx) = pipe::pair().unwrap();
+    rx.set_max_message(100);
+    tx.send(&[1; 5000]).unwrap();
+    tx.send(b"next").unwrap();
+    match rx.recv_deadline(soon()) {
+        Err(TransportRecvError::BadFrame(FrameError::Oversize { len: 5000, max: 100 })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rx.recv_deadline(soon()).unwrap(), b"next");
+    assert!(rx.buffer_allocated() <= 64 << 10);
+}
+
+#[test]
+fn full_pipe_try_send_would_block_then_everything_arrives() {
+    let (mut tx, mut rx) = pipe::pair().unwrap();
+    assert!(matches!(rx.try_recv(), Err(TransportRecvError::Empty)));
+    // Same-size frames (under PIPE_BUF, so each write is all or nothing): once one doesn't fit, none does.
+    let msg = |seq: u64| vec![seq as u8; 1000];
+    let mut accepted = 0u64;
+    loop {
+        match tx.try_send(&msg(accepted)) {
+            Ok(()) => accepted += 1,
+            Err(TransportSendError::WouldBlock) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(matches!(tx.send_deadline(&msg(accepted), Instant::now()), Err(TransportSendError::Timeout)));
+    let drain = std::thread::spawn(move || {
+        for seq in 0..accepted {
+            assert_eq!(rx.recv_deadline(soon()).unwrap(), msg(seq), "message {seq}");
+        }
+        assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerGone)));
+    });
+    tx.close().unwrap();
+    drain.join().unwrap();
+}
+
+#[test]
+fn fifos_refuse_symlinks_and_other_files() {
+    let dir = std::env::temp_dir().join(format!("ringwire-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    pipe::create_fifo(dir.join("f")).unwrap();
+    std::os::unix::fs::symlink(dir.join("f"), dir.join("link")).unwrap();
+    std::fs::write(dir.join("plain"), b"").unwrap();
+    assert_eq!(pipe::open_fifo_sender(dir.join("link")).unwrap_err().raw_os_error(), Some(libc::ELOOP));
+    assert_eq!(pipe::open_fifo_receiver(dir.join("plain")).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(pipe::create_fifo(dir.join("f")).unwrap_err().kind(), std::io::ErrorKind::AlreadyExists);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tcp_reset_mid_frame_is_a_reset() {
+    let listener = tcp::Listener::bind("127.0.0.1:0").unwrap();
+    let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_tx, mut rx, _) = listener.accept().unwrap();
+    let mut half = FrameHeader { len: 100, kind: Kind::Data }.to_bytes().to_vec();
+    half.extend_from_slice(&[1; 10]);
+    client.write_all(&half).unwrap();
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt reads a linger struct that lives across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&client),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+    drop(client); // RST
+    assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerReset)));
+}
+
+#[test]
+fn fifty_tcp_clients_on_one_listener_with_bounded_buffers() {
+    const CLIENTS: usize = 50;
+    const MSGS: u64 = 200;
+    const MAX: usize = 4096;
+    let listener = tcp::Listener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut echoes = Vec::new();
+        for _ in 0..CLIENTS {
+            let (mut tx, mut rx, _) = listener.accept().unwrap();
+            rx.set_max_message(MAX);
+            echoes.push(std::thread::spawn(move || {
+                let mut peak = 0;
+                loop {
+                    match rx.recv_deadline(soon()) {
+                        Ok(m) => tx.send(&m).unwrap(),
+                        Err(TransportRecvError::PeerGone) => break,
+                        Err(e) => panic!("{e:?}"),
+                    }
+                    peak = peak.max(rx.buffer_allocated());
+                }
+                tx.close().unwrap();
+                peak
+            }));
+        }
+        echoes.into_iter().map(|t| t.join().unwrap()).max().unwrap()
+    });
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let (mut tx, mut rx) = tcp::connect(addr).unwrap();
+                for seq in 0..MSGS {
+                    tx.send(&message(seq, MAX)).unwrap();
+                    assert!(check(&rx.recv_deadline(soon()).unwrap(), seq, MAX));
+                }
+                tx.close().unwrap();
+                assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerGone)));
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let peak = server.join().unwrap();
+    assert!(peak <= (MAX + 8).max(64 << 10), "a connection buffered {peak} bytes");
+}
+
+#[test]
+fn udp_bad_datagrams_are_typed_errors_and_the_receiver_goes_on() {
+    let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (mut tx, mut rx) = udp::connect("127.0.0.1:0", raw.local_addr().unwrap()).unwrap();
+    raw.connect(rx.socket().unwrap().local_addr().unwrap()).unwrap();
+    rx.set_max_datagram(108);
+    tx.set_max_datagram(108);
+    assert_eq!(rx.max_message(), 100);
+    assert!(matches!(tx.send(&[0; 101]), Err(TransportSendError::Oversize { len: 101, max: 100 })));
+
+    let mut frame = Vec::new();
+    encode_into(&mut frame, Kind::Data, &[5; 50]).unwrap();
+    raw.send(&frame[..20]).unwrap(); // shorter than its header says
+    raw.send(b"garbage!garbage!").unwrap(); // no header
+    raw.send(b"abc").unwrap(); // shorter than a header
+    let mut big = Vec::new();
+    encode_into(&mut big, Kind::Data, &[6; 500]).unwrap();
+    raw.send(&big).unwrap(); // larger than the receiver's datagram limit (MSG_TRUNC)
+    raw.send(&frame).unwrap(); // fine
+    let mut next = || rx.recv_deadline(soon());
+    assert!(matches!(next(), Err(TransportRecvError::BadFrame(FrameError::Truncated { missing: 38 }))));
+    assert!(matches!(next(), Err(TransportRecvError::BadFrame(FrameError::BadHeader(_)))));
+    assert!(matches!(next(), Err(TransportRecvError::BadFrame(FrameError::Truncated { missing: 5 }))));
+    assert!(matches!(next(), Err(TransportRecvError::BadFrame(FrameError::Oversize { len: 500, max: 100 }))));
+    assert_eq!(next().unwrap(), [5; 50]);
+}
+
+#[test]
+fn named_shm_duplex() {
+    let name = format!("ringwire-tr-{}", std::process::id());
+    let (mut a_tx, mut a_rx) = ringwire::transport::shm::create(&name, ringwire::RingConfig::default()).unwrap();
+    let (mut b_tx, mut b_rx) = ringwire::transport::shm::open(&name).unwrap();
+    a_tx.send(b"down").unwrap();
+    assert_eq!(b_rx.recv_deadline(soon()).unwrap(), b"down");
+    b_tx.send(b"up").unwrap();
+    assert_eq!(a_rx.recv_deadline(soon()).unwrap(), b"up");
+    a_tx.close().unwrap();
+    assert!(matches!(b_rx.recv_deadline(soon()), Err(TransportRecvError::PeerGone)));
+}
+
+#[test]
+fn a_partly_written_frame_is_accepted_and_flushed_later() {
+    let (mut tx, mut rx) = pipe::pair().unwrap();
+    let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect(); // more than a pipe holds
+    tx.try_send(&big).unwrap(); // part written, the rest queued in the sender
+    assert!(matches!(tx.try_send(b"after"), Err(TransportSendError::WouldBlock)), "queued frame goes first");
+    let reader = std::thread::spawn(move || {
+        let first = rx.recv_deadline(soon()).unwrap();
+        (first, rx.recv_deadline(soon()).unwrap())
+    });
+    tx.flush().unwrap();
+    tx.send(b"after").unwrap();
+    let (first, second) = reader.join().unwrap();
+    assert!(first == big);
+    assert_eq!(second, b"after");
+}
