@@ -5,6 +5,7 @@ mod peer;
 mod plot;
 mod probe;
 mod report;
+mod transports;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

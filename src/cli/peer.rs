@@ -150,7 +150,9 @@ pub fn run(args: PeerArgs) -> CliResult {
         "consume" => consume(&args, wait)?,
         "hold-producer" => hold(&args, true)?,
         "hold-consumer" => hold(&args, false)?,
-        mode if mode.starts_with("echo-") || TRANSPORT_MODES.contains(&mode) => transport_mode(&args)?,
+        mode if mode.starts_with("echo-") || mode.starts_with("sink-") || TRANSPORT_MODES.contains(&mode) => {
+            transport_mode(&args)?
+        }
         other => return Err(format!("unknown peer mode {other}").into()),
     }
     Ok(())
@@ -214,25 +216,35 @@ fn transport_mode(args: &PeerArgs) -> CliResult {
         rx.set_max_message(args.max_message);
         (tx, rx)
     };
-    match args.mode.as_str() {
-        "echo-stdio" => echo(limit(stdio::from_process_stdio()?)),
-        "echo-fork" => echo(limit(fork::from_env()?)),
+    // `sink-<adapter>` connects exactly as `echo-<adapter>` does, then runs the benchmark sink instead.
+    let sink_mode = args.mode.strip_prefix("sink-").map(|t| format!("echo-{t}"));
+    macro_rules! echo {
+        ($pair:expr) => {
+            match sink_mode {
+                Some(_) => sink($pair, args.size, args.count),
+                None => echo($pair),
+            }
+        };
+    }
+    match sink_mode.as_deref().unwrap_or(args.mode.as_str()) {
+        "echo-stdio" => echo!(limit(stdio::from_process_stdio()?)),
+        "echo-fork" => echo!(limit(fork::from_env()?)),
         "echo-fifo" => {
             let dir = std::path::PathBuf::from(addr()?);
             // The parent opens down for writing first, then up for reading: same order here.
             let rx = pipe::open_fifo_receiver(dir.join("down"))?;
             let tx = pipe::open_fifo_sender(dir.join("up"))?;
-            echo(limit((tx, rx)))
+            echo!(limit((tx, rx)))
         }
-        "echo-unix" => echo(limit(unix::connect(addr()?)?)),
-        "echo-unix-abstract" => echo(limit(unix::connect_abstract(addr()?.as_bytes())?)),
-        "echo-tcp" => echo(limit(tcp::connect(addr()?)?)),
+        "echo-unix" => echo!(limit(unix::connect(addr()?)?)),
+        "echo-unix-abstract" => echo!(limit(unix::connect_abstract(addr()?.as_bytes())?)),
+        "echo-tcp" => echo!(limit(tcp::connect(addr()?)?)),
         "echo-udp" => {
             let (mut tx, rx) = udp::connect("127.0.0.1:0", addr()?)?;
             tx.send(b"hello")?; // tells the parent our address
-            echo((tx, rx))
+            echo!((tx, rx))
         }
-        "echo-shm" => echo(shm::from_env()?),
+        "echo-shm" => echo!(shm::from_env()?),
         "echo-json-fork" => {
             let (mut tx, mut rx) = fork::from_env()?;
             loop {
@@ -286,6 +298,31 @@ fn transport_mode(args: &PeerArgs) -> CliResult {
         }
         other => Err(format!("unknown peer mode {other}").into()),
     }
+}
+
+/// Messages between two acknowledgements from a benchmark sink: about 16 KiB of messages, so that the
+/// sender's window (four of these) fits a default socket buffer and datagrams are not dropped.
+pub fn sink_ack_every(size: usize) -> u64 {
+    (16_384 / (size as u64 + 64)).clamp(1, 64)
+}
+
+/// The benchmark sink: receives `count` messages of the bench stream, checks each, acknowledges every
+/// `sink_ack_every(size)` (the sender's flow control: datagrams have none of their own), then sends the
+/// verdict.
+fn sink<S: Sender, R: Receiver>((mut tx, mut rx): (S, R), size: usize, count: u64) -> CliResult {
+    let base = base_payload(size);
+    let mut ok = true;
+    for i in 0..count {
+        let msg = rx.recv()?;
+        ok &= verify(&msg, &base, i);
+        if (i + 1) % sink_ack_every(size) == 0 {
+            tx.send(&(i + 1).to_le_bytes())?;
+        }
+    }
+    tx.send(if ok { b"ok" } else { b"bad" })?;
+    // Wait for the sender to close, so that nothing we sent is cut off by our exit.
+    while rx.recv().is_ok() {}
+    Ok(())
 }
 
 /// Echoes every message back; skips (and reports on stderr) frames over the limit; closes once the peer
