@@ -233,3 +233,28 @@ fn sleep_wake_in_both_fence_modes() {
         t.join().unwrap();
     }
 }
+
+/// A producer that committed a PAD record (reserving a message that had to wrap) and then went away
+/// without committing the message leaves the tail hint behind the PAD. Once the consumer has read past the
+/// PAD, a new producer must still attach, resume at the consumer's position, and deliver.
+#[test]
+fn reattach_after_an_uncommitted_wrap() {
+    let name = format!("ringwire-reattach-pad-{}", std::process::id());
+    let ring = ringwire::ShmRing::create(&name, RingConfig::new(4096, 1000)).unwrap();
+    let mut rx = ring.consumer().unwrap();
+    {
+        let mut tx = ring.producer().unwrap();
+        // Fill most of the first lap, then consume it, so the next big reservation needs a PAD.
+        for len in [1000, 1000, 1000, 200] {
+            tx.try_send(&vec![1; len]).unwrap();
+            assert_eq!(rx.try_recv().unwrap().len(), len);
+        }
+        // 3 * 1008 + 208 = 3232 bytes used: a 1008-byte record doesn't fit in the last 864.
+        let slot = tx.try_reserve(1000).unwrap();
+        drop(slot); // abandoned: the PAD stays committed, the message never is
+    }
+    assert_eq!(rx.try_recv().unwrap_err(), RecvError::Closed, "the PAD is skipped, nothing else arrives");
+    let mut tx = ring.producer().expect("a new producer attaches after the PAD");
+    tx.try_send(b"after").unwrap();
+    assert_eq!(&*rx.try_recv().unwrap(), b"after");
+}

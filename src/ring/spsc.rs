@@ -222,12 +222,15 @@ impl<S: Storage> Producer<S> {
         // Relaxed: only a starting hint, validated and then confirmed by walking committed headers below.
         let hint = control.tail.load(Ordering::Relaxed);
         let corrupt = |at, what| OpenError::Corrupt(Corruption { at, what });
-        if head % 8 != 0 || hint % 8 != 0 || hint < head || hint - head > capacity {
+        // The hint can lag the committed records (a producer dies between committing a header, or a PAD,
+        // and storing the hint), and the consumer may already have read past it; everything before `head`
+        // was committed, so the walk starts at whichever is further.
+        let start = hint.max(head);
+        if head % 8 != 0 || hint % 8 != 0 || start - head > capacity {
             return Err(corrupt(hint, "tail hint and head are inconsistent"));
         }
-        // Walk the committed records after the hint: a producer that died between committing a header and
-        // storing the hint left records the hint does not cover.
-        let mut tail = hint;
+        // Walk the committed records from there to the zero terminator after the last one.
+        let mut tail = start;
         loop {
             let off = (tail as usize) & mask;
             // Acquire: pairs with the Release store that committed this header.
