@@ -5,6 +5,7 @@ mod peer;
 mod plot;
 mod probe;
 mod report;
+mod tools;
 mod transports;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,10 @@ enum Command {
     /// Measure round-trip latency and streaming throughput of each transport, each row next to a
     /// bare-hardware probe taken right before and after it.
     Bench(bench::BenchArgs),
+    /// Serve an echo endpoint: every frame received is sent back (tcp, unix, udp, shm).
+    Echo(tools::EchoArgs),
+    /// Send each line of stdin as one frame and print each frame received as a line (tcp, unix, udp, shm).
+    Cat(tools::CatArgs),
     /// Internal: the far side of a benchmark (spawned by `ringwire bench`).
     #[command(name = "__peer", hide = true)]
     Peer(peer::PeerArgs),
@@ -31,6 +36,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Command::Bench(args) => bench::run(args),
+        Command::Echo(args) => tools::echo(args),
+        Command::Cat(args) => tools::cat(args),
         Command::Peer(args) => peer::run(args),
     };
     match result {

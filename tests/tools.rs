@@ -1,0 +1,84 @@
+//! `ringwire echo` and `ringwire cat` end to end, over each transport they support: cat sends its
+//! stdin lines as frames through a real echo process and prints the replies.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+
+/// An `echo` server, killed and reaped on drop.
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_echo(transport: &str, listen: &str) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["echo", "--transport", transport, "--listen", listen])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn ringwire echo");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).expect("read echo's first line");
+    let addr = first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("echo said {first:?}")).to_string();
+    (Server(child), addr)
+}
+
+fn cat(transport: &str, addr: &str, input: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["cat", "--transport", transport, "--connect", addr, "--timeout", "30"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn ringwire cat");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "cat failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const INPUT: &str = "hello\nworld, with spaces\n\nlast line\n";
+
+#[test]
+fn echo_and_cat_over_tcp() {
+    let (_server, addr) = start_echo("tcp", "127.0.0.1:0");
+    assert_eq!(cat("tcp", &addr, INPUT), INPUT);
+    // The server keeps serving new clients.
+    assert_eq!(cat("tcp", &addr, "again\n"), "again\n");
+}
+
+#[test]
+fn echo_and_cat_over_udp() {
+    let (_server, addr) = start_echo("udp", "127.0.0.1:0");
+    assert_eq!(cat("udp", &addr, INPUT), INPUT);
+}
+
+#[test]
+fn echo_and_cat_over_unix() {
+    let path = std::env::temp_dir().join(format!("ringwire-tools-{}.sock", std::process::id()));
+    let (_server, addr) = start_echo("unix", path.to_str().unwrap());
+    assert_eq!(cat("unix", &addr, INPUT), INPUT);
+}
+
+#[test]
+fn echo_and_cat_over_shm() {
+    let name = format!("ringwire-tools-{}", std::process::id());
+    let (_server, addr) = start_echo("shm", &name);
+    assert_eq!(cat("shm", &addr, INPUT), INPUT);
+}
+
+#[test]
+fn unknown_or_unbuilt_transport_is_an_error() {
+    for t in ["carrier-pigeon", "redis"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+            .args(["cat", "--transport", t, "--connect", "x"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("transport"), "{err}");
+    }
+}
