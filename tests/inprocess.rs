@@ -250,8 +250,8 @@ fn reattach_after_an_uncommitted_wrap() {
             assert_eq!(rx.try_recv().unwrap().len(), len);
         }
         // 3 * 1008 + 208 = 3232 bytes used: a 1008-byte record doesn't fit in the last 864.
-        let slot = tx.try_reserve(1000).unwrap();
-        drop(slot); // abandoned: the PAD stays committed, the message never is
+        // Reserved and abandoned: the PAD stays committed, the message never is.
+        let _abandoned = tx.try_reserve(1000).unwrap();
     }
     assert_eq!(rx.try_recv().unwrap_err(), RecvError::Closed, "the PAD is skipped, nothing else arrives");
     let mut tx = ring.producer().expect("a new producer attaches after the PAD");
