@@ -3,96 +3,15 @@
 //! `ringwire __peer echo-<t>` process, the peers `ringwire bench` uses. Each reply is checked.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use ringwire::transport::{fork, pipe, shm, stdio, tcp, udp, unix, Receiver, Sender};
-use std::process::{Child, Command, Stdio};
+use ringwire::testkit::peers::{self, PeerConn};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Conn {
-    tx: Box<dyn Sender>,
-    rx: Box<dyn Receiver>,
-    _child: Option<Child>,
-    _ours: Option<stdio::ChildProcess>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        let _ = self.tx.close();
-        if let Some(c) = &mut self._child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn peer(mode: &str) -> Command {
+fn connect(transport: &str) -> PeerConn {
+    let adapter = if transport == "pipe" { "fifo" } else { transport };
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwire"));
-    cmd.args(["__peer", mode, "--max-message", "8192"]).stdin(Stdio::null());
-    cmd
-}
-
-fn conn(
-    tx: impl Sender + 'static,
-    rx: impl Receiver + 'static,
-    child: Option<Child>,
-    ours: Option<stdio::ChildProcess>,
-) -> Conn {
-    Conn { tx: Box::new(tx), rx: Box::new(rx), _child: child, _ours: ours }
-}
-
-fn connect(transport: &str) -> Conn {
-    let tmp = std::env::temp_dir().join(format!("ringwire-crit-{transport}-{}", std::process::id()));
-    match transport {
-        "stdio" => {
-            let (tx, rx, c) = stdio::spawn(&mut peer("echo-stdio")).unwrap();
-            conn(tx, rx, None, Some(c))
-        }
-        "fork" => {
-            let (tx, rx, c) = fork::spawn(&mut peer("echo-fork")).unwrap();
-            conn(tx, rx, None, Some(c))
-        }
-        "pipe" => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir(&tmp).unwrap();
-            pipe::create_fifo(tmp.join("down")).unwrap();
-            pipe::create_fifo(tmp.join("up")).unwrap();
-            let child = peer("echo-fifo").args(["--addr", tmp.to_str().unwrap()]).spawn().unwrap();
-            let tx = pipe::open_fifo_sender(tmp.join("down")).unwrap();
-            let rx = pipe::open_fifo_receiver(tmp.join("up")).unwrap();
-            std::fs::remove_dir_all(&tmp).unwrap();
-            conn(tx, rx, Some(child), None)
-        }
-        "unix" => {
-            let _ = std::fs::remove_file(&tmp);
-            let listener = unix::Listener::bind(&tmp).unwrap();
-            let child = peer("echo-unix").args(["--addr", tmp.to_str().unwrap()]).spawn().unwrap();
-            let (tx, rx) = listener.accept().unwrap();
-            conn(tx, rx, Some(child), None)
-        }
-        "tcp" => {
-            let listener = tcp::Listener::bind("127.0.0.1:0").unwrap();
-            let child = peer("echo-tcp").args(["--addr", &listener.local_addr().unwrap().to_string()]).spawn().unwrap();
-            let (tx, rx, _) = listener.accept().unwrap();
-            conn(tx, rx, Some(child), None)
-        }
-        "udp" => {
-            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            let child = peer("echo-udp").args(["--addr", &sock.local_addr().unwrap().to_string()]).spawn().unwrap();
-            let mut hello = [0u8; 64];
-            let (_, from) = sock.recv_from(&mut hello).unwrap();
-            sock.connect(from).unwrap();
-            let (tx, rx) = udp::from_socket(sock).unwrap();
-            conn(tx, rx, Some(child), None)
-        }
-        "shm" => {
-            let duplex = shm::Duplex::anonymous(ringwire::RingConfig::default()).unwrap();
-            let mut cmd = peer("echo-shm");
-            duplex.share_with(&mut cmd);
-            let child = cmd.spawn().unwrap();
-            let (tx, rx) = duplex.parent().unwrap();
-            conn(tx, rx, Some(child), None)
-        }
-        other => panic!("no transport {other}"),
-    }
+    cmd.args(["__peer", &format!("echo-{adapter}"), "--max-message", "8192"]);
+    peers::connect(cmd, adapter).expect("connect to the echo peer")
 }
 
 fn transports(c: &mut Criterion) {

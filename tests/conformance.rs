@@ -3,20 +3,13 @@
 //! below runs once per adapter. Blocking calls are guarded by a watchdog that fails the test as a hang;
 //! no test sleeps or asserts a duration.
 
+use ringwire::testkit::peers::{self, PeerConn};
 use ringwire::testkit::{check, message};
-use ringwire::transport::{
-    fork, pipe, shm, stdio, tcp, udp, unix, Receiver, Sender, TransportRecvError, TransportSendError,
-};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use ringwire::transport::{TransportRecvError, TransportSendError};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("ringwire-conf-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
 
 fn peer_cmd(mode: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwire"));
@@ -24,122 +17,36 @@ fn peer_cmd(mode: &str) -> Command {
     cmd
 }
 
-/// The echo peer's process, killed and reaped when dropped.
-enum Proc {
-    Ours(stdio::ChildProcess),
-    Std(Child),
-}
+type Conn = PeerConn;
 
-impl Proc {
-    fn kill(&mut self) {
-        match self {
-            Proc::Ours(c) => {
-                c.kill().expect("kill");
-            }
-            Proc::Std(c) => {
-                let _ = c.kill();
-                c.wait().expect("reap");
-            }
-        }
-    }
-
-    fn wait_success(&mut self) -> bool {
-        match self {
-            Proc::Ours(c) => c.wait_deadline(Instant::now() + WATCHDOG).expect("wait").expect("peer hangs").success(),
-            Proc::Std(c) => c.wait().expect("wait").success(),
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Proc::Std(c) = self {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-struct Conn {
-    tx: Box<dyn Sender>,
-    rx: Box<dyn Receiver>,
-    peer: Proc,
-    /// UDP: no clean close, no connection to lose.
-    datagram: bool,
-}
-
-fn spawn_std(mode: &str, addr: &str) -> Proc {
-    let child = peer_cmd(mode).args(["--addr", addr]).stdin(Stdio::null()).spawn().expect("spawn peer");
-    Proc::Std(child)
-}
-
-fn conn(tx: impl Sender + 'static, rx: impl Receiver + 'static, peer: Proc) -> Conn {
-    Conn { tx: Box::new(tx), rx: Box::new(rx), peer, datagram: false }
+/// Connects to `ringwire __peer echo-<adapter>` over that adapter.
+fn make(adapter: &str) -> Conn {
+    peers::connect(peer_cmd(&format!("echo-{adapter}")), adapter).expect("connect to the echo peer")
 }
 
 fn make_stdio() -> Conn {
-    let (tx, rx, child) = stdio::spawn(&mut peer_cmd("echo-stdio")).expect("spawn");
-    conn(tx, rx, Proc::Ours(child))
+    make("stdio")
 }
-
 fn make_fork() -> Conn {
-    let (tx, rx, child) = fork::spawn(peer_cmd("echo-fork").stdin(Stdio::null())).expect("spawn");
-    conn(tx, rx, Proc::Ours(child))
+    make("fork")
 }
-
 fn make_fifo() -> Conn {
-    let dir = std::env::temp_dir().join(unique("fifo"));
-    std::fs::create_dir(&dir).unwrap();
-    pipe::create_fifo(dir.join("down")).unwrap();
-    pipe::create_fifo(dir.join("up")).unwrap();
-    let peer = spawn_std("echo-fifo", dir.to_str().unwrap());
-    let tx = pipe::open_fifo_sender(dir.join("down")).unwrap();
-    let rx = pipe::open_fifo_receiver(dir.join("up")).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap(); // open FIFOs outlive their names
-    conn(tx, rx, peer)
+    make("fifo")
 }
-
 fn make_unix() -> Conn {
-    let path = std::env::temp_dir().join(unique("sock"));
-    let listener = unix::Listener::bind(&path).unwrap();
-    let peer = spawn_std("echo-unix", path.to_str().unwrap());
-    let (tx, rx) = listener.accept().unwrap();
-    conn(tx, rx, peer)
+    make("unix")
 }
-
 fn make_unix_abstract() -> Conn {
-    let name = unique("abstract");
-    let listener = unix::Listener::bind_abstract(name.as_bytes()).unwrap();
-    let peer = spawn_std("echo-unix-abstract", &name);
-    let (tx, rx) = listener.accept().unwrap();
-    conn(tx, rx, peer)
+    make("unix-abstract")
 }
-
 fn make_tcp() -> Conn {
-    let listener = tcp::Listener::bind("127.0.0.1:0").unwrap();
-    let peer = spawn_std("echo-tcp", &listener.local_addr().unwrap().to_string());
-    let (tx, rx, _) = listener.accept().unwrap();
-    conn(tx, rx, peer)
+    make("tcp")
 }
-
 fn make_udp() -> Conn {
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let peer = spawn_std("echo-udp", &sock.local_addr().unwrap().to_string());
-    sock.set_read_timeout(Some(WATCHDOG)).unwrap();
-    let mut hello = [0u8; 64];
-    let (_, from) = sock.recv_from(&mut hello).expect("the udp peer says hello");
-    sock.connect(from).unwrap();
-    let (tx, rx) = udp::from_socket(sock).unwrap();
-    Conn { datagram: true, ..conn(tx, rx, peer) }
+    make("udp")
 }
-
 fn make_shm() -> Conn {
-    let duplex = shm::Duplex::anonymous(ringwire::RingConfig::default()).unwrap();
-    let mut cmd = peer_cmd("echo-shm");
-    duplex.share_with(&mut cmd);
-    let peer = Proc::Std(cmd.stdin(Stdio::null()).spawn().unwrap());
-    let (tx, rx) = duplex.parent().unwrap();
-    conn(tx, rx, peer)
+    make("shm")
 }
 
 /// Runs `f` on a thread; a test that takes longer than the watchdog fails as a hang.
@@ -216,7 +123,8 @@ fn peer_closes(make: fn() -> Conn) {
     // The echo peer closes once it sees our close; we see a clean end, every time we ask.
     assert!(matches!(recv(&mut c), Err(TransportRecvError::PeerGone)));
     assert!(matches!(recv(&mut c), Err(TransportRecvError::PeerGone)));
-    assert!(c.peer.wait_success(), "echo peer failed");
+    let ok = c.peer.wait_success(Instant::now() + WATCHDOG).expect("wait for the echo peer");
+    assert_eq!(ok, Some(true), "echo peer failed or hangs");
 }
 
 fn peer_killed(make: fn() -> Conn) {

@@ -1,12 +1,12 @@
 //! `ringwire bench` rows for the transports of `ringwire::transport`: each row talks to a
-//! `ringwire __peer echo-<t>` (round trips) or `sink-<t>` (one-way stream) process, connected exactly as
-//! the conformance tests connect them.
+//! `ringwire __peer echo-<t>` (round trips) or `sink-<t>` (one-way stream) process, connected by
+//! `ringwire::testkit::peers`, the same code the conformance tests use.
 
 use super::peer::sink_ack_every;
 use super::{available_cpus, base_payload, stamp, verify, CliResult};
 use hdrhistogram::Histogram;
-use ringwire::transport::{fork, pipe, stdio, tcp, udp, unix, Receiver, Sender};
-use std::process::{Child, Command, Stdio};
+use ringwire::testkit::peers::{self, PeerConn};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The transports measured here, in table order.
@@ -14,29 +14,6 @@ pub const NAMES: &[&str] = &["pipe", "stdio", "fork", "unix", "tcp", "udp"];
 
 /// A peer that does not answer for this long has failed (no row waits forever).
 const STALL: Duration = Duration::from_secs(10);
-
-/// A connected peer process (killed and reaped on drop).
-struct Conn {
-    tx: Box<dyn Sender>,
-    rx: Box<dyn Receiver>,
-    _peer: Peer,
-}
-
-enum Peer {
-    /// Kept for its Drop, which kills and reaps the child if it still runs.
-    Ours(#[allow(dead_code)] stdio::ChildProcess),
-    Std(Child),
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // ChildProcess kills and reaps a child still running when dropped; do the same for the others.
-        if let Peer::Std(c) = self {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn peer_cmd(mode: &str, size: usize, count: u64) -> CliResult<Command> {
     let mut cmd = Command::new(std::env::current_exe()?);
@@ -48,66 +25,11 @@ fn peer_cmd(mode: &str, size: usize, count: u64) -> CliResult<Command> {
     Ok(cmd)
 }
 
-fn unique(tag: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("ringwire-bench-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
 /// Connects to a fresh `echo-<t>` / `sink-<t>` peer (`role` is "echo" or "sink").
-fn connect(transport: &str, role: &str, size: usize, count: u64) -> CliResult<Conn> {
-    // The bench's `pipe` row runs over named FIFOs (the peer is not our child's stdio: that is `stdio`).
-    let mode = format!("{role}-{}", if transport == "pipe" { "fifo" } else { transport });
-    let mut cmd = peer_cmd(&mode, size, count)?;
-    let boxed = |tx: Box<dyn Sender>, rx: Box<dyn Receiver>, peer| Ok(Conn { tx, rx, _peer: peer });
-    match transport {
-        "stdio" => {
-            let (tx, rx, child) = stdio::spawn(&mut cmd)?;
-            boxed(Box::new(tx), Box::new(rx), Peer::Ours(child))
-        }
-        "fork" => {
-            let (tx, rx, child) = fork::spawn(cmd.stdin(Stdio::null()))?;
-            boxed(Box::new(tx), Box::new(rx), Peer::Ours(child))
-        }
-        "pipe" => {
-            let dir = std::env::temp_dir().join(unique("fifo"));
-            std::fs::create_dir(&dir)?;
-            pipe::create_fifo(dir.join("down"))?;
-            pipe::create_fifo(dir.join("up"))?;
-            let child =
-                cmd.args(["--addr", dir.to_str().ok_or("temp dir is not UTF-8")?]).stdin(Stdio::null()).spawn()?;
-            let tx = pipe::open_fifo_sender(dir.join("down"))?;
-            let rx = pipe::open_fifo_receiver(dir.join("up"))?;
-            std::fs::remove_dir_all(&dir)?;
-            boxed(Box::new(tx), Box::new(rx), Peer::Std(child))
-        }
-        "unix" => {
-            let path = std::env::temp_dir().join(unique("sock"));
-            let listener = unix::Listener::bind(&path)?;
-            let child =
-                cmd.args(["--addr", path.to_str().ok_or("temp dir is not UTF-8")?]).stdin(Stdio::null()).spawn()?;
-            let (tx, rx) = listener.accept()?;
-            boxed(Box::new(tx), Box::new(rx), Peer::Std(child))
-        }
-        "tcp" => {
-            let listener = tcp::Listener::bind("127.0.0.1:0")?;
-            let child = cmd.args(["--addr", &listener.local_addr()?.to_string()]).stdin(Stdio::null()).spawn()?;
-            let (tx, rx, _) = listener.accept()?;
-            boxed(Box::new(tx), Box::new(rx), Peer::Std(child))
-        }
-        "udp" => {
-            let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
-            let child = cmd.args(["--addr", &sock.local_addr()?.to_string()]).stdin(Stdio::null()).spawn()?;
-            sock.set_read_timeout(Some(STALL))?;
-            let mut hello = [0u8; 64];
-            let (_, from) = sock.recv_from(&mut hello)?;
-            sock.connect(from)?;
-            sock.set_read_timeout(None)?;
-            let (tx, rx) = udp::from_socket(sock)?;
-            boxed(Box::new(tx), Box::new(rx), Peer::Std(child))
-        }
-        other => Err(format!("no transport {other}").into()),
-    }
+fn connect(transport: &str, role: &str, size: usize, count: u64) -> CliResult<PeerConn> {
+    // The bench's `pipe` row runs over named FIFOs (the peer's stdio is the `stdio` row).
+    let adapter = if transport == "pipe" { "fifo" } else { transport };
+    Ok(peers::connect(peer_cmd(&format!("{role}-{adapter}"), size, count)?, adapter)?)
 }
 
 /// Round trips through an echo peer: `warmup + samples` messages, the last `samples` recorded.
