@@ -39,9 +39,9 @@ pub mod wait;
 #[doc(hidden)]
 pub mod testkit;
 
-pub use ring::spsc;
+pub use ring::{broadcast, mpmc, spsc};
 pub use ring::{ConfigError, RingConfig, RingKind, Role};
-pub use shm::{ShmOptions, ShmRing};
+pub use shm::{ShmBroadcast, ShmOptions, ShmQueue, ShmRing};
 pub use spsc::{RecvError, SendError};
 pub use wait::WaitStrategy;
 
@@ -135,6 +135,10 @@ pub enum OpenError {
     /// Another live endpoint already holds this role.
     #[error("the {0} role is already taken")]
     RoleTaken(Role),
+    /// Every participant entry of an MPMC or broadcast ring is taken
+    /// ([`MAX_PARTICIPANTS`](ring::slots::MAX_PARTICIPANTS) endpoints are attached).
+    #[error("the ring has no free participant entry")]
+    Full,
     /// The ring uses asymmetric fences but this process can't register for `membarrier` (old kernel or
     /// a seccomp filter). Create the ring with `ShmOptions::asymmetric_fences(false)` instead.
     #[error("this process cannot use membarrier, which the ring's asymmetric fences require")]

@@ -6,8 +6,8 @@
 //! unsynchronised payload accesses), and a payload write also scribbles over the atomic of every slot it
 //! covers, so that an algorithm that trusted a stale header would read garbage and fail the model.
 
-use super::{Control, RingConfig, RingKind, Role, RoleToken, Storage, DATA_OFFSET};
-use crate::sync::Ordering;
+use super::{ControlBlock, Header, RingConfig, RingKind, RoleToken, Storage};
+use crate::sync::{AtomicU32, Ordering};
 
 #[cfg(not(ringwire_loom))]
 mod imp {
@@ -20,7 +20,9 @@ mod imp {
     pub struct HeapStorage {
         base: NonNull<u8>,
         layout: Layout,
+        kind: RingKind,
         config: RingConfig,
+        flags: u32,
     }
 
     // SAFETY: the allocation is owned by this value and only touched through atomics (control block,
@@ -30,54 +32,65 @@ mod imp {
     unsafe impl Sync for HeapStorage {}
 
     impl HeapStorage {
-        /// Allocates and initialises a ring of `config` (already validated).
-        pub(crate) fn new(kind: RingKind, config: RingConfig) -> Self {
-            let total = DATA_OFFSET + config.capacity;
+        /// Allocates and initialises a ring of kind `C` and `config` (already validated for that kind).
+        pub fn new<C: ControlBlock>(config: RingConfig) -> Self {
+            Self::with_flags::<C>(config, 0)
+        }
+
+        /// As [`new`](Self::new), with extra header flags (on top of the fence mode).
+        pub fn with_flags<C: ControlBlock>(config: RingConfig, flags: u32) -> Self {
+            let flags = flags | fence_flags();
+            let data_offset = C::KIND.data_offset();
+            let total = data_offset + config.capacity;
             let layout = Layout::from_size_align(total, 4096).expect("validated config fits a Layout");
             // SAFETY: the layout has a non-zero size.
             let base = unsafe { alloc_zeroed(layout) };
             let Some(base) = NonNull::new(base) else { std::alloc::handle_alloc_error(layout) };
-            let control = Control::new(kind, config, total as u64, DATA_OFFSET as u64, fence_flags());
-            // SAFETY: `base` is valid for `total` >= DATA_OFFSET >= size_of::<Control>() bytes and 4096-aligned,
-            // more than Control's 128-byte alignment; nothing else references it yet.
-            unsafe { base.as_ptr().cast::<Control>().write(control) };
-            let s = HeapStorage { base, layout, config };
-            s.control().publish();
+            let control = C::new(Header::new(C::KIND, config, flags), config);
+            // SAFETY: `base` is valid for `total` >= data_offset >= size_of::<C>() bytes (ControlBlock's
+            // contract) and 4096-aligned, more than C's alignment; nothing else references it yet.
+            unsafe { base.as_ptr().cast::<C>().write(control) };
+            let s = HeapStorage { base, layout, kind: C::KIND, config, flags };
+            super::super::publish(s.control::<C>());
             s
         }
     }
 
     impl Drop for HeapStorage {
         fn drop(&mut self) {
-            // SAFETY: allocated in `new` with this layout; Control holds only atomics (no Drop to run).
+            // SAFETY: allocated in `new` with this layout; control blocks hold only atomics (no Drop to run).
             unsafe { dealloc(self.base.as_ptr(), self.layout) }
         }
     }
 
-    // SAFETY: `base` holds an initialised Control followed, at DATA_OFFSET, by `capacity` bytes (the
-    // capacity recorded in that Control), aligned to 4096; both live as long as `self`.
+    // SAFETY: `base` holds an initialised control block of `kind` followed, at the kind's data offset, by
+    // `capacity` bytes (the capacity recorded in its header), aligned to 4096; both live as long as `self`.
     unsafe impl Storage for HeapStorage {
         #[inline(always)]
-        fn control(&self) -> &Control {
-            // SAFETY: initialised in `new`, lives as long as self.
-            unsafe { &*self.base.as_ptr().cast::<Control>() }
+        fn kind(&self) -> RingKind {
+            self.kind
+        }
+        #[inline(always)]
+        fn control_page(&self) -> *const u8 {
+            self.base.as_ptr()
         }
         #[inline(always)]
         fn config(&self) -> RingConfig {
             self.config
         }
-        fn asymmetric_fences(&self) -> bool {
-            fence_flags() != 0
+        fn flags(&self) -> u32 {
+            self.flags
         }
+        #[inline(always)]
         fn data(&self) -> *mut u8 {
-            // SAFETY: DATA_OFFSET is within the allocation.
-            unsafe { self.base.as_ptr().add(DATA_OFFSET) }
+            // SAFETY: the data offset is within the allocation.
+            unsafe { self.base.as_ptr().add(self.kind.data_offset()) }
         }
-        fn claim(&self, role: Role) -> Result<RoleToken, crate::OpenError> {
-            claim_in_process(self.control(), role)
+        fn claim(&self, _lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, crate::OpenError> {
+            claim_in_process(state)
         }
-        fn alive(&self, role: Role) -> bool {
-            self.control().state(role).load(Ordering::Acquire) == super::super::endpoint::ATTACHED
+        fn alive(&self, _lock: u32, state: &AtomicU32) -> bool {
+            state.load(Ordering::Acquire) == super::super::endpoint::ATTACHED
         }
     }
 }
@@ -90,8 +103,12 @@ mod imp {
 
     /// A ring's memory, instrumented for loom.
     pub struct HeapStorage {
+        kind: RingKind,
         config: RingConfig,
-        control: Box<Control>,
+        flags: u32,
+        /// A leaked `Box<C>` for the kind's control block `C`, freed by `drop_control`.
+        control: *mut u8,
+        drop_control: unsafe fn(*mut u8),
         bytes: Box<[std::cell::UnsafeCell<u8>]>,
         words: Box<[AtomicU64]>,
         cells: Box<[UnsafeCell<()>]>,
@@ -106,37 +123,61 @@ mod imp {
     const SCRIBBLE: u64 = 0xdead_beef_dead_beef;
 
     impl HeapStorage {
-        /// Allocates and initialises a ring of `config` (already validated).
-        pub fn new(kind: RingKind, config: RingConfig) -> Self {
+        /// Allocates and initialises a ring of kind `C` and `config` (already validated for that kind).
+        pub fn new<C: ControlBlock>(config: RingConfig) -> Self {
+            Self::with_flags::<C>(config, 0)
+        }
+
+        /// As [`new`](Self::new), with extra header flags (on top of the fence mode).
+        pub fn with_flags<C: ControlBlock>(config: RingConfig, flags: u32) -> Self {
+            let flags = flags | fence_flags();
             let cap = config.capacity;
+            /// Frees the control block leaked in `new`.
+            ///
+            /// # Safety
+            ///
+            /// `p` came from `Box::<C>::into_raw` and is freed once.
+            unsafe fn drop_box<C>(p: *mut u8) {
+                // SAFETY: the caller's contract.
+                drop(unsafe { Box::from_raw(p.cast::<C>()) });
+            }
+            let control = Box::new(C::new(Header::new(C::KIND, config, flags), config));
             let s = HeapStorage {
+                kind: C::KIND,
                 config,
-                control: Box::new(Control::new(
-                    kind,
-                    config,
-                    (DATA_OFFSET + cap) as u64,
-                    DATA_OFFSET as u64,
-                    fence_flags(),
-                )),
+                flags,
+                control: Box::into_raw(control).cast::<u8>(),
+                drop_control: drop_box::<C>,
                 bytes: (0..cap).map(|_| std::cell::UnsafeCell::new(0)).collect(),
                 words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
                 cells: (0..cap / 8).map(|_| UnsafeCell::new(())).collect(),
             };
-            s.control.publish();
+            super::super::publish(s.control::<C>());
             s
         }
     }
 
-    // SAFETY: `bytes` has `capacity` bytes, `words` one atomic per 8-byte slot.
+    impl Drop for HeapStorage {
+        fn drop(&mut self) {
+            // SAFETY: `control` came from Box::into_raw of the type `drop_control` was made for; once.
+            unsafe { (self.drop_control)(self.control) }
+        }
+    }
+
+    // SAFETY: `control` is the kind's block (a live Box), `bytes` has `capacity` bytes, `words` one atomic
+    // per 8-byte slot.
     unsafe impl Storage for HeapStorage {
-        fn control(&self) -> &Control {
-            &self.control
+        fn kind(&self) -> RingKind {
+            self.kind
+        }
+        fn control_page(&self) -> *const u8 {
+            self.control
         }
         fn config(&self) -> RingConfig {
             self.config
         }
-        fn asymmetric_fences(&self) -> bool {
-            fence_flags() != 0
+        fn flags(&self) -> u32 {
+            self.flags
         }
         fn data(&self) -> *mut u8 {
             std::cell::UnsafeCell::raw_get(self.bytes.as_ptr())
@@ -155,11 +196,11 @@ mod imp {
                 self.cells[slot].with(|_| ());
             }
         }
-        fn claim(&self, role: Role) -> Result<RoleToken, crate::OpenError> {
-            claim_in_process(self.control(), role)
+        fn claim(&self, _lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, crate::OpenError> {
+            claim_in_process(state)
         }
-        fn alive(&self, role: Role) -> bool {
-            self.control().state(role).load(Ordering::Acquire) == super::super::endpoint::ATTACHED
+        fn alive(&self, _lock: u32, state: &AtomicU32) -> bool {
+            state.load(Ordering::Acquire) == super::super::endpoint::ATTACHED
         }
     }
 }
@@ -175,13 +216,16 @@ fn fence_flags() -> u32 {
     }
 }
 
-/// In one process, a role is claimed by moving its state from VACANT to ATTACHED.
-fn claim_in_process(control: &Control, role: Role) -> Result<RoleToken, crate::OpenError> {
-    use super::endpoint::{ATTACHED, VACANT};
-    // Relaxed: the CAS only arbitrates ownership; the endpoint then synchronises through the cursors.
-    control
-        .state(role)
-        .compare_exchange(VACANT, ATTACHED, Ordering::Relaxed, Ordering::Relaxed)
-        .map(|_| RoleToken(None))
-        .map_err(|_| crate::OpenError::RoleTaken(role))
+/// In one process, an endpoint slot is claimed by moving its state from VACANT (never used) or CLOSED
+/// (left cleanly) to ATTACHED.
+fn claim_in_process(state: &AtomicU32) -> Result<Option<RoleToken>, crate::OpenError> {
+    use super::endpoint::{ATTACHED, CLOSED, VACANT};
+    // Acquire on success: a slot reused after a clean close sees everything its last owner did before
+    // the Release store of CLOSED. Relaxed on failure: nothing is read.
+    for from in [VACANT, CLOSED] {
+        if state.compare_exchange(from, ATTACHED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            return Ok(Some(RoleToken(None)));
+        }
+    }
+    Ok(None)
 }

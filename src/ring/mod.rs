@@ -1,10 +1,14 @@
 //! Ring algorithms, written once over an abstract [`Storage`] so that the same code runs on the heap
 //! (threads of one process), on a shared mapping (processes), and under loom.
 //!
-//! The storage provides a [`Control`] block (header, cursors, states, wait cells: see ARCHITECTURE.md
-//! for the byte layout) and a data area of `capacity` bytes. Nothing here knows about mmap, files or
-//! futex system calls.
+//! The storage provides a control page, which starts with the common [`Header`] and continues with the
+//! control block of the ring's kind (cursors, endpoint states, wait cells: see ARCHITECTURE.md for each
+//! byte layout), and a data area of `capacity` bytes. Nothing here knows about mmap, files or futex
+//! system calls.
 
+pub mod broadcast;
+pub mod mpmc;
+pub mod slots;
 pub mod spsc;
 
 #[cfg(not(ringwire_loom))]
@@ -14,30 +18,50 @@ pub(crate) mod heap;
 pub mod heap;
 
 use crate::sync::{AtomicU32, AtomicU64};
-use crate::wait::WaitCell;
-use crossbeam_utils::CachePadded;
 
 /// `b"RINGWIRE"` read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"RINGWIRE");
 /// Version of the shared layout; bumped on any incompatible change.
 pub(crate) const LAYOUT_VERSION: u32 = 1;
-/// Offset of the data area from the start of a shared region (the control block fits in one page).
-pub(crate) const DATA_OFFSET: usize = 4096;
-
 /// Which algorithm a region holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum RingKind {
     /// One producer, one consumer, variable-length messages.
     Spsc = 1,
+    /// Many producers, many consumers, each message to one consumer; fixed-size slots.
+    Mpmc = 2,
+    /// One or more publishers, every subscriber sees every message; fixed-size slots.
+    Broadcast = 3,
 }
 
 impl RingKind {
     pub(crate) fn from_u32(v: u32) -> Option<Self> {
         match v {
             1 => Some(RingKind::Spsc),
+            2 => Some(RingKind::Mpmc),
+            3 => Some(RingKind::Broadcast),
             _ => None,
         }
+    }
+
+    /// Offset of the data area from the start of a region of this kind: the control page(s) before it.
+    /// The SPSC control block fits in one page; the slot rings keep a table of participants there too.
+    pub(crate) const fn data_offset(self) -> usize {
+        match self {
+            RingKind::Spsc => 4096,
+            RingKind::Mpmc | RingKind::Broadcast => slots::DATA_OFFSET,
+        }
+    }
+}
+
+impl std::fmt::Display for RingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RingKind::Spsc => "spsc",
+            RingKind::Mpmc => "mpmc",
+            RingKind::Broadcast => "broadcast",
+        })
     }
 }
 
@@ -62,7 +86,8 @@ impl std::fmt::Display for Role {
 /// Immutable description of a ring, written once by its creator before the magic number is published.
 #[repr(C)]
 #[derive(Debug)]
-pub(crate) struct Header {
+#[doc(hidden)]
+pub struct Header {
     /// [`MAGIC`]; stored last, with Release, once everything else is initialised.
     pub magic: AtomicU64,
     pub version: u32,
@@ -84,6 +109,61 @@ pub(crate) struct Header {
 /// `membarrier(GLOBAL_EXPEDITED)` on the sleeping side (see `sync::heavy_barrier`). Every process that
 /// attaches must be able to register for membarrier.
 pub(crate) const FLAG_ASYMMETRIC_FENCES: u32 = 1;
+/// Header flag (broadcast rings): publishers wait for the slowest subscriber instead of overwriting.
+pub(crate) const FLAG_BACKPRESSURE: u32 = 2;
+
+/// The header flags a ring of `kind` may carry.
+pub(crate) const fn known_flags(kind: RingKind) -> u32 {
+    match kind {
+        RingKind::Broadcast => FLAG_ASYMMETRIC_FENCES | FLAG_BACKPRESSURE,
+        _ => FLAG_ASYMMETRIC_FENCES,
+    }
+}
+
+impl Header {
+    /// A header for a region of `kind` and `config`, with `magic` still zero: the creator publishes
+    /// [`MAGIC`] with a Release store once the whole control block is in place (see [`publish`]).
+    pub(crate) fn new(kind: RingKind, config: RingConfig, flags: u32) -> Self {
+        let data_offset = kind.data_offset();
+        Header {
+            magic: AtomicU64::new(0),
+            version: LAYOUT_VERSION,
+            kind: kind as u32,
+            total_len: (data_offset + config.capacity) as u64,
+            data_offset: data_offset as u64,
+            capacity: config.capacity as u64,
+            max_message: config.max_message as u32,
+            creator_pid: std::process::id(),
+            flags,
+            _reserved0: 0,
+            _reserved1: 0,
+        }
+    }
+}
+
+/// Marks a control block initialised.
+pub(crate) fn publish<C: ControlBlock>(control: &C) {
+    // SYNC POINT: Release; an opener's Acquire load of `magic` (shm::validate_header) then sees every
+    // field the creator wrote before.
+    control.header().magic.store(MAGIC, crate::sync::Ordering::Release);
+}
+
+/// The control block of one ring kind: the start of a region's control page.
+///
+/// # Safety
+///
+/// Implementors are `repr(C)`, start with a [`Header`], fit in `KIND.data_offset()` bytes, need no
+/// alignment beyond 128, and are valid for any bit pattern (they hold only atomics and plain integers),
+/// since a region written by another process is read through them.
+#[doc(hidden)]
+pub unsafe trait ControlBlock: Send + Sync + Sized + 'static {
+    /// The kind whose block this is.
+    const KIND: RingKind;
+    /// A fresh block (magic still zero).
+    fn new(header: Header, config: RingConfig) -> Self;
+    /// The common header.
+    fn header(&self) -> &Header;
+}
 
 /// Values of an endpoint's state word.
 pub(crate) mod endpoint {
@@ -95,49 +175,8 @@ pub(crate) mod endpoint {
     pub const CLOSED: u32 = 2;
 }
 
-/// Lifecycle of the two endpoints; written only at attach and close, read by the peer on slow paths
-/// and by the producer on each send (it stays in both caches as a shared line).
-#[repr(C)]
-#[derive(Debug)]
-pub(crate) struct States {
-    pub producer: AtomicU32,
-    pub consumer: AtomicU32,
-    pub producer_pid: AtomicU32,
-    pub consumer_pid: AtomicU32,
-}
-
-/// The control block at offset 0 of a region. Every field that is written by a different side sits in
-/// its own 128-byte block (two x86 cache lines: the adjacent-line prefetcher pairs them).
-#[repr(C)]
-#[derive(Debug)]
-#[doc(hidden)]
-pub struct Control {
-    pub(crate) header: CachePadded<Header>,
-    /// Producer block: a hint of the committed write position (bytes since creation). Written on every
-    /// commit, read only when a producer re-attaches, so it never leaves the producer's cache in steady
-    /// state. The consumer does not need it: it polls each record's header word instead.
-    pub(crate) tail: CachePadded<AtomicU64>,
-    /// Consumer block: the read position (bytes since creation), published in batches.
-    pub(crate) head: CachePadded<AtomicU64>,
-    pub(crate) states: CachePadded<States>,
-    /// The consumer sleeps here when the ring is empty.
-    pub(crate) data_ready: CachePadded<WaitCell>,
-    /// The producer sleeps here when the ring is full.
-    pub(crate) space_ready: CachePadded<WaitCell>,
-}
-
 #[cfg(not(ringwire_loom))]
-const _: () = {
-    use std::mem::{offset_of, size_of};
-    assert!(size_of::<Header>() == 64);
-    assert!(offset_of!(Control, tail) == 128);
-    assert!(offset_of!(Control, head) == 256);
-    assert!(offset_of!(Control, states) == 384);
-    assert!(offset_of!(Control, data_ready) == 512);
-    assert!(offset_of!(Control, space_ready) == 640);
-    assert!(size_of::<Control>() == 768);
-    assert!(size_of::<Control>() <= DATA_OFFSET);
-};
+const _: () = assert!(std::mem::size_of::<Header>() == 64);
 
 /// Sizes fixed when a ring is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,8 +201,9 @@ pub enum ConfigError {
     /// Capacity is not a power of two in [4 KiB, 1 TiB].
     #[error("capacity {0} is not a power of two between 4096 and 2^40")]
     Capacity(usize),
-    /// The largest record would not fit in half the capacity (with 8 bytes to spare).
-    #[error("max_message {max_message} is too large for capacity {capacity} (its record must fit in half)")]
+    /// The largest record would not fit in half the capacity (with 8 bytes to spare), or, for a slot
+    /// ring, fewer than two slots of the largest message fit.
+    #[error("max_message {max_message} is too large for capacity {capacity}")]
     MaxMessage {
         /// The requested maximum.
         max_message: usize,
@@ -178,16 +218,27 @@ impl RingConfig {
         RingConfig { capacity, max_message }
     }
 
-    /// Checks the sizes.
+    /// Checks the sizes for an SPSC ring.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_for(RingKind::Spsc)
+    }
+
+    /// Checks the sizes for a ring of `kind`: SPSC records must fit in half the capacity; the slot rings
+    /// (MPMC, broadcast) need room for at least two slots of `max_message`.
+    pub fn validate_for(&self, kind: RingKind) -> Result<(), ConfigError> {
         let c = self.capacity;
         if !c.is_power_of_two() || !(4096..=1 << 40).contains(&c) {
             return Err(ConfigError::Capacity(c));
         }
-        if self.max_message > u32::MAX as usize - 16 || crate::frame::record_len(self.max_message) + 8 > c / 2 {
-            return Err(ConfigError::MaxMessage { max_message: self.max_message, capacity: c });
+        let bad = Err(ConfigError::MaxMessage { max_message: self.max_message, capacity: c });
+        if self.max_message > u32::MAX as usize - 256 {
+            return bad;
         }
-        Ok(())
+        match kind {
+            RingKind::Spsc if crate::frame::record_len(self.max_message) + 8 > c / 2 => bad,
+            RingKind::Mpmc | RingKind::Broadcast if slots::Geometry::of(*self).is_none() => bad,
+            _ => Ok(()),
+        }
     }
 }
 
@@ -195,14 +246,30 @@ impl RingConfig {
 ///
 /// # Safety
 ///
-/// Implementors guarantee, for as long as the storage value lives: `control()` is a valid, initialised
-/// control block whose header fields were validated against the real size of the memory; `data()` points
-/// to `capacity` readable and writable bytes, 8-byte aligned, where `capacity` is the value in the header;
-/// and `word(off)` for any 8-aligned `off < capacity` returns the atomic view of those 8 bytes.
+/// Implementors guarantee, for as long as the storage value lives: `control_page()` points to an
+/// initialised control block of the type whose [`ControlBlock::KIND`] is `kind()`, whose header fields
+/// were validated against the real size of the memory; `data()` points to `capacity` readable and
+/// writable bytes, 8-byte aligned, where `capacity` is the value in the header; and `word(off)` for any
+/// 8-aligned `off < capacity` returns the atomic view of those 8 bytes.
 pub unsafe trait Storage: Send + Sync {
-    /// The control block.
+    /// The ring kind the region was created for (validated, process-local copy).
     #[doc(hidden)]
-    fn control(&self) -> &Control;
+    fn kind(&self) -> RingKind;
+    /// Start of the control page.
+    #[doc(hidden)]
+    fn control_page(&self) -> *const u8;
+    /// The control block, typed. Endpoints check the kind when they attach, so the check here never
+    /// fails for them; it keeps this safe for any caller.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn control<C: ControlBlock>(&self) -> &C {
+        if self.kind() != C::KIND {
+            wrong_kind(self.kind(), C::KIND);
+        }
+        // SAFETY: the trait contract makes `control_page()` an initialised block of the type for `kind()`,
+        // which we just compared with `C::KIND`; ControlBlock implementors are the only such types.
+        unsafe { &*(self.control_page() as *const C) }
+    }
     /// Start of the data area.
     #[doc(hidden)]
     fn data(&self) -> *mut u8;
@@ -212,8 +279,13 @@ pub unsafe trait Storage: Send + Sync {
     fn config(&self) -> RingConfig;
     /// Whether the ring uses the asymmetric sleep/wake barriers (validated, process-local copy).
     #[doc(hidden)]
-    fn asymmetric_fences(&self) -> bool;
-    /// The record-header word at data offset `off` (8-aligned, in bounds).
+    fn asymmetric_fences(&self) -> bool {
+        self.flags() & FLAG_ASYMMETRIC_FENCES != 0
+    }
+    /// The header flags (validated, process-local copy).
+    #[doc(hidden)]
+    fn flags(&self) -> u32;
+    /// The 8-byte word at data offset `off` (8-aligned, in bounds).
     #[doc(hidden)]
     #[inline(always)]
     fn word(&self, off: usize) -> &AtomicU64 {
@@ -230,77 +302,37 @@ pub unsafe trait Storage: Send + Sync {
     #[doc(hidden)]
     #[inline(always)]
     fn note_read(&self, _off: usize, _len: usize) {}
-    /// Claims `role` for the caller. The returned token is held by the endpoint and dropped with it;
-    /// across processes it is an advisory lock that the kernel releases if the process dies.
+    /// Claims endpoint slot `lock` (SPSC: 0 producer, 1 consumer; slot rings: the participant index),
+    /// whose state word is `state`; `None` if someone holds it. The token is held by the endpoint and dropped with it;
+    /// across processes it is an advisory lock on byte `lock` of the region file, which the kernel
+    /// releases if the process dies. In one process the claim moves `state` to ATTACHED.
     #[doc(hidden)]
-    fn claim(&self, role: Role) -> Result<RoleToken, crate::OpenError>;
-    /// Whether an endpoint in `role` is attached and alive right now. Called on slow paths only.
+    fn claim(&self, lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, crate::OpenError>;
+    /// Whether the endpoint in slot `lock` (state word `state`) is attached and alive right now. Called
+    /// on slow paths only.
     #[doc(hidden)]
-    fn alive(&self, role: Role) -> bool;
+    fn alive(&self, lock: u32, state: &AtomicU32) -> bool;
+}
+
+#[cold]
+#[inline(never)]
+fn wrong_kind(have: RingKind, want: RingKind) -> ! {
+    panic!("ringwire: a {have} ring's storage used as a {want} ring (endpoints check the kind at attach)")
 }
 
 /// Proof that an endpoint holds its role; releases it on drop.
 #[doc(hidden)]
 pub struct RoleToken(#[allow(dead_code)] pub(crate) Option<std::os::fd::OwnedFd>);
 
-impl Control {
-    /// A fresh control block for a ring of `config`, with `magic` still zero: the creator publishes
-    /// [`MAGIC`] with a Release store once the block is in place (see `publish`).
-    pub(crate) fn new(kind: RingKind, config: RingConfig, total_len: u64, data_offset: u64, flags: u32) -> Self {
-        Control {
-            header: CachePadded::new(Header {
-                magic: AtomicU64::new(0),
-                version: LAYOUT_VERSION,
-                kind: kind as u32,
-                total_len,
-                data_offset,
-                capacity: config.capacity as u64,
-                max_message: config.max_message as u32,
-                creator_pid: std::process::id(),
-                flags,
-                _reserved0: 0,
-                _reserved1: 0,
-            }),
-            tail: CachePadded::new(AtomicU64::new(0)),
-            head: CachePadded::new(AtomicU64::new(0)),
-            states: CachePadded::new(States {
-                producer: AtomicU32::new(endpoint::VACANT),
-                consumer: AtomicU32::new(endpoint::VACANT),
-                producer_pid: AtomicU32::new(0),
-                consumer_pid: AtomicU32::new(0),
-            }),
-            data_ready: CachePadded::new(WaitCell::new()),
-            space_ready: CachePadded::new(WaitCell::new()),
-        }
-    }
-
-    /// Marks the block initialised.
-    pub(crate) fn publish(&self) {
-        // SYNC POINT: Release; an opener's Acquire load of `magic` (region::validate) then sees every
-        // field written by `new`.
-        self.header.magic.store(MAGIC, crate::sync::Ordering::Release);
-    }
-
-    pub(crate) fn state(&self, role: Role) -> &AtomicU32 {
-        match role {
-            Role::Producer => &self.states.producer,
-            Role::Consumer => &self.states.consumer,
-        }
-    }
-
-    pub(crate) fn pid(&self, role: Role) -> &AtomicU32 {
-        match role {
-            Role::Producer => &self.states.producer_pid,
-            Role::Consumer => &self.states.consumer_pid,
-        }
-    }
-}
-
 // SAFETY: forwards to `S`, whose guarantees hold for as long as the Arc keeps it alive.
 unsafe impl<S: Storage> Storage for std::sync::Arc<S> {
     #[inline(always)]
-    fn control(&self) -> &Control {
-        (**self).control()
+    fn kind(&self) -> RingKind {
+        (**self).kind()
+    }
+    #[inline(always)]
+    fn control_page(&self) -> *const u8 {
+        (**self).control_page()
     }
     #[inline(always)]
     fn data(&self) -> *mut u8 {
@@ -311,8 +343,8 @@ unsafe impl<S: Storage> Storage for std::sync::Arc<S> {
         (**self).config()
     }
     #[inline(always)]
-    fn asymmetric_fences(&self) -> bool {
-        (**self).asymmetric_fences()
+    fn flags(&self) -> u32 {
+        (**self).flags()
     }
     #[inline(always)]
     fn word(&self, off: usize) -> &AtomicU64 {
@@ -326,10 +358,18 @@ unsafe impl<S: Storage> Storage for std::sync::Arc<S> {
     fn note_read(&self, off: usize, len: usize) {
         (**self).note_read(off, len)
     }
-    fn claim(&self, role: Role) -> Result<RoleToken, crate::OpenError> {
-        (**self).claim(role)
+    fn claim(&self, lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, crate::OpenError> {
+        (**self).claim(lock, state)
     }
-    fn alive(&self, role: Role) -> bool {
-        (**self).alive(role)
+    fn alive(&self, lock: u32, state: &AtomicU32) -> bool {
+        (**self).alive(lock, state)
     }
+}
+
+/// Checks that `storage` holds a ring of kind `C` before an endpoint attaches to it.
+pub(crate) fn check_kind<C: ControlBlock, S: Storage>(storage: &S) -> Result<(), crate::OpenError> {
+    if storage.kind() != C::KIND {
+        return Err(crate::OpenError::WrongKind(storage.kind() as u32));
+    }
+    Ok(())
 }

@@ -32,12 +32,117 @@
 //! [`SendError::Corrupt`] out of us, never an out-of-bounds access. It can still make payload bytes
 //! change under a reader's feet: the trust model in ARCHITECTURE.md spells that out.
 
-use super::{endpoint, Role, RoleToken, Storage};
+use super::{check_kind, endpoint, ControlBlock, Header, RingConfig, RingKind, Role, RoleToken, Storage};
 use crate::frame::{record_len, FrameHeader, Kind, HEADER_LEN};
 use crate::sync::Ordering;
+use crate::sync::{AtomicU32, AtomicU64};
+use crate::wait::WaitCell;
 use crate::wait::{wait_for, Poll, WaitParams, WaitStrategy};
 use crate::OpenError;
+use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
+
+/// Lifecycle of the two endpoints; written only at attach and close, read by the peer on slow paths
+/// and by the producer on each send (it stays in both caches as a shared line).
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct States {
+    pub producer: AtomicU32,
+    pub consumer: AtomicU32,
+    pub producer_pid: AtomicU32,
+    pub consumer_pid: AtomicU32,
+}
+
+/// The SPSC control block at offset 0 of a region. Every field that is written by a different side sits
+/// in its own 128-byte block (two x86 cache lines: the adjacent-line prefetcher pairs them).
+#[repr(C)]
+#[derive(Debug)]
+#[doc(hidden)]
+pub struct Control {
+    pub(crate) header: CachePadded<Header>,
+    /// Producer block: a hint of the committed write position (bytes since creation). Written on every
+    /// commit, read only when a producer re-attaches, so it never leaves the producer's cache in steady
+    /// state. The consumer does not need it: it polls each record's header word instead.
+    pub(crate) tail: CachePadded<AtomicU64>,
+    /// Consumer block: the read position (bytes since creation), published in batches.
+    pub(crate) head: CachePadded<AtomicU64>,
+    pub(crate) states: CachePadded<States>,
+    /// The consumer sleeps here when the ring is empty.
+    pub(crate) data_ready: CachePadded<WaitCell>,
+    /// The producer sleeps here when the ring is full.
+    pub(crate) space_ready: CachePadded<WaitCell>,
+}
+
+#[cfg(not(ringwire_loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<Header>() == 64);
+    assert!(offset_of!(Control, tail) == 128);
+    assert!(offset_of!(Control, head) == 256);
+    assert!(offset_of!(Control, states) == 384);
+    assert!(offset_of!(Control, data_ready) == 512);
+    assert!(offset_of!(Control, space_ready) == 640);
+    assert!(size_of::<Control>() == 768);
+    assert!(size_of::<Control>() <= RingKind::Spsc.data_offset());
+};
+
+// SAFETY: repr(C), starts with the Header, 768 bytes (< one page, asserted above), 128-byte alignment,
+// and holds only atomics and integers, valid for any bit pattern.
+unsafe impl ControlBlock for Control {
+    const KIND: RingKind = RingKind::Spsc;
+    fn new(header: Header, _config: RingConfig) -> Self {
+        Control {
+            header: CachePadded::new(header),
+            tail: CachePadded::new(AtomicU64::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            states: CachePadded::new(States {
+                producer: AtomicU32::new(endpoint::VACANT),
+                consumer: AtomicU32::new(endpoint::VACANT),
+                producer_pid: AtomicU32::new(0),
+                consumer_pid: AtomicU32::new(0),
+            }),
+            data_ready: CachePadded::new(WaitCell::new()),
+            space_ready: CachePadded::new(WaitCell::new()),
+        }
+    }
+    fn header(&self) -> &Header {
+        &self.header
+    }
+}
+
+impl Control {
+    pub(crate) fn state(&self, role: Role) -> &AtomicU32 {
+        match role {
+            Role::Producer => &self.states.producer,
+            Role::Consumer => &self.states.consumer,
+        }
+    }
+
+    pub(crate) fn pid(&self, role: Role) -> &AtomicU32 {
+        match role {
+            Role::Producer => &self.states.producer_pid,
+            Role::Consumer => &self.states.consumer_pid,
+        }
+    }
+}
+
+/// The lock byte of an SPSC role.
+fn lock_of(role: Role) -> u32 {
+    match role {
+        Role::Producer => 0,
+        Role::Consumer => 1,
+    }
+}
+
+/// Claims `role` in `storage`.
+fn claim<S: Storage>(storage: &S, role: Role) -> Result<RoleToken, OpenError> {
+    storage.claim(lock_of(role), storage.control::<Control>().state(role))?.ok_or(OpenError::RoleTaken(role))
+}
+
+/// Whether the endpoint in `role` is attached and alive.
+fn alive<S: Storage>(storage: &S, role: Role) -> bool {
+    storage.alive(lock_of(role), storage.control::<Control>().state(role))
+}
 
 /// Default interval at which a blocked endpoint checks that its peer process is still alive.
 pub const DEFAULT_LIVENESS: Duration = Duration::from_millis(50);
@@ -116,7 +221,7 @@ fn params(wait: WaitStrategy, liveness: Duration, deadline: Option<Instant>, asy
 }
 
 /// The ring's fence mode, checked against what this process can do.
-fn fence_mode<S: Storage>(storage: &S) -> Result<bool, OpenError> {
+pub(crate) fn fence_mode<S: Storage>(storage: &S) -> Result<bool, OpenError> {
     let asymmetric = storage.asymmetric_fences();
     if asymmetric && !crate::sync::asymmetric_barrier_available() {
         return Err(OpenError::Membarrier);
@@ -199,7 +304,7 @@ pub type HeapConsumer = Consumer<std::sync::Arc<super::heap::HeapStorage>>;
 /// Creates an in-process ring on the heap (threads of one process) and returns both ends.
 pub fn channel(config: super::RingConfig) -> Result<(HeapProducer, HeapConsumer), super::ConfigError> {
     config.validate()?;
-    let storage = std::sync::Arc::new(super::heap::HeapStorage::new(super::RingKind::Spsc, config));
+    let storage = std::sync::Arc::new(super::heap::HeapStorage::new::<Control>(config));
     let tx = Producer::attach(storage.clone()).expect("a fresh heap ring has a free producer role");
     let rx = Consumer::attach(storage).expect("a fresh heap ring has a free consumer role");
     Ok((tx, rx))
@@ -210,9 +315,12 @@ impl<S: Storage> Producer<S> {
     /// alive. A producer that re-attaches after a crash resumes after the last committed record.
     pub fn attach(storage: S) -> Result<Self, OpenError> {
         let asymmetric = fence_mode(&storage)?;
-        let token = storage.claim(Role::Producer)?;
+        let token = {
+            check_kind::<Control, _>(&storage)?;
+            claim(&storage, Role::Producer)?
+        };
         let cfg = storage.config();
-        let control = storage.control();
+        let control = storage.control::<Control>();
         let capacity = cfg.capacity as u64;
         let mask = cfg.capacity - 1;
         // The previous producer (if any) is gone, so nobody else sleeps on the space cell.
@@ -352,7 +460,7 @@ impl<S: Storage> Producer<S> {
         let off = match self.st.try_reserve_at(&self.storage, len) {
             Ok(off) => off,
             Err(SendError::Full) => wait_for(
-                &self.storage.control().space_ready,
+                &self.storage.control::<Control>().space_ready,
                 params(self.wait, self.liveness, deadline, self.st.asymmetric),
                 || match self.st.try_reserve_at(&self.storage, len) {
                     Err(SendError::Full) => Poll::Pending,
@@ -374,7 +482,7 @@ impl ProducerState {
         if len > self.max_message {
             return Err(SendError::TooLarge { len, max: self.max_message });
         }
-        let control = storage.control();
+        let control = storage.control::<Control>();
         // Relaxed: a hint that lets a send fail early once the consumer has closed; nothing is read on its
         // strength. The authoritative check is on the slow path (`consumer_gone`).
         if control.states.consumer.load(Ordering::Relaxed) == endpoint::CLOSED {
@@ -431,14 +539,14 @@ impl ProducerState {
         storage.word(off).store(hdr.to_word(), Ordering::Release);
         self.tail += rec as u64;
         // Relaxed: the hint is only read by a re-attaching producer, which re-validates it.
-        storage.control().tail.store(self.tail, Ordering::Relaxed);
-        storage.control().data_ready.notify(self.asymmetric);
+        storage.control::<Control>().tail.store(self.tail, Ordering::Relaxed);
+        storage.control::<Control>().data_ready.notify(self.asymmetric);
     }
 }
 
 impl<S: Storage> Drop for Producer<S> {
     fn drop(&mut self) {
-        let control = self.storage.control();
+        let control = self.storage.control::<Control>();
         // SYNC POINT: Release orders every commit before CLOSED; pairs with the consumer's Acquire load of
         // the state before its last poll, so "closed and empty" really means drained.
         control.state(Role::Producer).store(endpoint::CLOSED, Ordering::Release);
@@ -502,12 +610,12 @@ fn producer_gone<S: Storage>(storage: &S) -> Option<RecvError> {
 /// `Some(true)` if `role` closed, `Some(false)` if it died, `None` if it is alive or not yet attached.
 fn peer_gone<S: Storage>(storage: &S, role: Role) -> Option<bool> {
     // Acquire: pairs with the Release store of CLOSED in the peer's Drop.
-    match storage.control().state(role).load(Ordering::Acquire) {
+    match storage.control::<Control>().state(role).load(Ordering::Acquire) {
         endpoint::CLOSED => Some(true),
-        endpoint::ATTACHED if !storage.alive(role) => {
+        endpoint::ATTACHED if !alive(storage, role) => {
             // The state may have moved to CLOSED between our two looks (a clean close releases the lock
             // after storing CLOSED).
-            let clean = storage.control().state(role).load(Ordering::Acquire) == endpoint::CLOSED;
+            let clean = storage.control::<Control>().state(role).load(Ordering::Acquire) == endpoint::CLOSED;
             Some(clean)
         }
         _ => None,
@@ -520,9 +628,12 @@ impl<S: Storage> Consumer<S> {
     /// dead consumer was reading (or had read but not yet published) is delivered again.
     pub fn attach(storage: S) -> Result<Self, OpenError> {
         let asymmetric = fence_mode(&storage)?;
-        let token = storage.claim(Role::Consumer)?;
+        let token = {
+            check_kind::<Control, _>(&storage)?;
+            claim(&storage, Role::Consumer)?
+        };
         let cfg = storage.config();
-        let control = storage.control();
+        let control = storage.control::<Control>();
         control.data_ready.reset_sleepers();
         // Relaxed: we are the only writer of head; this just reads back the last published value.
         let head = control.head.load(Ordering::Relaxed);
@@ -642,7 +753,7 @@ impl<S: Storage> Consumer<S> {
             r => return r,
         }
         wait_for(
-            &self.storage.control().data_ready,
+            &self.storage.control::<Control>().data_ready,
             params(self.wait, self.liveness, deadline, self.st.asymmetric),
             || match try_recv_at(&self.storage, &mut self.st) {
                 Err(RecvError::Empty) => Poll::Pending,
@@ -717,7 +828,7 @@ impl ConsumerState {
     }
 
     fn publish_head<S: Storage>(&mut self, storage: &S) {
-        let control = storage.control();
+        let control = storage.control::<Control>();
         // SYNC POINT: Release: our reads of everything before `head` happen-before the producer's Acquire
         // load of it (try_reserve_at), after which it overwrites that space.
         control.head.store(self.head, Ordering::Release);
@@ -744,7 +855,7 @@ fn try_recv_at<S: Storage>(storage: &S, st: &mut ConsumerState) -> Result<(usize
 fn producer_closed_flag<S: Storage>(storage: &S) -> bool {
     // Acquire: pairs with the Release store of CLOSED in Producer::drop, so a poll after this sees every
     // commit the producer made.
-    storage.control().state(Role::Producer).load(Ordering::Acquire) == endpoint::CLOSED
+    storage.control::<Control>().state(Role::Producer).load(Ordering::Acquire) == endpoint::CLOSED
 }
 
 impl<S: Storage> Drop for Consumer<S> {
@@ -752,7 +863,7 @@ impl<S: Storage> Drop for Consumer<S> {
         if self.st.head != self.st.published {
             self.st.publish_head(&self.storage);
         }
-        let control = self.storage.control();
+        let control = self.storage.control::<Control>();
         // Release: orders our last head publication before CLOSED.
         control.state(Role::Consumer).store(endpoint::CLOSED, Ordering::Release);
         control.space_ready.wake();

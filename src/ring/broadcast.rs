@@ -1,0 +1,688 @@
+//! The broadcast ring: one or more publishers, any number of subscribers, and every subscriber sees
+//! every message, in one order, from the point it joined. Publishers and subscribers attach and leave
+//! at run time, from any thread or process.
+//!
+//! # Algorithm
+//!
+//! Positions count messages since creation; position `p` lives in slot `p mod N`, lap `p / N`.
+//! Publishers claim positions with a CAS on `tail` (as Aeron publications claim with an atomic add;
+//! a CAS lets a publisher record its intent first, for crash recovery). Each slot's state word is a
+//! sequence lock: `2·lap + 1` while a publisher of that lap writes it, `2·lap + 2` once written
+//! (zero: never written). A publisher takes the slot with a CAS from an older even value, so two
+//! publishers never write one slot at once; payload words are written and read with relaxed atomic
+//! accesses between the two sequence updates, and a subscriber checks the sequence again after copying
+//! (behind an Acquire fence): if it moved, the copy is discarded, never returned torn.
+//!
+//! # Slow subscribers
+//!
+//! By default ([`Mode::Overwrite`]) a publisher never waits: it overwrites the oldest slot. A subscriber
+//! that fell a lap behind gets [`RecvError::Lagged`]`(n)` — `n` messages it will never see — and resumes
+//! at the oldest message still in the ring. With [`Mode::Backpressure`] publishers wait instead until the
+//! slowest live subscriber has read the slot they need (Disruptor style); subscribers then publish their
+//! cursor after each message.
+//!
+//! # Crash recovery
+//!
+//! A publisher killed between claim and commit leaves a slot in mid-write. A subscriber waiting on it
+//! (and a publisher of a later lap that needs the slot) checks, after the stuck timeout, whether a live
+//! publisher's intent names that position; if not, the subscriber skips the position (counted in
+//! [`Recovered::skipped`]) and the publisher takes the slot over. A killed subscriber costs nothing in
+//! `Overwrite` mode; in `Backpressure` mode publishers stop waiting for it once its process is gone.
+
+use super::slots::{self, role, Geometry, Membership, Recovered, SlotControl, StuckWatch, SLOT_HEADER};
+use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage, FLAG_BACKPRESSURE};
+use crate::frame::{FrameHeader, Kind};
+use crate::spsc::{Corruption, DEFAULT_LIVENESS};
+use crate::sync::{fence, Ordering};
+use crate::wait::{wait_for, Poll, WaitParams, WaitStrategy};
+use crate::OpenError;
+use std::time::{Duration, Instant};
+
+/// The control block of a broadcast ring.
+#[repr(transparent)]
+#[derive(Debug)]
+#[doc(hidden)]
+pub struct Control(pub(crate) SlotControl);
+
+// SAFETY: repr(transparent) over SlotControl, which is repr(C), starts with the Header, fits in the
+// slot rings' data offset (asserted in slots.rs), and holds only atomics and integers.
+unsafe impl ControlBlock for Control {
+    const KIND: RingKind = RingKind::Broadcast;
+    fn new(header: Header, _config: RingConfig) -> Self {
+        Control(SlotControl::new(header))
+    }
+    fn header(&self) -> &Header {
+        &self.0.header
+    }
+}
+
+fn ctl<S: Storage>(storage: &S) -> &SlotControl {
+    &storage.control::<Control>().0
+}
+
+/// What publishers do when the ring is full of messages some subscriber has not read yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Overwrite the oldest message; a subscriber that falls a lap behind is told how many it lost
+    /// ([`RecvError::Lagged`]). Publishers never wait.
+    #[default]
+    Overwrite,
+    /// Wait for the slowest live subscriber. Nobody loses a message; one slow subscriber slows everyone.
+    Backpressure,
+}
+
+impl Mode {
+    pub(crate) fn flags(self) -> u32 {
+        match self {
+            Mode::Overwrite => 0,
+            Mode::Backpressure => FLAG_BACKPRESSURE,
+        }
+    }
+}
+
+/// Why a publish failed. Nothing was published when this is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// `try_send` in [`Mode::Backpressure`]: the slowest subscriber has not freed a slot yet.
+    #[error("ring is full (a subscriber is a lap behind)")]
+    Full,
+    /// Deadline variants in [`Mode::Backpressure`]: still full when the deadline passed.
+    #[error("timed out waiting for the slowest subscriber")]
+    Timeout,
+    /// The message is larger than the ring's maximum.
+    #[error("message of {len} bytes exceeds the ring maximum of {max}")]
+    TooLarge {
+        /// Requested length.
+        len: usize,
+        /// The ring's maximum message size.
+        max: usize,
+    },
+}
+
+/// Why a receive failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// `try_` variants: no new message yet.
+    #[error("no new message")]
+    Empty,
+    /// Deadline variants: still nothing when the deadline passed.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// The subscriber fell behind and `n` messages were overwritten before it could read them. It now
+    /// stands at the oldest message still in the ring; the next receive continues from there.
+    #[error("lagged behind: {0} messages lost")]
+    Lagged(u64),
+    /// Every publisher that attached has gone, and this subscriber has read everything they published.
+    #[error("every publisher has gone")]
+    Closed,
+    /// `recv_into`: the next message needs `needed` bytes; it is not consumed.
+    #[error("buffer too small: message needs {needed} bytes")]
+    BufferTooSmall {
+        /// Length of the waiting message.
+        needed: usize,
+    },
+    /// A slot holds something no correct publisher writes; it is skipped (the next call goes on).
+    #[error("ring corrupted: {0}")]
+    Corrupt(Corruption),
+}
+
+/// Creates an in-process broadcast ring (threads), returning a publisher and a first subscriber;
+/// more attach with `clone_handle` (subscribers start at the newest position).
+///
+/// ```
+/// use ringwire::broadcast::{self, Mode};
+/// let (mut tx, mut a) = broadcast::channel(ringwire::RingConfig::new(1 << 16, 256), Mode::Overwrite)?;
+/// let mut b = a.clone_handle()?;
+/// tx.send(b"tick")?;
+/// assert_eq!(a.recv_vec()?, b"tick");
+/// assert_eq!(b.recv_vec()?, b"tick");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn channel(config: RingConfig, mode: Mode) -> Result<(HeapPublisher, HeapSubscriber), OpenError> {
+    config.validate_for(RingKind::Broadcast).map_err(OpenError::Config)?;
+    let storage = std::sync::Arc::new(super::heap::HeapStorage::with_flags::<Control>(config, mode.flags()));
+    Ok((Publisher::attach(storage.clone())?, Subscriber::attach(storage)?))
+}
+
+/// A publisher of an in-process ring.
+pub type HeapPublisher = Publisher<std::sync::Arc<super::heap::HeapStorage>>;
+/// A subscriber of an in-process ring.
+pub type HeapSubscriber = Subscriber<std::sync::Arc<super::heap::HeapStorage>>;
+
+/// What both ends keep in process-local memory.
+#[derive(Clone, Copy, Debug)]
+struct Local {
+    geo: Geometry,
+    max_message: usize,
+    asymmetric: bool,
+    backpressure: bool,
+    wait: WaitStrategy,
+    liveness: Duration,
+    stuck: Duration,
+}
+
+impl Local {
+    fn new<S: Storage>(storage: &S) -> Result<Self, OpenError> {
+        let cfg = storage.config();
+        let geo = Geometry::of(cfg).ok_or(OpenError::BadHeader("slot geometry"))?;
+        Ok(Local {
+            geo,
+            max_message: cfg.max_message,
+            asymmetric: super::spsc::fence_mode(storage)?,
+            backpressure: storage.flags() & FLAG_BACKPRESSURE != 0,
+            wait: WaitStrategy::default(),
+            liveness: DEFAULT_LIVENESS,
+            stuck: slots::DEFAULT_STUCK_TIMEOUT,
+        })
+    }
+
+    fn params(&self, deadline: Option<Instant>) -> WaitParams {
+        WaitParams { strategy: self.wait, deadline, liveness: self.liveness, asymmetric: self.asymmetric }
+    }
+
+    /// The sequence value of a slot being written for `pos`; +1 once written.
+    #[inline(always)]
+    fn writing(&self, pos: u64) -> u64 {
+        2 * (pos >> self.geo.shift) + 1
+    }
+}
+
+/// A publishing end. Any number may be attached.
+pub struct Publisher<S: Storage> {
+    local: Local,
+    me: Membership,
+    watch: StuckWatch,
+    /// Back-pressure: the lowest subscriber cursor seen last time we looked.
+    min_cursor: u64,
+    /// Back-pressure: subscriber entries (index, pid) found dead, ignored until their entry changes hands.
+    dead: Vec<(usize, u32)>,
+    storage: S,
+}
+
+/// A subscribing end. Any number may be attached; each sees every message published after it joined.
+pub struct Subscriber<S: Storage> {
+    local: Local,
+    me: Membership,
+    watch: StuckWatch,
+    /// The next position to read.
+    pos: u64,
+    storage: S,
+}
+
+// SAFETY: the endpoints own their storage handle (Send + Sync) and process-local state only.
+unsafe impl<S: Storage> Send for Publisher<S> {}
+// SAFETY: as above.
+unsafe impl<S: Storage> Send for Subscriber<S> {}
+
+impl<S: Storage> Publisher<S> {
+    /// Attaches a publisher to the broadcast ring in `storage`.
+    pub fn attach(storage: S) -> Result<Self, OpenError> {
+        check_kind::<Control, _>(&storage)?;
+        let local = Local::new(&storage)?;
+        let me = slots::join(&storage, ctl(&storage), role::PUBLISHER)?;
+        Ok(Publisher { local, me, watch: StuckWatch::default(), min_cursor: 0, dead: Vec::new(), storage })
+    }
+
+    /// Another publisher on the same ring.
+    pub fn clone_handle(&self) -> Result<Self, OpenError>
+    where
+        S: Clone,
+    {
+        Publisher::attach(self.storage.clone())
+    }
+
+    /// Chooses how blocking calls wait (back-pressure mode only: other publishers never wait).
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.local.wait = wait;
+    }
+
+    /// How often a blocked publisher checks for subscribers that died (default 50 ms).
+    pub fn set_liveness_interval(&mut self, every: Duration) {
+        self.local.liveness = every;
+    }
+
+    /// How long a slot may stay in mid-write before this publisher checks whether its writer died.
+    pub fn set_stuck_timeout(&mut self, after: Duration) {
+        self.local.stuck = after;
+    }
+
+    /// The largest message the ring takes.
+    pub fn max_message(&self) -> usize {
+        self.local.max_message
+    }
+
+    /// What crash recovery has done on this ring so far.
+    pub fn recovered(&self) -> Recovered {
+        slots::recovered(ctl(&self.storage))
+    }
+
+    /// Publishes a copy of `msg`. In [`Mode::Overwrite`] this never waits; in back-pressure mode it
+    /// returns [`SendError::Full`] while the slowest subscriber is a lap behind.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_opt(msg, None, true)
+    }
+
+    /// Publishes a copy of `msg`, in back-pressure mode waiting for the slowest subscriber.
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_opt(msg, None, false)
+    }
+
+    /// Publishes a copy of `msg`, waiting until `deadline` at most (back-pressure mode).
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), SendError> {
+        self.send_opt(msg, Some(deadline), false)
+    }
+
+    fn send_opt(&mut self, msg: &[u8], deadline: Option<Instant>, once: bool) -> Result<(), SendError> {
+        if msg.len() > self.local.max_message {
+            return Err(SendError::TooLarge { len: msg.len(), max: self.local.max_message });
+        }
+        let pos = match self.try_claim() {
+            Ok(pos) => pos,
+            Err(SendError::Full) if !once => {
+                let params = self.local.params(deadline);
+                let cell: *const crate::wait::WaitCell = &*ctl(&self.storage).space_ready;
+                // SAFETY: the cell lives in the storage, which `self` keeps alive for the whole call; the
+                // raw pointer only lets the closures below borrow `self` mutably at the same time.
+                let cell = unsafe { &*cell };
+                let this = std::cell::RefCell::new(&mut *self);
+                wait_for(
+                    cell,
+                    params,
+                    || match this.borrow_mut().try_claim() {
+                        Err(SendError::Full) => Poll::Pending,
+                        r => Poll::Ready(r),
+                    },
+                    || {
+                        this.borrow_mut().forget_dead_subscribers();
+                        None
+                    },
+                    || SendError::Timeout,
+                )?
+            }
+            Err(e) => return Err(e),
+        };
+        self.write(pos, msg);
+        Ok(())
+    }
+
+    /// Claims the next position (in back-pressure mode, only once every live subscriber is past the
+    /// message it overwrites).
+    fn try_claim(&mut self) -> Result<u64, SendError> {
+        let c = ctl(&self.storage);
+        let n = self.local.geo.slots;
+        // Relaxed: a starting guess, confirmed by the CAS.
+        let mut pos = c.tail.load(Ordering::Relaxed);
+        loop {
+            if self.local.backpressure && pos >= self.min_cursor + n {
+                self.min_cursor = self.slowest(pos);
+                if pos >= self.min_cursor + n {
+                    return Err(SendError::Full);
+                }
+            }
+            c.participants[self.me.index].intent.store(pos + 1, Ordering::Relaxed);
+            // SYNC POINT: Release orders the intent before the claim (for stuck checks, which load
+            // `tail` with Acquire). Relaxed on failure: we retry with the new value.
+            match c.tail.compare_exchange_weak(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return Ok(pos),
+                Err(now) => pos = now,
+            }
+        }
+    }
+
+    /// The lowest cursor of the live subscribers (`upto` if there is none).
+    fn slowest(&self, upto: u64) -> u64 {
+        let c = ctl(&self.storage);
+        let mut min = upto;
+        for (i, p) in c.participants.iter().enumerate() {
+            // SYNC POINT: Acquire pairs with the subscriber's Release store of ATTACHED (its cursor was
+            // set before) and of each cursor (it finished reading the slots before it).
+            if p.state.load(Ordering::Acquire) != crate::ring::endpoint::ATTACHED
+                || p.role.load(Ordering::Relaxed) != role::SUBSCRIBER
+            {
+                continue;
+            }
+            let pid = p.pid.load(Ordering::Relaxed);
+            if self.dead.contains(&(i, pid)) {
+                continue;
+            }
+            min = min.min(p.cursor.load(Ordering::Acquire));
+        }
+        min
+    }
+
+    /// Notes which attached subscribers' processes are gone, so back-pressure stops waiting for them.
+    #[cold]
+    fn forget_dead_subscribers(&mut self) {
+        let storage = &self.storage;
+        let c = ctl(storage);
+        self.dead.clear();
+        for (i, p) in c.participants.iter().enumerate() {
+            if p.role.load(Ordering::Relaxed) == role::SUBSCRIBER
+                && p.state.load(Ordering::Acquire) == crate::ring::endpoint::ATTACHED
+                && !storage.alive(i as u32, &p.state)
+            {
+                self.dead.push((i, p.pid.load(Ordering::Relaxed)));
+            }
+        }
+        self.min_cursor = 0;
+    }
+
+    /// Test hook: claims the next position and takes its slot, then stops as if killed mid-write.
+    #[doc(hidden)]
+    pub fn __abandon_mid_write(&mut self) {
+        if let Ok(pos) = self.try_claim() {
+            let off = self.local.geo.offset(pos);
+            let mine = self.local.writing(pos);
+            // Relaxed: a test hook imitating the first step of `write`.
+            let cur = self.storage.word(off).load(Ordering::Relaxed);
+            let _ = self.storage.word(off).compare_exchange(cur, mine, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the slot of `pos`, writes `msg` and publishes it.
+    fn write(&mut self, pos: u64, msg: &[u8]) {
+        let storage = &self.storage;
+        let c = ctl(storage);
+        let l = self.local;
+        let off = l.geo.offset(pos);
+        let seq = storage.word(off);
+        let mine = l.writing(pos);
+        loop {
+            // Relaxed: the CAS below decides; the fence after it orders our payload writes.
+            let cur = seq.load(Ordering::Relaxed);
+            if cur >= mine {
+                // A publisher of a later lap took the slot while we were between claim and write:
+                // every subscriber has been (or will be) told it lagged past this message.
+                c.participants[self.me.index].intent.store(0, Ordering::Relaxed);
+                return;
+            }
+            if cur % 2 == 1 {
+                // A publisher of an earlier lap is still writing here. Wait for it, unless it died.
+                let theirs = ((cur - 1) / 2) << l.geo.shift | (pos & (l.geo.slots - 1));
+                if !(self.watch.stuck(theirs, l.stuck)
+                    && !slots::owner_alive(storage, c, [role::PUBLISHER, role::PUBLISHER], theirs))
+                {
+                    crate::sync::spin_hint();
+                    continue;
+                }
+                // Its writer is dead: take the slot over (subscribers waiting on it skip it).
+            }
+            // Relaxed: the fence below orders what follows.
+            if seq.compare_exchange(cur, mine, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                break;
+            }
+        }
+        self.watch.reset();
+        // SYNC POINT (seqlock, writer): orders the odd sequence before every payload store; pairs with the
+        // Acquire fence a subscriber issues after copying, so a copy that saw any of our stores also sees
+        // the odd (or a later) sequence on its re-check.
+        fence(Ordering::Release);
+        // Relaxed: published by the Release store of the sequence below.
+        storage
+            .word(off + 8)
+            .store(FrameHeader { len: msg.len() as u32, kind: Kind::Data }.to_word(), Ordering::Relaxed);
+        let mut w = off + SLOT_HEADER;
+        for chunk in msg.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            // Relaxed: as the header word.
+            storage.word(w).store(u64::from_le_bytes(b), Ordering::Relaxed);
+            w += 8;
+        }
+        // SYNC POINT: Release publishes the header and payload; pairs with the subscriber's Acquire load.
+        // A CAS, not a store: if our slot was taken over (we were judged dead), we must not undo that.
+        let _ = seq.compare_exchange(mine, mine + 1, Ordering::Release, Ordering::Relaxed);
+        c.participants[self.me.index].intent.store(0, Ordering::Relaxed);
+        c.data_ready.notify(l.asymmetric);
+    }
+}
+
+impl<S: Storage> Drop for Publisher<S> {
+    fn drop(&mut self) {
+        let c = ctl(&self.storage);
+        slots::leave(c, &self.me);
+        // Subscribers blocked on an empty ring re-check whether any publisher is left.
+        c.data_ready.wake();
+    }
+}
+
+impl<S: Storage> Subscriber<S> {
+    /// Attaches a subscriber to the broadcast ring in `storage`. It sees every message published from
+    /// now on.
+    pub fn attach(storage: S) -> Result<Self, OpenError> {
+        check_kind::<Control, _>(&storage)?;
+        let local = Local::new(&storage)?;
+        let c = ctl(&storage);
+        // Register with a cursor no higher than where we will start (so back-pressure holds from now),
+        // then start at the tail read after registering: a publisher that did not see us yet only
+        // overwrites positions before that.
+        // Relaxed: an initial guess published with ATTACHED below.
+        let guess = c.tail.load(Ordering::Relaxed);
+        let me = slots::join(&storage, c, role::SUBSCRIBER)?;
+        c.participants[me.index].cursor.store(guess, Ordering::Relaxed);
+        // SYNC POINT: SeqCst store/fence/load: our registration is ordered before our read of `tail`, and
+        // a publisher's scan (after its claim) either sees us or claimed before our read.
+        fence(Ordering::SeqCst);
+        let pos = c.tail.load(Ordering::SeqCst).max(guess);
+        c.participants[me.index].cursor.store(pos, Ordering::Release);
+        Ok(Subscriber { local, me, watch: StuckWatch::default(), pos, storage })
+    }
+
+    /// Another subscriber on the same ring, starting at the newest position.
+    pub fn clone_handle(&self) -> Result<Self, OpenError>
+    where
+        S: Clone,
+    {
+        Subscriber::attach(self.storage.clone())
+    }
+
+    /// Chooses how blocking calls wait for messages.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.local.wait = wait;
+    }
+
+    /// How often a blocked call checks whether any publisher is left (default 50 ms).
+    pub fn set_liveness_interval(&mut self, every: Duration) {
+        self.local.liveness = every;
+    }
+
+    /// How long a slot may stay in mid-write before this subscriber checks whether its writer died.
+    pub fn set_stuck_timeout(&mut self, after: Duration) {
+        self.local.stuck = after;
+    }
+
+    /// The largest message the ring takes.
+    pub fn max_message(&self) -> usize {
+        self.local.max_message
+    }
+
+    /// What crash recovery has done on this ring so far.
+    pub fn recovered(&self) -> Recovered {
+        slots::recovered(ctl(&self.storage))
+    }
+
+    /// The position of the next message this subscriber will read (messages since the ring's creation).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Copies the next message into `buf` if there is one: its length.
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_opt(buf, None, true)
+    }
+
+    /// Copies the next message into `buf`, blocking until there is one or every publisher has gone.
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_opt(buf, None, false)
+    }
+
+    /// Copies the next message into `buf`, waiting until `deadline` at most.
+    pub fn recv_into_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, RecvError> {
+        self.recv_opt(buf, Some(deadline), false)
+    }
+
+    /// Receives the next message into a new vector (blocking).
+    pub fn recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
+        self.vec_opt(None, false)
+    }
+
+    /// Receives the next message into a new vector if there is one.
+    pub fn try_recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
+        self.vec_opt(None, true)
+    }
+
+    /// Receives the next message into a new vector, waiting until `deadline` at most.
+    pub fn recv_vec_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, RecvError> {
+        self.vec_opt(Some(deadline), false)
+    }
+
+    fn vec_opt(&mut self, deadline: Option<Instant>, once: bool) -> Result<Vec<u8>, RecvError> {
+        let mut buf = vec![0; self.local.max_message];
+        let n = self.recv_opt(&mut buf, deadline, once)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn recv_opt(&mut self, buf: &mut [u8], deadline: Option<Instant>, once: bool) -> Result<usize, RecvError> {
+        match self.try_read(buf) {
+            Err(RecvError::Empty) if !once => {}
+            r => return r,
+        }
+        let params = self.local.params(deadline);
+        let cell: *const crate::wait::WaitCell = &*ctl(&self.storage).data_ready;
+        // SAFETY: the cell lives in the storage, which `self` keeps alive for the whole call; the raw
+        // pointer only lets the closures below borrow `self` at the same time.
+        let cell = unsafe { &*cell };
+        let this = std::cell::RefCell::new(&mut *self);
+        let buf = std::cell::RefCell::new(buf);
+        wait_for(
+            cell,
+            params,
+            || match this.borrow_mut().try_read(&mut buf.borrow_mut()) {
+                Err(RecvError::Empty) => Poll::Pending,
+                r => Poll::Ready(r),
+            },
+            || this.borrow().publishers_gone().then_some(RecvError::Closed),
+            || RecvError::Timeout,
+        )
+    }
+
+    /// Whether every publisher that attached has gone and nothing claimed is left to read.
+    fn publishers_gone(&self) -> bool {
+        let storage = &self.storage;
+        let c = ctl(storage);
+        c.stats.writers_ever.load(Ordering::Relaxed) > 0
+            && slots::live_count(storage, c, [role::PUBLISHER, role::PUBLISHER]) == 0
+            // Acquire: pairs with the publishers' Release claims.
+            && self.pos >= c.tail.load(Ordering::Acquire)
+    }
+
+    /// Reads the message at our position, if it is there.
+    fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let storage = &self.storage;
+        let l = self.local;
+        let pos = self.pos;
+        let off = l.geo.offset(pos);
+        let want = l.writing(pos) + 1;
+        // SYNC POINT (seqlock, reader): Acquire pairs with the publisher's Release store of `want`.
+        let s1 = storage.word(off).load(Ordering::Acquire);
+        if s1 < want {
+            return self.not_yet(pos, s1, want);
+        }
+        if s1 > want {
+            return Err(self.lagged());
+        }
+        // Relaxed: validated by the sequence re-check below.
+        let word = storage.word(off + 8).load(Ordering::Relaxed);
+        let hdr = FrameHeader::from_word(word);
+        let len = match hdr {
+            Ok(FrameHeader { kind: Kind::Data, len }) if (len as usize) <= l.max_message => len as usize,
+            _ => usize::MAX,
+        };
+        let copied = len != usize::MAX && len <= buf.len();
+        if copied {
+            let mut w = off + SLOT_HEADER;
+            for chunk in buf[..len].chunks_mut(8) {
+                // Relaxed: as the header word.
+                let b = storage.word(w).load(Ordering::Relaxed).to_le_bytes();
+                chunk.copy_from_slice(&b[..chunk.len()]);
+                w += 8;
+            }
+        }
+        // SYNC POINT (seqlock, reader): orders the copies above before the re-check; pairs with the
+        // publisher's Release fence after it took the slot.
+        fence(Ordering::Acquire);
+        // Relaxed: ordered by the fence.
+        if storage.word(off).load(Ordering::Relaxed) != s1 {
+            return Err(self.lagged());
+        }
+        if len == usize::MAX {
+            // Consistent, yet no correct publisher wrote it: skip it.
+            self.advance(pos + 1);
+            return Err(RecvError::Corrupt(Corruption { at: pos, what: "bad slot header" }));
+        }
+        if !copied {
+            return Err(RecvError::BufferTooSmall { needed: len });
+        }
+        self.advance(pos + 1);
+        Ok(len)
+    }
+
+    /// Nothing committed at `pos` yet (`s1 < want`): empty, or a publisher is writing, or died writing.
+    fn not_yet(&mut self, pos: u64, s1: u64, want: u64) -> Result<usize, RecvError> {
+        let storage = &self.storage;
+        let c = ctl(storage);
+        if s1 + 1 == want || s1 + 2 <= want {
+            // In mid-write for our lap, or not yet taken for it. Claimed (tail past us)?
+            if self.watch.stuck(pos, self.local.stuck) {
+                // SYNC POINT: Acquire pairs with the publisher's Release claim, so its intent is visible.
+                let claimed = c.tail.load(Ordering::Acquire) > pos;
+                if claimed && !slots::owner_alive(storage, c, [role::PUBLISHER, role::PUBLISHER], pos) {
+                    // Its writer died before committing (a dead writer makes no more stores): re-check
+                    // that it did not commit just before dying, then skip.
+                    // Acquire: as in try_read.
+                    if storage.word(self.local.geo.offset(pos)).load(Ordering::Acquire) < want {
+                        // Relaxed: a statistic; every subscriber that skips counts once.
+                        c.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                        self.advance(pos + 1);
+                        self.watch.reset();
+                    }
+                }
+            }
+        }
+        Err(RecvError::Empty)
+    }
+
+    /// We fell behind: jump to the oldest message still in the ring.
+    #[cold]
+    fn lagged(&mut self) -> RecvError {
+        let c = ctl(&self.storage);
+        // Acquire: pairs with the publishers' Release claims.
+        let tail = c.tail.load(Ordering::Acquire);
+        let oldest = tail.saturating_sub(self.local.geo.slots);
+        let new = oldest.max(self.pos + 1);
+        let lost = new - self.pos;
+        self.advance(new);
+        RecvError::Lagged(lost)
+    }
+
+    fn advance(&mut self, to: u64) {
+        self.pos = to;
+        if self.local.backpressure {
+            let c = ctl(&self.storage);
+            // SYNC POINT: Release orders our reads of the slots before `to` ahead of a publisher's Acquire
+            // load of the cursor that lets it overwrite them.
+            c.participants[self.me.index].cursor.store(to, Ordering::Release);
+            c.space_ready.notify(self.local.asymmetric);
+        }
+    }
+}
+
+impl<S: Storage> Drop for Subscriber<S> {
+    fn drop(&mut self) {
+        let c = ctl(&self.storage);
+        slots::leave(c, &self.me);
+        // Publishers waiting for this subscriber (back-pressure) re-check.
+        c.space_ready.wake();
+    }
+}

@@ -1,0 +1,666 @@
+//! The multi-producer multi-consumer ring: a work queue in which each message goes to exactly one
+//! consumer. Producers and consumers attach and leave at run time, from any thread or process.
+//!
+//! # Algorithm
+//!
+//! A bounded queue with a sequence word per slot, after Dmitry Vyukov's: positions count messages
+//! since creation; position `p` lives in slot `p mod N`. A slot's sequence says whose turn it is:
+//! `p` — free for the producer of position `p`; `p + 1` — holds the message of `p`, for its consumer;
+//! `p + N` — read and released, free for the producer of the next lap. Producers claim a position with
+//! a CAS on `tail` once its slot says `p`; consumers claim with a CAS on `head` once it says `p + 1`.
+//! Each claim touches only the claimed slot and one shared cursor, and a slow endpoint holds up only
+//! its own slot: the others keep claiming past it. (The stored word is the sequence minus the slot
+//! index, so that the zeroed memory of a new region is every slot's initial state.)
+//!
+//! Why slots and not a byte ring like SPSC: with many writers, a variable-length byte ring needs a
+//! second cursor of committed bytes that each writer must wait its turn to advance, so one producer
+//! stalled (or killed) between claim and commit stops every message behind it; per-slot sequences make
+//! each commit independent and each stuck slot a local problem, which is what crash recovery needs.
+//! The price is memory: every slot is `max_message` long.
+//!
+//! # Crash recovery
+//!
+//! Before a claim CAS an endpoint writes `p + 1` to its participant entry's `intent` (see
+//! [`slots`](super::slots)). An endpoint that finds a slot in mid-claim for longer than the stuck
+//! timeout (default 100 ms) looks for a live participant whose intent is that position:
+//! - a consumer waiting on a slot claimed by a producer that died before committing claims the
+//!   position and releases the slot: the message is skipped (counted in [`Recovered::skipped`]);
+//! - a producer waiting on a slot claimed by a consumer that died while reading releases it: that
+//!   message is lost (counted in [`Recovered::reclaimed`]); it may or may not have been processed.
+//!
+//! Nothing else is lost: every committed message is delivered to exactly one consumer that read it
+//! to the end (its read guard dropped).
+
+use super::slots::{self, role, Geometry, Membership, Recovered, SlotControl, StuckWatch, SLOT_HEADER};
+use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage};
+use crate::frame::{FrameHeader, Kind};
+use crate::spsc::{Corruption, RecvError, SendError, DEFAULT_LIVENESS};
+use crate::sync::Ordering;
+use crate::wait::{wait_for, Poll, WaitParams, WaitStrategy};
+use crate::OpenError;
+use std::time::{Duration, Instant};
+
+/// The control block of an MPMC ring.
+#[repr(transparent)]
+#[derive(Debug)]
+#[doc(hidden)]
+pub struct Control(pub(crate) SlotControl);
+
+// SAFETY: repr(transparent) over SlotControl, which is repr(C), starts with the Header, fits in the
+// slot rings' data offset (asserted in slots.rs), and holds only atomics and integers.
+unsafe impl ControlBlock for Control {
+    const KIND: RingKind = RingKind::Mpmc;
+    fn new(header: Header, _config: RingConfig) -> Self {
+        Control(SlotControl::new(header))
+    }
+    fn header(&self) -> &Header {
+        &self.0.header
+    }
+}
+
+/// What both ends keep in process-local memory.
+#[derive(Clone, Copy, Debug)]
+struct Local {
+    data: *mut u8,
+    geo: Geometry,
+    max_message: usize,
+    asymmetric: bool,
+    wait: WaitStrategy,
+    liveness: Duration,
+    stuck: Duration,
+}
+
+impl Local {
+    fn new<S: Storage>(storage: &S) -> Result<Self, OpenError> {
+        let cfg = storage.config();
+        let geo = Geometry::of(cfg).ok_or(OpenError::BadHeader("slot geometry"))?;
+        Ok(Local {
+            data: storage.data(),
+            geo,
+            max_message: cfg.max_message,
+            asymmetric: super::spsc::fence_mode(storage)?,
+            wait: WaitStrategy::default(),
+            liveness: DEFAULT_LIVENESS,
+            stuck: slots::DEFAULT_STUCK_TIMEOUT,
+        })
+    }
+
+    fn params(&self, deadline: Option<Instant>) -> WaitParams {
+        WaitParams { strategy: self.wait, deadline, liveness: self.liveness, asymmetric: self.asymmetric }
+    }
+
+    /// The lap base of `pos`: `pos` with the slot index cleared (the stored sequence of a free slot).
+    #[inline(always)]
+    fn base(&self, pos: u64) -> u64 {
+        pos & !(self.geo.slots - 1)
+    }
+}
+
+fn ctl<S: Storage>(storage: &S) -> &SlotControl {
+    &storage.control::<Control>().0
+}
+
+/// Creates an in-process MPMC ring (threads), returning its first producer and consumer; more attach
+/// with [`Producer::clone_handle`] and [`Consumer::clone_handle`].
+///
+/// ```
+/// let (mut tx, mut rx) = ringwire::mpmc::channel(ringwire::RingConfig::new(1 << 16, 256))?;
+/// let mut rx2 = rx.clone_handle()?;
+/// tx.send(b"job 1")?;
+/// tx.send(b"job 2")?;
+/// let a = rx.recv_vec()?;
+/// let b = rx2.recv_vec()?;
+/// assert_eq!((a.as_slice(), b.as_slice()), (&b"job 1"[..], &b"job 2"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn channel(config: RingConfig) -> Result<(HeapProducer, HeapConsumer), OpenError> {
+    config.validate_for(RingKind::Mpmc).map_err(OpenError::Config)?;
+    let storage = std::sync::Arc::new(super::heap::HeapStorage::new::<Control>(config));
+    Ok((Producer::attach(storage.clone())?, Consumer::attach(storage)?))
+}
+
+/// A producer of an in-process ring.
+pub type HeapProducer = Producer<std::sync::Arc<super::heap::HeapStorage>>;
+/// A consumer of an in-process ring.
+pub type HeapConsumer = Consumer<std::sync::Arc<super::heap::HeapStorage>>;
+
+/// A writing end of an MPMC ring. Any number may be attached.
+pub struct Producer<S: Storage> {
+    local: Local,
+    me: Membership,
+    watch: StuckWatch,
+    storage: S,
+}
+
+/// A reading end of an MPMC ring. Any number may be attached; each message goes to one of them.
+pub struct Consumer<S: Storage> {
+    local: Local,
+    me: Membership,
+    watch: StuckWatch,
+    storage: S,
+}
+
+// SAFETY: `local.data` points into the storage, which the endpoint owns (a clone of it) and which is
+// Send + Sync; the endpoint's process-local state moves with it.
+unsafe impl<S: Storage> Send for Producer<S> {}
+// SAFETY: as above.
+unsafe impl<S: Storage> Send for Consumer<S> {}
+
+impl<S: Storage> Producer<S> {
+    /// Attaches a producer to the MPMC ring in `storage`. Fails with [`OpenError::Full`] when
+    /// [`slots::MAX_PARTICIPANTS`] endpoints are attached.
+    pub fn attach(storage: S) -> Result<Self, OpenError> {
+        check_kind::<Control, _>(&storage)?;
+        let local = Local::new(&storage)?;
+        let me = slots::join(&storage, ctl(&storage), role::PRODUCER)?;
+        Ok(Producer { local, me, watch: StuckWatch::default(), storage })
+    }
+
+    /// Another producer on the same ring.
+    pub fn clone_handle(&self) -> Result<Self, OpenError>
+    where
+        S: Clone,
+    {
+        Producer::attach(self.storage.clone())
+    }
+
+    /// Chooses how blocking calls wait for space.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.local.wait = wait;
+    }
+
+    /// How often a blocked call checks that some consumer is still attached (default 50 ms).
+    pub fn set_liveness_interval(&mut self, every: Duration) {
+        self.local.liveness = every;
+    }
+
+    /// How long a slot held by a consumer may look stuck before this producer checks whether that
+    /// consumer died (default 100 ms).
+    pub fn set_stuck_timeout(&mut self, after: Duration) {
+        self.local.stuck = after;
+    }
+
+    /// The largest message the ring takes.
+    pub fn max_message(&self) -> usize {
+        self.local.max_message
+    }
+
+    /// What crash recovery has done on this ring so far (all endpoints, all processes).
+    pub fn recovered(&self) -> Recovered {
+        slots::recovered(ctl(&self.storage))
+    }
+
+    /// Reserves a slot for a `len`-byte message without waiting: [`SendError::Full`] if none is free.
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
+        self.reserve_opt(len, None, true)
+    }
+
+    /// Reserves a slot, blocking until one is free or no consumer is left.
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
+        self.reserve_opt(len, None, false)
+    }
+
+    /// Reserves a slot, waiting until `deadline` at most.
+    pub fn reserve_deadline(&mut self, len: usize, deadline: Instant) -> Result<WriteGuard<'_, S>, SendError> {
+        self.reserve_opt(len, Some(deadline), false)
+    }
+
+    /// Sends a copy of `msg` if a slot is free now.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_opt(msg, None, true)
+    }
+
+    /// Sends a copy of `msg`, blocking until a slot is free or no consumer is left
+    /// ([`SendError::Disconnected`]: every consumer that attached has gone).
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_opt(msg, None, false)
+    }
+
+    /// Sends a copy of `msg`, waiting until `deadline` at most.
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), SendError> {
+        self.send_opt(msg, Some(deadline), false)
+    }
+
+    /// Sends a copy of `msg`, waiting for `timeout` at most.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.send_opt(msg, Some(Instant::now() + timeout), false)
+    }
+
+    fn send_opt(&mut self, msg: &[u8], deadline: Option<Instant>, once: bool) -> Result<(), SendError> {
+        let mut slot = self.reserve_opt(msg.len(), deadline, once)?;
+        slot.copy_from_slice(msg);
+        slot.commit();
+        Ok(())
+    }
+
+    fn reserve_opt(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+        once: bool,
+    ) -> Result<WriteGuard<'_, S>, SendError> {
+        if len > self.local.max_message {
+            return Err(SendError::TooLarge { len, max: self.local.max_message });
+        }
+        let pos = match self.try_claim() {
+            Ok(pos) => pos,
+            Err(SendError::Full) if !once => {
+                let params = self.local.params(deadline);
+                let cell: *const crate::wait::WaitCell = &*ctl(&self.storage).space_ready;
+                // SAFETY: the cell lives in the storage, which `self` keeps alive for the whole call; the
+                // raw pointer only lets the closures below borrow `self` at the same time.
+                let cell = unsafe { &*cell };
+                let this = std::cell::RefCell::new(&mut *self);
+                wait_for(
+                    cell,
+                    params,
+                    || match this.borrow_mut().try_claim() {
+                        Err(SendError::Full) => Poll::Pending,
+                        r => Poll::Ready(r),
+                    },
+                    || no_consumers(&this.borrow().storage).then_some(SendError::Disconnected),
+                    || SendError::Timeout,
+                )?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(WriteGuard { producer: self, pos, len, done: false })
+    }
+
+    /// Claims the next position whose slot is free.
+    fn try_claim(&mut self) -> Result<u64, SendError> {
+        let storage = &self.storage;
+        let c = ctl(storage);
+        let me = &c.participants[self.me.index];
+        let l = self.local;
+        // Relaxed: a starting guess, confirmed by the slot's sequence and the CAS.
+        let mut pos = c.tail.load(Ordering::Relaxed);
+        loop {
+            let off = l.geo.offset(pos);
+            let base = l.base(pos);
+            // SYNC POINT: Acquire pairs with the consumer's Release store that freed the slot (or a
+            // producer's that skipped it), so our payload writes come after its reads.
+            let seq = storage.word(off).load(Ordering::Acquire);
+            let dif = seq.wrapping_sub(base) as i64;
+            if dif == 0 {
+                // Intent before claim: a recoverer that sees our claim must see the intent.
+                me.intent.store(pos + 1, Ordering::Relaxed);
+                // SYNC POINT: Release orders the intent store before the claim; pairs with the Acquire
+                // load of `tail` in the consumer's stuck check. Relaxed on failure: we re-read the slot.
+                match c.tail.compare_exchange_weak(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
+                    Ok(_) => {
+                        self.watch.reset();
+                        return Ok(pos);
+                    }
+                    Err(now) => pos = now,
+                }
+            } else if dif < 0 {
+                // The slot still holds the previous lap. Full, unless a dead consumer holds it.
+                me.intent.store(0, Ordering::Relaxed);
+                let prev = pos - l.geo.slots;
+                if seq == base - l.geo.slots + 1 && self.watch.stuck(prev, l.stuck) {
+                    // SYNC POINT: Acquire pairs with the consumer's Release claim CAS on `head`, so its
+                    // intent is visible to `owner_alive`.
+                    let claimed = c.head.load(Ordering::Acquire) > prev;
+                    if claimed && !slots::owner_alive(storage, c, [role::CONSUMER, role::CONSUMER], prev) {
+                        // Its owner is dead and makes no more stores: release the slot if still held.
+                        // AcqRel: Release frees it like a consumer would; Acquire keeps our later writes
+                        // after the dead consumer's reads.
+                        let freed = base;
+                        if storage.word(off).compare_exchange(seq, freed, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                            // Relaxed: a statistic.
+                            c.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
+                            self.watch.reset();
+                            c.space_ready.wake();
+                        }
+                        continue;
+                    }
+                }
+                return Err(SendError::Full);
+            } else {
+                // Relaxed: someone claimed `pos` already; catch up.
+                pos = c.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl<S: Storage> Drop for Producer<S> {
+    fn drop(&mut self) {
+        let c = ctl(&self.storage);
+        slots::leave(c, &self.me);
+        // Consumers blocked on an empty ring re-check whether any producer is left.
+        c.data_ready.wake();
+    }
+}
+
+/// Whether every consumer that ever attached has gone (a blocked send then gives up).
+fn no_consumers<S: Storage>(storage: &S) -> bool {
+    let c = ctl(storage);
+    c.stats.readers_ever.load(Ordering::Relaxed) > 0
+        && slots::live_count(storage, c, [role::CONSUMER, role::CONSUMER]) == 0
+}
+
+/// Whether every producer that ever attached has gone and nothing claimed is left to read.
+fn drained_and_no_producers<S: Storage>(storage: &S) -> bool {
+    let c = ctl(storage);
+    if c.stats.writers_ever.load(Ordering::Relaxed) == 0
+        || slots::live_count(storage, c, [role::PRODUCER, role::PRODUCER]) != 0
+    {
+        return false;
+    }
+    // Acquire: pairs with the Release claims, so a message claimed before its producer left is seen.
+    c.head.load(Ordering::Acquire) >= c.tail.load(Ordering::Acquire)
+}
+
+/// A reserved slot. Dereferences to `len` bytes to fill; [`commit`](Self::commit) publishes it.
+/// Dropped without a commit, the slot is published as empty and consumers skip it.
+pub struct WriteGuard<'a, S: Storage> {
+    producer: &'a mut Producer<S>,
+    pos: u64,
+    len: usize,
+    done: bool,
+}
+
+impl<S: Storage> WriteGuard<'_, S> {
+    /// Publishes the message.
+    pub fn commit(mut self) {
+        self.publish(Kind::Data, self.len);
+    }
+
+    /// Publishes the first `len` bytes only (`len` at most the reserved length).
+    pub fn commit_len(mut self, len: usize) {
+        assert!(len <= self.len, "commit_len({len}) beyond the reserved {} bytes", self.len);
+        self.publish(Kind::Data, len);
+    }
+
+    fn publish(&mut self, kind: Kind, len: usize) {
+        let p = &mut *self.producer;
+        let storage = &p.storage;
+        let l = p.local;
+        let off = l.geo.offset(self.pos);
+        if kind == Kind::Data {
+            storage.note_write(off + SLOT_HEADER, len);
+        }
+        // Relaxed: published by the Release store of the sequence below.
+        storage.word(off + 8).store(FrameHeader { len: len as u32, kind }.to_word(), Ordering::Relaxed);
+        // SYNC POINT: Release publishes the frame header and payload; pairs with the consumer's Acquire
+        // load of the sequence in `try_take`.
+        storage.word(off).store(l.base(self.pos) + 1, Ordering::Release);
+        let c = ctl(storage);
+        c.participants[p.me.index].intent.store(0, Ordering::Relaxed);
+        c.data_ready.notify(l.asymmetric);
+        self.done = true;
+    }
+}
+
+impl<S: Storage> Drop for WriteGuard<'_, S> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Abandoned: publish an empty pad, which consumers skip, so the slot does not look stuck.
+            self.publish(Kind::Pad, 0);
+        }
+    }
+}
+
+impl<S: Storage> std::ops::Deref for WriteGuard<'_, S> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: we own the slot of `pos` (claimed by CAS on `tail` after its sequence said it was free)
+        // until we publish it; `len` <= max_message fits in the slot after its 16-byte header.
+        unsafe {
+            let off = self.producer.local.geo.offset(self.pos) + SLOT_HEADER;
+            std::slice::from_raw_parts(self.producer.local.data.add(off), self.len)
+        }
+    }
+}
+
+impl<S: Storage> std::ops::DerefMut for WriteGuard<'_, S> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; the slot is ours alone until published.
+        unsafe {
+            let off = self.producer.local.geo.offset(self.pos) + SLOT_HEADER;
+            std::slice::from_raw_parts_mut(self.producer.local.data.add(off), self.len)
+        }
+    }
+}
+
+impl<S: Storage> Consumer<S> {
+    /// Attaches a consumer to the MPMC ring in `storage`. Fails with [`OpenError::Full`] when
+    /// [`slots::MAX_PARTICIPANTS`] endpoints are attached.
+    pub fn attach(storage: S) -> Result<Self, OpenError> {
+        check_kind::<Control, _>(&storage)?;
+        let local = Local::new(&storage)?;
+        let me = slots::join(&storage, ctl(&storage), role::CONSUMER)?;
+        Ok(Consumer { local, me, watch: StuckWatch::default(), storage })
+    }
+
+    /// Another consumer on the same ring.
+    pub fn clone_handle(&self) -> Result<Self, OpenError>
+    where
+        S: Clone,
+    {
+        Consumer::attach(self.storage.clone())
+    }
+
+    /// Chooses how blocking calls wait for messages.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.local.wait = wait;
+    }
+
+    /// How often a blocked call checks whether any producer is left (default 50 ms).
+    pub fn set_liveness_interval(&mut self, every: Duration) {
+        self.local.liveness = every;
+    }
+
+    /// How long a slot claimed by a producer may stay uncommitted before this consumer checks whether
+    /// that producer died (default 100 ms).
+    pub fn set_stuck_timeout(&mut self, after: Duration) {
+        self.local.stuck = after;
+    }
+
+    /// The largest message the ring takes.
+    pub fn max_message(&self) -> usize {
+        self.local.max_message
+    }
+
+    /// What crash recovery has done on this ring so far (all endpoints, all processes).
+    pub fn recovered(&self) -> Recovered {
+        slots::recovered(ctl(&self.storage))
+    }
+
+    /// Takes the next message if one is committed: [`RecvError::Empty`] otherwise.
+    pub fn try_recv(&mut self) -> Result<ReadGuard<'_, S>, RecvError> {
+        self.recv_opt(None, true)
+    }
+
+    /// Takes the next message, blocking until one is committed or the ring is drained and every
+    /// producer that attached has gone ([`RecvError::Closed`]).
+    pub fn recv(&mut self) -> Result<ReadGuard<'_, S>, RecvError> {
+        self.recv_opt(None, false)
+    }
+
+    /// Takes the next message, waiting until `deadline` at most.
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<ReadGuard<'_, S>, RecvError> {
+        self.recv_opt(Some(deadline), false)
+    }
+
+    /// Takes the next message, waiting for `timeout` at most.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_, S>, RecvError> {
+        self.recv_opt(Some(Instant::now() + timeout), false)
+    }
+
+    /// Receives the next message into a new vector (blocking).
+    pub fn recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
+        self.recv().map(|m| m.to_vec())
+    }
+
+    /// Receives the next message into a new vector, waiting until `deadline` at most.
+    pub fn recv_vec_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, RecvError> {
+        self.recv_deadline(deadline).map(|m| m.to_vec())
+    }
+
+    fn recv_opt(&mut self, deadline: Option<Instant>, once: bool) -> Result<ReadGuard<'_, S>, RecvError> {
+        let (pos, len) = match self.try_take() {
+            Ok(t) => t,
+            Err(RecvError::Empty) if !once => {
+                let params = self.local.params(deadline);
+                let cell: *const crate::wait::WaitCell = &*ctl(&self.storage).data_ready;
+                // SAFETY: the cell lives in the storage, which `self` keeps alive for the whole call; the
+                // raw pointer only lets the closures below borrow `self` at the same time.
+                let cell = unsafe { &*cell };
+                let this = std::cell::RefCell::new(&mut *self);
+                wait_for(
+                    cell,
+                    params,
+                    || match this.borrow_mut().try_take() {
+                        Err(RecvError::Empty) => Poll::Pending,
+                        r => Poll::Ready(r),
+                    },
+                    || drained_and_no_producers(&this.borrow().storage).then_some(RecvError::Closed),
+                    || RecvError::Timeout,
+                )?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(ReadGuard { consumer: self, pos, len })
+    }
+
+    /// Claims the next committed message: its position and length.
+    fn try_take(&mut self) -> Result<(u64, usize), RecvError> {
+        let storage = &self.storage;
+        let c = ctl(storage);
+        let me = &c.participants[self.me.index];
+        let l = self.local;
+        // Relaxed: a starting guess, confirmed by the slot's sequence and the CAS.
+        let mut pos = c.head.load(Ordering::Relaxed);
+        loop {
+            let off = l.geo.offset(pos);
+            let base = l.base(pos);
+            // SYNC POINT: Acquire pairs with the producer's Release store that committed the slot.
+            let seq = storage.word(off).load(Ordering::Acquire);
+            let dif = seq.wrapping_sub(base + 1) as i64;
+            if dif == 0 {
+                me.intent.store(pos + 1, Ordering::Relaxed);
+                // SYNC POINT: Release orders the intent before the claim (for a producer's stuck check).
+                if let Err(now) = c.head.compare_exchange_weak(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
+                    pos = now;
+                    continue;
+                }
+                self.watch.reset();
+                // Relaxed: the Acquire load of the sequence above ordered this after the producer's store.
+                let word = storage.word(off + 8).load(Ordering::Relaxed);
+                match FrameHeader::from_word(word) {
+                    Ok(FrameHeader { kind: Kind::Data, len }) if len as usize <= l.max_message => {
+                        return Ok((pos, len as usize));
+                    }
+                    Ok(FrameHeader { kind: Kind::Pad, .. }) => {
+                        // An abandoned reservation: release it and go on.
+                        self.release(pos);
+                        pos += 1;
+                        continue;
+                    }
+                    _ => {
+                        // No correct producer writes this. Drop the slot, report it; the ring goes on.
+                        self.release(pos);
+                        return Err(RecvError::Corrupt(Corruption { at: pos, what: "bad slot header" }));
+                    }
+                }
+            } else if dif < 0 {
+                me.intent.store(0, Ordering::Relaxed);
+                // Nothing committed at `pos`. Claimed by a producer (tail past it) that may have died?
+                if seq == base && self.watch.stuck(pos, l.stuck) {
+                    // SYNC POINT: Acquire pairs with the producer's Release claim CAS on `tail`, so its
+                    // intent is visible to `owner_alive`.
+                    let claimed = c.tail.load(Ordering::Acquire) > pos;
+                    if claimed && !slots::owner_alive(storage, c, [role::PRODUCER, role::PRODUCER], pos) {
+                        Self::skip_dead(storage, l, self.me.index, pos, off, base);
+                        self.watch.reset();
+                        pos = c.head.load(Ordering::Relaxed);
+                        continue;
+                    }
+                }
+                return Err(RecvError::Empty);
+            } else {
+                // Relaxed: another consumer took `pos`; catch up.
+                pos = c.head.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Skips position `pos`, whose producer died before committing: claim it, then free its slot.
+    #[cold]
+    fn skip_dead(storage: &S, l: Local, me: usize, pos: u64, off: usize, base: u64) {
+        let c = ctl(storage);
+        // The owner is dead and makes no more stores; but it may have committed just before dying,
+        // in which case the slot is an ordinary message: re-read and let the normal path take it.
+        // Acquire: as in try_take.
+        if storage.word(off).load(Ordering::Acquire) != base {
+            return;
+        }
+        c.participants[me].intent.store(pos + 1, Ordering::Relaxed);
+        // Release: as for a normal claim. Only one consumer wins the position.
+        if c.head.compare_exchange(pos, pos + 1, Ordering::Release, Ordering::Relaxed).is_ok() {
+            // Relaxed: a statistic.
+            c.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            Self::release_in(storage, l, me, pos);
+        }
+        c.participants[me].intent.store(0, Ordering::Relaxed);
+    }
+
+    /// Frees the slot of `pos` for the producer of the next lap.
+    #[inline]
+    fn release(&self, pos: u64) {
+        Self::release_in(&self.storage, self.local, self.me.index, pos)
+    }
+
+    #[inline]
+    fn release_in(storage: &S, l: Local, me: usize, pos: u64) {
+        let c = ctl(storage);
+        // SYNC POINT: Release orders our reads of the slot before a producer's Acquire load that sees it
+        // free (and its writes after them).
+        storage.word(l.geo.offset(pos)).store(l.base(pos) + l.geo.slots, Ordering::Release);
+        c.participants[me].intent.store(0, Ordering::Relaxed);
+        c.space_ready.notify(l.asymmetric);
+    }
+}
+
+impl<S: Storage> Drop for Consumer<S> {
+    fn drop(&mut self) {
+        let c = ctl(&self.storage);
+        slots::leave(c, &self.me);
+        // Producers blocked on a full ring re-check whether any consumer is left.
+        c.space_ready.wake();
+    }
+}
+
+/// A received message, still in its slot. Dereferences to the payload; dropping it frees the slot.
+pub struct ReadGuard<'a, S: Storage> {
+    consumer: &'a mut Consumer<S>,
+    pos: u64,
+    len: usize,
+}
+
+impl<S: Storage> std::ops::Deref for ReadGuard<'_, S> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let l = &self.consumer.local;
+        let off = l.geo.offset(self.pos) + SLOT_HEADER;
+        self.consumer.storage.note_read(off, self.len);
+        // SAFETY: we claimed `pos` by CAS on `head` after its sequence said committed; no producer
+        // writes the slot until we release it (on drop), and `len` <= max_message fits in the slot.
+        unsafe { std::slice::from_raw_parts(l.data.add(off), self.len) }
+    }
+}
+
+impl<S: Storage> Drop for ReadGuard<'_, S> {
+    fn drop(&mut self) {
+        self.consumer.release(self.pos);
+    }
+}
+
+impl<S: Storage> std::fmt::Debug for ReadGuard<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadGuard").field("pos", &self.pos).field("len", &self.len).finish()
+    }
+}

@@ -1,0 +1,294 @@
+//! What the two slot rings ([`mpmc`](super::mpmc) and [`broadcast`](super::broadcast)) share: the data
+//! area cut into fixed-size slots, and a control block with claim cursors, wait cells and a table of
+//! participants (every producer, consumer, publisher or subscriber attached, from any process).
+//!
+//! # Slots
+//!
+//! ```text
+//!   slot i, at data offset i * stride (stride: a multiple of 64, so each slot starts a cache line)
+//!   +----------------+----------------------------+---------------------------------+
+//!   | seq: u64       | frame header: u64          | payload (up to max_message)     |
+//!   +----------------+----------------------------+---------------------------------+
+//! ```
+//!
+//! `seq` is the slot's state word; what it means is up to each algorithm, but both encode it so that the
+//! all-zero memory of a new region is a valid initial state.
+//!
+//! # Participants
+//!
+//! Each endpoint holds one entry of the table, claimed through [`Storage::claim`] on lock byte = entry
+//! index (an OFD lock across processes, released by the kernel when the process dies). Before it claims
+//! a ring position (CAS on `tail` or `head`) an endpoint writes `position + 1` to its entry's `intent`,
+//! and clears it once the position is committed or released. So a slot found stuck in mid-claim can be
+//! traced to the entries whose intent names it; if none of them is alive, its owner died and the slot is
+//! recovered (see each algorithm).
+
+use super::{endpoint, Header, RingConfig, RoleToken, Storage};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::WaitCell;
+use crate::OpenError;
+use crossbeam_utils::CachePadded;
+use std::time::Duration;
+
+/// Offset of the data area in a slot ring's region: five pages hold the control block and the table.
+pub(crate) const DATA_OFFSET: usize = 5 * 4096;
+/// Endpoints that can be attached to one slot ring at a time (all roles and processes together).
+#[cfg(not(ringwire_loom))]
+pub const MAX_PARTICIPANTS: usize = 128;
+/// Endpoints that can be attached to one slot ring at a time (few under loom: each is explored).
+#[cfg(ringwire_loom)]
+pub const MAX_PARTICIPANTS: usize = 4;
+/// Bytes before the payload in each slot: the state word and the frame header.
+pub(crate) const SLOT_HEADER: usize = 16;
+
+/// How long a slot may stay in mid-claim before the endpoint waiting on it asks whether its owner is
+/// alive (default of `set_stuck_timeout`).
+pub const DEFAULT_STUCK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How the data area is cut into slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// Bytes per slot (a multiple of 64).
+    pub stride: usize,
+    /// Number of slots (a power of two, at least 2).
+    pub slots: u64,
+    /// log2(slots).
+    pub shift: u32,
+}
+
+impl Geometry {
+    /// The slots of `config`, or `None` if fewer than two slots of `max_message` fit.
+    pub(crate) fn of(config: RingConfig) -> Option<Geometry> {
+        let stride = (SLOT_HEADER + config.max_message).checked_add(63)? & !63;
+        let fit = config.capacity / stride;
+        if fit < 2 {
+            return None;
+        }
+        // The largest power of two that fits, so that a position's slot is a mask away.
+        let slots = 1u64 << (usize::BITS - 1 - fit.leading_zeros());
+        Some(Geometry { stride, slots, shift: slots.trailing_zeros() })
+    }
+
+    /// Data offset of the slot that holds ring position `pos`.
+    #[inline(always)]
+    pub(crate) fn offset(&self, pos: u64) -> usize {
+        (pos & (self.slots - 1)) as usize * self.stride
+    }
+}
+
+/// Roles in the participant table.
+pub(crate) mod role {
+    pub const PRODUCER: u32 = 1;
+    pub const CONSUMER: u32 = 2;
+    pub const PUBLISHER: u32 = 3;
+    pub const SUBSCRIBER: u32 = 4;
+}
+
+/// One entry of the participant table, in its own 128-byte block: `intent` and `cursor` are written by
+/// their owner on every message and read by others only on slow paths.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Participant {
+    /// `endpoint::VACANT`, `ATTACHED` or `CLOSED`.
+    pub state: AtomicU32,
+    pub pid: AtomicU32,
+    /// One of [`role`].
+    pub role: AtomicU32,
+    pub _pad: u32,
+    /// `position + 1` of the position this endpoint is claiming or holds uncommitted; 0 for none.
+    pub intent: AtomicU64,
+    /// Broadcast subscribers: the next position they will read (published for back-pressure).
+    pub cursor: AtomicU64,
+}
+
+/// Counters of recovered slots, for reports.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Stats {
+    /// Slots whose producer / publisher died before committing: skipped.
+    pub skipped: AtomicU64,
+    /// Slots whose consumer died while reading: released (their message is lost).
+    pub reclaimed: AtomicU64,
+    /// Participants that ever attached as a writer (producer, publisher).
+    pub writers_ever: AtomicU32,
+    /// Participants that ever attached as a reader (consumer, subscriber).
+    pub readers_ever: AtomicU32,
+}
+
+/// The control block of a slot ring.
+#[repr(C)]
+#[derive(Debug)]
+#[doc(hidden)]
+pub struct SlotControl {
+    pub(crate) header: CachePadded<Header>,
+    /// Next position a writer claims.
+    pub(crate) tail: CachePadded<AtomicU64>,
+    /// MPMC: next position a consumer claims. Broadcast: unused.
+    pub(crate) head: CachePadded<AtomicU64>,
+    /// Readers sleep here when there is nothing to read.
+    pub(crate) data_ready: CachePadded<WaitCell>,
+    /// Writers sleep here when the ring is full.
+    pub(crate) space_ready: CachePadded<WaitCell>,
+    pub(crate) stats: CachePadded<Stats>,
+    pub(crate) participants: [CachePadded<Participant>; MAX_PARTICIPANTS],
+}
+
+#[cfg(not(ringwire_loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(offset_of!(SlotControl, tail) == 128);
+    assert!(offset_of!(SlotControl, head) == 256);
+    assert!(offset_of!(SlotControl, data_ready) == 384);
+    assert!(offset_of!(SlotControl, space_ready) == 512);
+    assert!(offset_of!(SlotControl, stats) == 640);
+    assert!(offset_of!(SlotControl, participants) == 768);
+    assert!(size_of::<SlotControl>() == 768 + 128 * MAX_PARTICIPANTS);
+    assert!(size_of::<SlotControl>() <= DATA_OFFSET);
+};
+
+impl SlotControl {
+    pub(crate) fn new(header: Header) -> Self {
+        SlotControl {
+            header: CachePadded::new(header),
+            tail: CachePadded::new(AtomicU64::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            data_ready: CachePadded::new(WaitCell::new()),
+            space_ready: CachePadded::new(WaitCell::new()),
+            stats: CachePadded::new(Stats {
+                skipped: AtomicU64::new(0),
+                reclaimed: AtomicU64::new(0),
+                writers_ever: AtomicU32::new(0),
+                readers_ever: AtomicU32::new(0),
+            }),
+            participants: std::array::from_fn(|_| {
+                CachePadded::new(Participant {
+                    state: AtomicU32::new(endpoint::VACANT),
+                    pid: AtomicU32::new(0),
+                    role: AtomicU32::new(0),
+                    _pad: 0,
+                    intent: AtomicU64::new(0),
+                    cursor: AtomicU64::new(0),
+                })
+            }),
+        }
+    }
+}
+
+/// An endpoint's entry in the participant table: released (CLOSED) on drop.
+pub(crate) struct Membership {
+    pub index: usize,
+    _token: RoleToken,
+}
+
+/// Takes a free entry of the table for an endpoint of `role`; `cursor` is its initial cursor.
+pub(crate) fn join<S: Storage>(storage: &S, control: &SlotControl, role: u32) -> Result<Membership, OpenError> {
+    for (index, p) in control.participants.iter().enumerate() {
+        // Cheap pre-filter: skip entries that look attached and whose owner is alive.
+        // Relaxed: only a hint; the claim below decides.
+        if p.state.load(Ordering::Relaxed) == endpoint::ATTACHED && storage.alive(index as u32, &p.state) {
+            continue;
+        }
+        let Some(token) = storage.claim(index as u32, &p.state)? else { continue };
+        // The entry is ours (a dead owner's entry may still say ATTACHED and hold an intent: clear it).
+        p.intent.store(0, Ordering::Relaxed);
+        p.role.store(role, Ordering::Relaxed);
+        p.pid.store(std::process::id(), Ordering::Relaxed);
+        // Release: whoever sees ATTACHED sees the role, pid and cleared intent.
+        p.state.store(endpoint::ATTACHED, Ordering::Release);
+        let ever = match role {
+            role::PRODUCER | role::PUBLISHER => &control.stats.writers_ever,
+            _ => &control.stats.readers_ever,
+        };
+        // Relaxed: a statistic read on slow paths (is anyone ever going to write / read here?).
+        ever.fetch_add(1, Ordering::Relaxed);
+        return Ok(Membership { index, _token: token });
+    }
+    Err(OpenError::Full)
+}
+
+/// Marks `m`'s entry closed (its token, dropped right after, releases the lock byte).
+pub(crate) fn leave(control: &SlotControl, m: &Membership) {
+    let p = &control.participants[m.index];
+    p.intent.store(0, Ordering::Relaxed);
+    // Release: everything this endpoint did happens-before a reader of CLOSED (and an in-process reuse).
+    p.state.store(endpoint::CLOSED, Ordering::Release);
+}
+
+/// Whether entry `index` is attached and its owner alive.
+fn entry_alive<S: Storage>(storage: &S, control: &SlotControl, index: usize) -> bool {
+    let p = &control.participants[index];
+    // Acquire: pairs with the Release store of ATTACHED / CLOSED.
+    p.state.load(Ordering::Acquire) == endpoint::ATTACHED && storage.alive(index as u32, &p.state)
+}
+
+/// Whether some live endpoint of `roles` has `intent == pos + 1`: the owner of a slot stuck at `pos`
+/// may still commit it. Called only after the slot was seen stuck for the stuck timeout, and after the
+/// caller loaded the claim cursor past `pos` with Acquire (so the owner's intent store, made before its
+/// Release claim, is visible).
+pub(crate) fn owner_alive<S: Storage>(storage: &S, control: &SlotControl, roles: [u32; 2], pos: u64) -> bool {
+    control.participants.iter().enumerate().any(|(i, p)| {
+        // Relaxed: the caller's Acquire load of the cursor ordered these after the owner's stores.
+        roles.contains(&p.role.load(Ordering::Relaxed))
+            && p.intent.load(Ordering::Relaxed) == pos + 1
+            && entry_alive(storage, control, i)
+    })
+}
+
+/// How many live endpoints of `roles` are attached.
+pub(crate) fn live_count<S: Storage>(storage: &S, control: &SlotControl, roles: [u32; 2]) -> usize {
+    (0..MAX_PARTICIPANTS)
+        .filter(|&i| {
+            roles.contains(&control.participants[i].role.load(Ordering::Relaxed)) && entry_alive(storage, control, i)
+        })
+        .count()
+}
+
+/// Slot recovery counters of a slot ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Slots skipped because their writer died (or abandoned them) before committing.
+    pub skipped: u64,
+    /// Slots released because the consumer reading them died: their messages are lost.
+    pub reclaimed: u64,
+}
+
+pub(crate) fn recovered(control: &SlotControl) -> Recovered {
+    // Relaxed: statistics.
+    Recovered {
+        skipped: control.stats.skipped.load(Ordering::Relaxed),
+        reclaimed: control.stats.reclaimed.load(Ordering::Relaxed),
+    }
+}
+
+/// Tracks how long the slot at one position has looked stuck, reading the clock only every so often.
+#[derive(Debug, Default)]
+pub(crate) struct StuckWatch {
+    pos: u64,
+    polls: u32,
+    since: Option<std::time::Instant>,
+}
+
+impl StuckWatch {
+    /// Call each time the slot at `pos` is found in mid-claim; `true` once it has looked so for `limit`.
+    /// Under loom (no clock) it is `true` at once, so the models explore the recovery path.
+    pub(crate) fn stuck(&mut self, pos: u64, limit: Duration) -> bool {
+        if self.pos != pos || self.since.is_none() {
+            self.pos = pos;
+            self.polls = 0;
+            self.since = crate::sync::now();
+            return self.since.is_none();
+        }
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls % 64 != 0 {
+            return false;
+        }
+        match (self.since, crate::sync::now()) {
+            (Some(since), Some(now)) => now.duration_since(since) >= limit,
+            _ => true,
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.since = None;
+    }
+}
