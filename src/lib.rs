@@ -47,6 +47,10 @@ pub use wait::WaitStrategy;
 
 use std::path::PathBuf;
 
+fn kind_name(kind: u32) -> String {
+    ring::RingKind::from_u32(kind).map_or_else(|| "unknown".to_string(), |k| k.to_string())
+}
+
 /// Why a ring could not be created, opened or attached to.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -123,8 +127,9 @@ pub enum OpenError {
         /// Version of this build.
         expected: u32,
     },
-    /// The ring holds another kind of ring than asked for.
-    #[error("ring kind {0} is not SPSC")]
+    /// The region holds another kind of ring than asked for (1 SPSC, 2 MPMC, 3 broadcast; other values
+    /// are unknown kinds).
+    #[error("the region holds a ring of kind {0} ({name}), not the kind asked for", name = kind_name(*.0))]
     WrongKind(u32),
     /// A header field has an impossible value.
     #[error("invalid header field: {0}")]

@@ -16,15 +16,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every transport this build knows, in table order.
-pub const TRANSPORTS: &[&str] = &["limit", "shm-spsc", "pipe", "stdio", "fork", "unix", "tcp", "udp", "crossbeam"];
+pub const TRANSPORTS: &[&str] =
+    &["limit", "shm-spsc", "shm-mpmc", "shm-broadcast", "pipe", "stdio", "fork", "unix", "tcp", "udp", "crossbeam"];
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Print the results as JSON (schema in README.md) instead of a table.
     #[arg(long)]
     json: bool,
-    /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, pipe, stdio, fork, unix,
-    /// tcp, udp, crossbeam.
+    /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, shm-mpmc, shm-broadcast,
+    /// pipe, stdio, fork, unix, tcp, udp, crossbeam.
     #[arg(long, value_delimiter = ',')]
     transports: Option<Vec<String>>,
     /// Comma-separated message sizes in bytes.
@@ -41,9 +42,9 @@ pub struct BenchArgs {
 
 /// How many messages each measurement moves.
 #[derive(Clone, Copy, Debug)]
-struct Counts {
-    rtt_warmup: u64,
-    rtt_samples: u64,
+pub(super) struct Counts {
+    pub(super) rtt_warmup: u64,
+    pub(super) rtt_samples: u64,
     probe_samples: u64,
     stream_small: u64,
     stream_large: u64,
@@ -70,7 +71,7 @@ impl Counts {
             full
         }
     }
-    fn stream(&self, size: usize) -> u64 {
+    pub(super) fn stream(&self, size: usize) -> u64 {
         if size <= 512 {
             self.stream_small
         } else {
@@ -81,10 +82,10 @@ impl Counts {
 
 /// One row to run.
 #[derive(Clone, Debug)]
-struct Plan {
-    transport: &'static str,
-    wait: &'static str,
-    size: usize,
+pub(super) struct Plan {
+    pub(super) transport: &'static str,
+    pub(super) wait: &'static str,
+    pub(super) size: usize,
 }
 
 /// A row's measurement.
@@ -118,6 +119,7 @@ pub fn run(args: BenchArgs) -> CliResult {
             let waits: &[&'static str] = match t {
                 "limit" => &["spin"],
                 "shm-spsc" => &["spin", "adaptive"],
+                "shm-mpmc" | "shm-broadcast" => &["spin"],
                 _ => &["block"],
             };
             for &wait in waits {
@@ -181,11 +183,11 @@ pub fn run(args: BenchArgs) -> CliResult {
 /// The ring rows use the default geometry: 1 MiB of data, messages up to 64 KiB.
 const RING_MAX_MESSAGE: usize = 64 << 10;
 
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
-fn peer_command(mode: &str, size: usize, count: u64, wait: &str) -> CliResult<Command> {
+pub(super) fn peer_command(mode: &str, size: usize, count: u64, wait: &str) -> CliResult<Command> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["__peer", mode, "--size", &size.to_string(), "--count", &count.to_string(), "--wait", wait]);
     if available_cpus() >= 2 {
@@ -196,7 +198,7 @@ fn peer_command(mode: &str, size: usize, count: u64, wait: &str) -> CliResult<Co
 }
 
 /// Waits for a peer and turns a failed exit into an error.
-fn reap(mut child: Child) -> CliResult {
+pub(super) fn reap(mut child: Child) -> CliResult {
     let status = child.wait()?;
     if !status.success() {
         return Err(format!("benchmark peer failed: {status}").into());
@@ -246,6 +248,15 @@ fn measure(plan: &Plan, counts: &Counts) -> CliResult<Measured> {
         }
         "shm-spsc" => {
             Ok(Measured { rtt: shm_rtt(plan, counts)?, throughput: shm_stream(plan, counts.stream(plan.size))? })
+        }
+        "shm-mpmc" | "shm-broadcast" => {
+            let wait = parse_wait(plan.wait)?;
+            let (rtt, throughput) = if plan.transport == "shm-mpmc" {
+                super::slotbench::mpmc(plan, counts, wait)?
+            } else {
+                super::slotbench::bcast(plan, counts, wait)?
+            };
+            Ok(Measured { rtt, throughput })
         }
         t if super::transports::NAMES.contains(&t) => {
             let mut rtt = histogram();

@@ -5,6 +5,8 @@ mod peer;
 mod plot;
 mod probe;
 mod report;
+mod slotbench;
+mod slotpeer;
 mod tools;
 mod transports;
 

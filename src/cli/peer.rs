@@ -42,6 +42,8 @@ pub struct PeerArgs {
     /// Transport test modes: the largest message each half accepts.
     #[arg(long, default_value_t = ringwire::transport::DEFAULT_MAX_MESSAGE)]
     max_message: usize,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
 }
 
 pub fn parse_wait(s: &str) -> CliResult<WaitStrategy> {
@@ -146,10 +148,12 @@ pub fn run(args: PeerArgs) -> CliResult {
         "limit-sink" => probe::stream_peer(&SharedMem::from_env()?, args.size, args.count),
         "ring-echo" => ring_echo(wait)?,
         "ring-sink" => ring_sink(wait, args.size, args.count)?,
+        mode if super::slotbench::MODES.contains(&mode) => super::slotbench::peer(mode, wait, args.size, args.count)?,
         "produce" => produce(&args, wait)?,
         "consume" => consume(&args, wait)?,
         "hold-producer" => hold(&args, true)?,
         "hold-consumer" => hold(&args, false)?,
+        mode if super::slotpeer::handles(mode) => super::slotpeer::run(mode, &args.rest)?,
         mode if mode.starts_with("echo-") || mode.starts_with("sink-") || TRANSPORT_MODES.contains(&mode) => {
             transport_mode(&args)?
         }

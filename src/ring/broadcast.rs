@@ -83,10 +83,12 @@ impl Mode {
 /// Why a publish failed. Nothing was published when this is returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// `try_send` in [`Mode::Backpressure`]: the slowest subscriber has not freed a slot yet.
-    #[error("ring is full (a subscriber is a lap behind)")]
+    /// `try_send`: in [`Mode::Backpressure`], the slowest subscriber has not freed a slot yet; in either
+    /// mode, another publisher stalled a whole lap behind (alive, but not finishing its write) still
+    /// holds the slot.
+    #[error("ring is full (a subscriber, or a stalled publisher, is a lap behind)")]
     Full,
-    /// Deadline variants in [`Mode::Backpressure`]: still full when the deadline passed.
+    /// Deadline variants: still full (as for `Full`) when the deadline passed.
     #[error("timed out waiting for the slowest subscriber")]
     Timeout,
     /// The message is larger than the ring's maximum.
@@ -196,6 +198,8 @@ pub struct Publisher<S: Storage> {
     min_cursor: u64,
     /// Back-pressure: subscriber entries (index, pid) found dead, ignored until their entry changes hands.
     dead: Vec<(usize, u32)>,
+    /// Back-pressure: when a `Full` last made us look for dead subscribers.
+    dead_checked: Option<Instant>,
     storage: S,
 }
 
@@ -220,7 +224,15 @@ impl<S: Storage> Publisher<S> {
         check_kind::<Control, _>(&storage)?;
         let local = Local::new(&storage)?;
         let me = slots::join(&storage, ctl(&storage), role::PUBLISHER)?;
-        Ok(Publisher { local, me, watch: StuckWatch::default(), min_cursor: 0, dead: Vec::new(), storage })
+        Ok(Publisher {
+            local,
+            me,
+            watch: StuckWatch::default(),
+            min_cursor: 0,
+            dead: Vec::new(),
+            dead_checked: None,
+            storage,
+        })
     }
 
     /// Another publisher on the same ring.
@@ -278,7 +290,19 @@ impl<S: Storage> Publisher<S> {
         }
         let pos = match self.try_claim() {
             Ok(pos) => pos,
-            Err(SendError::Full) if !once => {
+            Err(SendError::Full) if once => {
+                // A poller must also stop waiting for subscribers that died: look, at most once per
+                // liveness interval, then try once more.
+                let now = Instant::now();
+                if self.dead_checked.map_or(true, |t| now.duration_since(t) >= self.local.liveness) {
+                    self.dead_checked = Some(now);
+                    self.forget_dead_subscribers();
+                    self.try_claim()?
+                } else {
+                    return Err(SendError::Full);
+                }
+            }
+            Err(SendError::Full) => {
                 let params = self.local.params(deadline);
                 let cell: *const crate::wait::WaitCell = &*ctl(&self.storage).space_ready;
                 // SAFETY: the cell lives in the storage, which `self` keeps alive for the whole call; the
@@ -301,8 +325,7 @@ impl<S: Storage> Publisher<S> {
             }
             Err(e) => return Err(e),
         };
-        self.write(pos, msg);
-        Ok(())
+        self.write(pos, msg, deadline, once)
     }
 
     /// Claims the next position (in back-pressure mode, only once every live subscriber is past the
@@ -319,7 +342,18 @@ impl<S: Storage> Publisher<S> {
                     return Err(SendError::Full);
                 }
             }
-            c.participants[self.me.index].intent.store(pos + 1, Ordering::Relaxed);
+            // A publisher of an earlier lap still writing the slot (odd sequence below ours): don't claim
+            // a position we could not write now, unless that publisher is dead. Acquire: pairs with the
+            // Release half of its CAS to odd, so its intent is visible to `owner_alive`.
+            let cur = self.storage.word(self.local.geo.offset(pos)).load(Ordering::Acquire);
+            if cur % 2 == 1 && cur < self.local.writing(pos) {
+                let theirs = ((cur - 1) / 2) << self.local.geo.shift | (pos & (n - 1));
+                if slots::owner_alive(&self.storage, c, [role::PUBLISHER, role::PUBLISHER], theirs) {
+                    return Err(SendError::Full);
+                }
+                // Its writer died: claim, and `write` takes the slot over.
+            }
+            c.participants[self.me.index].intent.store(pos + 1, Ordering::Release);
             // SYNC POINT: Release orders the intent before the claim (for stuck checks, which load
             // `tail` with Acquire). Relaxed on failure: we retry with the new value.
             match c.tail.compare_exchange_weak(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
@@ -379,8 +413,11 @@ impl<S: Storage> Publisher<S> {
         }
     }
 
-    /// Takes the slot of `pos`, writes `msg` and publishes it.
-    fn write(&mut self, pos: u64, msg: &[u8]) {
+    /// Takes the slot of `pos`, writes `msg` and publishes it. If a live publisher of an earlier lap is
+    /// still writing the slot (it stalled for a whole lap), waits for it until `deadline` (or, without
+    /// one, the stuck timeout for `try_send`, forever for `send`), then gives the position up:
+    /// subscribers skip it.
+    fn write(&mut self, pos: u64, msg: &[u8], deadline: Option<Instant>, once: bool) -> Result<(), SendError> {
         let storage = &self.storage;
         let c = ctl(storage);
         let l = self.local;
@@ -388,27 +425,39 @@ impl<S: Storage> Publisher<S> {
         let seq = storage.word(off);
         let mine = l.writing(pos);
         loop {
-            // Relaxed: the CAS below decides; the fence after it orders our payload writes.
-            let cur = seq.load(Ordering::Relaxed);
+            // Acquire: if the value is odd, its writer's intent is visible (see the CAS below). An even
+            // value needs no ordering: readers never write the slot.
+            let cur = seq.load(Ordering::Acquire);
             if cur >= mine {
                 // A publisher of a later lap took the slot while we were between claim and write:
                 // every subscriber has been (or will be) told it lagged past this message.
-                c.participants[self.me.index].intent.store(0, Ordering::Relaxed);
-                return;
+                c.participants[self.me.index].intent.store(0, Ordering::Release);
+                return Ok(());
             }
             if cur % 2 == 1 {
                 // A publisher of an earlier lap is still writing here. Wait for it, unless it died.
                 let theirs = ((cur - 1) / 2) << l.geo.shift | (pos & (l.geo.slots - 1));
-                if !(self.watch.stuck(theirs, l.stuck)
-                    && !slots::owner_alive(storage, c, [role::PUBLISHER, role::PUBLISHER], theirs))
-                {
-                    crate::sync::spin_hint();
+                let stuck = self.watch.stuck(theirs, l.stuck);
+                if !stuck || slots::owner_alive(storage, c, [role::PUBLISHER, role::PUBLISHER], theirs) {
+                    let out = match deadline {
+                        Some(d) => crate::sync::now().is_some_and(|t| t >= d),
+                        None => once && stuck,
+                    };
+                    if out {
+                        // Alive but stalled: two writers on one slot would tear it, so give our
+                        // position up (our intent cleared: subscribers find it ownerless and skip it).
+                        c.participants[self.me.index].intent.store(0, Ordering::Release);
+                        self.watch.reset();
+                        return Err(if deadline.is_some() { SendError::Timeout } else { SendError::Full });
+                    }
+                    crate::sync::yield_now();
                     continue;
                 }
                 // Its writer is dead: take the slot over (subscribers waiting on it skip it).
             }
-            // Relaxed: the fence below orders what follows.
-            if seq.compare_exchange(cur, mine, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            // Release: a publisher that later finds this odd value (Acquire) sees our intent. The fence
+            // below orders our payload stores after it. Relaxed on failure: we re-read.
+            if seq.compare_exchange(cur, mine, Ordering::Release, Ordering::Relaxed).is_ok() {
                 break;
             }
         }
@@ -430,10 +479,12 @@ impl<S: Storage> Publisher<S> {
             w += 8;
         }
         // SYNC POINT: Release publishes the header and payload; pairs with the subscriber's Acquire load.
-        // A CAS, not a store: if our slot was taken over (we were judged dead), we must not undo that.
-        let _ = seq.compare_exchange(mine, mine + 1, Ordering::Release, Ordering::Relaxed);
-        c.participants[self.me.index].intent.store(0, Ordering::Relaxed);
+        // A plain store: nobody else writes this word while it is odd and ours, because a slot is only
+        // taken over from a writer whose process (or endpoint) is gone, and we are here.
+        seq.store(mine + 1, Ordering::Release);
+        c.participants[self.me.index].intent.store(0, Ordering::Release);
         c.data_ready.notify(l.asymmetric);
+        Ok(())
     }
 }
 

@@ -284,7 +284,7 @@ impl<S: Storage> Producer<S> {
             let dif = seq.wrapping_sub(base) as i64;
             if dif == 0 {
                 // Intent before claim: a recoverer that sees our claim must see the intent.
-                me.intent.store(pos + 1, Ordering::Relaxed);
+                me.intent.store(pos + 1, Ordering::Release);
                 // SYNC POINT: Release orders the intent store before the claim; pairs with the Acquire
                 // load of `tail` in the consumer's stuck check. Relaxed on failure: we re-read the slot.
                 match c.tail.compare_exchange_weak(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
@@ -296,7 +296,7 @@ impl<S: Storage> Producer<S> {
                 }
             } else if dif < 0 {
                 // The slot still holds the previous lap. Full, unless a dead consumer holds it.
-                me.intent.store(0, Ordering::Relaxed);
+                me.intent.store(0, Ordering::Release);
                 let prev = pos - l.geo.slots;
                 if seq == base - l.geo.slots + 1 && self.watch.stuck(prev, l.stuck) {
                     // SYNC POINT: Acquire pairs with the consumer's Release claim CAS on `head`, so its
@@ -388,7 +388,7 @@ impl<S: Storage> WriteGuard<'_, S> {
         // load of the sequence in `try_take`.
         storage.word(off).store(l.base(self.pos) + 1, Ordering::Release);
         let c = ctl(storage);
-        c.participants[p.me.index].intent.store(0, Ordering::Relaxed);
+        c.participants[p.me.index].intent.store(0, Ordering::Release);
         c.data_ready.notify(l.asymmetric);
         self.done = true;
     }
@@ -541,7 +541,7 @@ impl<S: Storage> Consumer<S> {
             let seq = storage.word(off).load(Ordering::Acquire);
             let dif = seq.wrapping_sub(base + 1) as i64;
             if dif == 0 {
-                me.intent.store(pos + 1, Ordering::Relaxed);
+                me.intent.store(pos + 1, Ordering::Release);
                 // SYNC POINT: Release orders the intent before the claim (for a producer's stuck check).
                 if let Err(now) = c.head.compare_exchange_weak(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
                     pos = now;
@@ -567,7 +567,7 @@ impl<S: Storage> Consumer<S> {
                     }
                 }
             } else if dif < 0 {
-                me.intent.store(0, Ordering::Relaxed);
+                me.intent.store(0, Ordering::Release);
                 // Nothing committed at `pos`. Claimed by a producer (tail past it) that may have died?
                 if seq == base && self.watch.stuck(pos, l.stuck) {
                     // SYNC POINT: Acquire pairs with the producer's Release claim CAS on `tail`, so its
@@ -598,14 +598,14 @@ impl<S: Storage> Consumer<S> {
         if storage.word(off).load(Ordering::Acquire) != base {
             return;
         }
-        c.participants[me].intent.store(pos + 1, Ordering::Relaxed);
+        c.participants[me].intent.store(pos + 1, Ordering::Release);
         // Release: as for a normal claim. Only one consumer wins the position.
         if c.head.compare_exchange(pos, pos + 1, Ordering::Release, Ordering::Relaxed).is_ok() {
             // Relaxed: a statistic.
             c.stats.skipped.fetch_add(1, Ordering::Relaxed);
             Self::release_in(storage, l, me, pos);
         }
-        c.participants[me].intent.store(0, Ordering::Relaxed);
+        c.participants[me].intent.store(0, Ordering::Release);
     }
 
     /// Frees the slot of `pos` for the producer of the next lap.
@@ -620,7 +620,7 @@ impl<S: Storage> Consumer<S> {
         // SYNC POINT: Release orders our reads of the slot before a producer's Acquire load that sees it
         // free (and its writes after them).
         storage.word(l.geo.offset(pos)).store(l.base(pos) + l.geo.slots, Ordering::Release);
-        c.participants[me].intent.store(0, Ordering::Relaxed);
+        c.participants[me].intent.store(0, Ordering::Release);
         c.space_ready.notify(l.asymmetric);
     }
 }

@@ -96,6 +96,7 @@ pub(crate) struct Participant {
     pub role: AtomicU32,
     pub _pad: u32,
     /// `position + 1` of the position this endpoint is claiming or holds uncommitted; 0 for none.
+    /// Every store is Release and every foreign load Acquire (see `owner_alive`).
     pub intent: AtomicU64,
     /// Broadcast subscribers: the next position they will read (published for back-pressure).
     pub cursor: AtomicU64,
@@ -190,7 +191,7 @@ pub(crate) fn join<S: Storage>(storage: &S, control: &SlotControl, role: u32) ->
         }
         let Some(token) = storage.claim(index as u32, &p.state)? else { continue };
         // The entry is ours (a dead owner's entry may still say ATTACHED and hold an intent: clear it).
-        p.intent.store(0, Ordering::Relaxed);
+        p.intent.store(0, Ordering::Release);
         p.role.store(role, Ordering::Relaxed);
         p.pid.store(std::process::id(), Ordering::Relaxed);
         // Release: whoever sees ATTACHED sees the role, pid and cleared intent.
@@ -209,7 +210,7 @@ pub(crate) fn join<S: Storage>(storage: &S, control: &SlotControl, role: u32) ->
 /// Marks `m`'s entry closed (its token, dropped right after, releases the lock byte).
 pub(crate) fn leave(control: &SlotControl, m: &Membership) {
     let p = &control.participants[m.index];
-    p.intent.store(0, Ordering::Relaxed);
+    p.intent.store(0, Ordering::Release);
     // Release: everything this endpoint did happens-before a reader of CLOSED (and an in-process reuse).
     p.state.store(endpoint::CLOSED, Ordering::Release);
 }
@@ -227,9 +228,13 @@ fn entry_alive<S: Storage>(storage: &S, control: &SlotControl, index: usize) -> 
 /// Release claim, is visible).
 pub(crate) fn owner_alive<S: Storage>(storage: &S, control: &SlotControl, roles: [u32; 2], pos: u64) -> bool {
     control.participants.iter().enumerate().any(|(i, p)| {
-        // Relaxed: the caller's Acquire load of the cursor ordered these after the owner's stores.
+        // Relaxed role: written before the entry's Release store of ATTACHED, which the caller's chain
+        // of Acquire loads (cursor, intent) orders before this.
         roles.contains(&p.role.load(Ordering::Relaxed))
-            && p.intent.load(Ordering::Relaxed) == pos + 1
+            // SYNC POINT: Acquire pairs with the owner's Release stores of `intent`. If we read the value
+            // it stored after committing (0, or the next position it claims), we also see the commit,
+            // so the caller's re-check of the slot finds it committed and does not skip it.
+            && p.intent.load(Ordering::Acquire) == pos + 1
             && entry_alive(storage, control, i)
     })
 }
@@ -278,8 +283,11 @@ impl StuckWatch {
             self.since = crate::sync::now();
             return self.since.is_none();
         }
-        self.polls = self.polls.wrapping_add(1);
-        if self.polls % 64 != 0 {
+        // The first polls of a stuck-looking slot are the normal race with a writer or reader that is
+        // between claim and commit: don't read the clock for those. After that, every call reads it
+        // (a waiter asleep on the futex polls only a few times per liveness interval).
+        if self.polls < 64 {
+            self.polls += 1;
             return false;
         }
         match (self.since, crate::sync::now()) {

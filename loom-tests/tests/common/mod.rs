@@ -71,6 +71,9 @@ pub enum Bound {
     /// `LOOM_MAX_PREEMPTIONS` as set (2 by default in `run.sh`, and 2 if unset): for the models too big
     /// for more.
     Env,
+    /// `LOOM_MAX_PREEMPTIONS`, lowered to at most this many: for models with four or more threads,
+    /// where each extra preemption multiplies the executions by ~100.
+    AtMost(usize),
 }
 
 /// `loom::model(f)`, with the preemption bound chosen by `bound`, and a count of the executions
@@ -88,6 +91,7 @@ where
         Bound::Exhaustive => None,
         Bound::AtLeast(n) => Some(builder.preemption_bound.map_or(n, |env| env.max(n))),
         Bound::Env => builder.preemption_bound.or(Some(2)),
+        Bound::AtMost(n) => Some(builder.preemption_bound.map_or(n, |env| env.min(n))),
     };
     let chosen = builder.preemption_bound;
     let runs = Arc::new(AtomicUsize::new(0));

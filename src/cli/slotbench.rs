@@ -1,0 +1,214 @@
+//! The `shm-mpmc` and `shm-broadcast` rows of `ringwire bench`: both sides of each measurement.
+//!
+//! Round trip: two anonymous rings shared with a peer process (A: to the peer, B: back); the peer echoes
+//! every message. Streaming: the parent writes `count` messages into A, the peer checks every one and
+//! answers "ok" on B. MPMC rows run one producer and one consumer per ring; broadcast rows run one
+//! publisher and one subscriber in back-pressure mode, so that nothing is lost and every message is
+//! checked. Ring geometry: 1 MiB of slots sized for the row's message size.
+
+use super::bench::{histogram, peer_command, reap, Counts, Plan};
+use super::peer::{RING_A_VAR, RING_B_VAR};
+use super::report::Throughput;
+use super::{base_payload, stamp, verify, CliResult};
+use hdrhistogram::Histogram;
+use ringwire::broadcast::{self, Mode};
+use ringwire::{RecvError, RingConfig, ShmBroadcast, ShmQueue, WaitStrategy};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// Peer modes handled here.
+pub const MODES: &[&str] = &["mpmc-echo", "mpmc-sink", "bcast-echo", "bcast-sink"];
+
+fn config(size: usize) -> RingConfig {
+    RingConfig::new(1 << 20, size)
+}
+
+const GREETING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Parent side of a `shm-mpmc` row.
+pub fn mpmc(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(Histogram<u64>, Throughput)> {
+    let base = base_payload(plan.size);
+    // Round trip.
+    let (mut tx, mut rx, child) = mpmc_pair("mpmc-echo", plan, 0, wait)?;
+    let mut h = histogram();
+    for i in 0..counts.rtt_warmup + counts.rtt_samples {
+        let t0 = Instant::now();
+        let mut slot = tx.reserve(plan.size)?;
+        stamp(&mut slot, &base, i);
+        slot.commit();
+        let reply = rx.recv()?;
+        let dt = t0.elapsed().as_nanos() as u64;
+        if !verify(&reply, &base, i) {
+            return Err(format!("shm-mpmc echo returned a wrong message at {i}").into());
+        }
+        if i >= counts.rtt_warmup {
+            h.saturating_record(dt);
+        }
+    }
+    drop((tx, rx));
+    reap(child)?;
+    // Streaming.
+    let count = counts.stream(plan.size);
+    let (mut tx, mut rx, child) = mpmc_pair("mpmc-sink", plan, count, wait)?;
+    let t0 = Instant::now();
+    for i in 0..count {
+        let mut slot = tx.reserve(plan.size)?;
+        stamp(&mut slot, &base, i);
+        slot.commit();
+    }
+    let verdict = rx.recv()?.to_vec();
+    let elapsed = t0.elapsed();
+    drop((tx, rx));
+    reap(child)?;
+    if verdict != b"ok" {
+        return Err("shm-mpmc sink saw a wrong message".into());
+    }
+    Ok((h, Throughput::new(count, plan.size, elapsed)))
+}
+
+fn mpmc_pair(
+    mode: &str,
+    plan: &Plan,
+    count: u64,
+    wait: WaitStrategy,
+) -> CliResult<(ringwire::shm::ShmQueueProducer, ringwire::shm::ShmQueueConsumer, Child)> {
+    let a = ShmQueue::anonymous(config(plan.size))?;
+    let b = ShmQueue::anonymous(config(plan.size))?;
+    let mut cmd = peer_command(mode, plan.size, count, plan.wait)?;
+    a.share_with(&mut cmd, RING_A_VAR);
+    b.share_with(&mut cmd, RING_B_VAR);
+    let child = cmd.spawn()?;
+    let mut tx = a.producer()?;
+    let mut rx = b.consumer()?;
+    tx.set_wait_strategy(wait);
+    rx.set_wait_strategy(wait);
+    // The peer says "ready" once attached; one that dies first leaves the ring without producers.
+    let hello = rx.recv_timeout(GREETING_TIMEOUT)?;
+    if &*hello != b"ready" {
+        return Err("benchmark peer sent a bad greeting".into());
+    }
+    drop(hello);
+    Ok((tx, rx, child))
+}
+
+/// Parent side of a `shm-broadcast` row.
+pub fn bcast(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(Histogram<u64>, Throughput)> {
+    let base = base_payload(plan.size);
+    let mut buf = vec![0u8; plan.size];
+    let (mut tx, mut rx, child) = bcast_pair("bcast-echo", plan, 0, wait)?;
+    let mut h = histogram();
+    for i in 0..counts.rtt_warmup + counts.rtt_samples {
+        let t0 = Instant::now();
+        stamp(&mut buf, &base, i);
+        tx.send(&buf)?;
+        let n = rx.recv_into(&mut buf)?;
+        let dt = t0.elapsed().as_nanos() as u64;
+        if !verify(&buf[..n], &base, i) {
+            return Err(format!("shm-broadcast echo returned a wrong message at {i}").into());
+        }
+        if i >= counts.rtt_warmup {
+            h.saturating_record(dt);
+        }
+    }
+    drop((tx, rx));
+    reap(child)?;
+    let count = counts.stream(plan.size);
+    let (mut tx, mut rx, child) = bcast_pair("bcast-sink", plan, count, wait)?;
+    let t0 = Instant::now();
+    for i in 0..count {
+        stamp(&mut buf, &base, i);
+        tx.send(&buf)?;
+    }
+    let n = rx.recv_into(&mut buf)?;
+    let elapsed = t0.elapsed();
+    let ok = &buf[..n] == b"ok";
+    drop((tx, rx));
+    reap(child)?;
+    if !ok {
+        return Err("shm-broadcast sink saw a wrong message".into());
+    }
+    Ok((h, Throughput::new(count, plan.size, elapsed)))
+}
+
+fn bcast_pair(
+    mode: &str,
+    plan: &Plan,
+    count: u64,
+    wait: WaitStrategy,
+) -> CliResult<(ringwire::shm::ShmPublisher, ringwire::shm::ShmSubscriber, Child)> {
+    let a = ShmBroadcast::anonymous(config(plan.size), Mode::Backpressure)?;
+    let b = ShmBroadcast::anonymous(config(plan.size), Mode::Backpressure)?;
+    let mut cmd = peer_command(mode, plan.size, count, plan.wait)?;
+    a.share_with(&mut cmd, RING_A_VAR);
+    b.share_with(&mut cmd, RING_B_VAR);
+    // Subscribe to B before the peer can publish on it.
+    let mut rx = b.subscriber()?;
+    let mut tx = a.publisher()?;
+    tx.set_wait_strategy(wait);
+    rx.set_wait_strategy(wait);
+    let child = cmd.spawn()?;
+    // The peer subscribes to A, then says "ready" on B: from then on it sees everything we publish.
+    let hello = rx.recv_vec_deadline(Instant::now() + GREETING_TIMEOUT)?;
+    if hello != b"ready" {
+        return Err("benchmark peer sent a bad greeting".into());
+    }
+    Ok((tx, rx, child))
+}
+
+/// Peer side: runs `mode` (one of [`MODES`]) on the rings inherited through the bench variables.
+pub fn peer(mode: &str, wait: WaitStrategy, size: usize, count: u64) -> CliResult {
+    let base = base_payload(size);
+    match mode {
+        "mpmc-echo" | "mpmc-sink" => {
+            let mut rx = ShmQueue::from_env(RING_A_VAR)?.consumer()?;
+            let mut tx = ShmQueue::from_env(RING_B_VAR)?.producer()?;
+            rx.set_wait_strategy(wait);
+            tx.set_wait_strategy(wait);
+            tx.send(b"ready")?;
+            if mode == "mpmc-echo" {
+                loop {
+                    let msg = match rx.recv() {
+                        Ok(m) => m,
+                        Err(RecvError::Closed) => return Ok(()),
+                        Err(e) => return Err(e.into()),
+                    };
+                    let mut out = tx.reserve(msg.len())?;
+                    out.copy_from_slice(&msg);
+                    out.commit();
+                }
+            }
+            let mut good = true;
+            for i in 0..count {
+                let msg = rx.recv()?;
+                good &= verify(&msg, &base, i);
+            }
+            tx.send(if good { b"ok" } else { b"no" })?;
+        }
+        "bcast-echo" | "bcast-sink" => {
+            let mut rx = ShmBroadcast::from_env(RING_A_VAR)?.subscriber()?;
+            let mut tx = ShmBroadcast::from_env(RING_B_VAR)?.publisher()?;
+            rx.set_wait_strategy(wait);
+            tx.set_wait_strategy(wait);
+            tx.send(b"ready")?;
+            let mut buf = vec![0u8; size.max(8)];
+            if mode == "bcast-echo" {
+                loop {
+                    let n = match rx.recv_into(&mut buf) {
+                        Ok(n) => n,
+                        Err(broadcast::RecvError::Closed) => return Ok(()),
+                        Err(e) => return Err(e.into()),
+                    };
+                    tx.send(&buf[..n])?;
+                }
+            }
+            let mut good = true;
+            for i in 0..count {
+                let n = rx.recv_into(&mut buf)?;
+                good &= verify(&buf[..n], &base, i);
+            }
+            tx.send(if good { b"ok" } else { b"no" })?;
+        }
+        other => return Err(format!("unknown slot-ring peer mode {other}").into()),
+    }
+    Ok(())
+}

@@ -1,0 +1,550 @@
+//! The MPMC and broadcast rings between real processes: the other sides are the `ringwire` binary's
+//! slot-ring test peers (`ringwire __peer mpmc-*|bcast-*|open-as RING ...`, src/cli/slotpeer.rs), on
+//! one named ring. Stress with several producer / consumer / publisher / subscriber processes at once,
+//! and SIGKILL of each kind of endpoint at the moments crash recovery exists for.
+//!
+//! Peers check every message they receive byte for byte and exit non-zero on anything wrong; those
+//! that read write the tag of each message (`id << 40 | seq`) to a file that the test then checks.
+//! Blocking calls use long time-outs only as watchdogs: a time-out fails the test as a hang.
+
+use rand::{Rng, SeedableRng};
+use ringwire::broadcast::{self, Mode};
+use ringwire::testkit::{fill, len_for};
+use ringwire::{OpenError, RecvError, RingConfig, ShmBroadcast, ShmQueue, ShmRing};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+/// Largest message of the test stream: with the 16-byte slot header, 256-byte slots.
+const MAX: usize = 240;
+/// Slots in a ring of `cfg(SMALL)`.
+const SMALL: usize = 8 << 10;
+/// Slots in a ring of `cfg(BIG)`.
+const BIG: usize = 64 << 10;
+/// The peers' message header: stream id (u32 LE), sequence number (u64 LE).
+const HEAD: usize = 12;
+
+fn cfg(capacity: usize) -> RingConfig {
+    RingConfig::new(capacity, MAX)
+}
+
+fn slots(capacity: usize) -> u64 {
+    (capacity / 256) as u64
+}
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("ringwire-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+// ---- the peers' test stream (src/cli/slotpeer.rs builds the same messages) ----
+
+fn tag(id: u32, seq: u64) -> u64 {
+    (id as u64) << 40 | seq
+}
+
+fn msg(id: u32, seq: u64) -> Vec<u8> {
+    let mut m = vec![0; HEAD + len_for(tag(id, seq), MAX - HEAD)];
+    m[..4].copy_from_slice(&id.to_le_bytes());
+    m[4..HEAD].copy_from_slice(&seq.to_le_bytes());
+    fill(&mut m[HEAD..], tag(id, seq));
+    m
+}
+
+/// The (id, seq) of `m`, after checking every byte of it.
+fn parse(m: &[u8]) -> (u32, u64) {
+    assert!(m.len() >= HEAD, "a {}-byte message is shorter than its header", m.len());
+    let id = u32::from_le_bytes(m[..4].try_into().unwrap());
+    let seq = u64::from_le_bytes(m[4..HEAD].try_into().unwrap());
+    assert!(m == msg(id, seq), "message {seq} of stream {id} torn or corrupt ({} bytes)", m.len());
+    (id, seq)
+}
+
+/// The tags a peer wrote to its `--out` file.
+fn read_tags(path: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(bytes.len() % 8, 0);
+    bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// A scratch directory for the peers' output files, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn arg(&self, name: &str) -> String {
+        self.file(name).to_str().expect("UTF-8 temp dir").to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `ringwire __peer` child, its stdout read line by line on a thread (so that every read has a
+/// deadline); killed and reaped on drop, so that no test leaves a process behind.
+struct Peer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    what: String,
+}
+
+impl Peer {
+    fn spawn(mode: &str, ring: &str, args: &[&str]) -> Peer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+            .args(["__peer", mode, ring, "--max", &MAX.to_string()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn ringwire __peer");
+        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line.trim().to_string()).is_err() {
+                    return;
+                }
+            }
+        });
+        Peer { stdin: child.stdin.take(), child, lines, what: format!("{mode} {}", args.join(" ")) }
+    }
+
+    /// The child's next line of output; fails the test if it has none within the watchdog.
+    fn line(&mut self) -> String {
+        match self.lines.recv_timeout(WATCHDOG) {
+            Ok(line) => line,
+            Err(e) => panic!("peer `{}` said nothing ({e})", self.what),
+        }
+    }
+
+    fn expect(&mut self, want: &str) {
+        let got = self.line();
+        assert_eq!(got, want, "peer `{}`", self.what);
+    }
+
+    /// Spawns and waits until the peer says its endpoint is attached.
+    fn attached(mode: &str, ring: &str, args: &[&str]) -> Peer {
+        let mut p = Peer::spawn(mode, ring, args);
+        p.expect("attached");
+        p
+    }
+
+    /// Writes a line to the child's stdin (`--gate`).
+    fn go(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "go").and_then(|()| stdin.flush()).expect("write to peer");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits (watchdog) for the child to close its output and exit; asserts it succeeded; returns its last
+    /// line (the peers' JSON summary).
+    fn finish(mut self) -> String {
+        let mut last = String::new();
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => last = line,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("peer `{}` did not finish", self.what),
+            }
+        }
+        let status = self.child.wait().expect("wait peer");
+        assert!(status.success(), "peer `{}` failed: {status} (last output: {last:?})", self.what);
+        last
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A number from a peer's one-line JSON summary.
+fn field(summary: &str, name: &str) -> u64 {
+    let key = format!("\"{name}\": ");
+    let at = summary.find(&key).unwrap_or_else(|| panic!("no {name} in {summary:?}")) + key.len();
+    let digits: String = summary[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| panic!("bad {name} in {summary:?}"))
+}
+
+/// Checks that `tags` hold exactly messages `0..per` of each stream `0..streams`, each once.
+fn assert_exactly_once<'a>(tags: impl IntoIterator<Item = &'a u64>, streams: u32, per: u64) {
+    let mut seen = vec![vec![false; per as usize]; streams as usize];
+    let mut n = 0u64;
+    for &t in tags {
+        let (id, seq) = ((t >> 40) as usize, t & ((1 << 40) - 1));
+        assert!(id < streams as usize && seq < per, "stray message {seq} of stream {id}");
+        assert!(!seen[id][seq as usize], "message {seq} of stream {id} delivered twice");
+        seen[id][seq as usize] = true;
+        n += 1;
+    }
+    assert_eq!(n, streams as u64 * per, "messages lost");
+}
+
+// ---- stress ----
+
+#[test]
+fn mpmc_three_producer_and_three_consumer_processes_deliver_every_message_exactly_once() {
+    // 3 x 334,000 = 1,002,000 messages of 12 to 240 bytes.
+    const PRODUCERS: u32 = 3;
+    const PER: u64 = 334_000;
+    let name = unique("mpmc-stress");
+    let dir = TempDir::new("mpmc-stress");
+    let q = ShmQueue::create(&name, cfg(BIG)).unwrap();
+    // Holding a producer keeps the consumers from seeing Closed before every producer has attached.
+    let hold = q.producer().unwrap();
+    let consumers: Vec<Peer> =
+        (0..3).map(|c| Peer::attached("mpmc-consume", &name, &["--out", &dir.arg(&format!("c{c}"))])).collect();
+    let producers: Vec<Peer> = (0..PRODUCERS)
+        .map(|p| Peer::attached("mpmc-produce", &name, &["--id", &p.to_string(), "--count", &PER.to_string()]))
+        .collect();
+    for p in producers {
+        p.finish();
+    }
+    drop(hold);
+    let mut received = 0;
+    for c in consumers {
+        let summary = c.finish();
+        assert!(summary.contains(r#""end": "closed""#), "{summary}");
+        received += field(&summary, "received");
+    }
+    assert_eq!(received, PRODUCERS as u64 * PER);
+    let tags: Vec<u64> = (0..3).flat_map(|c| read_tags(&dir.file(&format!("c{c}")))).collect();
+    assert_exactly_once(&tags, PRODUCERS, PER);
+    assert_eq!(q.consumer().unwrap().recovered(), Default::default(), "nothing to recover in a clean run");
+}
+
+#[test]
+fn broadcast_backpressure_two_publisher_and_three_subscriber_processes_see_everything_in_one_order() {
+    // 2 x 100,000 messages, each read by 3 subscribers.
+    const PUBLISHERS: u32 = 2;
+    const PER: u64 = 100_000;
+    let name = unique("bcast-stress");
+    let dir = TempDir::new("bcast-stress");
+    let ring = ShmBroadcast::create(&name, cfg(SMALL), Mode::Backpressure).unwrap();
+    let hold = ring.publisher().unwrap();
+    // Subscribers first: each sees what is published after it attached. Each checks that every
+    // publisher's messages come in order and consecutively (no Lagged in back-pressure mode).
+    let subscribers: Vec<Peer> =
+        (0..3).map(|s| Peer::attached("bcast-subscribe", &name, &["--out", &dir.arg(&format!("s{s}"))])).collect();
+    let publishers: Vec<Peer> = (0..PUBLISHERS)
+        .map(|p| Peer::attached("bcast-publish", &name, &["--id", &p.to_string(), "--count", &PER.to_string()]))
+        .collect();
+    for p in publishers {
+        p.finish();
+    }
+    drop(hold);
+    for s in subscribers {
+        let summary = s.finish();
+        assert_eq!(field(&summary, "received"), PUBLISHERS as u64 * PER, "{summary}");
+        assert_eq!(field(&summary, "lagged"), 0, "{summary}");
+    }
+    let seen: Vec<Vec<u64>> = (0..3).map(|s| read_tags(&dir.file(&format!("s{s}")))).collect();
+    assert_exactly_once(&seen[0], PUBLISHERS, PER);
+    for s in &seen[1..] {
+        assert!(s == &seen[0], "subscribers saw different orders");
+    }
+}
+
+#[test]
+fn broadcast_overwrite_slow_subscriber_is_told_it_lagged_and_never_sees_a_torn_message() {
+    const PER: u64 = 30_000;
+    let name = unique("bcast-lag");
+    let dir = TempDir::new("bcast-lag");
+    let ring = ShmBroadcast::create(&name, cfg(SMALL), Mode::Overwrite).unwrap();
+    let n = slots(SMALL);
+    // The slow one starts reading only when told, then sleeps 1 ms every 16 messages; the other reads as
+    // fast as it can (it may lag too). Both check every byte and each publisher's order, and that a gap
+    // in a publisher's stream always comes with a Lagged.
+    let mut slow = Peer::attached("bcast-subscribe", &name, &["--gate", "--pause-every", "16"]);
+    let fast = Peer::attached("bcast-subscribe", &name, &["--out", &dir.arg("fast")]);
+    // Two laps before the slow subscriber reads anything: it must lag by at least one lap.
+    let mut tx = ring.publisher().unwrap();
+    for seq in 0..2 * n {
+        tx.send(&msg(9, seq)).unwrap();
+    }
+    slow.go();
+    let publishers: Vec<Peer> = (0..2)
+        .map(|p| Peer::attached("bcast-publish", &name, &["--id", &p.to_string(), "--count", &PER.to_string()]))
+        .collect();
+    for p in publishers {
+        p.finish();
+    }
+    drop(tx);
+    let total = 2 * n + 2 * PER;
+    for (who, peer) in [("slow", slow), ("fast", fast)] {
+        let summary = peer.finish();
+        let (received, lagged, lost) =
+            (field(&summary, "received"), field(&summary, "lagged"), field(&summary, "lost"));
+        eprintln!("{who}: {summary}");
+        // Attached before the first message and read to the end: every position read or reported lost.
+        assert_eq!(received + lost, total, "{who}: {summary}");
+        if who == "slow" {
+            assert!(lagged >= 1 && lost >= n, "{who}: {summary}");
+        }
+    }
+    // Whatever the fast one got is a subset of what was published, each message once.
+    let fast: Vec<u64> = read_tags(&dir.file("fast"));
+    let mut once = std::collections::HashSet::new();
+    assert!(fast.iter().all(|t| once.insert(*t)), "a message delivered twice");
+}
+
+// ---- SIGKILL ----
+
+#[test]
+fn mpmc_producers_killed_at_random_moments_lose_at_most_their_message_in_flight() {
+    const LIVE: u32 = 1000;
+    const ROUNDS: u32 = 20;
+    let name = unique("mpmc-kill-producer");
+    let q = ShmQueue::create(&name, cfg(SMALL)).unwrap();
+    let n = slots(SMALL);
+    let mut rx = q.consumer().unwrap();
+    rx.set_stuck_timeout(Duration::from_millis(2));
+    rx.set_liveness_interval(Duration::from_millis(5));
+    // A producer that lives through every round: its stream must arrive whole and in order.
+    let mut live = Peer::attached("mpmc-produce", &name, &["--id", &LIVE.to_string()]);
+    let mut live_next = 0u64;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5107_5eed);
+    let mut skips = 0;
+    for round in 0..ROUNDS {
+        // Half the victims pause in the middle of every message, so that a kill often finds one holding
+        // a claimed slot; the others are killed wherever they happen to be.
+        let wait = ["spin", "adaptive", "yield"][round as usize % 3];
+        let dawdle = if round % 2 == 1 { "50" } else { "0" };
+        let id = round.to_string();
+        let mut victim = Peer::attached("mpmc-produce", &name, &["--id", &id, "--wait", wait, "--dawdle-us", dawdle]);
+        let kill_at = rng.gen_range(0..if round % 2 == 1 { 300 } else { 1_500u64 });
+        // The kill comes from another thread while this one keeps consuming, so that the victim is as
+        // likely to be caught mid-message as blocked on a full ring.
+        let (go, fire) = mpsc::channel::<()>();
+        let killed = Arc::new(AtomicBool::new(false));
+        let killer = {
+            let killed = killed.clone();
+            std::thread::spawn(move || {
+                if fire.recv().is_ok() {
+                    victim.kill();
+                    killed.store(true, Ordering::Release);
+                }
+            })
+        };
+        if kill_at == 0 {
+            go.send(()).unwrap();
+        }
+        let skipped_before = rx.recovered().skipped;
+        let (mut victim_next, mut live_since_kill) = (0u64, 0u64);
+        // Once the victim is dead and reaped, n + 1 messages of the live producer mean the consumer has
+        // passed every position claimed before the kill (at most n are claimed and not yet taken).
+        while live_since_kill <= n {
+            let seen_dead = killed.load(Ordering::Acquire);
+            let m = rx.recv_timeout(WATCHDOG).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let (id, seq) = parse(&m);
+            drop(m);
+            if id == LIVE {
+                assert_eq!(seq, live_next, "round {round}: the live producer's stream has a gap");
+                live_next += 1;
+                live_since_kill += seen_dead as u64;
+            } else {
+                assert_eq!(id, round, "round {round}: a message from an earlier round");
+                assert_eq!(seq, victim_next, "round {round}: the victim's stream has a gap or is out of order");
+                victim_next += 1;
+                if victim_next == kill_at {
+                    go.send(()).unwrap();
+                }
+            }
+        }
+        killer.join().unwrap();
+        assert!(victim_next >= kill_at, "round {round}");
+        // The one message in flight, if the victim died holding a claimed slot.
+        let skipped = rx.recovered().skipped - skipped_before;
+        assert!(skipped <= 1, "round {round}: {skipped} slots skipped for one kill");
+        skips += skipped;
+    }
+    eprintln!("{ROUNDS} producers killed, {skips} of them mid-message; {live_next} messages from the live one");
+    assert_eq!(rx.recovered().reclaimed, 0);
+    live.kill();
+    // Whatever the live producer committed before its own kill is still delivered, then Closed.
+    loop {
+        match rx.recv_timeout(WATCHDOG) {
+            Ok(m) => {
+                assert_eq!(parse(&m), (LIVE, live_next));
+                live_next += 1;
+            }
+            Err(e) => {
+                assert_eq!(e, RecvError::Closed);
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn mpmc_producer_killed_mid_message_is_skipped_after_the_stuck_timeout() {
+    let name = unique("mpmc-mid-message");
+    let q = ShmQueue::create(&name, cfg(SMALL)).unwrap();
+    let mut rx = q.consumer().unwrap();
+    rx.set_stuck_timeout(Duration::from_millis(5));
+    rx.set_liveness_interval(Duration::from_millis(5));
+    let mut victim = Peer::attached("mpmc-reserve-hold", &name, &["--id", "7", "--count", "10"]);
+    victim.expect("ready");
+    for seq in 0..10 {
+        assert_eq!(parse(&rx.recv_timeout(WATCHDOG).unwrap()), (7, seq));
+    }
+    // Message 10 is claimed and half written. While its owner lives it is waited for, never skipped.
+    assert_eq!(rx.recv_timeout(Duration::from_millis(50)).map(|m| m.len()), Err(RecvError::Timeout));
+    assert_eq!(rx.recovered().skipped, 0);
+    victim.kill();
+    let mut tx = q.producer().unwrap();
+    tx.send(&msg(8, 0)).unwrap();
+    assert_eq!(parse(&rx.recv_timeout(WATCHDOG).unwrap()), (8, 0));
+    assert_eq!(rx.recovered().skipped, 1);
+    drop(tx);
+    assert_eq!(rx.recv_timeout(WATCHDOG).map(|m| m.len()), Err(RecvError::Closed));
+    assert_eq!(rx.recovered(), ringwire::ring::slots::Recovered { skipped: 1, reclaimed: 0 });
+}
+
+#[test]
+fn mpmc_consumer_killed_holding_a_message_is_reclaimed_when_the_ring_wraps() {
+    let name = unique("mpmc-mid-read");
+    let dir = TempDir::new("mpmc-mid-read");
+    let q = ShmQueue::create(&name, cfg(SMALL)).unwrap();
+    let n = slots(SMALL);
+    let mut tx = q.producer().unwrap();
+    tx.set_stuck_timeout(Duration::from_millis(5));
+    tx.set_liveness_interval(Duration::from_millis(5));
+    let mut holder = Peer::attached("mpmc-hold-read", &name, &[]);
+    tx.send(&msg(1, 0)).unwrap();
+    holder.expect("holding 1 0");
+    holder.kill();
+    // Another consumer, attached before we send more (with no consumer at all a blocked send would
+    // give up: Disconnected). It gets every other message, in order.
+    let consumer = Peer::attached("mpmc-consume", &name, &["--out", &dir.arg("c")]);
+    let total = 4 * n;
+    for seq in 1..=total {
+        tx.send_timeout(&msg(1, seq), WATCHDOG).unwrap_or_else(|e| panic!("message {seq}: {e}"));
+    }
+    // The dead consumer's slot came round at message n: the producer took it back.
+    assert_eq!(tx.recovered(), ringwire::ring::slots::Recovered { skipped: 0, reclaimed: 1 });
+    drop(tx);
+    let summary = consumer.finish();
+    assert_eq!(field(&summary, "received"), total, "{summary}");
+    assert_eq!(read_tags(&dir.file("c")), (1..=total).map(|s| tag(1, s)).collect::<Vec<_>>());
+}
+
+#[test]
+fn broadcast_publisher_killed_mid_write_is_skipped_by_every_subscriber() {
+    let name = unique("bcast-mid-write");
+    let dir = TempDir::new("bcast-mid-write");
+    let ring = ShmBroadcast::create(&name, cfg(SMALL), Mode::Backpressure).unwrap();
+    let n = slots(SMALL);
+    let fast = ["--stuck-ms", "5", "--liveness-ms", "5"];
+    let subscribers: Vec<Peer> = (0..3)
+        .map(|s| {
+            let out = dir.arg(&format!("s{s}"));
+            Peer::attached("bcast-subscribe", &name, &[&fast[..], &["--out", &out]].concat())
+        })
+        .collect();
+    let mut tx = ring.publisher().unwrap();
+    tx.set_stuck_timeout(Duration::from_millis(5));
+    for seq in 0..10 {
+        tx.send(&msg(1, seq)).unwrap();
+    }
+    // Position 10: claimed and half taken by a publisher that then dies.
+    let mut victim = Peer::attached("bcast-abandon", &name, &["--id", "2"]);
+    victim.expect("abandoned");
+    victim.kill();
+    // Three more laps: the subscribers must get past position 10 for back-pressure to let us wrap, and
+    // on the next lap we take the dead publisher's slot over.
+    let total = 10 + 3 * n;
+    for seq in 10..total {
+        tx.send_deadline(&msg(1, seq), Instant::now() + WATCHDOG).unwrap_or_else(|e| panic!("message {seq}: {e}"));
+    }
+    // Every subscriber skipped the position once.
+    assert_eq!(tx.recovered().skipped, 3);
+    drop(tx);
+    for (s, peer) in subscribers.into_iter().enumerate() {
+        let summary = peer.finish();
+        assert_eq!(field(&summary, "received"), total, "{summary}");
+        assert_eq!(field(&summary, "lagged"), 0, "{summary}");
+        assert_eq!(read_tags(&dir.file(&format!("s{s}"))), (0..total).map(|q| tag(1, q)).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn broadcast_backpressure_stops_waiting_for_a_killed_subscriber() {
+    let name = unique("bcast-dead-sub");
+    let dir = TempDir::new("bcast-dead-sub");
+    let ring = ShmBroadcast::create(&name, cfg(SMALL), Mode::Backpressure).unwrap();
+    let n = slots(SMALL);
+    let mut tx = ring.publisher().unwrap();
+    tx.set_liveness_interval(Duration::from_millis(5));
+    let reader = Peer::attached("bcast-subscribe", &name, &["--out", &dir.arg("live")]);
+    let mut victim = Peer::attached("bcast-hold", &name, &[]);
+    for seq in 0..n {
+        tx.send_deadline(&msg(1, seq), Instant::now() + WATCHDOG).unwrap();
+    }
+    // The victim has read nothing: a full lap is all back-pressure allows.
+    assert_eq!(tx.try_send(&msg(1, n)), Err(broadcast::SendError::Full));
+    victim.kill();
+    // A blocking send notices the dead subscriber and stops waiting for it.
+    let total = 4 * n;
+    for seq in n..total {
+        tx.send_deadline(&msg(1, seq), Instant::now() + WATCHDOG).unwrap_or_else(|e| panic!("message {seq}: {e}"));
+    }
+    drop(tx);
+    let summary = reader.finish();
+    assert_eq!(field(&summary, "received"), total, "{summary}");
+    assert_eq!(read_tags(&dir.file("live")), (0..total).map(|q| tag(1, q)).collect::<Vec<_>>());
+}
+
+// ---- kinds ----
+
+#[test]
+fn another_process_opening_a_ring_as_the_wrong_kind_gets_wrong_kind() {
+    let (qn, bn, sn) = (unique("kind-q"), unique("kind-b"), unique("kind-s"));
+    let _q = ShmQueue::create(&qn, cfg(SMALL)).unwrap();
+    let _b = ShmBroadcast::create(&bn, cfg(SMALL), Mode::Overwrite).unwrap();
+    let _s = ShmRing::create(&sn, RingConfig::new(SMALL, MAX)).unwrap();
+    let cases = [
+        (&qn, "broadcast", "wrong-kind 2"),
+        (&qn, "spsc", "wrong-kind 2"),
+        (&qn, "mpmc", "ok"),
+        (&bn, "mpmc", "wrong-kind 3"),
+        (&bn, "spsc", "wrong-kind 3"),
+        (&bn, "broadcast", "ok"),
+        (&sn, "mpmc", "wrong-kind 1"),
+        (&sn, "broadcast", "wrong-kind 1"),
+        (&sn, "spsc", "ok"),
+    ];
+    for (name, kind, want) in cases {
+        let mut peer = Peer::spawn("open-as", name, &["--kind", kind]);
+        peer.expect(want);
+        peer.finish();
+    }
+    // And the same from this process, typed.
+    assert!(matches!(ShmBroadcast::open(&qn), Err(OpenError::WrongKind(2))));
+    assert!(matches!(ShmQueue::open(&bn), Err(OpenError::WrongKind(3))));
+    assert!(matches!(ShmQueue::open(&sn), Err(OpenError::WrongKind(1))));
+}
