@@ -470,14 +470,7 @@ impl<S: Storage> Publisher<S> {
         storage
             .word(off + 8)
             .store(FrameHeader { len: msg.len() as u32, kind: Kind::Data }.to_word(), Ordering::Relaxed);
-        let mut w = off + SLOT_HEADER;
-        for chunk in msg.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            // Relaxed: as the header word.
-            storage.word(w).store(u64::from_le_bytes(b), Ordering::Relaxed);
-            w += 8;
-        }
+        store_words(storage, off + SLOT_HEADER, msg);
         // SYNC POINT: Release publishes the header and payload; pairs with the subscriber's Acquire load.
         // A plain store: nobody else writes this word while it is odd and ours, because a slot is only
         // taken over from a writer whose process (or endpoint) is gone, and we are here.
@@ -652,13 +645,7 @@ impl<S: Storage> Subscriber<S> {
         };
         let copied = len != usize::MAX && len <= buf.len();
         if copied {
-            let mut w = off + SLOT_HEADER;
-            for chunk in buf[..len].chunks_mut(8) {
-                // Relaxed: as the header word.
-                let b = storage.word(w).load(Ordering::Relaxed).to_le_bytes();
-                chunk.copy_from_slice(&b[..chunk.len()]);
-                w += 8;
-            }
+            load_words(storage, off + SLOT_HEADER, &mut buf[..len]);
         }
         // SYNC POINT (seqlock, reader): orders the copies above before the re-check; pairs with the
         // publisher's Release fence after it took the slot.
@@ -735,5 +722,43 @@ impl<S: Storage> Drop for Subscriber<S> {
         slots::leave(c, &self.me);
         // Publishers waiting for this subscriber (back-pressure) re-check.
         c.space_ready.wake();
+    }
+}
+
+/// Writes `msg` into the data area at `off` (8-aligned) as relaxed atomic words: the payload of a slot
+/// that subscribers may be reading at the same time (they discard what they read if the sequence moved).
+#[inline]
+fn store_words<S: Storage>(storage: &S, off: usize, msg: &[u8]) {
+    let mut chunks = msg.chunks_exact(8);
+    let mut w = off;
+    for c in &mut chunks {
+        // Relaxed: published by the Release store of the sequence after the payload.
+        storage.word(w).store(u64::from_le_bytes(c.try_into().expect("8 bytes")), Ordering::Relaxed);
+        w += 8;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        // Relaxed: as above.
+        storage.word(w).store(u64::from_le_bytes(b), Ordering::Relaxed);
+    }
+}
+
+/// Reads `buf.len()` bytes at `off` (8-aligned) as relaxed atomic words (see [`store_words`]).
+#[inline]
+fn load_words<S: Storage>(storage: &S, off: usize, buf: &mut [u8]) {
+    let mut chunks = buf.chunks_exact_mut(8);
+    let mut w = off;
+    for c in &mut chunks {
+        // Relaxed: validated by the caller's fence and sequence re-check.
+        c.copy_from_slice(&storage.word(w).load(Ordering::Relaxed).to_le_bytes());
+        w += 8;
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let n = rest.len();
+        // Relaxed: as above.
+        rest.copy_from_slice(&storage.word(w).load(Ordering::Relaxed).to_le_bytes()[..n]);
     }
 }
