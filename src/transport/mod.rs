@@ -39,12 +39,16 @@
 
 pub mod fork;
 pub mod pipe;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod shm;
 pub mod stdio;
 mod stream;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
+#[cfg(feature = "websocket")]
+pub mod websocket;
 
 pub use stream::{FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender};
 
