@@ -41,8 +41,9 @@
 //!
 //! [`Sender::close`] flushes, then sends a Close frame; the peer's receiver sees `PeerGone` after the last
 //! message, and our receiver gets every message the peer sent before its Close reply, then `PeerGone`.
-//! A Close from the peer is `PeerGone` for our receiver and, from then on, for our sender. A connection
-//! that ends without a close handshake (a killed peer) is `PeerReset`. When both halves are dropped the
+//! A Close from the peer (code 1000 "normal", 1001 "going away" or none) is `PeerGone` for our receiver
+//! and, from then on, for our sender; a Close with an error code (1009 "too big", 1002 "protocol error",
+//! ...) and a connection that ends without a close handshake (a killed peer) are `PeerReset`. When both halves are dropped the
 //! connection is closed (a Close frame if none was sent, then the socket).
 
 use super::{poll_fd, Receiver, Sender, TransportRecvError, TransportSendError, Wait, DEFAULT_MAX_MESSAGE};
@@ -286,6 +287,11 @@ fn split(ws: WebSocket<TcpStream>, opts: &Options) -> io::Result<(WsSender, WsRe
     Ok((WsSender { shared: shared.clone(), closed: false }, WsReceiver { shared, closed: false }))
 }
 
+/// The Close frame this end sends: 1000, "normal closure".
+fn normal_close() -> CloseFrame {
+    CloseFrame { code: CloseCode::Normal, reason: "".into() }
+}
+
 /// How a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum End {
@@ -352,7 +358,7 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         if self.end.is_none() && self.ws.can_write() {
-            let _ = self.ws.close(None);
+            let _ = self.ws.close(Some(normal_close()));
         }
     }
 }
@@ -389,7 +395,7 @@ impl Shared {
         c.halves_closed += 1;
         if c.halves_closed == 2 && c.end.is_none() {
             if c.ws.can_write() {
-                let _ = c.ws.close(None);
+                let _ = c.ws.close(Some(normal_close()));
                 let _ = c.flush_now();
             }
             let _ = c.ws.get_ref().shutdown(Shutdown::Both);
@@ -548,7 +554,7 @@ impl Sender for WsSender {
             {
                 let mut c = self.shared.lock();
                 if c.ws.can_write() {
-                    match c.ws.close(None) {
+                    match c.ws.close(Some(normal_close())) {
                         Ok(()) => {}
                         Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => return Err(send_end(c.fail(&e))),
@@ -630,11 +636,21 @@ impl Receiver for WsReceiver {
                                 continue;
                             }
                             Message::Pong(_) | Message::Frame(_) => continue,
-                            Message::Close(_) => {
-                                // The reply (if this end did not start the close) is queued: send it.
-                                let _ = c.flush_now();
-                                c.end = Some(End::Gone);
-                                return Err(TransportRecvError::PeerGone);
+                            Message::Close(frame) => {
+                                // The reply (if this end did not start the close) is queued: send it. Then
+                                // the handshake is over: end the TCP stream too (the peer may wait for it).
+                                // (A server's tungstenite reports the finished handshake as `Gone`.)
+                                if matches!(c.flush_now(), Ok(true) | Err(End::Gone)) {
+                                    let _ = c.ws.get_ref().shutdown(Shutdown::Write);
+                                }
+                                // A close for a reason other than "done" (too big, protocol error,
+                                // server error, ...) is not a clean end.
+                                let clean = frame.as_ref().map_or(true, |f| {
+                                    matches!(f.code, CloseCode::Normal | CloseCode::Away | CloseCode::Status)
+                                });
+                                let end = if clean { End::Gone } else { End::Reset };
+                                c.end = Some(end);
+                                return Err(recv_end(end));
                             }
                         }
                     }
