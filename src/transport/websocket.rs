@@ -192,6 +192,8 @@ pub fn accept(stream: TcpStream, path: &str, opts: &Options) -> io::Result<(WsSe
     stream.set_read_timeout(Some(opts.handshake_timeout))?;
     stream.set_write_timeout(Some(opts.handshake_timeout))?;
     let mut asked = None;
+    // The signature is tungstenite's handshake callback's.
+    #[allow(clippy::result_large_err)]
     let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() == path {
             Ok(resp)
