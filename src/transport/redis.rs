@@ -477,6 +477,8 @@ impl Sender for Publisher {
 /// What the subscriber's reader thread tells it.
 enum Event {
     Message(Vec<u8>),
+    /// A value over the limit, dropped by the reader thread (its length, as a message).
+    Oversize(usize),
     /// The connection dropped.
     Lost,
     /// Subscribed again after a loss.
@@ -617,9 +619,15 @@ fn reader(
         loop {
             match ps.get_message() {
                 Ok(msg) => {
-                    if msg.get_channel_name() == channel
-                        && events.send(Event::Message(msg.get_payload_bytes().to_vec())).is_err()
-                    {
+                    if msg.get_channel_name() != channel {
+                        continue;
+                    }
+                    // Only values within the limit are queued: the queue holds at most `queue` of them.
+                    let value = msg.get_payload_bytes();
+                    let over = value.len().saturating_sub(crate::frame::HEADER_LEN + ENVELOPE_LEN);
+                    let ev =
+                        if over > opts.max_message { Event::Oversize(over) } else { Event::Message(value.to_vec()) };
+                    if events.send(ev).is_err() {
                         return;
                     }
                 }
@@ -662,6 +670,9 @@ impl Receiver for Subscriber {
                     let (publisher, seq, msg) = decode(&value, self.max).map_err(TransportRecvError::BadFrame)?;
                     self.tracker.observe(publisher, seq, false);
                     return Ok(msg.to_vec());
+                }
+                Event::Oversize(len) => {
+                    return Err(TransportRecvError::BadFrame(FrameError::Oversize { len, max: self.max }))
                 }
                 Event::Lost => {}
                 Event::Resubscribed => self.tracker.report.reconnects += 1,
