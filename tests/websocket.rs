@@ -265,12 +265,8 @@ fn a_peer_that_answers_pings_stays_connected() {
 #[test]
 fn a_client_that_never_reads_fills_a_bounded_queue_then_is_disconnected() {
     const QUEUE: usize = 256 << 10;
-    let opts = Options {
-        max_queued: QUEUE,
-        stall_timeout: Duration::from_millis(300),
-        ping_interval: None,
-        ..Options::default()
-    };
+    let opts =
+        Options { max_queued: QUEUE, stall_timeout: Duration::from_secs(1), ping_interval: None, ..Options::default() };
     let (_raw, mut tx, _rx) = raw_client(opts);
     let msg = vec![7u8; 64 << 10];
     let mut accepted = 0usize;
