@@ -49,8 +49,9 @@
 //! Every wait is bounded: socket read and write timeouts are set from the deadline before each command
 //! (and from [`Options::io_timeout`] for blocking calls: a server that does not answer one command for
 //! that long is treated as gone), `XREADGROUP` blocks at most until the deadline, and a subscriber waits
-//! on its reader thread's queue with the deadline. Redis has no non-blocking send: `try_send` waits for
-//! the server's reply like `send`, bounded by `io_timeout`.
+//! on its reader thread's queue with the deadline. Redis has no non-blocking send: `try_send` (and a
+//! stream consumer's `try_recv`) waits for the server's reply like `send`, bounded by `io_timeout`, and
+//! makes at most one new connection, without pausing: a server that is gone is `PeerReset` at once.
 
 use super::{Receiver, Sender, TransportRecvError, TransportSendError, Wait, DEFAULT_MAX_MESSAGE};
 use crate::frame::{decode_datagram, FrameError, FrameHeader, Kind};
@@ -305,16 +306,19 @@ impl Link {
     }
 
     /// Runs `f` on a connection, reconnecting (and running it again) while the connection or server is
-    /// gone, as long as `deadline` (or, without one, `give_up`) allows. `extra` is added to the read
-    /// timeout (for commands that block on the server, like `XREADGROUP BLOCK`).
+    /// gone, as long as `deadline` (or, without one, `give_up`) allows; without `patient` (`try_` calls)
+    /// it makes one new connection at most and never pauses. `extra` is added to the read timeout (for
+    /// commands that block on the server, like `XREADGROUP BLOCK`).
     fn run<T>(
         &mut self,
         deadline: Option<Instant>,
+        patient: bool,
         extra: Duration,
         mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, LinkError> {
         let mut failing_since: Option<Instant> = None;
         let mut backoff = Duration::ZERO;
+        let mut tries = 0;
         loop {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
@@ -349,6 +353,11 @@ impl Link {
             // (a connection that broke while idle), then backing off.
             let since = *failing_since.get_or_insert(now);
             if deadline.is_none() && self.opts.give_up.is_some_and(|g| since.elapsed() >= g) {
+                return Err(LinkError::Unreachable);
+            }
+            tries += 1;
+            if !patient && tries >= 2 {
+                // A `try_` call: the old connection broke and a new one could not be made, or broke too.
                 return Err(LinkError::Unreachable);
             }
             let mut pause = backoff;
@@ -449,7 +458,8 @@ impl Sender for Publisher {
         encode(&mut self.buf, self.id, self.seq, msg);
         let (channel, buf) = (&self.channel, &self.buf);
         let mut written = false;
-        let r = self.link.run(deadline_of(wait, self.link.opts.io_timeout), Duration::ZERO, |con| {
+        let deadline = deadline_of(wait, self.link.opts.io_timeout);
+        let r = self.link.run(deadline, wait != Wait::Never, Duration::ZERO, |con| {
             written = true;
             redis::cmd("PUBLISH").arg(channel).arg(buf).query::<u64>(con)
         });
@@ -769,7 +779,8 @@ impl Sender for StreamProducer {
         }
         cmd.arg("*").arg(FIELD).arg(&self.buf);
         let mut written = false;
-        let r = self.link.run(deadline_of(wait, self.link.opts.io_timeout), Duration::ZERO, |con| {
+        let deadline = deadline_of(wait, self.link.opts.io_timeout);
+        let r = self.link.run(deadline, wait != Wait::Never, Duration::ZERO, |con| {
             written = true;
             cmd.query::<String>(con)
         });
@@ -892,7 +903,7 @@ impl StreamConsumer {
 
     fn create_group(&mut self, deadline: Option<Instant>) -> Result<(), LinkError> {
         let (key, group) = (&self.key, &self.group);
-        let r = self.link.run(deadline, Duration::ZERO, |con| {
+        let r = self.link.run(deadline, true, Duration::ZERO, |con| {
             redis::cmd("XGROUP").arg("CREATE").arg(key).arg(group).arg("0").arg("MKSTREAM").exec(con)
         });
         match r {
@@ -936,7 +947,7 @@ impl StreamConsumer {
         let (key, group, ids) = (&self.key, &self.group, &self.delivered);
         let deadline = deadline_of(Wait::Forever, self.link.opts.io_timeout);
         self.link
-            .run(deadline, Duration::ZERO, |con| redis::cmd("XACK").arg(key).arg(group).arg(ids).exec(con))
+            .run(deadline, true, Duration::ZERO, |con| redis::cmd("XACK").arg(key).arg(group).arg(ids).exec(con))
             .map_err(|e| recv_error(e, Wait::Forever))?;
         self.delivered.clear();
         Ok(())
@@ -952,7 +963,7 @@ impl StreamConsumer {
         let claim_every = self.claim_idle.map(|i| (i / 2).max(MIN_TIMEOUT));
         loop {
             if claim_every.is_some_and(|e| self.last_claim.elapsed() >= e) {
-                self.claim(deadline)?;
+                self.claim(deadline, wait != Wait::Never)?;
                 if !self.buffered.is_empty() {
                     return Ok(());
                 }
@@ -987,7 +998,9 @@ impl StreamConsumer {
                 read.arg("BLOCK").arg(b.as_millis().max(1) as u64);
             }
             read.arg("STREAMS").arg(key).arg(from);
-            let r = self.link.run(deadline, block.unwrap_or(Duration::ZERO), |con| pipe.query::<(Value,)>(con));
+            let patient = wait != Wait::Never;
+            let r =
+                self.link.run(deadline, patient, block.unwrap_or(Duration::ZERO), |con| pipe.query::<(Value,)>(con));
             let reply = match r {
                 Ok((v,)) => v,
                 Err(LinkError::Server(e)) if e.code() == Some("NOGROUP") => {
@@ -1025,10 +1038,10 @@ impl StreamConsumer {
     }
 
     /// `XAUTOCLAIM`s entries idle for at least `claim_idle` into `buffered`.
-    fn claim(&mut self, deadline: Option<Instant>) -> Result<(), LinkError> {
+    fn claim(&mut self, deadline: Option<Instant>, patient: bool) -> Result<(), LinkError> {
         let Some(idle) = self.claim_idle else { return Ok(()) };
         let (key, group, consumer, cursor) = (&self.key, &self.group, &self.consumer, &self.claim_cursor);
-        let reply = self.link.run(deadline, Duration::ZERO, |con| {
+        let reply = self.link.run(deadline, patient, Duration::ZERO, |con| {
             redis::cmd("XAUTOCLAIM")
                 .arg(key)
                 .arg(group)
