@@ -1,6 +1,8 @@
-//! criterion: one group per transport (`pipe`, `stdio`, `fork`, `unix`, `tcp`, `udp`, and the `shm` ring
-//! transport for reference), each timing round trips of 64 B and 4 KiB messages through a
-//! `ringwire __peer echo-<t>` process, the peers `ringwire bench` uses. Each reply is checked.
+//! criterion: one group per transport (`pipe`, `stdio`, `fork`, `unix`, `tcp`, `udp`, `websocket`,
+//! `redis-pubsub`, `redis-stream`, and the `shm` ring transport for reference), each timing round trips of
+//! 64 B and 4 KiB messages through a `ringwire __peer echo-<t>` process, the peers `ringwire bench` uses.
+//! Each reply is checked. The redis groups use the server at `$RINGWIRE_REDIS_URL` (default
+//! redis://127.0.0.1:6379) and are skipped, with a note, when none answers there.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ringwire::testkit::peers::{self, PeerConn};
@@ -14,8 +16,25 @@ fn connect(transport: &str) -> PeerConn {
     peers::connect(cmd, adapter).expect("connect to the echo peer")
 }
 
+/// Why the redis groups can't run, if they can't.
+fn redis_missing() -> Option<String> {
+    let url = peers::redis_url();
+    let answer = redis::Client::open(url.as_str()).and_then(|c| {
+        let mut con = c.get_connection_with_timeout(Duration::from_secs(2))?;
+        con.set_read_timeout(Some(Duration::from_secs(2)))?;
+        redis::cmd("PING").query::<String>(&mut con)
+    });
+    answer.err().map(|e| format!("no Redis server answers at {url} ({e})"))
+}
+
 fn transports(c: &mut Criterion) {
-    for transport in ["shm", "pipe", "stdio", "fork", "unix", "tcp", "udp"] {
+    let redis_missing = redis_missing();
+    for transport in ["shm", "pipe", "stdio", "fork", "unix", "tcp", "udp", "websocket", "redis-pubsub", "redis-stream"]
+    {
+        if let (true, Some(why)) = (transport.starts_with("redis"), &redis_missing) {
+            eprintln!("rtt/{transport}: skipped: {why}");
+            continue;
+        }
         let mut g = c.benchmark_group(format!("rtt/{transport}"));
         for size in [64usize, 4096] {
             g.bench_function(BenchmarkId::from_parameter(size), |b| {

@@ -16,6 +16,12 @@ if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/de
     fi
 fi
 
+# Tools the tests run as real peers: tests/redis.rs, the redis conformance suites and the tools tests start
+# private redis-servers on free ports; tests/websocket.rs talks to Node.js's built-in WebSocket client.
+for tool in redis-server node; do
+    command -v "$tool" >/dev/null || { echo "$tool is needed by the test suite (see README.md)" >&2; exit 1; }
+done
+
 echo "== house rules =="
 # Every atomic in the library goes through src/sync.rs, the loom facade (clippy's disallowed-types can't
 # tell the facade's re-exports from direct use, so this is a grep). The command-line tool (src/cli/,

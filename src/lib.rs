@@ -8,9 +8,9 @@
 //! 3. [`shm`] (memory regions: named `/dev/shm` files, sealed memfds, role locks) and [`wait`]
 //!    (spin / yield / futex strategies and the sleep-wake protocol).
 //! 4. [`frame`]: the frame header shared by the ring and every transport, and the stream codec.
-//! 5. [`transport`]: one `Sender` / `Receiver` interface over the ring, pipes, sockets, UDP, child stdio
-//!    and inherited socketpairs.
-//! 6. The `ringwire` binary (`src/main.rs`, `src/cli/`): `ringwire bench`.
+//! 5. [`transport`]: one `Sender` / `Receiver` interface over the ring, pipes, sockets, UDP, child stdio,
+//!    inherited socketpairs, WebSocket and Redis.
+//! 6. The `ringwire` binary (`src/main.rs`, `src/cli/`): `ringwire bench`, `echo`, `cat`.
 //!
 //! # In one process (threads)
 //!

@@ -62,8 +62,34 @@ pub mod peers {
     /// How long a UDP peer may take to announce its address.
     const HELLO: Duration = Duration::from_secs(30);
 
-    /// The adapters a peer can be reached over (`fifo` is the named-pipe adapter).
-    pub const ADAPTERS: &[&str] = &["stdio", "fork", "fifo", "unix", "unix-abstract", "tcp", "udp", "shm"];
+    /// The adapters a peer can be reached over (`fifo` is the named-pipe adapter; `redis-pubsub` and
+    /// `redis-stream` go through a Redis server, [`redis_url`] unless [`connect_via`] names one).
+    pub const ADAPTERS: &[&str] = &[
+        "stdio",
+        "fork",
+        "fifo",
+        "unix",
+        "unix-abstract",
+        "tcp",
+        "udp",
+        "shm",
+        "websocket",
+        "redis-pubsub",
+        "redis-stream",
+    ];
+
+    /// The WebSocket path peers connect to.
+    pub const WS_PATH: &str = "/ringwire";
+
+    /// Stream entries kept by the `redis-stream` peers' producers (`MAXLEN ~`): far more than a benchmark
+    /// window, so nothing unread is trimmed, while a long run does not fill the server's memory.
+    pub const STREAM_CAP: usize = 10_000;
+
+    /// The Redis server peers meet at unless told otherwise: `$RINGWIRE_REDIS_URL`, else
+    /// `redis://127.0.0.1:6379`.
+    pub fn redis_url() -> String {
+        std::env::var("RINGWIRE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    }
 
     /// The peer's process; a plain child is killed and reaped on drop (a `ChildProcess` does that itself).
     pub enum PeerProcess {
@@ -116,6 +142,33 @@ pub mod peers {
         pub peer: PeerProcess,
         /// UDP: no clean close, no connection to lose.
         pub datagram: bool,
+        /// Redis: the peer is reached through a server that outlives it, so there is no end-of-peer to
+        /// see (neither a clean close nor a death); messages to a dead peer wait (streams) or are dropped
+        /// (pub/sub).
+        pub brokered: bool,
+        /// Stream keys deleted when the connection is dropped.
+        #[allow(dead_code)]
+        keys: Option<StreamKeys>,
+    }
+
+    /// Deletes a peer connection's stream keys when dropped (best effort).
+    pub struct StreamKeys {
+        #[cfg(feature = "redis")]
+        url: String,
+        #[cfg(feature = "redis")]
+        keys: Vec<String>,
+    }
+
+    impl Drop for StreamKeys {
+        fn drop(&mut self) {
+            #[cfg(feature = "redis")]
+            if let Ok(client) = redis::Client::open(self.url.as_str()) {
+                if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(2)) {
+                    let _ = con.set_read_timeout(Some(Duration::from_secs(2)));
+                    let _ = redis::cmd("DEL").arg(&self.keys).exec(&mut con);
+                }
+            }
+        }
     }
 
     fn unique(tag: &str) -> String {
@@ -128,9 +181,26 @@ pub mod peers {
     }
 
     /// Starts `cmd` (a `ringwire __peer <role>-<adapter> ...` command line, without `--addr`) and connects
-    /// to it over `adapter` (one of [`ADAPTERS`]), adding the `--addr` the adapter needs.
-    pub fn connect(mut cmd: Command, adapter: &str) -> io::Result<PeerConn> {
-        let conn = |tx: Box<dyn Sender>, rx: Box<dyn Receiver>, peer| PeerConn { tx, rx, peer, datagram: false };
+    /// to it over `adapter` (one of [`ADAPTERS`]), adding the `--addr` the adapter needs. The redis
+    /// adapters meet the peer at [`redis_url`].
+    pub fn connect(cmd: Command, adapter: &str) -> io::Result<PeerConn> {
+        connect_via(cmd, adapter, &redis_url())
+    }
+
+    /// As [`connect`], with the redis adapters meeting the peer at the server `redis_url`
+    /// (`redis://host:port`). The peer's `--addr` is `redis_url/NAME`: pub/sub peers subscribe to `NAME`
+    /// and reply on `NAME.reply`; stream peers consume `NAME.down` (group `ringwire`) and produce
+    /// `NAME.up`.
+    pub fn connect_via(mut cmd: Command, adapter: &str, redis_url: &str) -> io::Result<PeerConn> {
+        let _ = redis_url;
+        let conn = |tx: Box<dyn Sender>, rx: Box<dyn Receiver>, peer| PeerConn {
+            tx,
+            rx,
+            peer,
+            datagram: false,
+            brokered: false,
+            keys: None,
+        };
         let spawn_at = |cmd: &mut Command, addr: &str| -> io::Result<PeerProcess> {
             Ok(PeerProcess::Std(cmd.args(["--addr", addr]).stdin(Stdio::null()).spawn()?))
         };
@@ -194,7 +264,190 @@ pub mod peers {
                 let (tx, rx) = duplex.parent().map_err(io::Error::other)?;
                 conn(Box::new(tx), Box::new(rx), peer)
             }
+            #[cfg(feature = "websocket")]
+            "websocket" => {
+                use crate::transport::websocket;
+                let listener = websocket::Listener::bind("127.0.0.1:0", WS_PATH)?;
+                let peer = spawn_at(&mut cmd, &listener.url()?)?;
+                let (tx, rx, _) = listener.accept()?;
+                conn(Box::new(tx), Box::new(rx), peer)
+            }
+            #[cfg(feature = "redis")]
+            "redis-pubsub" => {
+                use crate::transport::redis::{Publisher, Subscriber};
+                use crate::transport::TransportRecvError;
+                let name = unique("pubsub");
+                let opts = redis_options(&cmd);
+                // Subscribe to the replies first; the peer says hello once it is subscribed itself.
+                let mut rx = Subscriber::with_options(redis_url, &format!("{name}.reply"), opts.clone())?;
+                let tx = Publisher::with_options(redis_url, &name, opts)?;
+                let peer = spawn_at(&mut cmd, &format!("{redis_url}/{name}"))?;
+                match rx.recv_deadline(Instant::now() + HELLO) {
+                    Ok(m) if m == b"hello" => {}
+                    Ok(_) => return Err(io::Error::other("redis-pubsub peer: bad greeting")),
+                    Err(TransportRecvError::Timeout) => {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "redis-pubsub peer did not say hello"))
+                    }
+                    Err(e) => return Err(io::Error::other(e)),
+                }
+                PeerConn { brokered: true, ..conn(Box::new(tx), Box::new(rx), peer) }
+            }
+            #[cfg(feature = "redis")]
+            "redis-stream" => {
+                use crate::transport::redis::{StreamConsumer, StreamProducer};
+                let name = unique("stream");
+                let opts = redis_options(&cmd);
+                let (down, up) = (format!("{name}.down"), format!("{name}.up"));
+                let mut tx = StreamProducer::with_options(redis_url, &down, opts.clone())?;
+                tx.set_max_len(Some(STREAM_CAP));
+                let rx = StreamConsumer::with_options(redis_url, &up, "ringwire", "parent", opts)?;
+                let keys = StreamKeys { url: redis_url.to_string(), keys: vec![down, up] };
+                let peer = spawn_at(&mut cmd, &format!("{redis_url}/{name}"))?;
+                PeerConn { brokered: true, keys: Some(keys), ..conn(Box::new(tx), Box::new(rx), peer) }
+            }
             other => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("no adapter {other}"))),
         })
+    }
+
+    /// Redis options for our side of a peer connection: the message limit the peer was given.
+    #[cfg(feature = "redis")]
+    fn redis_options(cmd: &Command) -> crate::transport::redis::Options {
+        let mut opts = crate::transport::redis::Options::default();
+        let args: Vec<_> = cmd.get_args().collect();
+        if let Some(w) = args.windows(2).find(|w| w[0] == "--max-message") {
+            if let Some(n) = w[1].to_str().and_then(|s| s.parse().ok()) {
+                opts.max_message = n;
+            }
+        }
+        opts
+    }
+}
+
+/// A private `redis-server` for tests: started from the installed binary on a free port, killed (and its
+/// directory removed) when dropped.
+#[cfg(all(not(ringwire_loom), feature = "redis"))]
+pub mod redis_server {
+    use std::io;
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// How long a server may take to answer its first PING.
+    const START: Duration = Duration::from_secs(30);
+
+    /// A running private server.
+    pub struct RedisServer {
+        child: Option<Child>,
+        port: u16,
+        /// `--appendonly yes --dir DIR`: data survives a restart.
+        dir: Option<PathBuf>,
+    }
+
+    impl RedisServer {
+        /// Starts a server that keeps nothing (`--save '' --appendonly no`).
+        pub fn start() -> io::Result<RedisServer> {
+            Self::start_with(false)
+        }
+
+        /// Starts a server that logs every write to an append-only file in a fresh temporary directory,
+        /// so that its data survives [`restart`](Self::restart) (even after SIGKILL: Redis writes the
+        /// log before it replies).
+        pub fn start_persistent() -> io::Result<RedisServer> {
+            Self::start_with(true)
+        }
+
+        fn start_with(persistent: bool) -> io::Result<RedisServer> {
+            let mut last = None;
+            for _ in 0..5 {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+                let dir = persistent
+                    .then(|| std::env::temp_dir().join(format!("ringwire-redis-{}-{port}", std::process::id())));
+                let mut s = RedisServer { child: None, port, dir };
+                if let Some(d) = &s.dir {
+                    std::fs::create_dir_all(d)?;
+                }
+                match s.launch() {
+                    Ok(()) => return Ok(s),
+                    Err(e) => last = Some(e), // the port was taken meanwhile: another one
+                }
+            }
+            Err(last.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+        }
+
+        fn launch(&mut self) -> io::Result<()> {
+            let mut cmd = Command::new("redis-server");
+            cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""]);
+            match &self.dir {
+                Some(d) => {
+                    cmd.args(["--appendonly", "yes", "--dir"]).arg(d);
+                }
+                None => {
+                    cmd.args(["--appendonly", "no"]);
+                }
+            }
+            let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+            let client = redis::Client::open(self.url().as_str()).map_err(io::Error::other)?;
+            let deadline = Instant::now() + START;
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    return Err(io::Error::other(format!("redis-server exited: {status}")));
+                }
+                let pong = client.get_connection_with_timeout(Duration::from_secs(1)).and_then(|mut con| {
+                    con.set_read_timeout(Some(Duration::from_secs(1)))?;
+                    redis::cmd("PING").query::<String>(&mut con)
+                });
+                if pong.is_ok() {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "redis-server does not answer PING"));
+                }
+                // Not listening yet (or still loading its data): ask again shortly.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+
+        /// `redis://127.0.0.1:PORT`.
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        /// The port.
+        pub fn port(&self) -> u16 {
+            self.port
+        }
+
+        /// A plain connection for test commands (`CLIENT KILL`, `XADD` of garbage, ...).
+        pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
+            let con = redis::Client::open(self.url().as_str())?.get_connection_with_timeout(Duration::from_secs(5))?;
+            con.set_read_timeout(Some(Duration::from_secs(10)))?;
+            Ok(con)
+        }
+
+        /// Kills the server (SIGKILL) and waits for it.
+        pub fn kill(&mut self) {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+
+        /// Kills the server if it runs, and starts it again on the same port (and directory).
+        pub fn restart(&mut self) -> io::Result<()> {
+            self.kill();
+            self.launch()
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            self.kill();
+            if let Some(d) = &self.dir {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
     }
 }

@@ -77,3 +77,59 @@ fn plot_writes_an_svg() {
     let _ = std::fs::remove_file(&path);
     assert!(svg.contains("<svg") && svg.contains("shm-spsc spin 64B") && svg.contains("round trip"));
 }
+
+#[test]
+fn redis_rows_without_a_server_are_listed_as_skipped_and_the_run_goes_on() {
+    // Port 1: nothing listens there.
+    let doc = run(&[
+        "--quick",
+        "--json",
+        "--transports",
+        "redis-pubsub,redis-stream,shm-spsc",
+        "--sizes",
+        "64",
+        "--redis",
+        "redis://127.0.0.1:1",
+    ]);
+    let rows = doc["results"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["transport"] == "shm-spsc"), "{rows:?}");
+    assert_eq!(rows.len(), 2, "spin and adaptive still ran");
+    let skipped = doc["skipped"].as_array().expect("skipped array");
+    let names: Vec<_> = skipped.iter().map(|s| s["transport"].as_str().unwrap()).collect();
+    assert_eq!(names, ["redis-pubsub", "redis-stream"]);
+    for s in skipped {
+        assert_eq!(s["size"], 64);
+        assert!(s["reason"].as_str().unwrap().contains("127.0.0.1:1"), "{s}");
+    }
+    // The table lists them too.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["bench", "--quick", "--transports", "redis-pubsub", "--sizes", "64", "--redis", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().any(|l| l.starts_with("redis-pubsub") && l.contains("skipped")), "{table}");
+}
+
+#[test]
+fn a_quick_websocket_row_runs() {
+    let doc = run(&["--quick", "--json", "--transports", "websocket", "--sizes", "64"]);
+    let rows = doc["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{doc}");
+    assert_eq!(rows[0]["transport"], "websocket");
+    assert!(number(&rows[0], &["throughput", "msgs_per_sec"]) > 0.0);
+    assert_eq!(doc["skipped"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn quick_redis_rows_run_against_a_private_server() {
+    let server = ringwire::testkit::redis_server::RedisServer::start().expect("start a private redis-server");
+    let url = server.url();
+    let doc =
+        run(&["--quick", "--json", "--transports", "redis-pubsub,redis-stream", "--sizes", "64", "--redis", &url]);
+    let rows: Vec<_> = doc["results"].as_array().unwrap().iter().map(|r| r["transport"].as_str().unwrap()).collect();
+    assert_eq!(rows, ["redis-pubsub", "redis-stream"], "{doc}");
+    // The stream keys were deleted afterwards.
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut server.connection().unwrap()).unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+}

@@ -1,9 +1,11 @@
 //! One conformance suite, run against every transport adapter: each factory connects a (sender,
 //! receiver) pair to an echo peer in another process (`ringwire __peer echo-<adapter>`), and every test
 //! below runs once per adapter. Blocking calls are guarded by a watchdog that fails the test as a hang;
-//! no test sleeps or asserts a duration.
+//! no test sleeps or asserts a duration. The redis adapters meet their peer at a private `redis-server`
+//! started for each test.
 
 use ringwire::testkit::peers::{self, PeerConn};
+use ringwire::testkit::redis_server::RedisServer;
 use ringwire::testkit::{check, message};
 use ringwire::transport::{TransportRecvError, TransportSendError};
 use std::process::Command;
@@ -17,11 +19,36 @@ fn peer_cmd(mode: &str) -> Command {
     cmd
 }
 
-type Conn = PeerConn;
+/// A connection to an echo peer, and the private Redis server it goes through (dropped after it).
+struct Conn {
+    c: PeerConn,
+    _server: Option<RedisServer>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = PeerConn;
+    fn deref(&self) -> &PeerConn {
+        &self.c
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PeerConn {
+        &mut self.c
+    }
+}
 
 /// Connects to `ringwire __peer echo-<adapter>` over that adapter.
 fn make(adapter: &str) -> Conn {
-    peers::connect(peer_cmd(&format!("echo-{adapter}")), adapter).expect("connect to the echo peer")
+    let (server, url) = if adapter.starts_with("redis") {
+        let s = RedisServer::start().expect("start a private redis-server");
+        let url = s.url();
+        (Some(s), url)
+    } else {
+        (None, peers::redis_url())
+    };
+    let c = peers::connect_via(peer_cmd(&format!("echo-{adapter}")), adapter, &url).expect("connect to the echo peer");
+    Conn { c, _server: server }
 }
 
 fn make_stdio() -> Conn {
@@ -47,6 +74,15 @@ fn make_udp() -> Conn {
 }
 fn make_shm() -> Conn {
     make("shm")
+}
+fn make_websocket() -> Conn {
+    make("websocket")
+}
+fn make_redis_pubsub() -> Conn {
+    make("redis-pubsub")
+}
+fn make_redis_stream() -> Conn {
+    make("redis-stream")
 }
 
 /// Runs `f` on a thread; a test that takes longer than the watchdog fails as a hang.
@@ -117,8 +153,8 @@ fn peer_closes(make: fn() -> Conn) {
     c.tx.close().unwrap();
     assert!(matches!(c.tx.send(b"x"), Err(TransportSendError::Closed)));
     assert_eq!(recv(&mut c).unwrap(), b"last");
-    if c.datagram {
-        return; // no clean close on UDP: the peer never learns
+    if c.datagram || c.brokered {
+        return; // no clean close on UDP or through a broker: the peer never learns
     }
     // The echo peer closes once it sees our close; we see a clean end, every time we ask.
     assert!(matches!(recv(&mut c), Err(TransportRecvError::PeerGone)));
@@ -132,6 +168,16 @@ fn peer_killed(make: fn() -> Conn) {
     c.tx.send(b"ping").unwrap();
     assert_eq!(recv(&mut c).unwrap(), b"ping");
     c.peer.kill();
+    if c.brokered {
+        // The server outlives the peer: nothing comes back, and sending still works (a stream keeps the
+        // messages for the group's next consumer; pub/sub drops them).
+        c.tx.send(b"anyone?").unwrap();
+        match c.rx.recv_deadline(Instant::now() + Duration::from_millis(200)) {
+            Err(TransportRecvError::Timeout) => {}
+            other => panic!("expected nothing from a dead peer, got {other:?}"),
+        }
+        return;
+    }
     if c.datagram {
         // Only an ICMP "port unreachable" for something we send tells a UDP socket the peer is gone.
         c.tx.send(b"anyone?").unwrap();
@@ -182,5 +228,8 @@ mod on {
         tcp => crate::make_tcp,
         udp => crate::make_udp,
         shm => crate::make_shm,
+        websocket => crate::make_websocket,
+        redis_pubsub => crate::make_redis_pubsub,
+        redis_stream => crate::make_redis_stream,
     }
 }

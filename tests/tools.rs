@@ -70,15 +70,32 @@ fn echo_and_cat_over_shm() {
 }
 
 #[test]
-fn unknown_or_unbuilt_transport_is_an_error() {
-    for t in ["carrier-pigeon", "redis"] {
+fn echo_and_cat_over_websocket() {
+    let (_server, addr) = start_echo("websocket", "ws://127.0.0.1:0/echo");
+    assert!(addr.starts_with("ws://127.0.0.1:") && addr.ends_with("/echo"), "{addr}");
+    assert_eq!(cat("websocket", &addr, INPUT), INPUT);
+    assert_eq!(cat("websocket", &addr, "again\n"), "again\n");
+}
+
+#[test]
+fn echo_and_cat_over_redis_pubsub() {
+    let redis = ringwire::testkit::redis_server::RedisServer::start().expect("start a private redis-server");
+    let (_server, addr) = start_echo("redis", &format!("{}/chat", redis.url()));
+    assert_eq!(addr, format!("{}/chat", redis.url()));
+    assert_eq!(cat("redis", &addr, INPUT), INPUT);
+    assert_eq!(cat("redis", &addr, "again\n"), "again\n");
+}
+
+#[test]
+fn unknown_transport_or_bad_address_is_an_error() {
+    for (t, addr) in [("carrier-pigeon", "x"), ("redis", "x"), ("websocket", "x"), ("redis", "redis://127.0.0.1:1/c")] {
         let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
-            .args(["cat", "--transport", t, "--connect", "x"])
+            .args(["cat", "--transport", t, "--connect", addr])
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(!out.status.success());
+        assert!(!out.status.success(), "{t} {addr}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("transport"), "{err}");
+        assert!(err.starts_with("ringwire: "), "{err}");
     }
 }

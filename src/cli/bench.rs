@@ -7,7 +7,7 @@
 
 use super::peer::{parse_wait, RING_A_VAR, RING_B_VAR};
 use super::probe::{self, SharedMem};
-use super::report::{self, Machine, ProbeSample, Row, Throughput};
+use super::report::{self, Machine, ProbeSample, Row, Skipped, Throughput};
 use super::{available_cpus, base_payload, pin_to, stamp, verify, CliResult};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -16,8 +16,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every transport this build knows, in table order.
-pub const TRANSPORTS: &[&str] =
-    &["limit", "shm-spsc", "shm-mpmc", "shm-broadcast", "pipe", "stdio", "fork", "unix", "tcp", "udp", "crossbeam"];
+pub const TRANSPORTS: &[&str] = &[
+    "limit",
+    "shm-spsc",
+    "shm-mpmc",
+    "shm-broadcast",
+    "pipe",
+    "stdio",
+    "fork",
+    "unix",
+    "tcp",
+    "udp",
+    "websocket",
+    "redis-pubsub",
+    "redis-stream",
+    "crossbeam",
+];
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -25,9 +39,13 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, shm-mpmc, shm-broadcast,
-    /// pipe, stdio, fork, unix, tcp, udp, crossbeam.
+    /// pipe, stdio, fork, unix, tcp, udp, websocket, redis-pubsub, redis-stream, crossbeam.
     #[arg(long, value_delimiter = ',')]
     transports: Option<Vec<String>>,
+    /// The Redis server of the redis-pubsub and redis-stream rows (redis://host:port or host:port). When
+    /// none answers there, those rows are listed as skipped and the rest of the run goes on.
+    #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379")]
+    redis: String,
     /// Comma-separated message sizes in bytes.
     #[arg(long, value_delimiter = ',', default_values_t = vec![64usize, 4096])]
     sizes: Vec<usize>,
@@ -113,6 +131,13 @@ pub fn run(args: BenchArgs) -> CliResult {
         return Err(format!("sizes must be between 1 and {RING_MAX_MESSAGE} bytes").into());
     }
     let counts = Counts::new(args.quick);
+    let redis = super::transports::redis_url(&args.redis);
+    // Checked once, before any row: a missing server skips the redis rows, not the run.
+    let redis_down = if selected.iter().any(|t| super::transports::is_redis(t)) {
+        super::transports::redis_check(&redis).err()
+    } else {
+        None
+    };
     let mut plans = Vec::new();
     for &size in &args.sizes {
         for &t in &selected {
@@ -134,6 +159,7 @@ pub fn run(args: BenchArgs) -> CliResult {
     bar.set_style(ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}").expect("valid template"));
 
     let mut rows = Vec::new();
+    let mut skipped = Vec::new();
     let mut last_size = None;
     let mut before = ProbeSample::default();
     for plan in &plans {
@@ -144,12 +170,22 @@ pub fn run(args: BenchArgs) -> CliResult {
             last_size = Some(plan.size);
         }
         bar.set_message(format!("{} ({}), {} B", plan.transport, plan.wait, plan.size));
-        let m = match measure(plan, &counts) {
+        let measured = match (&redis_down, super::transports::is_redis(plan.transport)) {
+            (Some(reason), true) => Err(reason.clone().into()),
+            _ => measure(plan, &counts, &redis),
+        };
+        let m = match measured {
             Ok(m) => m,
             Err(e) => {
-                // One transport failing (a peer that can't start, a lost datagram stream) must not
-                // cost the other rows: report it and go on.
+                // One transport failing (a peer that can't start, a lost datagram stream, no Redis server)
+                // must not cost the other rows: list it as skipped and go on.
                 bar.suspend(|| eprintln!("{} ({}, {} B) skipped: {e}", plan.transport, plan.wait, plan.size));
+                skipped.push(Skipped {
+                    transport: plan.transport,
+                    wait: plan.wait,
+                    size: plan.size,
+                    reason: e.to_string(),
+                });
                 bar.inc(2);
                 continue;
             }
@@ -173,9 +209,9 @@ pub fn run(args: BenchArgs) -> CliResult {
         super::plot::svg(path, &rows, &title)?;
     }
     if args.json {
-        println!("{}", report::json(&machine, &rows)?);
+        println!("{}", report::json(&machine, &rows, &skipped)?);
     } else {
-        print!("{}", report::table(&machine, &rows, args.quick));
+        print!("{}", report::table(&machine, &rows, &skipped, args.quick));
     }
     Ok(())
 }
@@ -231,7 +267,7 @@ fn probe_stream(size: usize, count: u64) -> CliResult<Throughput> {
     Ok(Throughput::new(count, size, elapsed))
 }
 
-fn measure(plan: &Plan, counts: &Counts) -> CliResult<Measured> {
+fn measure(plan: &Plan, counts: &Counts, redis: &str) -> CliResult<Measured> {
     match plan.transport {
         "limit" => {
             let mut rtt = histogram();
@@ -261,11 +297,13 @@ fn measure(plan: &Plan, counts: &Counts) -> CliResult<Measured> {
         t if super::transports::NAMES.contains(&t) => {
             let mut rtt = histogram();
             // Kernel transports wake a sleeping peer on every message (tens of microseconds here), so they
-            // get a tenth of the ring's round trips and stream messages.
-            let (warmup, samples) = (counts.rtt_warmup / 10, counts.rtt_samples / 10);
-            super::transports::rtt(t, plan.size, warmup, samples, &mut rtt)?;
-            let n = counts.stream(plan.size) / 10;
-            let elapsed = super::transports::stream(t, plan.size, n)?;
+            // get a tenth of the ring's round trips and stream messages; the redis rows, two hops through
+            // a server and a request-reply per message sent, a hundredth.
+            let div = if super::transports::is_redis(t) { 100 } else { 10 };
+            let (warmup, samples) = (counts.rtt_warmup / div, counts.rtt_samples / div);
+            super::transports::rtt(t, plan.size, warmup, samples, redis, &mut rtt)?;
+            let n = counts.stream(plan.size) / div;
+            let elapsed = super::transports::stream(t, plan.size, n, redis)?;
             Ok(Measured { rtt, throughput: Throughput::new(n, plan.size, elapsed) })
         }
         "crossbeam" => Ok(Measured {

@@ -25,9 +25,10 @@ enum Command {
     /// Measure round-trip latency and streaming throughput of each transport, each row next to a
     /// bare-hardware probe taken right before and after it.
     Bench(bench::BenchArgs),
-    /// Serve an echo endpoint: every frame received is sent back (tcp, unix, udp, shm).
+    /// Serve an echo endpoint: every frame received is sent back (tcp, unix, udp, shm, websocket, redis).
     Echo(tools::EchoArgs),
-    /// Send each line of stdin as one frame and print each frame received as a line (tcp, unix, udp, shm).
+    /// Send each line of stdin as one frame and print each frame received as a line (tcp, unix, udp, shm,
+    /// websocket, redis).
     Cat(tools::CatArgs),
     /// Internal: the far side of a benchmark (spawned by `ringwire bench`).
     #[command(name = "__peer", hide = true)]

@@ -11,7 +11,8 @@ pub const RING_B_VAR: &str = "RINGWIRE_BENCH_B";
 #[derive(clap::Args, Debug)]
 pub struct PeerArgs {
     /// limit-echo | limit-sink | ring-echo | ring-sink (and test modes: produce, consume, hold-*,
-    /// echo-<transport>, garbage-stdio, midframe-exit, flood-stdio, close-stdout)
+    /// echo-<transport>, sink-<transport>, garbage-stdio, midframe-exit, flood-stdio, close-stdout,
+    /// take-redis-stream)
     mode: String,
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -36,7 +37,8 @@ pub struct PeerArgs {
     /// its sequence number instead of expecting message 0.
     #[arg(long)]
     resume: bool,
-    /// Transport test modes: where to connect (a path, abstract name, host:port, or FIFO directory).
+    /// Transport test modes: where to connect (a path, abstract name, host:port, FIFO directory,
+    /// ws://host:port/path, or redis://host:port/NAME).
     #[arg(long)]
     addr: Option<String>,
     /// Transport test modes: the largest message each half accepts.
@@ -208,7 +210,12 @@ fn ring_sink(wait: WaitStrategy, size: usize, count: u64) -> CliResult {
 }
 
 /// Transport test modes other than `echo-*`.
-const TRANSPORT_MODES: &[&str] = &["garbage-stdio", "midframe-exit", "flood-stdio", "close-stdout"];
+const TRANSPORT_MODES: &[&str] =
+    &["garbage-stdio", "midframe-exit", "flood-stdio", "close-stdout", "take-redis-stream"];
+
+fn redis_options(args: &PeerArgs) -> ringwire::transport::redis::Options {
+    ringwire::transport::redis::Options { max_message: args.max_message, ..Default::default() }
+}
 
 /// The transport test modes: `echo-<adapter>` echoes every message back until the peer closes, then
 /// closes too; the others misbehave on stdio in one specific way each.
@@ -249,6 +256,42 @@ fn transport_mode(args: &PeerArgs) -> CliResult {
             echo!((tx, rx))
         }
         "echo-shm" => echo!(shm::from_env()?),
+        "echo-websocket" => {
+            let opts = ringwire::transport::websocket::Options { max_message: args.max_message, ..Default::default() };
+            echo!(ringwire::transport::websocket::connect_with(&addr()?, &opts)?)
+        }
+        "echo-redis-pubsub" => {
+            use ringwire::transport::redis::{split_addr, Publisher, Subscriber};
+            let (url, name) = split_addr(&addr()?).ok_or("--addr must be redis://host:port/NAME")?;
+            let opts = redis_options(args);
+            let rx = Subscriber::with_options(&url, &name, opts.clone())?;
+            let mut tx = Publisher::with_options(&url, &format!("{name}.reply"), opts)?;
+            tx.send(b"hello")?; // subscribed: the parent may start
+            echo!((tx, rx))
+        }
+        "echo-redis-stream" => {
+            use ringwire::transport::redis::{split_addr, StreamConsumer, StreamProducer};
+            let (url, name) = split_addr(&addr()?).ok_or("--addr must be redis://host:port/NAME")?;
+            let opts = redis_options(args);
+            let rx = StreamConsumer::with_options(&url, &format!("{name}.down"), "ringwire", "peer", opts.clone())?;
+            let mut tx = StreamProducer::with_options(&url, &format!("{name}.up"), opts)?;
+            tx.set_max_len(Some(ringwire::testkit::peers::STREAM_CAP));
+            echo!((tx, rx))
+        }
+        // Takes one message from a stream as consumer `--name` of group `ringwire` (claiming nothing),
+        // says so, and waits to be killed without acknowledging it.
+        "take-redis-stream" => {
+            use ringwire::transport::redis::{split_addr, StreamConsumer};
+            let (url, key) = split_addr(&addr()?).ok_or("--addr must be redis://host:port/KEY")?;
+            let name = args.name.as_deref().ok_or("this mode needs --name")?;
+            let mut rx = StreamConsumer::with_options(&url, &key, "ringwire", name, redis_options(args))?;
+            rx.set_claim_idle(None);
+            let msg = rx.recv()?;
+            say(&format!("got {}", String::from_utf8_lossy(&msg)));
+            loop {
+                std::thread::park();
+            }
+        }
         "echo-json-fork" => {
             let (mut tx, mut rx) = fork::from_env()?;
             loop {

@@ -7,7 +7,8 @@
 //!               "throughput": {"msgs_per_sec": .., "bytes_per_sec": ..},
 //!               "limit_ratio": {"rtt_p50": .., "throughput": ..},
 //!               "spsc_ratio": {"rtt_p50": .., "throughput": ..},
-//!               "limit_probe": {"before": {"rtt_p50": .., "msgs_per_sec": ..}, "after": {..}}}]}
+//!               "limit_probe": {"before": {"rtt_p50": .., "msgs_per_sec": ..}, "after": {..}}}],
+//!  "skipped": [{"transport": "redis-pubsub", "wait": "block", "size": 64, "reason": "..."}]}
 //! ```
 
 use hdrhistogram::Histogram;
@@ -160,14 +161,24 @@ pub fn fill_spsc_ratios(rows: &mut [Row]) {
     }
 }
 
+/// A row that did not run, and why (no Redis server, a peer that failed, ...).
+#[derive(Serialize, Debug)]
+pub struct Skipped {
+    pub transport: &'static str,
+    pub wait: &'static str,
+    pub size: usize,
+    pub reason: String,
+}
+
 #[derive(Serialize)]
 struct Doc<'a> {
     machine: &'a Machine,
     results: &'a [Row],
+    skipped: &'a [Skipped],
 }
 
-pub fn json(machine: &Machine, rows: &[Row]) -> serde_json::Result<String> {
-    serde_json::to_string_pretty(&Doc { machine, results: rows })
+pub fn json(machine: &Machine, rows: &[Row], skipped: &[Skipped]) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&Doc { machine, results: rows, skipped })
 }
 
 fn ns(v: u64) -> String {
@@ -190,7 +201,7 @@ fn rate(v: f64) -> String {
     }
 }
 
-pub fn table(m: &Machine, rows: &[Row], quick: bool) -> String {
+pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -243,6 +254,9 @@ pub fn table(m: &Machine, rows: &[Row], quick: bool) -> String {
             sp.0,
             sp.1
         );
+    }
+    for s in skipped {
+        let _ = writeln!(out, "{:<14} {:<9} {:>6} | skipped: {}", s.transport, s.wait, s.size, s.reason);
     }
     let _ = writeln!(
         out,

@@ -1,13 +1,17 @@
 //! `ringwire echo` and `ringwire cat`: a transport user's nc / websocat / redis-cli, speaking ringwire
 //! frames.
 //!
-//! ADDR is `host:port` for tcp and udp, a socket path for unix, and a ring name for shm (the rings
-//! `NAME.down` and `NAME.up` under /dev/shm, made by `echo`). The other transports of the transports issue
-//! (redis, websocket) are not built yet and give an error.
+//! ADDR is `host:port` for tcp and udp, a socket path for unix, a ring name for shm (the rings
+//! `NAME.down` and `NAME.up` under /dev/shm, made by `echo`), `ws://host:port/path` for websocket, and
+//! `redis://host:port/CHANNEL` for redis (pub/sub). Over redis, `echo` subscribes to CHANNEL and publishes
+//! each reply on `CHANNEL.reply`; `cat` subscribes to `CHANNEL.reply` before it sends anything, then
+//! publishes on CHANNEL. Pub/sub is at most once: messages lost while a connection was down are
+//! reported on stderr.
 
 use super::CliResult;
 use ringwire::frame::{decode_datagram, encode_into, Kind};
-use ringwire::transport::{shm, tcp, udp, unix, Receiver, Sender, TransportRecvError};
+use ringwire::transport::redis::{self as redis_transport, Publisher, Subscriber};
+use ringwire::transport::{shm, tcp, udp, unix, websocket, Receiver, Sender, TransportRecvError};
 use ringwire::RingConfig;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,10 +20,12 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub struct EchoArgs {
-    /// tcp | unix | udp | shm
+    /// tcp | unix | udp | shm | websocket | redis
     #[arg(long)]
     transport: String,
-    /// Where to listen: host:port (tcp, udp; port 0 picks one), a socket path (unix), a ring name (shm).
+    /// Where to listen: host:port (tcp, udp; port 0 picks one), a socket path (unix), a ring name (shm),
+    /// ws://host:port/path (websocket; port 0 picks one), redis://host:port/CHANNEL (redis: serves
+    /// CHANNEL, replies on CHANNEL.reply).
     #[arg(long)]
     listen: String,
     /// Largest message accepted.
@@ -29,10 +35,12 @@ pub struct EchoArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct CatArgs {
-    /// tcp | unix | udp | shm
+    /// tcp | unix | udp | shm | websocket | redis
     #[arg(long)]
     transport: String,
-    /// What to connect to: host:port (tcp, udp), a socket path (unix), a ring name (shm).
+    /// What to connect to: host:port (tcp, udp), a socket path (unix), a ring name (shm),
+    /// ws://host:port/path (websocket), redis://host:port/CHANNEL (redis: sends on CHANNEL, reads
+    /// CHANNEL.reply).
     #[arg(long)]
     connect: String,
     /// Give up waiting for replies after this many seconds once stdin has ended.
@@ -113,14 +121,82 @@ pub fn echo(args: EchoArgs) -> CliResult {
             serve(tx, rx);
             Ok(())
         }
+        "websocket" => {
+            let mut listener = websocket::Listener::bind_url(&args.listen)?;
+            listener.set_options(websocket::Options { max_message: max, ..Default::default() });
+            say(&format!("listening on {}", listener.url()?));
+            loop {
+                // The handshake happens on the connection's own thread: a slow client holds up no one.
+                let (stream, peer) = listener.accept_tcp()?;
+                let (path, opts) = (listener.path().to_string(), listener.options().clone());
+                std::thread::spawn(move || match websocket::accept(stream, &path, &opts) {
+                    Ok((tx, rx)) => serve(tx, rx),
+                    Err(e) => eprintln!("ringwire echo: {peer}: {e}"),
+                });
+            }
+        }
+        "redis" => {
+            let (url, channel) = redis_addr(&args.listen)?;
+            let opts = redis_transport::Options { max_message: max, ..Default::default() };
+            let mut rx = Subscriber::with_options(&url, &channel, opts.clone())?;
+            let mut tx = Publisher::with_options(&url, &format!("{channel}.reply"), opts)?;
+            say(&format!("listening on {url}/{channel}"));
+            loop {
+                let r = rx.recv();
+                if let Some(report) = rx.take_report() {
+                    eprintln!("ringwire echo: {}", describe(&report));
+                }
+                match r {
+                    Ok(msg) => tx.send(&msg)?,
+                    Err(TransportRecvError::BadFrame(e)) => eprintln!("ringwire echo: skipped a bad frame: {e}"),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         other => Err(unsupported(other)),
     }
 }
 
 fn unsupported(t: &str) -> Box<dyn std::error::Error + Send + Sync> {
-    match t {
-        "redis" | "websocket" => format!("the {t} transport is not built yet").into(),
-        _ => format!("unknown transport {t:?} (tcp, unix, udp, shm)").into(),
+    format!("unknown transport {t:?} (tcp, unix, udp, shm, websocket, redis)").into()
+}
+
+fn redis_addr(addr: &str) -> CliResult<(String, String)> {
+    redis_transport::split_addr(addr)
+        .ok_or_else(|| format!("redis transport: {addr:?} is not redis://host:port/CHANNEL").into())
+}
+
+/// A delivery report as one line for stderr.
+fn describe(r: &redis_transport::DeliveryReport) -> String {
+    let mut parts = Vec::new();
+    if r.reconnects > 0 {
+        parts.push(format!("reconnected {} time(s), messages published meanwhile are lost", r.reconnects));
+    }
+    for g in &r.gaps {
+        parts.push(format!("{} message(s) lost from publisher {:016x} (from #{})", g.count, g.publisher, g.first));
+    }
+    if r.duplicates > 0 {
+        parts.push(format!("{} duplicate(s)", r.duplicates));
+    }
+    parts.join("; ")
+}
+
+/// A pub/sub receiver that reports losses on stderr as it goes.
+struct Reporting(Subscriber);
+
+impl Receiver for Reporting {
+    fn recv_wait(&mut self, wait: ringwire::transport::Wait) -> Result<Vec<u8>, TransportRecvError> {
+        let r = self.0.recv_wait(wait);
+        if let Some(report) = self.0.take_report() {
+            eprintln!("ringwire cat: {}", describe(&report));
+        }
+        r
+    }
+    fn close(&mut self) {
+        self.0.close()
+    }
+    fn max_message(&self) -> usize {
+        self.0.max_message()
     }
 }
 
@@ -144,6 +220,17 @@ pub fn cat(args: CatArgs) -> CliResult {
         "shm" => {
             let (tx, rx) = shm::open(&args.connect)?;
             (Box::new(tx), Box::new(rx))
+        }
+        "websocket" => {
+            let (tx, rx) = websocket::connect(&args.connect)?;
+            (Box::new(tx), Box::new(rx))
+        }
+        "redis" => {
+            let (url, channel) = redis_addr(&args.connect)?;
+            // Subscribed to the replies before the first message goes out.
+            let rx = Subscriber::connect(&url, &format!("{channel}.reply"))?;
+            let tx = Publisher::connect(&url, &channel)?;
+            (Box::new(tx), Box::new(Reporting(rx)))
         }
         other => return Err(unsupported(other)),
     };

@@ -1,6 +1,7 @@
 //! `ringwire bench` rows for the transports of `ringwire::transport`: each row talks to a
 //! `ringwire __peer echo-<t>` (round trips) or `sink-<t>` (one-way stream) process, connected by
-//! `ringwire::testkit::peers`, the same code the conformance tests use.
+//! `ringwire::testkit::peers`, the same code the conformance tests use. The redis rows meet their peer
+//! at the server `--redis` names.
 
 use super::peer::sink_ack_every;
 use super::{available_cpus, base_payload, stamp, verify, CliResult};
@@ -10,7 +11,32 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The transports measured here, in table order.
-pub const NAMES: &[&str] = &["pipe", "stdio", "fork", "unix", "tcp", "udp"];
+pub const NAMES: &[&str] =
+    &["pipe", "stdio", "fork", "unix", "tcp", "udp", "websocket", "redis-pubsub", "redis-stream"];
+
+/// Whether a row goes through a Redis server.
+pub fn is_redis(transport: &str) -> bool {
+    transport.starts_with("redis-")
+}
+
+/// Normalises `--redis`: `host:port` or `redis://host:port`.
+pub fn redis_url(arg: &str) -> String {
+    if arg.starts_with("redis://") {
+        arg.trim_end_matches('/').to_string()
+    } else {
+        format!("redis://{arg}")
+    }
+}
+
+/// Checks that a Redis server answers PING at `url`; the reason it does not, if not.
+pub fn redis_check(url: &str) -> Result<(), String> {
+    let answer = redis::Client::open(url).and_then(|c| {
+        let mut con = c.get_connection_with_timeout(Duration::from_secs(2))?;
+        con.set_read_timeout(Some(Duration::from_secs(2)))?;
+        redis::cmd("PING").query::<String>(&mut con)
+    });
+    answer.map(|_| ()).map_err(|e| format!("no Redis server answers at {url} ({e}); pass --redis URL"))
+}
 
 /// A peer that does not answer for this long has failed (no row waits forever).
 const STALL: Duration = Duration::from_secs(10);
@@ -26,15 +52,15 @@ fn peer_cmd(mode: &str, size: usize, count: u64) -> CliResult<Command> {
 }
 
 /// Connects to a fresh `echo-<t>` / `sink-<t>` peer (`role` is "echo" or "sink").
-fn connect(transport: &str, role: &str, size: usize, count: u64) -> CliResult<PeerConn> {
+fn connect(transport: &str, role: &str, size: usize, count: u64, redis: &str) -> CliResult<PeerConn> {
     // The bench's `pipe` row runs over named FIFOs (the peer's stdio is the `stdio` row).
     let adapter = if transport == "pipe" { "fifo" } else { transport };
-    Ok(peers::connect(peer_cmd(&format!("{role}-{adapter}"), size, count)?, adapter)?)
+    Ok(peers::connect_via(peer_cmd(&format!("{role}-{adapter}"), size, count)?, adapter, redis)?)
 }
 
 /// Round trips through an echo peer: `warmup + samples` messages, the last `samples` recorded.
-pub fn rtt(transport: &str, size: usize, warmup: u64, samples: u64, h: &mut Histogram<u64>) -> CliResult {
-    let mut c = connect(transport, "echo", size, 0)?;
+pub fn rtt(transport: &str, size: usize, warmup: u64, samples: u64, redis: &str, h: &mut Histogram<u64>) -> CliResult {
+    let mut c = connect(transport, "echo", size, 0, redis)?;
     let base = base_payload(size);
     let mut msg = base.clone();
     for i in 0..warmup + samples {
@@ -57,8 +83,8 @@ pub fn rtt(transport: &str, size: usize, warmup: u64, samples: u64, h: &mut Hist
 /// One-way stream of `count` messages into a sink peer that checks each one, with at most four
 /// acknowledgement intervals (about 64 KiB) unacknowledged; returns the time from the first send to the
 /// sink's verdict.
-pub fn stream(transport: &str, size: usize, count: u64) -> CliResult<Duration> {
-    let mut c = connect(transport, "sink", size, count)?;
+pub fn stream(transport: &str, size: usize, count: u64, redis: &str) -> CliResult<Duration> {
+    let mut c = connect(transport, "sink", size, count, redis)?;
     let base = base_payload(size);
     let mut msg = base.clone();
     let mut acked = 0u64;

@@ -1,11 +1,13 @@
 //! One transport interface over every medium: the shared-memory ring, pipes and FIFOs, Unix and TCP
-//! stream sockets, UDP datagrams, a child's stdio, and a socket inherited by a child.
+//! stream sockets, UDP datagrams, a child's stdio, a socket inherited by a child, WebSocket, and Redis
+//! (pub/sub and streams).
 //!
 //! Every adapter hands out a [`Sender`] and a [`Receiver`] half with the same methods (blocking, `try_`,
 //! `_deadline`, `close`) and the same errors ([`TransportSendError`], [`TransportRecvError`]). Every message
 //! travels as one [frame](crate::frame): stream adapters are all one generic pair,
 //! [`StreamSender`] / [`StreamReceiver`], built on [`FrameDecoder`](crate::frame::FrameDecoder) over any
-//! non-blocking file descriptor; UDP puts one frame in each datagram; the ring is already framed.
+//! non-blocking file descriptor; UDP puts one frame in each datagram, WebSocket in each binary message,
+//! Redis in each value (after a 16-byte envelope that numbers the messages); the ring is already framed.
 //!
 //! | adapter | constructor(s) | halves |
 //! |---|---|---|
@@ -16,6 +18,8 @@
 //! | [`udp`] | `udp::connect`, `udp::from_socket` | [`udp::UdpSender`] / [`udp::UdpReceiver`] |
 //! | [`stdio`] | `stdio::spawn` (parent), `stdio::from_process_stdio` (child) | [`FdSender`] / [`FdReceiver`] |
 //! | [`fork`] | `fork::spawn` (parent), `fork::from_env` (child) | same |
+//! | `websocket` (feature `websocket`) | `websocket::Listener::{bind, bind_url}` + `accept`, `websocket::connect` | `websocket::WsSender` / `websocket::WsReceiver` |
+//! | `redis` (feature `redis`) | `redis::Publisher` + `redis::Subscriber`; `redis::StreamProducer` + `redis::StreamConsumer` | each type is one half |
 //!
 //! Delivery guarantees per adapter are in ARCHITECTURE.md ("Transports").
 //!
@@ -39,12 +43,16 @@
 
 pub mod fork;
 pub mod pipe;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod shm;
 pub mod stdio;
 mod stream;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
+#[cfg(feature = "websocket")]
+pub mod websocket;
 
 pub use stream::{FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender};
 
