@@ -18,8 +18,16 @@ fi
 
 # Tools the tests run as real peers: tests/redis.rs, the redis conformance suites and the tools tests start
 # private redis-servers on free ports; tests/websocket.rs talks to Node.js's built-in WebSocket client.
+# A machine without them gets them from Debian's packages (as root), else the suite stops here.
 for tool in redis-server node; do
-    command -v "$tool" >/dev/null || { echo "$tool is needed by the test suite (see README.md)" >&2; exit 1; }
+    if ! command -v "$tool" >/dev/null; then
+        pkg=$([ "$tool" = node ] && echo nodejs || echo redis-server)
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "installing $pkg (needed by the test suite)"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+        fi
+        command -v "$tool" >/dev/null || { echo "$tool is needed by the test suite (see README.md)" >&2; exit 1; }
+    fi
 done
 
 echo "== house rules =="
