@@ -10,7 +10,7 @@
 use rand::{Rng, SeedableRng};
 use ringwire::broadcast::{self, Mode};
 use ringwire::testkit::{fill, len_for};
-use ringwire::{OpenError, RecvError, RingConfig, ShmBroadcast, ShmQueue, ShmRing};
+use ringwire::{OpenError, RecvError, RingConfig, ShmBroadcast, ShmQueue, ShmRing, WaitStrategy};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -158,6 +158,15 @@ impl Peer {
         let _ = self.child.wait();
     }
 
+    /// Kills a peer of a mode that runs until killed: one that has exited already (it found something
+    /// wrong) fails the test.
+    fn kill_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait peer") {
+            panic!("peer `{}` exited before it was killed: {status}", self.what);
+        }
+        self.kill();
+    }
+
     /// Waits (watchdog) for the child to close its output and exit; asserts it succeeded; returns its last
     /// line (the peers' JSON summary).
     fn finish(mut self) -> String {
@@ -188,6 +197,32 @@ fn field(summary: &str, name: &str) -> u64 {
     let at = summary.find(&key).unwrap_or_else(|| panic!("no {name} in {summary:?}")) + key.len();
     let digits: String = summary[at..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().unwrap_or_else(|_| panic!("bad {name} in {summary:?}"))
+}
+
+/// The tags in the `--out` file of a consumer that may have been killed while writing it: a record cut
+/// short by the kill (8 bytes at an 8-byte offset never straddle a page, so in practice none is) names
+/// no message.
+fn read_tags_of_killed(path: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// What `mpmc-consume` records for a message that fails its byte check (src/cli/slotpeer.rs `CORRUPT`).
+const CORRUPT: u64 = u64::MAX;
+
+/// Checks one consumer's record: no torn or corrupt message, no stray one (stream `id` has `per[id]`
+/// messages), and each stream's messages in increasing order (one consumer claims positions in order).
+fn assert_record_in_order(who: &str, tags: &[u64], per: &[u64]) {
+    let mut last: Vec<Option<u64>> = vec![None; per.len()];
+    for &t in tags {
+        assert_ne!(t, CORRUPT, "{who} received a torn or corrupt message");
+        let (id, seq) = ((t >> 40) as usize, t & ((1 << 40) - 1));
+        assert!(id < per.len() && seq < per[id], "{who}: stray message {seq} of stream {id}");
+        if let Some(prev) = last[id] {
+            assert!(seq > prev, "{who}: stream {id}: message {seq} after {prev}");
+        }
+        last[id] = Some(seq);
+    }
 }
 
 /// Checks that `tags` hold exactly messages `0..per` of each stream `0..streams`, each once.
@@ -401,6 +436,133 @@ fn mpmc_producers_killed_at_random_moments_lose_at_most_their_message_in_flight(
 }
 
 #[test]
+fn mpmc_consumers_killed_at_random_moments_lose_at_most_the_message_they_held() {
+    // Stream 0 comes from this process, stream 1 from a producer process. A consumer process lives
+    // through the whole run; VICTIMS more, up to three at a time, are each killed after a random number
+    // of this process's sends, and replaced at once or not. Each records a message (one `write` per
+    // message, --flush-each) before dropping its read guard, and half of them hold every guard a while
+    // (--dawdle-us), so that a kill often finds one holding a message, before or after recording it.
+    // So a message missing from every record was held by a victim when it died, and the producer that
+    // next needed its slot reclaimed it: lost <= reclaimed <= kills.
+    const VICTIMS: u32 = 30;
+    const HELPER: u64 = 20_000;
+    let name = unique("mpmc-kill-consumer");
+    let dir = TempDir::new("mpmc-kill-consumer");
+    let q = ShmQueue::create(&name, cfg(SMALL)).unwrap();
+    let n = slots(SMALL);
+    let fast = ["--stuck-ms", "2", "--liveness-ms", "5"];
+    let mut tx = q.producer().unwrap();
+    tx.set_stuck_timeout(Duration::from_millis(2));
+    tx.set_liveness_interval(Duration::from_millis(5));
+    let live = Peer::attached("mpmc-consume", &name, &[&fast[..], &["--out", &dir.arg("live")]].concat());
+    let helper = Peer::attached(
+        "mpmc-produce",
+        &name,
+        &[&fast[..], &["--id", "1", "--count", &HELPER.to_string(), "--wait", "yield"]].concat(),
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xc0_5eed);
+    // A victim, killed once this process has sent `at` messages and it has recorded `records` (a
+    // dawdler, that would otherwise often die before it got anything); it is killed regardless if it
+    // still has not, `GIVE_UP` messages later.
+    struct Victim {
+        peer: Peer,
+        out: PathBuf,
+        at: u64,
+        records: u64,
+    }
+    const GIVE_UP: u64 = 20_000;
+    let spawn = |rng: &mut rand::rngs::StdRng, i: u32, sent: u64| -> Victim {
+        let wait = ["spin", "yield", "adaptive"][rng.gen_range(0..3)];
+        let dawdle = ["0", "0", "100", "2000"][rng.gen_range(0..4)];
+        let out = dir.file(&format!("v{i}"));
+        let args = ["--out", out.to_str().unwrap(), "--flush-each", "--wait", wait, "--dawdle-us", dawdle];
+        let peer = Peer::attached("mpmc-consume", &name, &[&fast[..], &args].concat());
+        let (at, records) = if dawdle == "0" {
+            (sent + rng.gen_range(0..400), 0)
+        } else {
+            (sent + rng.gen_range(0..50), rng.gen_range(1..=3))
+        };
+        Victim { peer, out, at, records }
+    };
+    let due = |v: &Victim, sent: u64| {
+        sent >= v.at
+            && (v.records == 0
+                || sent >= v.at + GIVE_UP
+                || std::fs::metadata(&v.out).map(|m| m.len() / 8).unwrap_or(0) >= v.records)
+    };
+    let mut victims: Vec<Victim> = Vec::new();
+    let (mut sent, mut spawned, mut kills) = (0u64, 0u32, 0u32);
+    loop {
+        if victims.is_empty() {
+            if spawned == VICTIMS {
+                break;
+            }
+            victims.push(spawn(&mut rng, spawned, sent));
+            spawned += 1;
+            tx.set_wait_strategy(
+                [WaitStrategy::Spin, WaitStrategy::SpinYield, WaitStrategy::default()][rng.gen_range(0..3)],
+            );
+        }
+        let mut i = 0;
+        while i < victims.len() {
+            if !due(&victims[i], sent) {
+                i += 1;
+                continue;
+            }
+            victims.swap_remove(i).peer.kill_running();
+            kills += 1;
+            // Replaced at once (by one or two), or not.
+            for _ in 0..rng.gen_range(0..=2) {
+                if spawned < VICTIMS && victims.len() < 3 {
+                    victims.push(spawn(&mut rng, spawned, sent));
+                    spawned += 1;
+                }
+            }
+        }
+        tx.send_timeout(&msg(0, sent), WATCHDOG).unwrap_or_else(|e| panic!("message {sent}: {e}"));
+        sent += 1;
+    }
+    // n + 1 more: this producer then claims a position a lap past every one claimed before the last
+    // kill, so every slot a dead victim held has been reclaimed (counted) by now.
+    for _ in 0..=n {
+        tx.send_timeout(&msg(0, sent), WATCHDOG).unwrap_or_else(|e| panic!("message {sent}: {e}"));
+        sent += 1;
+    }
+    helper.finish();
+    let recovered = tx.recovered();
+    drop(tx);
+    let summary = live.finish();
+    assert!(summary.contains(r#""end": "closed""#), "{summary}");
+    let per = [sent, HELPER];
+    let live_tags = read_tags(&dir.file("live"));
+    assert_eq!(field(&summary, "received"), live_tags.len() as u64, "{summary}");
+    assert_record_in_order("the live consumer", &live_tags, &per);
+    let mut delivered = std::collections::HashSet::new();
+    let mut by_victims = 0;
+    for t in live_tags {
+        assert!(delivered.insert(t), "message {t:#x} delivered twice");
+    }
+    for i in 0..VICTIMS {
+        let tags = read_tags_of_killed(&dir.file(&format!("v{i}")));
+        assert_record_in_order(&format!("victim {i}"), &tags, &per);
+        by_victims += tags.len();
+        for t in tags {
+            assert!(delivered.insert(t), "message {t:#x} delivered twice (victim {i})");
+        }
+    }
+    let lost = sent + HELPER - delivered.len() as u64;
+    eprintln!(
+        "{kills} consumers killed; {sent} + {HELPER} messages, {by_victims} recorded by victims, {lost} lost, {recovered:?}"
+    );
+    assert_eq!(recovered.skipped, 0, "no producer died");
+    assert!(
+        lost <= recovered.reclaimed && recovered.reclaimed <= kills as u64,
+        "{lost} messages lost, {} reclaimed, {kills} consumers killed",
+        recovered.reclaimed
+    );
+}
+
+#[test]
 fn mpmc_producer_killed_mid_message_is_skipped_after_the_stuck_timeout() {
     let name = unique("mpmc-mid-message");
     let q = ShmQueue::create(&name, cfg(SMALL)).unwrap();
@@ -490,6 +652,107 @@ fn broadcast_publisher_killed_mid_write_is_skipped_by_every_subscriber() {
         assert_eq!(field(&summary, "lagged"), 0, "{summary}");
         assert_eq!(read_tags(&dir.file(&format!("s{s}"))), (0..total).map(|q| tag(1, q)).collect::<Vec<_>>());
     }
+}
+
+#[test]
+fn broadcast_publishers_killed_at_random_moments_never_tear_a_message() {
+    // Back-pressure: a subscriber loses nothing but the positions it skips, so its record says exactly
+    // what each publisher committed. This process publishes stream LIVE through the whole run; VICTIMS
+    // publisher processes, one at a time, are killed: two in three while publishing as fast as they
+    // can, after a random number of this process's sends; one in three after publishing a random number
+    // of messages and then claiming a slot and stopping half-way through writing it (`bcast-abandon`;
+    // unless back-pressure refuses the claim just then, and it holds nothing).
+    const VICTIMS: u32 = 20;
+    const LIVE: u32 = 1000;
+    let name = unique("bcast-kill-publisher");
+    let dir = TempDir::new("bcast-kill-publisher");
+    let ring = ShmBroadcast::create(&name, cfg(SMALL), Mode::Backpressure).unwrap();
+    let n = slots(SMALL);
+    let fast = ["--stuck-ms", "2", "--liveness-ms", "5"];
+    let mut tx = ring.publisher().unwrap();
+    tx.set_stuck_timeout(Duration::from_millis(2));
+    tx.set_liveness_interval(Duration::from_millis(5));
+    let subscribers: Vec<Peer> = (0..2)
+        .map(|s| {
+            let out = dir.arg(&format!("s{s}"));
+            Peer::attached("bcast-subscribe", &name, &[&fast[..], &["--out", &out]].concat())
+        })
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xb_5eed);
+    let mut live_sent = 0u64;
+    let mut send_live = |tx: &mut ringwire::shm::ShmPublisher, count: u64| {
+        for _ in 0..count {
+            tx.send_deadline(&msg(LIVE, live_sent), Instant::now() + WATCHDOG)
+                .unwrap_or_else(|e| panic!("message {live_sent}: {e}"));
+            live_sent += 1;
+        }
+    };
+    // Victims that stopped mid-write, and how many messages each published first.
+    let mut abandoned = Vec::new();
+    for v in 0..VICTIMS {
+        let id = v.to_string();
+        if rng.gen_range(0..3) == 0 {
+            let count = rng.gen_range(0..2 * n);
+            let args = ["--id", &id, "--count", &count.to_string()];
+            let mut victim = Peer::attached("bcast-abandon", &name, &[&fast[..], &args].concat());
+            victim.expect("abandoned");
+            victim.kill_running();
+            abandoned.push((v, count));
+        } else {
+            let wait = ["spin", "yield", "adaptive"][rng.gen_range(0..3)];
+            let args = ["--id", &id, "--wait", wait];
+            let mut victim = Peer::attached("bcast-publish", &name, &[&fast[..], &args].concat());
+            send_live(&mut tx, rng.gen_range(0..600));
+            victim.kill_running();
+        }
+        send_live(&mut tx, rng.gen_range(0..50));
+    }
+    // Two more laps: this publisher takes over every slot a victim died writing.
+    send_live(&mut tx, 2 * n);
+    drop(tx);
+    let mut ends = Vec::new();
+    for (s, peer) in subscribers.into_iter().enumerate() {
+        let summary = peer.finish();
+        assert_eq!((field(&summary, "lagged"), field(&summary, "lost")), (0, 0), "subscriber {s}: {summary}");
+        ends.push((field(&summary, "received"), field(&summary, "position")));
+    }
+    let recovered = ring.subscriber().unwrap().recovered();
+    let seen: Vec<Vec<u64>> = (0..2).map(|s| read_tags(&dir.file(&format!("s{s}")))).collect();
+    assert!(seen[0] == seen[1], "the subscribers saw different sequences");
+    assert_eq!(ends[0], ends[1], "the subscribers ended at different positions");
+    let (received, position) = ends[0];
+    assert_eq!(received, seen[0].len() as u64);
+    // In position order: the live stream whole; each victim's stream from 0 with no gap (it can only
+    // stop short, where it died), after every earlier victim's (each started after the last one died).
+    let (mut live_next, mut victim_next, mut latest) = (0u64, vec![0u64; VICTIMS as usize], 0u32);
+    for &t in &seen[0] {
+        let (id, seq) = ((t >> 40) as u32, t & ((1 << 40) - 1));
+        if id == LIVE {
+            assert_eq!(seq, live_next, "the live publisher's stream has a gap or is out of order");
+            live_next += 1;
+            continue;
+        }
+        assert!(id < VICTIMS, "stray message {seq} of stream {id}");
+        assert!(id >= latest, "a message of victim {id} after one of victim {latest}");
+        latest = id;
+        assert_eq!(seq, victim_next[id as usize], "victim {id}'s stream has a gap or is out of order");
+        victim_next[id as usize] += 1;
+    }
+    assert_eq!(live_next, live_sent, "the live publisher's messages did not all arrive");
+    for &(v, count) in &abandoned {
+        assert_eq!(victim_next[v as usize], count, "victim {v} published {count} messages before it stopped");
+    }
+    // Every position claimed was read or skipped by each subscriber (a victim killed between claim and
+    // commit leaves one), and each subscriber counts its own skips.
+    let skipped = position - received;
+    eprintln!(
+        "{VICTIMS} publishers killed ({} told to stop mid-write); {live_sent} live messages, {} from victims; \
+         {skipped} positions skipped",
+        abandoned.len(),
+        received - live_sent
+    );
+    assert!(skipped <= VICTIMS as u64, "{skipped} positions skipped for {VICTIMS} kills");
+    assert_eq!(recovered.skipped, 2 * skipped, "{recovered:?}");
 }
 
 #[test]

@@ -6,9 +6,14 @@
 //!
 //! * `mpmc-produce RING --id P --count N [--dawdle-us U]`: sends messages 0..N (forever with 0) of
 //!   stream P, then exits; with `--dawdle-us`, sleeps U µs in the middle of writing each message.
-//! * `mpmc-consume RING [--out FILE] [--count N]`: receives until every producer has gone (or N
-//!   messages), checking every byte and that each producer's messages come in order; writes each
-//!   message's tag (`id << 40 | seq`, u64 LE) to FILE; prints a JSON summary.
+//! * `mpmc-consume RING [--out FILE] [--count N] [--flush-each] [--dawdle-us U]`: receives until every
+//!   producer has gone (or N messages), checking every byte and that each producer's messages come in
+//!   order; writes each message's tag (`id << 40 | seq`, u64 LE) to FILE, before dropping its read
+//!   guard; prints a JSON summary. A message that fails the byte check is written as [`CORRUPT`] before
+//!   the peer exits with an error. `--flush-each`: each tag goes to the file (one `write`) before the
+//!   guard is dropped, so a consumer killed at any moment has recorded every message it released (see
+//!   `tests/slot_process.rs`). `--dawdle-us U`: holds each read guard U µs longer, half before
+//!   recording the message and half after (a consumer that a kill often finds holding a message).
 //! * `mpmc-reserve-hold RING --id P --count N`: sends N messages, reserves the next one, writes half of
 //!   it, prints `ready` and blocks forever (to be killed mid-message).
 //! * `mpmc-hold-read RING`: receives one message, prints `holding ID SEQ` and blocks forever with the
@@ -16,7 +21,8 @@
 //! * `bcast-publish RING --id P --count N`: publishes messages 0..N (forever with 0) of stream P.
 //! * `bcast-subscribe RING [--out FILE] [--gate] [--pause-every K]`: receives until every publisher has
 //!   gone, checking every byte, each publisher's order, and that its messages are consecutive except
-//!   across a reported `Lagged`; counts `Lagged`; prints a JSON summary. `--gate`: waits for a line on
+//!   across a reported `Lagged`; counts `Lagged`; prints a JSON summary (with its final `position`:
+//!   positions read, lost to `Lagged` or skipped as a dead publisher's). `--gate`: waits for a line on
 //!   stdin before the first read; `--pause-every K`: sleeps 1 ms every K messages (a slow subscriber).
 //! * `bcast-abandon RING`: publishes `--count` messages, then claims a slot and stops mid-write
 //!   (`__abandon_mid_write`), prints `abandoned` and blocks forever.
@@ -86,9 +92,13 @@ struct SlotArgs {
     #[arg(long)]
     gate: bool,
     /// mpmc-produce: sleep this many microseconds in the middle of writing each message (a producer
-    /// that spends most of its time between claiming a slot and committing it).
+    /// that spends most of its time between claiming a slot and committing it). mpmc-consume: hold
+    /// each read guard this much longer (half before recording the message, half after).
     #[arg(long, default_value_t = 0)]
     dawdle_us: u64,
+    /// mpmc-consume: write each tag through to `--out` before dropping the message's read guard.
+    #[arg(long)]
+    flush_each: bool,
     /// bcast-subscribe: sleep 1 ms every this many messages (0: never).
     #[arg(long, default_value_t = 0)]
     pause_every: u64,
@@ -223,6 +233,9 @@ fn header(msg: &[u8]) -> Option<(u32, u64)> {
     Some((id, seq))
 }
 
+/// What `mpmc-consume` writes to `--out` for a message that fails its byte check (no tag is this).
+pub const CORRUPT: u64 = u64::MAX;
+
 /// One u64 naming message `seq` of stream `id`: what consumers write to `--out`.
 pub fn tag(id: u32, seq: u64) -> u64 {
     (id as u64) << 40 | (seq & ((1 << 40) - 1))
@@ -322,16 +335,39 @@ fn mpmc_consume(a: &SlotArgs, p: &Params) -> CliResult {
             Err(RecvError::Closed) => break "closed",
             Err(e) => return Err(format!("after {received} messages: {e}").into()),
         };
-        let (id, seq) = p.stream.check(&msg, &mut scratch)?;
+        let (id, seq) = match p.stream.check(&msg, &mut scratch) {
+            Ok(v) => v,
+            Err(e) => {
+                // Recorded too: a consumer killed before it could exit still tells the test.
+                if let Some(out) = &mut out {
+                    out.write_all(&CORRUPT.to_le_bytes())?;
+                    out.flush()?;
+                }
+                return Err(e.into());
+            }
+        };
+        // Recorded while the guard is held: if this process dies before the guard is dropped, the slot
+        // stays claimed (a producer reclaims it later), so every message whose slot it released is on
+        // record (with --flush-each), and the only one it can lose unrecorded is the one it holds.
+        let dawdle = Duration::from_micros(a.dawdle_us / 2);
+        if !dawdle.is_zero() {
+            std::thread::sleep(dawdle);
+        }
+        if let Some(out) = &mut out {
+            out.write_all(&tag(id, seq).to_le_bytes())?;
+            if a.flush_each {
+                out.flush()?;
+            }
+        }
+        if !dawdle.is_zero() {
+            std::thread::sleep(dawdle);
+        }
         drop(msg);
         // One consumer takes positions in increasing order, so it sees each producer's messages in order.
         if let Some((prev, _)) = last.insert(id, seq)? {
             if seq <= prev {
                 return Err(format!("stream {id}: message {seq} after {prev}").into());
             }
-        }
-        if let Some(out) = &mut out {
-            out.write_all(&tag(id, seq).to_le_bytes())?;
         }
         received += 1;
     };
@@ -443,8 +479,9 @@ fn bcast_subscribe(a: &SlotArgs, p: &Params) -> CliResult {
         out.flush()?;
     }
     say(&format!(
-        r#"{{"received": {received}, "lagged": {lagged}, "lost": {lost}, "skipped": {}}}"#,
-        rx.recovered().skipped
+        r#"{{"received": {received}, "lagged": {lagged}, "lost": {lost}, "skipped": {}, "position": {}}}"#,
+        rx.recovered().skipped,
+        rx.position()
     ));
     Ok(())
 }
