@@ -1,10 +1,11 @@
 //! criterion: one group per transport (`pipe`, `stdio`, `fork`, `unix`, `tcp`, `udp`, `websocket`,
-//! `redis-pubsub`, `redis-stream`, and the `shm` ring transport for reference), each timing round trips of
-//! 64 B and 4 KiB messages through a `ringwire __peer echo-<t>` process, the peers `ringwire bench` uses.
-//! Each reply is checked. The redis groups use the server at `$RINGWIRE_REDIS_URL` (default
+//! `redis-pubsub`, `redis-stream`, and the `shm` ring transport for reference), each timing, for 64 B and
+//! 4 KiB messages through a `ringwire __peer echo-<t>` process (the peers `ringwire bench` uses):
+//! `rtt/SIZE`, one message out and its echo back at a time; `stream/SIZE`, messages streamed through the
+//! echo with up to 16 in flight (reported as messages per second). Each reply is checked. The redis groups use the server at `$RINGWIRE_REDIS_URL` (default
 //! redis://127.0.0.1:6379) and are skipped, with a note, when none answers there.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringwire::testkit::peers::{self, PeerConn};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -32,12 +33,13 @@ fn transports(c: &mut Criterion) {
     for transport in ["shm", "pipe", "stdio", "fork", "unix", "tcp", "udp", "websocket", "redis-pubsub", "redis-stream"]
     {
         if let (true, Some(why)) = (transport.starts_with("redis"), &redis_missing) {
-            eprintln!("rtt/{transport}: skipped: {why}");
+            eprintln!("{transport}: skipped: {why}");
             continue;
         }
-        let mut g = c.benchmark_group(format!("rtt/{transport}"));
+        let mut g = c.benchmark_group(transport);
         for size in [64usize, 4096] {
-            g.bench_function(BenchmarkId::from_parameter(size), |b| {
+            g.throughput(Throughput::Elements(1));
+            g.bench_function(BenchmarkId::new("rtt", size), |b| {
                 let mut conn = connect(transport);
                 let msg: Vec<u8> = (0..size).map(|i| i as u8).collect();
                 b.iter_custom(|iters| {
@@ -46,6 +48,27 @@ fn transports(c: &mut Criterion) {
                         conn.tx.send(&msg).unwrap();
                         let reply = conn.rx.recv_deadline(Instant::now() + Duration::from_secs(30)).unwrap();
                         assert_eq!(reply, msg);
+                    }
+                    t0.elapsed()
+                });
+            });
+            g.bench_function(BenchmarkId::new("stream", size), |b| {
+                let mut conn = connect(transport);
+                let msg: Vec<u8> = (0..size).map(|i| i as u8).collect();
+                b.iter_custom(|iters| {
+                    // A window keeps both directions' buffers from filling up (the echo blocks on its
+                    // writes while we block on ours) and UDP from dropping.
+                    const WINDOW: u64 = 16;
+                    let (mut sent, mut got) = (0u64, 0u64);
+                    let t0 = Instant::now();
+                    while got < iters {
+                        while sent < iters && sent - got < WINDOW {
+                            conn.tx.send(&msg).unwrap();
+                            sent += 1;
+                        }
+                        let reply = conn.rx.recv_deadline(Instant::now() + Duration::from_secs(30)).unwrap();
+                        assert_eq!(reply, msg);
+                        got += 1;
                     }
                     t0.elapsed()
                 });
