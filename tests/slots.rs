@@ -92,6 +92,13 @@ fn mpmc_limits_full_timeout_and_too_large() {
     }
     assert_eq!(rx.try_recv().map(|m| m.len()), Err(RecvError::Empty));
     assert_eq!(rx.recv_timeout(Duration::from_millis(5)).map(|m| m.len()), Err(RecvError::Timeout));
+    // Copying out: a message too long for the buffer stays in the ring.
+    tx.send(b"twelve bytes").unwrap();
+    let mut small = [0u8; 4];
+    assert_eq!(rx.try_recv_into(&mut small), Err(RecvError::BufferTooSmall { needed: 12 }));
+    let mut big = [0u8; 100];
+    assert_eq!(rx.recv_into(&mut big), Ok(12));
+    assert_eq!(&big[..12], b"twelve bytes");
     // Zero-copy with a shorter commit.
     let mut w = tx.try_reserve(50).unwrap();
     w[..3].copy_from_slice(b"abc");

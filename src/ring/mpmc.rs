@@ -500,8 +500,40 @@ impl<S: Storage> Consumer<S> {
         self.recv_deadline(deadline).map(|m| m.to_vec())
     }
 
+    /// Copies the next message into `buf` if one is committed: its length. A message longer than `buf`
+    /// stays in the ring ([`RecvError::BufferTooSmall`]).
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_into_opt(buf, None, true)
+    }
+
+    /// Copies the next message into `buf`, blocking (see [`recv`](Self::recv)).
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_into_opt(buf, None, false)
+    }
+
+    /// Copies the next message into `buf`, waiting until `deadline` at most.
+    pub fn recv_into_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, RecvError> {
+        self.recv_into_opt(buf, Some(deadline), false)
+    }
+
+    fn recv_into_opt(&mut self, buf: &mut [u8], deadline: Option<Instant>, once: bool) -> Result<usize, RecvError> {
+        let room = buf.len();
+        let guard = self.recv_opt_fitting(deadline, once, room)?;
+        buf[..guard.len].copy_from_slice(&guard);
+        Ok(guard.len)
+    }
+
     fn recv_opt(&mut self, deadline: Option<Instant>, once: bool) -> Result<ReadGuard<'_, S>, RecvError> {
-        let (pos, len) = match self.try_take() {
+        self.recv_opt_fitting(deadline, once, usize::MAX)
+    }
+
+    fn recv_opt_fitting(
+        &mut self,
+        deadline: Option<Instant>,
+        once: bool,
+        room: usize,
+    ) -> Result<ReadGuard<'_, S>, RecvError> {
+        let (pos, len) = match self.try_take_fitting(room) {
             Ok(t) => t,
             Err(RecvError::Empty) if !once => {
                 let params = self.local.params(deadline);
@@ -513,7 +545,7 @@ impl<S: Storage> Consumer<S> {
                 wait_for(
                     cell,
                     params,
-                    || match this.borrow_mut().try_take() {
+                    || match this.borrow_mut().try_take_fitting(room) {
                         Err(RecvError::Empty) => Poll::Pending,
                         r => Poll::Ready(r),
                     },
@@ -526,8 +558,9 @@ impl<S: Storage> Consumer<S> {
         Ok(ReadGuard { consumer: self, pos, len })
     }
 
-    /// Claims the next committed message: its position and length.
-    fn try_take(&mut self) -> Result<(u64, usize), RecvError> {
+    /// Claims the next committed message: its position and length. A message longer than `room` is
+    /// left in the ring: `BufferTooSmall`.
+    fn try_take_fitting(&mut self, room: usize) -> Result<(u64, usize), RecvError> {
         let storage = &self.storage;
         let c = ctl(storage);
         let me = &c.participants[self.me.index];
@@ -541,6 +574,16 @@ impl<S: Storage> Consumer<S> {
             let seq = storage.word(off).load(Ordering::Acquire);
             let dif = seq.wrapping_sub(base + 1) as i64;
             if dif == 0 {
+                if room != usize::MAX {
+                    // The committed slot does not change until someone claims it, so its length can be
+                    // looked at first. Relaxed: ordered after the producer's writes by the Acquire above.
+                    let word = storage.word(off + 8).load(Ordering::Relaxed);
+                    if let Ok(FrameHeader { kind: Kind::Data, len }) = FrameHeader::from_word(word) {
+                        if len as usize > room && len as usize <= l.max_message {
+                            return Err(RecvError::BufferTooSmall { needed: len as usize });
+                        }
+                    }
+                }
                 me.intent.store(pos + 1, Ordering::Release);
                 // SYNC POINT: Release orders the intent before the claim (for a producer's stuck check).
                 if let Err(now) = c.head.compare_exchange_weak(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
