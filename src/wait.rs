@@ -91,11 +91,31 @@ impl WaitCell {
         futex::wake_all(&self.seq);
     }
 
+    /// How many sleepers are announced right now (tests and diagnostics).
+    pub(crate) fn sleepers(&self) -> u32 {
+        self.sleepers.load(Ordering::Relaxed)
+    }
+
+    /// Takes back the sleeper count of one endpoint that died while counted (slot rings, see
+    /// `slots::reclaim_sleep`).
+    pub(crate) fn forget_sleeper(&self) {
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Forgets sleepers announced by a process that died while asleep. Only sound when the caller is
     /// the only process that may sleep on this cell (an SPSC endpoint re-attaching).
     pub(crate) fn reset_sleepers(&self) {
         self.sleepers.store(0, Ordering::Relaxed);
     }
+}
+
+/// Where a sleeper records that it is counted in a cell's `sleepers` (slot rings: the participant's
+/// `asleep` word, set to `value` while counted), so that if its process dies asleep, whoever finds it
+/// dead can take its count back (`slots::reclaim_sleep`) instead of every later notify paying a wake.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SleepMark<'a> {
+    pub word: &'a AtomicU32,
+    pub value: u32,
 }
 
 /// Everything a blocking call needs to know about how to wait.
@@ -128,6 +148,7 @@ pub(crate) enum Poll<T, E> {
 /// about every `params.liveness`, and before each sleep.
 pub(crate) fn wait_for<T, E>(
     cell: &WaitCell,
+    mark: Option<SleepMark<'_>>,
     params: WaitParams,
     mut attempt: impl FnMut() -> Poll<T, E>,
     mut peer_gone: impl FnMut() -> Option<E>,
@@ -204,6 +225,10 @@ pub(crate) fn wait_for<T, E>(
             (_, None) => None,
         };
         cell.sleepers.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = mark {
+            // Relaxed: read only by a process that found ours dead (its lock released by the kernel).
+            m.word.store(m.value, Ordering::Relaxed);
+        }
         // SYNC POINT (Dekker, sleeper side): orders our announcement before the re-check of the
         // condition inside `attempt`; pairs with the light barrier in `WaitCell::notify`.
         heavy_barrier(params.asymmetric);
@@ -211,11 +236,22 @@ pub(crate) fn wait_for<T, E>(
         // the re-check below sees the condition that the bump announced.
         let seq = cell.seq.load(Ordering::Acquire);
         if let Poll::Ready(r) = attempt() {
+            unmark(mark);
             cell.sleepers.fetch_sub(1, Ordering::Relaxed);
             return r;
         }
         futex::wait(&cell.seq, seq, timeout);
+        unmark(mark);
         cell.sleepers.fetch_sub(1, Ordering::Relaxed);
         try_ready!();
+    }
+}
+
+/// Clears a sleep mark before the sleeper takes its own count back.
+#[inline]
+fn unmark(mark: Option<SleepMark<'_>>) {
+    if let Some(m) = mark {
+        // Relaxed: as in `wait_for`.
+        m.word.store(0, Ordering::Relaxed);
     }
 }

@@ -811,3 +811,24 @@ fn another_process_opening_a_ring_as_the_wrong_kind_gets_wrong_kind() {
     assert!(matches!(ShmQueue::open(&bn), Err(OpenError::WrongKind(3))));
     assert!(matches!(ShmQueue::open(&sn), Err(OpenError::WrongKind(1))));
 }
+
+#[test]
+fn a_consumer_killed_while_asleep_has_its_sleeper_count_taken_back() {
+    // A consumer asleep on the futex is counted in the ring's sleepers; while that count is non-zero
+    // every commit makes a FUTEX_WAKE system call. If the process dies asleep, whoever finds its entry
+    // dead (a joining endpoint, a liveness check) takes the count back.
+    let name = unique("mpmc-asleep");
+    let ring = ShmQueue::create(&name, cfg(SMALL)).unwrap();
+    let tx = ring.producer().unwrap();
+    let mut sleeper = Peer::attached("mpmc-consume", &name, &["--wait", "adaptive"]);
+    let deadline = Instant::now() + WATCHDOG;
+    while tx.__sleepers() != (1, 0) {
+        assert!(Instant::now() < deadline, "the idle consumer never went to sleep: {:?}", tx.__sleepers());
+        std::thread::yield_now();
+    }
+    sleeper.kill_running();
+    assert_eq!(tx.__sleepers(), (1, 0), "nobody has looked at the dead entry yet");
+    // A new consumer takes the dead one's entry (the first free one) and its count with it.
+    let _rx = ring.consumer().unwrap();
+    assert_eq!(tx.__sleepers(), (0, 0));
+}

@@ -304,13 +304,16 @@ impl<S: Storage> Publisher<S> {
             }
             Err(SendError::Full) => {
                 let params = self.local.params(deadline);
-                let cell: *const crate::wait::WaitCell = &*ctl(&self.storage).space_ready;
-                // SAFETY: the cell lives in the storage, which `self` keeps alive for the whole call; the
+                let control: *const SlotControl = ctl(&self.storage);
+                // SAFETY: the control block lives in the storage, which `self` keeps alive for the whole call; the
                 // raw pointer only lets the closures below borrow `self` mutably at the same time.
-                let cell = unsafe { &*cell };
+                let control = unsafe { &*control };
+                let cell = &*control.space_ready;
+                let mark = Some(slots::sleep_mark(control, self.me.index, slots::ASLEEP_SPACE));
                 let this = std::cell::RefCell::new(&mut *self);
                 wait_for(
                     cell,
+                    mark,
                     params,
                     || match this.borrow_mut().try_claim() {
                         Err(SendError::Full) => Poll::Pending,
@@ -593,14 +596,17 @@ impl<S: Storage> Subscriber<S> {
             r => return r,
         }
         let params = self.local.params(deadline);
-        let cell: *const crate::wait::WaitCell = &*ctl(&self.storage).data_ready;
-        // SAFETY: the cell lives in the storage, which `self` keeps alive for the whole call; the raw
+        let control: *const SlotControl = ctl(&self.storage);
+        // SAFETY: the control block lives in the storage, which `self` keeps alive for the whole call; the raw
         // pointer only lets the closures below borrow `self` at the same time.
-        let cell = unsafe { &*cell };
+        let control = unsafe { &*control };
+        let cell = &*control.data_ready;
+        let mark = Some(slots::sleep_mark(control, self.me.index, slots::ASLEEP_DATA));
         let this = std::cell::RefCell::new(&mut *self);
         let buf = std::cell::RefCell::new(buf);
         wait_for(
             cell,
+            mark,
             params,
             || match this.borrow_mut().try_read(&mut buf.borrow_mut()) {
                 Err(RecvError::Empty) => Poll::Pending,

@@ -190,6 +190,13 @@ impl<S: Storage> Producer<S> {
         slots::recovered(ctl(&self.storage))
     }
 
+    /// Diagnostics: how many endpoints are announced asleep on (data, space) right now.
+    #[doc(hidden)]
+    pub fn __sleepers(&self) -> (u32, u32) {
+        let c = ctl(&self.storage);
+        (c.data_ready.sleepers(), c.space_ready.sleepers())
+    }
+
     /// Reserves a slot for a `len`-byte message without waiting: [`SendError::Full`] if none is free.
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
         self.reserve_opt(len, None, true)
@@ -246,13 +253,16 @@ impl<S: Storage> Producer<S> {
             Ok(pos) => pos,
             Err(SendError::Full) if !once => {
                 let params = self.local.params(deadline);
-                let cell: *const crate::wait::WaitCell = &*ctl(&self.storage).space_ready;
-                // SAFETY: the cell lives in the storage, which `self` keeps alive for the whole call; the
+                let control: *const SlotControl = ctl(&self.storage);
+                // SAFETY: the control block lives in the storage, which `self` keeps alive for the whole call; the
                 // raw pointer only lets the closures below borrow `self` at the same time.
-                let cell = unsafe { &*cell };
+                let control = unsafe { &*control };
+                let cell = &*control.space_ready;
+                let mark = Some(slots::sleep_mark(control, self.me.index, slots::ASLEEP_SPACE));
                 let this = std::cell::RefCell::new(&mut *self);
                 wait_for(
                     cell,
+                    mark,
                     params,
                     || match this.borrow_mut().try_claim() {
                         Err(SendError::Full) => Poll::Pending,
@@ -537,13 +547,16 @@ impl<S: Storage> Consumer<S> {
             Ok(t) => t,
             Err(RecvError::Empty) if !once => {
                 let params = self.local.params(deadline);
-                let cell: *const crate::wait::WaitCell = &*ctl(&self.storage).data_ready;
-                // SAFETY: the cell lives in the storage, which `self` keeps alive for the whole call; the
+                let control: *const SlotControl = ctl(&self.storage);
+                // SAFETY: the control block lives in the storage, which `self` keeps alive for the whole call; the
                 // raw pointer only lets the closures below borrow `self` at the same time.
-                let cell = unsafe { &*cell };
+                let control = unsafe { &*control };
+                let cell = &*control.data_ready;
+                let mark = Some(slots::sleep_mark(control, self.me.index, slots::ASLEEP_DATA));
                 let this = std::cell::RefCell::new(&mut *self);
                 wait_for(
                     cell,
+                    mark,
                     params,
                     || match this.borrow_mut().try_take_fitting(room) {
                         Err(RecvError::Empty) => Poll::Pending,

@@ -94,7 +94,9 @@ pub(crate) struct Participant {
     pub pid: AtomicU32,
     /// One of [`role`].
     pub role: AtomicU32,
-    pub _pad: u32,
+    /// Which wait cell this endpoint is counted in as a sleeper (`ASLEEP_DATA`, `ASLEEP_SPACE`), 0 if
+    /// none: lets a survivor take back the count of a process that died asleep.
+    pub asleep: AtomicU32,
     /// `position + 1` of the position this endpoint is claiming or holds uncommitted; 0 for none.
     /// Every store is Release and every foreign load Acquire (see `owner_alive`).
     pub intent: AtomicU64,
@@ -166,7 +168,7 @@ impl SlotControl {
                     state: AtomicU32::new(endpoint::VACANT),
                     pid: AtomicU32::new(0),
                     role: AtomicU32::new(0),
-                    _pad: 0,
+                    asleep: AtomicU32::new(0),
                     intent: AtomicU64::new(0),
                     cursor: AtomicU64::new(0),
                 })
@@ -190,7 +192,9 @@ pub(crate) fn join<S: Storage>(storage: &S, control: &SlotControl, role: u32) ->
             continue;
         }
         let Some(token) = storage.claim(index as u32, &p.state)? else { continue };
-        // The entry is ours (a dead owner's entry may still say ATTACHED and hold an intent: clear it).
+        // The entry is ours (a dead owner's entry may still say ATTACHED, hold an intent, and count as
+        // a sleeper: clear all that).
+        reclaim_sleep(control, p);
         p.intent.store(0, Ordering::Release);
         p.role.store(role, Ordering::Relaxed);
         p.pid.store(std::process::id(), Ordering::Relaxed);
@@ -207,6 +211,27 @@ pub(crate) fn join<S: Storage>(storage: &S, control: &SlotControl, role: u32) ->
     Err(OpenError::Full)
 }
 
+/// `Participant::asleep` values.
+pub(crate) const ASLEEP_DATA: u32 = 1;
+pub(crate) const ASLEEP_SPACE: u32 = 2;
+
+/// The sleep mark an endpoint in entry `index` uses while it sleeps on the cell `which`.
+pub(crate) fn sleep_mark(control: &SlotControl, index: usize, which: u32) -> crate::wait::SleepMark<'_> {
+    crate::wait::SleepMark { word: &control.participants[index].asleep, value: which }
+}
+
+/// Entry `p`'s owner is dead: if it died counted as a sleeper, take its count back (once, whoever
+/// gets here first), so that writers stop paying a futex wake per message for a sleeper that is gone.
+fn reclaim_sleep(control: &SlotControl, p: &Participant) {
+    // Relaxed: the owner is dead; its last stores reached memory before the kernel released its lock,
+    // which our liveness syscall observed.
+    let which = p.asleep.load(Ordering::Relaxed);
+    if which != 0 && p.asleep.compare_exchange(which, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        let cell = if which == ASLEEP_DATA { &control.data_ready } else { &control.space_ready };
+        cell.forget_sleeper();
+    }
+}
+
 /// Marks `m`'s entry closed (its token, dropped right after, releases the lock byte).
 pub(crate) fn leave(control: &SlotControl, m: &Membership) {
     let p = &control.participants[m.index];
@@ -215,11 +240,19 @@ pub(crate) fn leave(control: &SlotControl, m: &Membership) {
     p.state.store(endpoint::CLOSED, Ordering::Release);
 }
 
-/// Whether entry `index` is attached and its owner alive.
+/// Whether entry `index` is attached and its owner alive. An owner found dead has its sleeper count
+/// taken back.
 fn entry_alive<S: Storage>(storage: &S, control: &SlotControl, index: usize) -> bool {
     let p = &control.participants[index];
     // Acquire: pairs with the Release store of ATTACHED / CLOSED.
-    p.state.load(Ordering::Acquire) == endpoint::ATTACHED && storage.alive(index as u32, &p.state)
+    if p.state.load(Ordering::Acquire) != endpoint::ATTACHED {
+        return false;
+    }
+    if storage.alive(index as u32, &p.state) {
+        return true;
+    }
+    reclaim_sleep(control, p);
+    false
 }
 
 /// Whether some live endpoint of `roles` has `intent == pos + 1`: the owner of a slot stuck at `pos`

@@ -461,6 +461,7 @@ impl<S: Storage> Producer<S> {
             Ok(off) => off,
             Err(SendError::Full) => wait_for(
                 &self.storage.control::<Control>().space_ready,
+                None,
                 params(self.wait, self.liveness, deadline, self.st.asymmetric),
                 || match self.st.try_reserve_at(&self.storage, len) {
                     Err(SendError::Full) => Poll::Pending,
@@ -754,6 +755,7 @@ impl<S: Storage> Consumer<S> {
         }
         wait_for(
             &self.storage.control::<Control>().data_ready,
+            None,
             params(self.wait, self.liveness, deadline, self.st.asymmetric),
             || match try_recv_at(&self.storage, &mut self.st) {
                 Err(RecvError::Empty) => Poll::Pending,
