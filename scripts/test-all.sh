@@ -41,8 +41,9 @@ fi
 
 echo "== unit, integration, benches (test mode) =="
 cargo test --all-targets
-echo "== doc tests =="
+echo "== doc tests, and docs that build without warnings (broken or private links) =="
 cargo test --doc
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 echo "== loom model checks =="
 bash loom-tests/run.sh
 echo "== ThreadSanitizer (in-process ring tests) =="

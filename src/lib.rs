@@ -2,7 +2,7 @@
 //!
 //! The crate is layered; each layer only uses the ones above it:
 //!
-//! 1. [`sync`](crate::sync) (private): the atomics / futex facade, swapped for loom under
+//! 1. `sync` (private): the atomics / futex facade, swapped for loom under
 //!    `cfg(ringwire_loom)`.
 //! 2. [`ring`]: the ring algorithms ([`spsc`]), generic over a [`Storage`](ring::Storage).
 //! 3. [`shm`] (memory regions: named `/dev/shm` files, sealed memfds, role locks) and [`wait`]

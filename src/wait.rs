@@ -3,7 +3,7 @@
 //!
 //! # Protocol
 //!
-//! A [`WaitCell`] lives in the shared control block, one per direction ("data ready" for the consumer,
+//! A `WaitCell` lives in the shared control block, one per direction ("data ready" for the consumer,
 //! "space ready" for the producer). It holds a wake sequence number (the futex word) and a count of
 //! sleepers.
 //!

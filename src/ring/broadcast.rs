@@ -26,10 +26,10 @@
 //! A publisher killed between claim and commit leaves a slot in mid-write. A subscriber waiting on it
 //! (and a publisher of a later lap that needs the slot) checks, after the stuck timeout, whether a live
 //! publisher's intent names that position; if not, the subscriber skips the position (counted in
-//! [`Recovered::skipped`]) and the publisher takes the slot over. A killed subscriber costs nothing in
+//! [`Recovered::skipped`](slots::Recovered::skipped)) and the publisher takes the slot over. A killed subscriber costs nothing in
 //! `Overwrite` mode; in `Backpressure` mode publishers stop waiting for it once its process is gone.
 
-use super::slots::{self, role, Geometry, Membership, Recovered, SlotControl, StuckWatch, SLOT_HEADER};
+use super::slots::{self, role, Geometry, Membership, SlotControl, StuckWatch, SLOT_HEADER};
 use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage, FLAG_BACKPRESSURE};
 use crate::frame::{FrameHeader, Kind};
 use crate::spsc::{Corruption, DEFAULT_LIVENESS};
@@ -59,6 +59,9 @@ unsafe impl ControlBlock for Control {
 fn ctl<S: Storage>(storage: &S) -> &SlotControl {
     &storage.control::<Control>().0
 }
+
+slots::endpoint_common!(Publisher, waits_for: "space (back-pressure mode only: other publishers never wait)", peers: "subscriber");
+slots::endpoint_common!(Subscriber, waits_for: "messages", peers: "publisher");
 
 /// What publishers do when the ring is full of messages some subscriber has not read yet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -233,39 +236,6 @@ impl<S: Storage> Publisher<S> {
             dead_checked: None,
             storage,
         })
-    }
-
-    /// Another publisher on the same ring.
-    pub fn clone_handle(&self) -> Result<Self, OpenError>
-    where
-        S: Clone,
-    {
-        Publisher::attach(self.storage.clone())
-    }
-
-    /// Chooses how blocking calls wait (back-pressure mode only: other publishers never wait).
-    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
-        self.local.wait = wait;
-    }
-
-    /// How often a blocked publisher checks for subscribers that died (default 50 ms).
-    pub fn set_liveness_interval(&mut self, every: Duration) {
-        self.local.liveness = every;
-    }
-
-    /// How long a slot may stay in mid-write before this publisher checks whether its writer died.
-    pub fn set_stuck_timeout(&mut self, after: Duration) {
-        self.local.stuck = after;
-    }
-
-    /// The largest message the ring takes.
-    pub fn max_message(&self) -> usize {
-        self.local.max_message
-    }
-
-    /// What crash recovery has done on this ring so far.
-    pub fn recovered(&self) -> Recovered {
-        slots::recovered(ctl(&self.storage))
     }
 
     /// Publishes a copy of `msg`. In [`Mode::Overwrite`] this never waits; in back-pressure mode it
@@ -513,39 +483,6 @@ impl<S: Storage> Subscriber<S> {
         let pos = c.tail.load(Ordering::SeqCst).max(guess);
         c.participants[me.index].cursor.store(pos, Ordering::Release);
         Ok(Subscriber { local, me, watch: StuckWatch::default(), pos, storage })
-    }
-
-    /// Another subscriber on the same ring, starting at the newest position.
-    pub fn clone_handle(&self) -> Result<Self, OpenError>
-    where
-        S: Clone,
-    {
-        Subscriber::attach(self.storage.clone())
-    }
-
-    /// Chooses how blocking calls wait for messages.
-    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
-        self.local.wait = wait;
-    }
-
-    /// How often a blocked call checks whether any publisher is left (default 50 ms).
-    pub fn set_liveness_interval(&mut self, every: Duration) {
-        self.local.liveness = every;
-    }
-
-    /// How long a slot may stay in mid-write before this subscriber checks whether its writer died.
-    pub fn set_stuck_timeout(&mut self, after: Duration) {
-        self.local.stuck = after;
-    }
-
-    /// The largest message the ring takes.
-    pub fn max_message(&self) -> usize {
-        self.local.max_message
-    }
-
-    /// What crash recovery has done on this ring so far.
-    pub fn recovered(&self) -> Recovered {
-        slots::recovered(ctl(&self.storage))
     }
 
     /// The position of the next message this subscriber will read (messages since the ring's creation).

@@ -21,17 +21,17 @@
 //! # Crash recovery
 //!
 //! Before a claim CAS an endpoint writes `p + 1` to its participant entry's `intent` (see
-//! [`slots`](super::slots)). An endpoint that finds a slot in mid-claim for longer than the stuck
+//! [`slots`]). An endpoint that finds a slot in mid-claim for longer than the stuck
 //! timeout (default 100 ms) looks for a live participant whose intent is that position:
 //! - a consumer waiting on a slot claimed by a producer that died before committing claims the
-//!   position and releases the slot: the message is skipped (counted in [`Recovered::skipped`]);
+//!   position and releases the slot: the message is skipped (counted in [`Recovered::skipped`](slots::Recovered::skipped));
 //! - a producer waiting on a slot claimed by a consumer that died while reading releases it: that
-//!   message is lost (counted in [`Recovered::reclaimed`]); it may or may not have been processed.
+//!   message is lost (counted in [`Recovered::reclaimed`](slots::Recovered::reclaimed)); it may or may not have been processed.
 //!
 //! Nothing else is lost: every committed message is delivered to exactly one consumer that read it
 //! to the end (its read guard dropped).
 
-use super::slots::{self, role, Geometry, Membership, Recovered, SlotControl, StuckWatch, SLOT_HEADER};
+use super::slots::{self, role, Geometry, Membership, SlotControl, StuckWatch, SLOT_HEADER};
 use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage};
 use crate::frame::{FrameHeader, Kind};
 use crate::spsc::{Corruption, RecvError, SendError, DEFAULT_LIVENESS};
@@ -100,6 +100,9 @@ fn ctl<S: Storage>(storage: &S) -> &SlotControl {
     &storage.control::<Control>().0
 }
 
+slots::endpoint_common!(Producer, waits_for: "space", peers: "consumer");
+slots::endpoint_common!(Consumer, waits_for: "messages", peers: "producer");
+
 /// Creates an in-process MPMC ring (threads), returning its first producer and consumer; more attach
 /// with [`Producer::clone_handle`] and [`Consumer::clone_handle`].
 ///
@@ -154,40 +157,6 @@ impl<S: Storage> Producer<S> {
         let local = Local::new(&storage)?;
         let me = slots::join(&storage, ctl(&storage), role::PRODUCER)?;
         Ok(Producer { local, me, watch: StuckWatch::default(), storage })
-    }
-
-    /// Another producer on the same ring.
-    pub fn clone_handle(&self) -> Result<Self, OpenError>
-    where
-        S: Clone,
-    {
-        Producer::attach(self.storage.clone())
-    }
-
-    /// Chooses how blocking calls wait for space.
-    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
-        self.local.wait = wait;
-    }
-
-    /// How often a blocked call checks that some consumer is still attached (default 50 ms).
-    pub fn set_liveness_interval(&mut self, every: Duration) {
-        self.local.liveness = every;
-    }
-
-    /// How long a slot held by a consumer may look stuck before this producer checks whether that
-    /// consumer died (default 100 ms).
-    pub fn set_stuck_timeout(&mut self, after: Duration) {
-        self.local.stuck = after;
-    }
-
-    /// The largest message the ring takes.
-    pub fn max_message(&self) -> usize {
-        self.local.max_message
-    }
-
-    /// What crash recovery has done on this ring so far (all endpoints, all processes).
-    pub fn recovered(&self) -> Recovered {
-        slots::recovered(ctl(&self.storage))
     }
 
     /// Diagnostics: how many endpoints are announced asleep on (data, space) right now.
@@ -443,40 +412,6 @@ impl<S: Storage> Consumer<S> {
         let local = Local::new(&storage)?;
         let me = slots::join(&storage, ctl(&storage), role::CONSUMER)?;
         Ok(Consumer { local, me, watch: StuckWatch::default(), storage })
-    }
-
-    /// Another consumer on the same ring.
-    pub fn clone_handle(&self) -> Result<Self, OpenError>
-    where
-        S: Clone,
-    {
-        Consumer::attach(self.storage.clone())
-    }
-
-    /// Chooses how blocking calls wait for messages.
-    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
-        self.local.wait = wait;
-    }
-
-    /// How often a blocked call checks whether any producer is left (default 50 ms).
-    pub fn set_liveness_interval(&mut self, every: Duration) {
-        self.local.liveness = every;
-    }
-
-    /// How long a slot claimed by a producer may stay uncommitted before this consumer checks whether
-    /// that producer died (default 100 ms).
-    pub fn set_stuck_timeout(&mut self, after: Duration) {
-        self.local.stuck = after;
-    }
-
-    /// The largest message the ring takes.
-    pub fn max_message(&self) -> usize {
-        self.local.max_message
-    }
-
-    /// What crash recovery has done on this ring so far (all endpoints, all processes).
-    pub fn recovered(&self) -> Recovered {
-        slots::recovered(ctl(&self.storage))
     }
 
     /// Takes the next message if one is committed: [`RecvError::Empty`] otherwise.

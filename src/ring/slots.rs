@@ -333,3 +333,49 @@ impl StuckWatch {
         self.since = None;
     }
 }
+
+/// The settings and reports every slot-ring endpoint has. `$ty<S>` has the fields `local` (with `wait`,
+/// `liveness`, `stuck` and `max_message`) and `storage`, an `attach(S)` constructor, and its module has
+/// `ctl(&S) -> &SlotControl`.
+macro_rules! endpoint_common {
+    ($ty:ident, waits_for: $waits:literal, peers: $peers:literal) => {
+        impl<S: Storage> $ty<S> {
+            /// Another endpoint of this kind on the same ring, attached as by `attach`.
+            pub fn clone_handle(&self) -> Result<Self, OpenError>
+            where
+                S: Clone,
+            {
+                $ty::attach(self.storage.clone())
+            }
+
+            #[doc = concat!("Chooses how blocking calls wait for ", $waits, ".")]
+            pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+                self.local.wait = wait;
+            }
+
+            #[doc = concat!(
+                        "How often a blocked call checks whether any ", $peers, " is still attached (default 50 ms)."
+                    )]
+            pub fn set_liveness_interval(&mut self, every: Duration) {
+                self.local.liveness = every;
+            }
+
+            /// How long a slot may look stuck in mid-claim before this endpoint checks whether the
+            /// endpoint that claimed it died (default 100 ms).
+            pub fn set_stuck_timeout(&mut self, after: Duration) {
+                self.local.stuck = after;
+            }
+
+            /// The largest message the ring takes.
+            pub fn max_message(&self) -> usize {
+                self.local.max_message
+            }
+
+            /// What crash recovery has done on this ring so far (all endpoints, all processes).
+            pub fn recovered(&self) -> slots::Recovered {
+                slots::recovered(ctl(&self.storage))
+            }
+        }
+    };
+}
+pub(crate) use endpoint_common;
