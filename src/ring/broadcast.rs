@@ -188,7 +188,7 @@ impl Local {
     /// The sequence value of a slot being written for `pos`; +1 once written.
     #[inline(always)]
     fn writing(&self, pos: u64) -> u64 {
-        2 * (pos >> self.geo.shift) + 1
+        (pos >> self.geo.shift).wrapping_mul(2).wrapping_add(1)
     }
 }
 
@@ -309,9 +309,9 @@ impl<S: Storage> Publisher<S> {
         // Relaxed: a starting guess, confirmed by the CAS.
         let mut pos = c.tail.load(Ordering::Relaxed);
         loop {
-            if self.local.backpressure && pos >= self.min_cursor + n {
+            if self.local.backpressure && pos >= self.min_cursor.saturating_add(n) {
                 self.min_cursor = self.slowest(pos);
-                if pos >= self.min_cursor + n {
+                if pos >= self.min_cursor.saturating_add(n) {
                     return Err(SendError::Full);
                 }
             }
@@ -326,10 +326,10 @@ impl<S: Storage> Publisher<S> {
                 }
                 // Its writer died: claim, and `write` takes the slot over.
             }
-            c.participants[self.me.index].intent.store(pos + 1, Ordering::Release);
+            c.participants[self.me.index].intent.store(pos.wrapping_add(1), Ordering::Release);
             // SYNC POINT: Release orders the intent before the claim (for stuck checks, which load
             // `tail` with Acquire). Relaxed on failure: we retry with the new value.
-            match c.tail.compare_exchange_weak(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
+            match c.tail.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return Ok(pos),
                 Err(now) => pos = now,
             }
@@ -447,7 +447,7 @@ impl<S: Storage> Publisher<S> {
         // SYNC POINT: Release publishes the header and payload; pairs with the subscriber's Acquire load.
         // A plain store: nobody else writes this word while it is odd and ours, because a slot is only
         // taken over from a writer whose process (or endpoint) is gone, and we are here.
-        seq.store(mine + 1, Ordering::Release);
+        seq.store(mine.wrapping_add(1), Ordering::Release);
         c.participants[self.me.index].intent.store(0, Ordering::Release);
         c.data_ready.notify(l.asymmetric);
         Ok(())
@@ -570,11 +570,11 @@ impl<S: Storage> Subscriber<S> {
         let l = self.local;
         let pos = self.pos;
         let off = l.geo.offset(pos);
-        let want = l.writing(pos) + 1;
+        let want = l.writing(pos).wrapping_add(1);
         // SYNC POINT (seqlock, reader): Acquire pairs with the publisher's Release store of `want`.
         let s1 = storage.word(off).load(Ordering::Acquire);
         if s1 < want {
-            return self.not_yet(pos, s1, want);
+            return self.not_yet(pos, want);
         }
         if s1 > want {
             return Err(self.lagged());
@@ -599,35 +599,33 @@ impl<S: Storage> Subscriber<S> {
         }
         if len == usize::MAX {
             // Consistent, yet no correct publisher wrote it: skip it.
-            self.advance(pos + 1);
+            self.advance(pos.wrapping_add(1));
             return Err(RecvError::Corrupt(Corruption { at: pos, what: "bad slot header" }));
         }
         if !copied {
             return Err(RecvError::BufferTooSmall { needed: len });
         }
-        self.advance(pos + 1);
+        self.advance(pos.wrapping_add(1));
         Ok(len)
     }
 
     /// Nothing committed at `pos` yet (`s1 < want`): empty, or a publisher is writing, or died writing.
-    fn not_yet(&mut self, pos: u64, s1: u64, want: u64) -> Result<usize, RecvError> {
+    fn not_yet(&mut self, pos: u64, want: u64) -> Result<usize, RecvError> {
         let storage = &self.storage;
         let c = ctl(storage);
-        if s1 + 1 == want || s1 + 2 <= want {
-            // In mid-write for our lap, or not yet taken for it. Claimed (tail past us)?
-            if self.watch.stuck(pos, self.local.stuck) {
-                // SYNC POINT: Acquire pairs with the publisher's Release claim, so its intent is visible.
-                let claimed = c.tail.load(Ordering::Acquire) > pos;
-                if claimed && !slots::owner_alive(storage, c, [role::PUBLISHER, role::PUBLISHER], pos) {
-                    // Its writer died before committing (a dead writer makes no more stores): re-check
-                    // that it did not commit just before dying, then skip.
-                    // Acquire: as in try_read.
-                    if storage.word(self.local.geo.offset(pos)).load(Ordering::Acquire) < want {
-                        // Relaxed: a statistic; every subscriber that skips counts once.
-                        c.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                        self.advance(pos + 1);
-                        self.watch.reset();
-                    }
+        // In mid-write for our lap, or not yet taken for it. Claimed (tail past us) by a dead publisher?
+        if self.watch.stuck(pos, self.local.stuck) {
+            // SYNC POINT: Acquire pairs with the publisher's Release claim, so its intent is visible.
+            let claimed = c.tail.load(Ordering::Acquire) > pos;
+            if claimed && !slots::owner_alive(storage, c, [role::PUBLISHER, role::PUBLISHER], pos) {
+                // Its writer died before committing (a dead writer makes no more stores): re-check that it
+                // did not commit just before dying, then skip.
+                // Acquire: as in try_read.
+                if storage.word(self.local.geo.offset(pos)).load(Ordering::Acquire) < want {
+                    // Relaxed: a statistic; every subscriber that skips counts once.
+                    c.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                    self.advance(pos.wrapping_add(1));
+                    self.watch.reset();
                 }
             }
         }
@@ -641,8 +639,8 @@ impl<S: Storage> Subscriber<S> {
         // Acquire: pairs with the publishers' Release claims.
         let tail = c.tail.load(Ordering::Acquire);
         let oldest = tail.saturating_sub(self.local.geo.slots);
-        let new = oldest.max(self.pos + 1);
-        let lost = new - self.pos;
+        let new = oldest.max(self.pos.wrapping_add(1));
+        let lost = new.wrapping_sub(self.pos);
         self.advance(new);
         RecvError::Lagged(lost)
     }

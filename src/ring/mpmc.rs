@@ -263,10 +263,10 @@ impl<S: Storage> Producer<S> {
             let dif = seq.wrapping_sub(base) as i64;
             if dif == 0 {
                 // Intent before claim: a recoverer that sees our claim must see the intent.
-                me.intent.store(pos + 1, Ordering::Release);
+                me.intent.store(pos.wrapping_add(1), Ordering::Release);
                 // SYNC POINT: Release orders the intent store before the claim; pairs with the Acquire
                 // load of `tail` in the consumer's stuck check. Relaxed on failure: we re-read the slot.
-                match c.tail.compare_exchange_weak(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
+                match c.tail.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Release, Ordering::Relaxed) {
                     Ok(_) => {
                         self.watch.reset();
                         return Ok(pos);
@@ -276,8 +276,8 @@ impl<S: Storage> Producer<S> {
             } else if dif < 0 {
                 // The slot still holds the previous lap. Full, unless a dead consumer holds it.
                 me.intent.store(0, Ordering::Release);
-                let prev = pos - l.geo.slots;
-                if seq == base - l.geo.slots + 1 && self.watch.stuck(prev, l.stuck) {
+                let prev = pos.wrapping_sub(l.geo.slots);
+                if seq == base.wrapping_sub(l.geo.slots).wrapping_add(1) && self.watch.stuck(prev, l.stuck) {
                     // SYNC POINT: Acquire pairs with the consumer's Release claim CAS on `head`, so its
                     // intent is visible to `owner_alive`.
                     let claimed = c.head.load(Ordering::Acquire) > prev;
@@ -298,7 +298,13 @@ impl<S: Storage> Producer<S> {
                 return Err(SendError::Full);
             } else {
                 // Relaxed: someone claimed `pos` already; catch up.
-                pos = c.tail.load(Ordering::Relaxed);
+                let now = c.tail.load(Ordering::Relaxed);
+                if now == pos {
+                    // The slot says a later lap, yet nobody claimed `pos`: no correct endpoint does that.
+                    me.intent.store(0, Ordering::Release);
+                    return Err(SendError::Corrupt(Corruption { at: pos, what: "slot ahead of the tail" }));
+                }
+                pos = now;
             }
         }
     }
@@ -520,7 +526,7 @@ impl<S: Storage> Consumer<S> {
             let base = l.base(pos);
             // SYNC POINT: Acquire pairs with the producer's Release store that committed the slot.
             let seq = storage.word(off).load(Ordering::Acquire);
-            let dif = seq.wrapping_sub(base + 1) as i64;
+            let dif = seq.wrapping_sub(base.wrapping_add(1)) as i64;
             if dif == 0 {
                 if room != usize::MAX {
                     // The committed slot does not change until someone claims it, so its length can be
@@ -532,9 +538,11 @@ impl<S: Storage> Consumer<S> {
                         }
                     }
                 }
-                me.intent.store(pos + 1, Ordering::Release);
+                me.intent.store(pos.wrapping_add(1), Ordering::Release);
                 // SYNC POINT: Release orders the intent before the claim (for a producer's stuck check).
-                if let Err(now) = c.head.compare_exchange_weak(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
+                if let Err(now) =
+                    c.head.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Release, Ordering::Relaxed)
+                {
                     pos = now;
                     continue;
                 }
@@ -574,7 +582,12 @@ impl<S: Storage> Consumer<S> {
                 return Err(RecvError::Empty);
             } else {
                 // Relaxed: another consumer took `pos`; catch up.
-                pos = c.head.load(Ordering::Relaxed);
+                let now = c.head.load(Ordering::Relaxed);
+                if now == pos {
+                    // The slot says a later lap, yet nobody took `pos`: no correct endpoint does that.
+                    return Err(RecvError::Corrupt(Corruption { at: pos, what: "slot ahead of the head" }));
+                }
+                pos = now;
             }
         }
     }
@@ -589,9 +602,9 @@ impl<S: Storage> Consumer<S> {
         if storage.word(off).load(Ordering::Acquire) != base {
             return;
         }
-        c.participants[me].intent.store(pos + 1, Ordering::Release);
+        c.participants[me].intent.store(pos.wrapping_add(1), Ordering::Release);
         // Release: as for a normal claim. Only one consumer wins the position.
-        if c.head.compare_exchange(pos, pos + 1, Ordering::Release, Ordering::Relaxed).is_ok() {
+        if c.head.compare_exchange(pos, pos.wrapping_add(1), Ordering::Release, Ordering::Relaxed).is_ok() {
             // Relaxed: a statistic.
             c.stats.skipped.fetch_add(1, Ordering::Relaxed);
             Self::release_in(storage, l, me, pos);
@@ -610,7 +623,7 @@ impl<S: Storage> Consumer<S> {
         let c = ctl(storage);
         // SYNC POINT: Release orders our reads of the slot before a producer's Acquire load that sees it
         // free (and its writes after them).
-        storage.word(l.geo.offset(pos)).store(l.base(pos) + l.geo.slots, Ordering::Release);
+        storage.word(l.geo.offset(pos)).store(l.base(pos).wrapping_add(l.geo.slots), Ordering::Release);
         c.participants[me].intent.store(0, Ordering::Release);
         c.space_ready.notify(l.asymmetric);
     }

@@ -267,7 +267,7 @@ pub(crate) fn owner_alive<S: Storage>(storage: &S, control: &SlotControl, roles:
             // SYNC POINT: Acquire pairs with the owner's Release stores of `intent`. If we read the value
             // it stored after committing (0, or the next position it claims), we also see the commit,
             // so the caller's re-check of the slot finds it committed and does not skip it.
-            && p.intent.load(Ordering::Acquire) == pos + 1
+            && p.intent.load(Ordering::Acquire) == pos.wrapping_add(1)
             && entry_alive(storage, control, i)
     })
 }
