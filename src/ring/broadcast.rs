@@ -29,12 +29,12 @@
 //! [`Recovered::skipped`](slots::Recovered::skipped)) and the publisher takes the slot over. A killed subscriber costs nothing in
 //! `Overwrite` mode; in `Backpressure` mode publishers stop waiting for it once its process is gone.
 
-use super::slots::{self, role, Geometry, Membership, SlotControl, StuckWatch, SLOT_HEADER};
+use super::slots::{self, role, Local, Membership, SlotControl, StuckWatch, SLOT_HEADER};
 use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage, FLAG_BACKPRESSURE};
 use crate::frame::{FrameHeader, Kind};
-use crate::spsc::{Corruption, DEFAULT_LIVENESS};
+use crate::spsc::Corruption;
 use crate::sync::{fence, Ordering};
-use crate::wait::{wait_for, Poll, WaitParams, WaitStrategy};
+use crate::wait::{Poll, WaitStrategy};
 use crate::OpenError;
 use std::time::{Duration, Instant};
 
@@ -154,37 +154,8 @@ pub type HeapPublisher = Publisher<std::sync::Arc<super::heap::HeapStorage>>;
 /// A subscriber of an in-process ring.
 pub type HeapSubscriber = Subscriber<std::sync::Arc<super::heap::HeapStorage>>;
 
-/// What both ends keep in process-local memory.
-#[derive(Clone, Copy, Debug)]
-struct Local {
-    geo: Geometry,
-    max_message: usize,
-    asymmetric: bool,
-    backpressure: bool,
-    wait: WaitStrategy,
-    liveness: Duration,
-    stuck: Duration,
-}
-
+/// Broadcast's sequence-lock encoding on the shared [`Local`].
 impl Local {
-    fn new<S: Storage>(storage: &S) -> Result<Self, OpenError> {
-        let cfg = storage.config();
-        let geo = Geometry::of(cfg).ok_or(OpenError::BadHeader("slot geometry"))?;
-        Ok(Local {
-            geo,
-            max_message: cfg.max_message,
-            asymmetric: super::spsc::fence_mode(storage)?,
-            backpressure: storage.flags() & FLAG_BACKPRESSURE != 0,
-            wait: WaitStrategy::default(),
-            liveness: DEFAULT_LIVENESS,
-            stuck: slots::DEFAULT_STUCK_TIMEOUT,
-        })
-    }
-
-    fn params(&self, deadline: Option<Instant>) -> WaitParams {
-        WaitParams { strategy: self.wait, deadline, liveness: self.liveness, asymmetric: self.asymmetric }
-    }
-
     /// The sequence value of a slot being written for `pos`; +1 once written.
     #[inline(always)]
     fn writing(&self, pos: u64) -> u64 {
@@ -274,23 +245,19 @@ impl<S: Storage> Publisher<S> {
             }
             Err(SendError::Full) => {
                 let params = self.local.params(deadline);
-                let control: *const SlotControl = ctl(&self.storage);
-                // SAFETY: the control block lives in the storage, which `self` keeps alive for the whole call; the
-                // raw pointer only lets the closures below borrow `self` mutably at the same time.
-                let control = unsafe { &*control };
-                let cell = &*control.space_ready;
-                let mark = Some(slots::sleep_mark(control, self.me.index, slots::ASLEEP_SPACE));
-                let this = std::cell::RefCell::new(&mut *self);
-                wait_for(
-                    cell,
-                    mark,
+                let index = self.me.index;
+                slots::block(
+                    self,
+                    |p| ctl(&p.storage),
+                    index,
+                    slots::ASLEEP_SPACE,
                     params,
-                    || match this.borrow_mut().try_claim() {
+                    |p| match p.try_claim() {
                         Err(SendError::Full) => Poll::Pending,
                         r => Poll::Ready(r),
                     },
-                    || {
-                        this.borrow_mut().forget_dead_subscribers();
+                    |p| {
+                        p.forget_dead_subscribers();
                         None
                     },
                     || SendError::Timeout,
@@ -533,23 +500,18 @@ impl<S: Storage> Subscriber<S> {
             r => return r,
         }
         let params = self.local.params(deadline);
-        let control: *const SlotControl = ctl(&self.storage);
-        // SAFETY: the control block lives in the storage, which `self` keeps alive for the whole call; the raw
-        // pointer only lets the closures below borrow `self` at the same time.
-        let control = unsafe { &*control };
-        let cell = &*control.data_ready;
-        let mark = Some(slots::sleep_mark(control, self.me.index, slots::ASLEEP_DATA));
-        let this = std::cell::RefCell::new(&mut *self);
-        let buf = std::cell::RefCell::new(buf);
-        wait_for(
-            cell,
-            mark,
+        let index = self.me.index;
+        slots::block(
+            self,
+            |s| ctl(&s.storage),
+            index,
+            slots::ASLEEP_DATA,
             params,
-            || match this.borrow_mut().try_read(&mut buf.borrow_mut()) {
+            |s| match s.try_read(buf) {
                 Err(RecvError::Empty) => Poll::Pending,
                 r => Poll::Ready(r),
             },
-            || this.borrow().publishers_gone().then_some(RecvError::Closed),
+            |s| s.publishers_gone().then_some(RecvError::Closed),
             || RecvError::Timeout,
         )
     }

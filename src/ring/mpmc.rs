@@ -31,12 +31,12 @@
 //! Nothing else is lost: every committed message is delivered to exactly one consumer that read it
 //! to the end (its read guard dropped).
 
-use super::slots::{self, role, Geometry, Membership, SlotControl, StuckWatch, SLOT_HEADER};
+use super::slots::{self, role, Local, Membership, SlotControl, StuckWatch, SLOT_HEADER};
 use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage};
 use crate::frame::{FrameHeader, Kind};
-use crate::spsc::{Corruption, RecvError, SendError, DEFAULT_LIVENESS};
+use crate::spsc::{Corruption, RecvError, SendError};
 use crate::sync::Ordering;
-use crate::wait::{wait_for, Poll, WaitParams, WaitStrategy};
+use crate::wait::{Poll, WaitStrategy};
 use crate::OpenError;
 use std::time::{Duration, Instant};
 
@@ -58,37 +58,8 @@ unsafe impl ControlBlock for Control {
     }
 }
 
-/// What both ends keep in process-local memory.
-#[derive(Clone, Copy, Debug)]
-struct Local {
-    data: *mut u8,
-    geo: Geometry,
-    max_message: usize,
-    asymmetric: bool,
-    wait: WaitStrategy,
-    liveness: Duration,
-    stuck: Duration,
-}
-
+/// MPMC's sequence encoding on the shared [`Local`].
 impl Local {
-    fn new<S: Storage>(storage: &S) -> Result<Self, OpenError> {
-        let cfg = storage.config();
-        let geo = Geometry::of(cfg).ok_or(OpenError::BadHeader("slot geometry"))?;
-        Ok(Local {
-            data: storage.data(),
-            geo,
-            max_message: cfg.max_message,
-            asymmetric: super::spsc::fence_mode(storage)?,
-            wait: WaitStrategy::default(),
-            liveness: DEFAULT_LIVENESS,
-            stuck: slots::DEFAULT_STUCK_TIMEOUT,
-        })
-    }
-
-    fn params(&self, deadline: Option<Instant>) -> WaitParams {
-        WaitParams { strategy: self.wait, deadline, liveness: self.liveness, asymmetric: self.asymmetric }
-    }
-
     /// The lap base of `pos`: `pos` with the slot index cleared (the stored sequence of a free slot).
     #[inline(always)]
     fn base(&self, pos: u64) -> u64 {
@@ -222,22 +193,18 @@ impl<S: Storage> Producer<S> {
             Ok(pos) => pos,
             Err(SendError::Full) if !once => {
                 let params = self.local.params(deadline);
-                let control: *const SlotControl = ctl(&self.storage);
-                // SAFETY: the control block lives in the storage, which `self` keeps alive for the whole call; the
-                // raw pointer only lets the closures below borrow `self` at the same time.
-                let control = unsafe { &*control };
-                let cell = &*control.space_ready;
-                let mark = Some(slots::sleep_mark(control, self.me.index, slots::ASLEEP_SPACE));
-                let this = std::cell::RefCell::new(&mut *self);
-                wait_for(
-                    cell,
-                    mark,
+                let index = self.me.index;
+                slots::block(
+                    self,
+                    |p| ctl(&p.storage),
+                    index,
+                    slots::ASLEEP_SPACE,
                     params,
-                    || match this.borrow_mut().try_claim() {
+                    |p| match p.try_claim() {
                         Err(SendError::Full) => Poll::Pending,
                         r => Poll::Ready(r),
                     },
-                    || no_consumers(&this.borrow().storage).then_some(SendError::Disconnected),
+                    |p| no_consumers(&p.storage).then_some(SendError::Disconnected),
                     || SendError::Timeout,
                 )?
             }
@@ -488,22 +455,18 @@ impl<S: Storage> Consumer<S> {
             Ok(t) => t,
             Err(RecvError::Empty) if !once => {
                 let params = self.local.params(deadline);
-                let control: *const SlotControl = ctl(&self.storage);
-                // SAFETY: the control block lives in the storage, which `self` keeps alive for the whole call; the
-                // raw pointer only lets the closures below borrow `self` at the same time.
-                let control = unsafe { &*control };
-                let cell = &*control.data_ready;
-                let mark = Some(slots::sleep_mark(control, self.me.index, slots::ASLEEP_DATA));
-                let this = std::cell::RefCell::new(&mut *self);
-                wait_for(
-                    cell,
-                    mark,
+                let index = self.me.index;
+                slots::block(
+                    self,
+                    |c| ctl(&c.storage),
+                    index,
+                    slots::ASLEEP_DATA,
                     params,
-                    || match this.borrow_mut().try_take_fitting(room) {
+                    |c| match c.try_take_fitting(room) {
                         Err(RecvError::Empty) => Poll::Pending,
                         r => Poll::Ready(r),
                     },
-                    || drained_and_no_producers(&this.borrow().storage).then_some(RecvError::Closed),
+                    |c| drained_and_no_producers(&c.storage).then_some(RecvError::Closed),
                     || RecvError::Timeout,
                 )?
             }

@@ -25,7 +25,7 @@
 
 use super::{endpoint, Header, RingConfig, RoleToken, Storage};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::WaitCell;
+use crate::wait::{WaitCell, WaitStrategy};
 use crate::OpenError;
 use crossbeam_utils::CachePadded;
 use std::time::Duration;
@@ -44,6 +44,43 @@ pub(crate) const SLOT_HEADER: usize = 16;
 /// How long a slot may stay in mid-claim before the endpoint waiting on it asks whether its owner is
 /// alive (default of `set_stuck_timeout`).
 pub const DEFAULT_STUCK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// What every slot-ring endpoint keeps in process-local memory: validated copies of the shared
+/// header's facts (never re-read from the region) and its own settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Local {
+    /// Start of the data area.
+    pub data: *mut u8,
+    pub geo: Geometry,
+    pub max_message: usize,
+    pub asymmetric: bool,
+    /// Broadcast rings created with `Mode::Backpressure` (the flag is refused on other kinds).
+    pub backpressure: bool,
+    pub wait: WaitStrategy,
+    pub liveness: Duration,
+    pub stuck: Duration,
+}
+
+impl Local {
+    pub(crate) fn new<S: Storage>(storage: &S) -> Result<Self, OpenError> {
+        let cfg = storage.config();
+        let geo = Geometry::of(cfg).ok_or(OpenError::BadHeader("slot geometry"))?;
+        Ok(Local {
+            data: storage.data(),
+            geo,
+            max_message: cfg.max_message,
+            asymmetric: super::spsc::fence_mode(storage)?,
+            backpressure: storage.flags() & super::FLAG_BACKPRESSURE != 0,
+            wait: WaitStrategy::default(),
+            liveness: crate::spsc::DEFAULT_LIVENESS,
+            stuck: DEFAULT_STUCK_TIMEOUT,
+        })
+    }
+
+    pub(crate) fn params(&self, deadline: Option<std::time::Instant>) -> crate::wait::WaitParams {
+        crate::wait::WaitParams { strategy: self.wait, deadline, liveness: self.liveness, asymmetric: self.asymmetric }
+    }
+}
 
 /// How the data area is cut into slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,9 +252,37 @@ pub(crate) fn join<S: Storage>(storage: &S, control: &SlotControl, role: u32) ->
 pub(crate) const ASLEEP_DATA: u32 = 1;
 pub(crate) const ASLEEP_SPACE: u32 = 2;
 
-/// The sleep mark an endpoint in entry `index` uses while it sleeps on the cell `which`.
-pub(crate) fn sleep_mark(control: &SlotControl, index: usize, which: u32) -> crate::wait::SleepMark<'_> {
-    crate::wait::SleepMark { word: &control.participants[index].asleep, value: which }
+/// Blocks the endpoint `ep` (participant entry `index`) on its ring's wait cell `which`
+/// (`ASLEEP_DATA`: data_ready, `ASLEEP_SPACE`: space_ready): [`wait_for`](crate::wait::wait_for) with
+/// the endpoint's sleep mark, where `attempt` and `gone` both get the endpoint. `control` finds the
+/// ring's control block from the endpoint.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn block<Ep, T, E>(
+    ep: &mut Ep,
+    control: fn(&Ep) -> &SlotControl,
+    index: usize,
+    which: u32,
+    params: crate::wait::WaitParams,
+    mut attempt: impl FnMut(&mut Ep) -> crate::wait::Poll<T, E>,
+    mut gone: impl FnMut(&mut Ep) -> Option<E>,
+    timed_out: impl FnOnce() -> E,
+) -> Result<T, E> {
+    let c: *const SlotControl = control(ep);
+    // SAFETY: the control block lives in the endpoint's storage, which `ep` — borrowed for this whole
+    // call — keeps mapped and never moves. The raw pointer only frees the block's lifetime from that
+    // borrow, which `attempt` and `gone` need (one at a time, through the RefCell below).
+    let c = unsafe { &*c };
+    let cell = if which == ASLEEP_DATA { &*c.data_ready } else { &*c.space_ready };
+    let mark = crate::wait::SleepMark { word: &c.participants[index].asleep, value: which };
+    let ep = std::cell::RefCell::new(ep);
+    crate::wait::wait_for(
+        cell,
+        Some(mark),
+        params,
+        || attempt(&mut ep.borrow_mut()),
+        || gone(&mut ep.borrow_mut()),
+        timed_out,
+    )
 }
 
 /// Entry `p`'s owner is dead: if it died counted as a sleeper, take its count back (once, whoever
