@@ -7,7 +7,7 @@
 //!   crossbeam-utils `Backoff` for the `ArrayQueue`; the channel blocks its own way): on a small or shared
 //!   machine, pure spinning turns every hand-off into a wait for the end of a time slice.
 //! * `mpmc_xproc/ringwire/1p1c`: the same ring across processes: this process produces, a
-//!   `ringwire __peer mpmc-consume` child checks every byte of every message.
+//!   `ringwire-testpeer slots mpmc-consume` child checks every byte of every message.
 //! * `broadcast_fanout/ringwire/{1,2,4}`: one publisher thread, 1, 2 or 4 subscriber threads, back-pressure
 //!   mode (nobody loses a message); throughput per published message, each delivered to every subscriber.
 //!
@@ -20,7 +20,7 @@ use crossbeam_utils::Backoff;
 use ringwire::broadcast::{self, Mode};
 use ringwire::{RecvError, RingConfig, ShmQueue, WaitStrategy};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -270,8 +270,8 @@ fn mpmc_xproc(c: &mut Criterion) {
             let q = ShmQueue::anonymous(ring_config()).unwrap();
             let mut tx = q.producer().unwrap();
             tx.set_wait_strategy(WAIT);
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwire"));
-            cmd.args(["__peer", "mpmc-consume", "fd:RINGWIRE_FD", "--size", &SIZE.to_string()])
+            let mut cmd = ringwire_testkit::peer::command(ringwire_testkit::peer::slots::Mode::MpmcConsume);
+            cmd.args(["fd:RINGWIRE_FD", "--size", &SIZE.to_string()])
                 .args(["--count", &iters.to_string(), "--wait", "yield"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped());

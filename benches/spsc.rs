@@ -2,14 +2,15 @@
 //!
 //! * `inproc_stream/*`: one thread streams 64-byte messages to another: ringwire's heap ring vs
 //!   crossbeam-channel `bounded` and `std::sync::mpsc::sync_channel` (both carrying `Vec<u8>`).
-//! * `xproc_rtt/*`, `xproc_stream/*`: across processes, with the `ringwire __peer` echo and sink
+//! * `xproc_rtt/*`, `xproc_stream/*`: across processes, with the echo and sink peers `ringwire bench` uses
 //!   (the same peers `ringwire bench` uses), for 64 B and 4 KiB.
 //!
 //! Timing uses `iter_custom`, and each measurement checks what it moved.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringwire::{RingConfig, ShmRing, WaitStrategy};
-use std::process::{Child, Command, Stdio};
+use ringwire_testkit::{PeerArgs, PeerMode};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn payload(size: usize) -> Vec<u8> {
@@ -90,21 +91,20 @@ fn vec_stream(
     dt
 }
 
-/// A `ringwire __peer` process on two anonymous rings (A: to it, B: back).
+/// A `ringwire-testpeer bench` process (the peer `ringwire bench` uses) on two anonymous rings (A: to it, B: back).
 struct Peer {
     child: Child,
     tx: ringwire::shm::ShmProducer,
     rx: ringwire::shm::ShmConsumer,
 }
 
-fn spawn_peer(mode: &str, size: usize, count: u64) -> Peer {
+fn spawn_peer(mode: PeerMode, size: usize, count: u64) -> Peer {
     let a = ShmRing::anonymous(RingConfig::default()).unwrap();
     let b = ShmRing::anonymous(RingConfig::default()).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwire"));
-    cmd.args(["__peer", mode, "--size", &size.to_string(), "--count", &count.to_string(), "--wait", "spin"]);
+    let mut cmd = ringwire_testkit::peer::bench_command(&PeerArgs { size, count, ..PeerArgs::new(mode) });
     cmd.stdin(Stdio::null());
-    a.share_with(&mut cmd, "RINGWIRE_BENCH_A");
-    b.share_with(&mut cmd, "RINGWIRE_BENCH_B");
+    a.share_with(&mut cmd, ringwire_cli::peer::RING_A_VAR);
+    b.share_with(&mut cmd, ringwire_cli::peer::RING_B_VAR);
     let child = cmd.spawn().unwrap();
     let mut tx = a.producer().unwrap();
     let mut rx = b.consumer().unwrap();
@@ -118,7 +118,7 @@ fn xproc(c: &mut Criterion) {
     let mut g = c.benchmark_group("xproc_rtt");
     for size in [64usize, 4096] {
         g.bench_function(BenchmarkId::new("shm-spsc", size), |b| {
-            let mut p = spawn_peer("ring-echo", size, 0);
+            let mut p = spawn_peer(PeerMode::RingEcho, size, 0);
             let msg = payload(size);
             b.iter_custom(|iters| {
                 let t0 = Instant::now();
@@ -140,7 +140,7 @@ fn xproc(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("shm-spsc", size), |b| {
             b.iter_custom(|iters| {
                 // The sink verifies every message (the same stream `ringwire bench` uses).
-                let mut p = spawn_peer("ring-sink", size, iters);
+                let mut p = spawn_peer(PeerMode::RingSink, size, iters);
                 let base: Vec<u8> =
                     (0..size).map(|i| (i as u32).wrapping_mul(2654435761).rotate_right(13) as u8).collect();
                 let t0 = Instant::now();

@@ -1,20 +1,21 @@
 //! criterion: one group per transport (`pipe`, `stdio`, `fork`, `unix`, `tcp`, `udp`, `websocket`,
 //! `redis-pubsub`, `redis-stream`, and the `shm` ring transport for reference), each timing, for 64 B and
-//! 4 KiB messages through a `ringwire __peer echo-<t>` process (the peers `ringwire bench` uses):
+//! 4 KiB messages through a `ringwire-testpeer bench echo --adapter T` process (the peers `ringwire bench` uses):
 //! `rtt/SIZE`, one message out and its echo back at a time; `stream/SIZE`, messages streamed through the
 //! echo with up to 16 in flight (reported as messages per second). Each reply is checked. The redis groups use the server at `$RINGWIRE_REDIS_URL` (default
 //! redis://127.0.0.1:6379) and are skipped, with a note, when none answers there.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringwire::testkit::peers::{self, PeerConn};
-use std::process::Command;
+use ringwire_testkit::peers::{self, PeerConn};
+use ringwire_testkit::{Adapter, PeerArgs, PeerMode};
 use std::time::{Duration, Instant};
 
 fn connect(transport: &str) -> PeerConn {
-    let adapter = if transport == "pipe" { "fifo" } else { transport };
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwire"));
-    cmd.args(["__peer", &format!("echo-{adapter}"), "--max-message", "8192"]);
-    peers::connect(cmd, adapter).expect("connect to the echo peer")
+    // The `pipe` group runs over named FIFOs, as the bench's `pipe` row does.
+    let name = if transport == "pipe" { "fifo" } else { transport };
+    let adapter = Adapter::ALL.into_iter().find(|a| a.name() == name).expect("a known adapter");
+    let args = PeerArgs { max_message: 8192, ..PeerArgs::transport(PeerMode::Echo, adapter) };
+    peers::connect(ringwire_testkit::peer::bench_command(&args), adapter).expect("connect to the echo peer")
 }
 
 /// Why the redis groups can't run, if they can't.

@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 export RUSTC_BOOTSTRAP=1
 export RUSTFLAGS="-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer"
 export TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp halt_on_error=1 second_deadlock_stack=1"
-cargo test --target x86_64-unknown-linux-gnu --target-dir target/tsan --test inprocess --test slots --lib "$@"
+cargo test --target x86_64-unknown-linux-gnu --target-dir target/tsan -p ringwire --lib "$@"
+cargo test --target x86_64-unknown-linux-gnu --target-dir target/tsan -p ringwire-testkit --test inprocess --test slots "$@"

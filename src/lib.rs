@@ -33,11 +33,9 @@ pub(crate) mod sync;
 pub mod frame;
 pub mod ring;
 pub mod shm;
+#[cfg(feature = "transport")]
 pub mod transport;
 pub mod wait;
-
-#[doc(hidden)]
-pub mod testkit;
 
 pub use ring::{broadcast, mpmc, spsc};
 pub use ring::{ConfigError, RingConfig, RingKind, Role};

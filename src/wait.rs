@@ -92,6 +92,7 @@ impl WaitCell {
     }
 
     /// How many sleepers are announced right now (tests and diagnostics).
+    #[cfg_attr(not(any(feature = "test-hooks", ringwire_loom)), allow(dead_code))]
     pub(crate) fn sleepers(&self) -> u32 {
         self.sleepers.load(Ordering::Relaxed)
     }

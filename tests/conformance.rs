@@ -1,23 +1,16 @@
 //! One conformance suite, run against every transport adapter: each factory connects a (sender,
-//! receiver) pair to an echo peer in another process (`ringwire __peer echo-<adapter>`), and every test
+//! receiver) pair to an echo peer in another process (`ringwire-testpeer bench echo --adapter A`, the peer `ringwire bench` uses), and every test
 //! below runs once per adapter. Blocking calls are guarded by a watchdog that fails the test as a hang;
 //! no test sleeps or asserts a duration. The redis adapters meet their peer at a private `redis-server`
 //! started for each test.
 
-use ringwire::testkit::peers::{self, PeerConn};
-use ringwire::testkit::redis_server::RedisServer;
-use ringwire::testkit::{check, message};
 use ringwire::transport::{TransportRecvError, TransportSendError};
-use std::process::Command;
+use ringwire_testkit::peers::{self, PeerConn};
+use ringwire_testkit::redis_server::RedisServer;
+use ringwire_testkit::{check, message, Adapter, PeerArgs, PeerMode};
 use std::time::{Duration, Instant};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-fn peer_cmd(mode: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwire"));
-    cmd.args(["__peer", mode]);
-    cmd
-}
 
 /// A connection to an echo peer, and the private Redis server it goes through (dropped after it).
 struct Conn {
@@ -38,51 +31,52 @@ impl std::ops::DerefMut for Conn {
     }
 }
 
-/// Connects to `ringwire __peer echo-<adapter>` over that adapter.
-fn make(adapter: &str) -> Conn {
-    let (server, url) = if adapter.starts_with("redis") {
+/// Connects to an echo peer over `adapter`.
+fn make(adapter: Adapter) -> Conn {
+    let (server, url) = if matches!(adapter, Adapter::RedisPubsub | Adapter::RedisStream) {
         let s = RedisServer::start().expect("start a private redis-server");
         let url = s.url();
         (Some(s), url)
     } else {
         (None, peers::redis_url())
     };
-    let c = peers::connect_via(peer_cmd(&format!("echo-{adapter}")), adapter, &url).expect("connect to the echo peer");
+    let cmd = ringwire_testkit::peer::bench_command(&PeerArgs::transport(PeerMode::Echo, adapter));
+    let c = peers::connect_via(cmd, adapter, &url).expect("connect to the echo peer");
     Conn { c, _server: server }
 }
 
 fn make_stdio() -> Conn {
-    make("stdio")
+    make(Adapter::Stdio)
 }
 fn make_fork() -> Conn {
-    make("fork")
+    make(Adapter::Fork)
 }
 fn make_fifo() -> Conn {
-    make("fifo")
+    make(Adapter::Fifo)
 }
 fn make_unix() -> Conn {
-    make("unix")
+    make(Adapter::Unix)
 }
 fn make_unix_abstract() -> Conn {
-    make("unix-abstract")
+    make(Adapter::UnixAbstract)
 }
 fn make_tcp() -> Conn {
-    make("tcp")
+    make(Adapter::Tcp)
 }
 fn make_udp() -> Conn {
-    make("udp")
+    make(Adapter::Udp)
 }
 fn make_shm() -> Conn {
-    make("shm")
+    make(Adapter::Shm)
 }
 fn make_websocket() -> Conn {
-    make("websocket")
+    make(Adapter::Websocket)
 }
 fn make_redis_pubsub() -> Conn {
-    make("redis-pubsub")
+    make(Adapter::RedisPubsub)
 }
 fn make_redis_stream() -> Conn {
-    make("redis-stream")
+    make(Adapter::RedisStream)
 }
 
 /// Runs `f` on a thread; a test that takes longer than the watchdog fails as a hang.

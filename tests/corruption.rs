@@ -3,8 +3,8 @@
 //! outside the region (a stray access would kill this test process).
 
 use proptest::prelude::*;
-use ringwire::testkit::{fill, len_for};
 use ringwire::{RingConfig, ShmOptions, ShmRing};
+use ringwire_testkit::{fill, len_for};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -45,7 +45,7 @@ fn exercise(path: &PathBuf, name: &str) {
     }
     if let Ok(mut tx) = ring.producer() {
         for seq in 0..50 {
-            if tx.try_send(&ringwire::testkit::message(seq, MAX)).is_err() {
+            if tx.try_send(&ringwire_testkit::message(seq, MAX)).is_err() {
                 break;
             }
         }
@@ -121,7 +121,7 @@ fn concurrent_scribbling_never_escapes_the_region() {
         drop(rx);
         if let Ok(mut tx) = ring.producer() {
             for seq in 0..100 {
-                let _ = tx.try_send(&ringwire::testkit::message(seq, MAX));
+                let _ = tx.try_send(&ringwire_testkit::message(seq, MAX));
             }
         }
     }

@@ -1,12 +1,13 @@
 //! The SPSC ring between real processes: the other side is the `ringwire` binary's test peer
-//! (`ringwire __peer produce|consume|hold-producer|hold-consumer`), opening the ring by name or by an
+//! (`ringwire-testpeer ring produce|consume|hold-producer|hold-consumer`), opening the ring by name or by an
 //! inherited memfd. Includes SIGKILL of either side at random moments, many times over.
 //!
 //! Blocking calls here use long time-outs only as watchdogs: a time-out fails the test as a hang.
 
 use rand::{Rng, SeedableRng};
-use ringwire::testkit::{check, fill, len_for, seq_of};
 use ringwire::{OpenError, RecvError, RingConfig, SendError, ShmRing, WaitStrategy};
+use ringwire_testkit::peer::ring::Mode;
+use ringwire_testkit::{check, fill, len_for, seq_of};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,23 +25,23 @@ fn cfg() -> RingConfig {
     RingConfig::new(64 << 10, MAX)
 }
 
-/// A `ringwire __peer` child; killed and reaped on drop so that no test leaves a process behind.
+/// A `ringwire-testpeer ring` child; killed and reaped on drop so that no test leaves a process behind.
 struct Peer {
     child: Child,
     out: BufReader<ChildStdout>,
 }
 
 impl Peer {
-    fn spawn(mode: &str, args: &[&str], prepare: impl FnOnce(&mut Command)) -> Peer {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwire"));
-        cmd.args(["__peer", mode, "--max", &MAX.to_string()]).args(args).stdout(Stdio::piped()).stdin(Stdio::null());
+    fn spawn(mode: Mode, args: &[&str], prepare: impl FnOnce(&mut Command)) -> Peer {
+        let mut cmd = ringwire_testkit::peer::command(mode);
+        cmd.args(["--max", &MAX.to_string()]).args(args).stdout(Stdio::piped()).stdin(Stdio::null());
         prepare(&mut cmd);
-        let mut child = cmd.spawn().expect("spawn ringwire __peer");
+        let mut child = cmd.spawn().expect("spawn ringwire-testpeer");
         let out = BufReader::new(child.stdout.take().expect("piped stdout"));
         Peer { child, out }
     }
 
-    fn named(mode: &str, name: &str, extra: &[&str]) -> Peer {
+    fn named(mode: Mode, name: &str, extra: &[&str]) -> Peer {
         let mut args = vec!["--name", name];
         args.extend_from_slice(extra);
         Peer::spawn(mode, &args, |_| {})
@@ -90,7 +91,7 @@ fn two_million_messages_to_a_named_ring_in_another_process() {
     let name = unique("stream");
     let ring = ShmRing::create(&name, cfg()).unwrap();
     const N: u64 = 2_000_000;
-    let mut peer = Peer::named("consume", &name, &["--wait", "adaptive"]);
+    let mut peer = Peer::named(Mode::Consume, &name, &["--wait", "adaptive"]);
     peer.wait_attached();
     let mut tx = ring.producer().unwrap();
     send_stream(&mut tx, 0, N).unwrap();
@@ -104,7 +105,7 @@ fn two_million_messages_to_a_named_ring_in_another_process() {
 fn anonymous_ring_inherited_by_a_child_producer() {
     let ring = ShmRing::anonymous(cfg()).unwrap();
     const N: u64 = 500_000;
-    let mut peer = Peer::spawn("produce", &["--fd-env", "RINGWIRE_FD", "--count", &N.to_string()], |cmd| {
+    let mut peer = Peer::spawn(Mode::Produce, &["--fd-env", "RINGWIRE_FD", "--count", &N.to_string()], |cmd| {
         ring.share_with(cmd, "RINGWIRE_FD")
     });
     let mut rx = ring.consumer().unwrap();
@@ -126,7 +127,7 @@ fn producer_killed_at_random_moments_never_tears_or_hangs() {
     rx.set_liveness_interval(Duration::from_millis(10));
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     for round in 0..30 {
-        let mut peer = Peer::named("produce", &name, &["--wait", if round % 2 == 0 { "spin" } else { "adaptive" }]);
+        let mut peer = Peer::named(Mode::Produce, &name, &["--wait", if round % 2 == 0 { "spin" } else { "adaptive" }]);
         peer.wait_attached();
         let kill_after = rng.gen_range(0..20_000u64);
         let mut seq = 0u64;
@@ -162,7 +163,7 @@ fn consumer_killed_at_random_moments_then_replaced() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xc0ffee);
     let mut seq = 0u64;
     for round in 0..20 {
-        let mut peer = Peer::named("consume", &name, &["--resume"]);
+        let mut peer = Peer::named(Mode::Consume, &name, &["--resume"]);
         peer.wait_attached();
         let kill_after = seq + rng.gen_range(0..5_000u64);
         let err = loop {
@@ -178,7 +179,7 @@ fn consumer_killed_at_random_moments_then_replaced() {
     }
     // A fresh consumer picks up where the last published head was: every message it sees is intact and
     // in order (some may be ones the dead consumer had already read: at-least-once across a crash).
-    let mut peer = Peer::named("consume", &name, &["--count", "1000", "--resume"]);
+    let mut peer = Peer::named(Mode::Consume, &name, &["--count", "1000", "--resume"]);
     peer.wait_attached();
     send_stream(&mut tx, seq, seq + 1000 + 64 * 1024).ok();
     let (ok, out) = peer.finish();
@@ -190,7 +191,8 @@ fn consumer_killed_at_random_moments_then_replaced() {
 fn a_second_producer_or_consumer_is_refused_until_the_first_dies() {
     let name = unique("roles");
     let ring = ShmRing::create(&name, cfg()).unwrap();
-    for (mode, role) in [("hold-producer", ringwire::Role::Producer), ("hold-consumer", ringwire::Role::Consumer)] {
+    for (mode, role) in [(Mode::HoldProducer, ringwire::Role::Producer), (Mode::HoldConsumer, ringwire::Role::Consumer)]
+    {
         let mut peer = Peer::named(mode, &name, &[]);
         peer.wait_attached();
         let err = match role {
@@ -211,7 +213,7 @@ fn blocked_consumer_learns_the_producer_died() {
     let name = unique("block-recv");
     let ring = ShmRing::create(&name, cfg()).unwrap();
     let mut rx = ring.consumer().unwrap();
-    let mut peer = Peer::named("hold-producer", &name, &[]);
+    let mut peer = Peer::named(Mode::HoldProducer, &name, &[]);
     peer.wait_attached();
     let killer = std::thread::spawn(move || peer.kill());
     assert_eq!(rx.recv_timeout(WATCHDOG).unwrap_err(), RecvError::PeerDied);
@@ -225,7 +227,7 @@ fn blocked_producer_learns_the_consumer_died() {
         let ring = ShmRing::create(&name, cfg()).unwrap();
         let mut tx = ring.producer().unwrap();
         tx.set_wait_strategy(wait);
-        let mut peer = Peer::named("hold-consumer", &name, &[]);
+        let mut peer = Peer::named(Mode::HoldConsumer, &name, &[]);
         peer.wait_attached();
         while tx.try_send(&[7; 500]).is_ok() {}
         let killer = std::thread::spawn(move || peer.kill());
@@ -243,7 +245,7 @@ fn resumed_consumer_reads_only_whole_messages() {
     let mut tx = ring.producer().unwrap();
     send_stream(&mut tx, 0, 40).unwrap();
     {
-        let mut peer = Peer::named("consume", &name, &["--count", "10"]);
+        let mut peer = Peer::named(Mode::Consume, &name, &["--count", "10"]);
         peer.wait_attached();
         let (ok, out) = peer.finish();
         assert!(ok && out.contains(r#""received": 10"#), "{out}");

@@ -3,14 +3,14 @@
 //! subscriber's connection killed, server restarts, and a consumer that dies holding a message. Every
 //! wait has a deadline; no test sleeps or asserts a duration.
 
-use ringwire::testkit::redis_server::RedisServer;
-use ringwire::testkit::{check, message};
 use ringwire::transport::redis::{
     AckMode, Gap, Options, Publisher, StreamConsumer, StreamProducer, Subscriber, ENVELOPE_LEN, FIELD,
 };
 use ringwire::transport::{Receiver, Sender, TransportRecvError, TransportSendError};
+use ringwire_testkit::redis_server::RedisServer;
+use ringwire_testkit::{check, message};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Longest any single wait may take before the test fails as a hang.
@@ -330,8 +330,8 @@ fn a_killed_consumer_process_has_its_message_claimed() {
     let mut b = StreamConsumer::connect(&s.url(), "tasks", "ringwire", "b").unwrap();
     b.set_claim_idle(None);
     tx.send(b"task-1").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
-        .args(["__peer", "take-redis-stream", "--addr", &format!("{}/tasks", s.url()), "--name", "a"])
+    let mut child = ringwire_testkit::peer::command(ringwire_testkit::peer::misbehave::Mode::TakeRedisStream)
+        .args(["--addr", &format!("{}/tasks", s.url()), "--name", "a"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()

@@ -1,5 +1,5 @@
 //! The MPMC and broadcast rings between real processes: the other sides are the `ringwire` binary's
-//! slot-ring test peers (`ringwire __peer mpmc-*|bcast-*|open-as RING ...`, src/cli/slotpeer.rs), on
+//! slot-ring test peers (`ringwire-testpeer slots mpmc-*|bcast-*|open-as RING ...`, testkit/src/peer/slots.rs), on
 //! one named ring. Stress with several producer / consumer / publisher / subscriber processes at once,
 //! and SIGKILL of each kind of endpoint at the moments crash recovery exists for.
 //!
@@ -9,11 +9,12 @@
 
 use rand::{Rng, SeedableRng};
 use ringwire::broadcast::{self, Mode};
-use ringwire::testkit::{fill, len_for};
 use ringwire::{OpenError, RecvError, RingConfig, ShmBroadcast, ShmQueue, ShmRing, WaitStrategy};
+use ringwire_testkit::peer::slots::Mode as PeerMode;
+use ringwire_testkit::{fill, len_for};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -96,7 +97,7 @@ impl Drop for TempDir {
     }
 }
 
-/// A `ringwire __peer` child, its stdout read line by line on a thread (so that every read has a
+/// A `ringwire-testpeer slots` child, its stdout read line by line on a thread (so that every read has a
 /// deadline); killed and reaped on drop, so that no test leaves a process behind.
 struct Peer {
     child: Child,
@@ -106,14 +107,14 @@ struct Peer {
 }
 
 impl Peer {
-    fn spawn(mode: &str, ring: &str, args: &[&str]) -> Peer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
-            .args(["__peer", mode, ring, "--max", &MAX.to_string()])
+    fn spawn(mode: PeerMode, ring: &str, args: &[&str]) -> Peer {
+        let mut child = ringwire_testkit::peer::command(mode)
+            .args([ring, "--max", &MAX.to_string()])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("spawn ringwire __peer");
+            .expect("spawn ringwire-testpeer");
         let out = BufReader::new(child.stdout.take().expect("piped stdout"));
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -124,7 +125,7 @@ impl Peer {
                 }
             }
         });
-        Peer { stdin: child.stdin.take(), child, lines, what: format!("{mode} {}", args.join(" ")) }
+        Peer { stdin: child.stdin.take(), child, lines, what: format!("{mode:?} {}", args.join(" ")) }
     }
 
     /// The child's next line of output; fails the test if it has none within the watchdog.
@@ -141,7 +142,7 @@ impl Peer {
     }
 
     /// Spawns and waits until the peer says its endpoint is attached.
-    fn attached(mode: &str, ring: &str, args: &[&str]) -> Peer {
+    fn attached(mode: PeerMode, ring: &str, args: &[&str]) -> Peer {
         let mut p = Peer::spawn(mode, ring, args);
         p.expect("attached");
         p
@@ -252,9 +253,9 @@ fn mpmc_three_producer_and_three_consumer_processes_deliver_every_message_exactl
     // Holding a producer keeps the consumers from seeing Closed before every producer has attached.
     let hold = q.producer().unwrap();
     let consumers: Vec<Peer> =
-        (0..3).map(|c| Peer::attached("mpmc-consume", &name, &["--out", &dir.arg(&format!("c{c}"))])).collect();
+        (0..3).map(|c| Peer::attached(PeerMode::MpmcConsume, &name, &["--out", &dir.arg(&format!("c{c}"))])).collect();
     let producers: Vec<Peer> = (0..PRODUCERS)
-        .map(|p| Peer::attached("mpmc-produce", &name, &["--id", &p.to_string(), "--count", &PER.to_string()]))
+        .map(|p| Peer::attached(PeerMode::MpmcProduce, &name, &["--id", &p.to_string(), "--count", &PER.to_string()]))
         .collect();
     for p in producers {
         p.finish();
@@ -283,10 +284,11 @@ fn broadcast_backpressure_two_publisher_and_three_subscriber_processes_see_every
     let hold = ring.publisher().unwrap();
     // Subscribers first: each sees what is published after it attached. Each checks that every
     // publisher's messages come in order and consecutively (no Lagged in back-pressure mode).
-    let subscribers: Vec<Peer> =
-        (0..3).map(|s| Peer::attached("bcast-subscribe", &name, &["--out", &dir.arg(&format!("s{s}"))])).collect();
+    let subscribers: Vec<Peer> = (0..3)
+        .map(|s| Peer::attached(PeerMode::BcastSubscribe, &name, &["--out", &dir.arg(&format!("s{s}"))]))
+        .collect();
     let publishers: Vec<Peer> = (0..PUBLISHERS)
-        .map(|p| Peer::attached("bcast-publish", &name, &["--id", &p.to_string(), "--count", &PER.to_string()]))
+        .map(|p| Peer::attached(PeerMode::BcastPublish, &name, &["--id", &p.to_string(), "--count", &PER.to_string()]))
         .collect();
     for p in publishers {
         p.finish();
@@ -314,8 +316,8 @@ fn broadcast_overwrite_slow_subscriber_is_told_it_lagged_and_never_sees_a_torn_m
     // The slow one starts reading only when told, then sleeps 1 ms every 16 messages; the other reads as
     // fast as it can (it may lag too). Both check every byte and each publisher's order, and that a gap
     // in a publisher's stream always comes with a Lagged.
-    let mut slow = Peer::attached("bcast-subscribe", &name, &["--gate", "--pause-every", "16"]);
-    let fast = Peer::attached("bcast-subscribe", &name, &["--out", &dir.arg("fast")]);
+    let mut slow = Peer::attached(PeerMode::BcastSubscribe, &name, &["--gate", "--pause-every", "16"]);
+    let fast = Peer::attached(PeerMode::BcastSubscribe, &name, &["--out", &dir.arg("fast")]);
     // Two laps before the slow subscriber reads anything: it must lag by at least one lap.
     let mut tx = ring.publisher().unwrap();
     for seq in 0..2 * n {
@@ -323,7 +325,7 @@ fn broadcast_overwrite_slow_subscriber_is_told_it_lagged_and_never_sees_a_torn_m
     }
     slow.go();
     let publishers: Vec<Peer> = (0..2)
-        .map(|p| Peer::attached("bcast-publish", &name, &["--id", &p.to_string(), "--count", &PER.to_string()]))
+        .map(|p| Peer::attached(PeerMode::BcastPublish, &name, &["--id", &p.to_string(), "--count", &PER.to_string()]))
         .collect();
     for p in publishers {
         p.finish();
@@ -360,7 +362,7 @@ fn mpmc_producers_killed_at_random_moments_lose_at_most_their_message_in_flight(
     rx.set_stuck_timeout(Duration::from_millis(2));
     rx.set_liveness_interval(Duration::from_millis(5));
     // A producer that lives through every round: its stream must arrive whole and in order.
-    let mut live = Peer::attached("mpmc-produce", &name, &["--id", &LIVE.to_string()]);
+    let mut live = Peer::attached(PeerMode::MpmcProduce, &name, &["--id", &LIVE.to_string()]);
     let mut live_next = 0u64;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5107_5eed);
     let mut skips = 0;
@@ -370,7 +372,8 @@ fn mpmc_producers_killed_at_random_moments_lose_at_most_their_message_in_flight(
         let wait = ["spin", "adaptive", "yield"][round as usize % 3];
         let dawdle = if round % 2 == 1 { "50" } else { "0" };
         let id = round.to_string();
-        let mut victim = Peer::attached("mpmc-produce", &name, &["--id", &id, "--wait", wait, "--dawdle-us", dawdle]);
+        let mut victim =
+            Peer::attached(PeerMode::MpmcProduce, &name, &["--id", &id, "--wait", wait, "--dawdle-us", dawdle]);
         let kill_at = rng.gen_range(0..if round % 2 == 1 { 300 } else { 1_500u64 });
         // The kill comes from another thread while this one keeps consuming, so that the victim is as
         // likely to be caught mid-message as blocked on a full ring.
@@ -454,9 +457,9 @@ fn mpmc_consumers_killed_at_random_moments_lose_at_most_the_message_they_held() 
     let mut tx = q.producer().unwrap();
     tx.set_stuck_timeout(Duration::from_millis(2));
     tx.set_liveness_interval(Duration::from_millis(5));
-    let live = Peer::attached("mpmc-consume", &name, &[&fast[..], &["--out", &dir.arg("live")]].concat());
+    let live = Peer::attached(PeerMode::MpmcConsume, &name, &[&fast[..], &["--out", &dir.arg("live")]].concat());
     let helper = Peer::attached(
-        "mpmc-produce",
+        PeerMode::MpmcProduce,
         &name,
         &[&fast[..], &["--id", "1", "--count", &HELPER.to_string(), "--wait", "yield"]].concat(),
     );
@@ -476,7 +479,7 @@ fn mpmc_consumers_killed_at_random_moments_lose_at_most_the_message_they_held() 
         let dawdle = ["0", "0", "100", "2000"][rng.gen_range(0..4)];
         let out = dir.file(&format!("v{i}"));
         let args = ["--out", out.to_str().unwrap(), "--flush-each", "--wait", wait, "--dawdle-us", dawdle];
-        let peer = Peer::attached("mpmc-consume", &name, &[&fast[..], &args].concat());
+        let peer = Peer::attached(PeerMode::MpmcConsume, &name, &[&fast[..], &args].concat());
         let (at, records) = if dawdle == "0" {
             (sent + rng.gen_range(0..400), 0)
         } else {
@@ -569,7 +572,7 @@ fn mpmc_producer_killed_mid_message_is_skipped_after_the_stuck_timeout() {
     let mut rx = q.consumer().unwrap();
     rx.set_stuck_timeout(Duration::from_millis(5));
     rx.set_liveness_interval(Duration::from_millis(5));
-    let mut victim = Peer::attached("mpmc-reserve-hold", &name, &["--id", "7", "--count", "10"]);
+    let mut victim = Peer::attached(PeerMode::MpmcReserveHold, &name, &["--id", "7", "--count", "10"]);
     victim.expect("ready");
     for seq in 0..10 {
         assert_eq!(parse(&rx.recv_timeout(WATCHDOG).unwrap()), (7, seq));
@@ -596,13 +599,13 @@ fn mpmc_consumer_killed_holding_a_message_is_reclaimed_when_the_ring_wraps() {
     let mut tx = q.producer().unwrap();
     tx.set_stuck_timeout(Duration::from_millis(5));
     tx.set_liveness_interval(Duration::from_millis(5));
-    let mut holder = Peer::attached("mpmc-hold-read", &name, &[]);
+    let mut holder = Peer::attached(PeerMode::MpmcHoldRead, &name, &[]);
     tx.send(&msg(1, 0)).unwrap();
     holder.expect("holding 1 0");
     holder.kill();
     // Another consumer, attached before we send more (with no consumer at all a blocked send would
     // give up: Disconnected). It gets every other message, in order.
-    let consumer = Peer::attached("mpmc-consume", &name, &["--out", &dir.arg("c")]);
+    let consumer = Peer::attached(PeerMode::MpmcConsume, &name, &["--out", &dir.arg("c")]);
     let total = 4 * n;
     for seq in 1..=total {
         tx.send_timeout(&msg(1, seq), WATCHDOG).unwrap_or_else(|e| panic!("message {seq}: {e}"));
@@ -625,7 +628,7 @@ fn broadcast_publisher_killed_mid_write_is_skipped_by_every_subscriber() {
     let subscribers: Vec<Peer> = (0..3)
         .map(|s| {
             let out = dir.arg(&format!("s{s}"));
-            Peer::attached("bcast-subscribe", &name, &[&fast[..], &["--out", &out]].concat())
+            Peer::attached(PeerMode::BcastSubscribe, &name, &[&fast[..], &["--out", &out]].concat())
         })
         .collect();
     let mut tx = ring.publisher().unwrap();
@@ -634,7 +637,7 @@ fn broadcast_publisher_killed_mid_write_is_skipped_by_every_subscriber() {
         tx.send(&msg(1, seq)).unwrap();
     }
     // Position 10: claimed and half taken by a publisher that then dies.
-    let mut victim = Peer::attached("bcast-abandon", &name, &["--id", "2"]);
+    let mut victim = Peer::attached(PeerMode::BcastAbandon, &name, &["--id", "2"]);
     victim.expect("abandoned");
     victim.kill();
     // Three more laps: the subscribers must get past position 10 for back-pressure to let us wrap, and
@@ -675,7 +678,7 @@ fn broadcast_publishers_killed_at_random_moments_never_tear_a_message() {
     let subscribers: Vec<Peer> = (0..2)
         .map(|s| {
             let out = dir.arg(&format!("s{s}"));
-            Peer::attached("bcast-subscribe", &name, &[&fast[..], &["--out", &out]].concat())
+            Peer::attached(PeerMode::BcastSubscribe, &name, &[&fast[..], &["--out", &out]].concat())
         })
         .collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xb_5eed);
@@ -694,14 +697,14 @@ fn broadcast_publishers_killed_at_random_moments_never_tear_a_message() {
         if rng.gen_range(0..3) == 0 {
             let count = rng.gen_range(0..2 * n);
             let args = ["--id", &id, "--count", &count.to_string()];
-            let mut victim = Peer::attached("bcast-abandon", &name, &[&fast[..], &args].concat());
+            let mut victim = Peer::attached(PeerMode::BcastAbandon, &name, &[&fast[..], &args].concat());
             victim.expect("abandoned");
             victim.kill_running();
             abandoned.push((v, count));
         } else {
             let wait = ["spin", "yield", "adaptive"][rng.gen_range(0..3)];
             let args = ["--id", &id, "--wait", wait];
-            let mut victim = Peer::attached("bcast-publish", &name, &[&fast[..], &args].concat());
+            let mut victim = Peer::attached(PeerMode::BcastPublish, &name, &[&fast[..], &args].concat());
             send_live(&mut tx, rng.gen_range(0..600));
             victim.kill_running();
         }
@@ -763,8 +766,8 @@ fn broadcast_backpressure_stops_waiting_for_a_killed_subscriber() {
     let n = slots(SMALL);
     let mut tx = ring.publisher().unwrap();
     tx.set_liveness_interval(Duration::from_millis(5));
-    let reader = Peer::attached("bcast-subscribe", &name, &["--out", &dir.arg("live")]);
-    let mut victim = Peer::attached("bcast-hold", &name, &[]);
+    let reader = Peer::attached(PeerMode::BcastSubscribe, &name, &["--out", &dir.arg("live")]);
+    let mut victim = Peer::attached(PeerMode::BcastHold, &name, &[]);
     for seq in 0..n {
         tx.send_deadline(&msg(1, seq), Instant::now() + WATCHDOG).unwrap();
     }
@@ -802,7 +805,7 @@ fn another_process_opening_a_ring_as_the_wrong_kind_gets_wrong_kind() {
         (&sn, "spsc", "ok"),
     ];
     for (name, kind, want) in cases {
-        let mut peer = Peer::spawn("open-as", name, &["--kind", kind]);
+        let mut peer = Peer::spawn(PeerMode::OpenAs, name, &["--kind", kind]);
         peer.expect(want);
         peer.finish();
     }
@@ -820,7 +823,7 @@ fn a_consumer_killed_while_asleep_has_its_sleeper_count_taken_back() {
     let name = unique("mpmc-asleep");
     let ring = ShmQueue::create(&name, cfg(SMALL)).unwrap();
     let tx = ring.producer().unwrap();
-    let mut sleeper = Peer::attached("mpmc-consume", &name, &["--wait", "adaptive"]);
+    let mut sleeper = Peer::attached(PeerMode::MpmcConsume, &name, &["--wait", "adaptive"]);
     let deadline = Instant::now() + WATCHDOG;
     while tx.__sleepers() != (1, 0) {
         assert!(Instant::now() < deadline, "the idle consumer never went to sleep: {:?}", tx.__sleepers());

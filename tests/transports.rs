@@ -3,11 +3,13 @@
 //! many TCP clients at once. Deadlines are watchdogs only: running into one fails the test as a hang.
 
 use ringwire::frame::{encode_into, FrameError, FrameHeader, Kind};
-use ringwire::testkit::{check, message};
 use ringwire::transport::{
     pipe, stdio, tcp, udp, Receiver, Sender, StreamFd, StreamReceiver, StreamSender, TransportRecvError,
     TransportSendError,
 };
+use ringwire_testkit::peer::misbehave::Mode;
+use ringwire_testkit::{check, message};
+use ringwire_testkit::{Adapter, PeerArgs, PeerMode};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::process::Command;
@@ -20,15 +22,19 @@ fn soon() -> Instant {
     Instant::now() + WATCHDOG
 }
 
-fn peer(mode: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwire"));
-    cmd.args(["__peer", mode]);
-    cmd
+fn peer(mode: Mode) -> Command {
+    ringwire_testkit::peer::command(mode)
+}
+
+/// The bench's echo peer over its stdio, accepting messages up to `max`.
+fn echo_stdio(max: usize) -> Command {
+    let args = PeerArgs { max_message: max, ..PeerArgs::transport(PeerMode::Echo, Adapter::Stdio) };
+    ringwire_testkit::peer::bench_command(&args)
 }
 
 #[test]
 fn stdio_child_exiting_mid_frame_is_a_reset() {
-    let (_tx, mut rx, mut child) = stdio::spawn(&mut peer("midframe-exit")).unwrap();
+    let (_tx, mut rx, mut child) = stdio::spawn(&mut peer(Mode::MidframeExit)).unwrap();
     assert_eq!(rx.recv_deadline(soon()).unwrap(), b"whole");
     assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerReset)));
     assert!(child.wait_deadline(soon()).unwrap().expect("child exits").success());
@@ -36,7 +42,7 @@ fn stdio_child_exiting_mid_frame_is_a_reset() {
 
 #[test]
 fn stdio_garbage_is_a_bad_frame_and_stays_one() {
-    let (mut tx, mut rx, mut child) = stdio::spawn(&mut peer("garbage-stdio")).unwrap();
+    let (mut tx, mut rx, mut child) = stdio::spawn(&mut peer(Mode::GarbageStdio)).unwrap();
     assert_eq!(rx.recv_deadline(soon()).unwrap(), b"good");
     assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::BadFrame(FrameError::BadHeader(_)))));
     assert!(matches!(rx.try_recv(), Err(TransportRecvError::BadFrame(FrameError::BadHeader(_)))));
@@ -46,7 +52,7 @@ fn stdio_garbage_is_a_bad_frame_and_stays_one() {
 
 #[test]
 fn stdio_child_closing_stdout_is_a_clean_end_while_it_lives() {
-    let (mut tx, mut rx, mut child) = stdio::spawn(&mut peer("close-stdout")).unwrap();
+    let (mut tx, mut rx, mut child) = stdio::spawn(&mut peer(Mode::CloseStdout)).unwrap();
     assert_eq!(rx.recv_deadline(soon()).unwrap(), b"bye");
     assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerGone)));
     assert!(child.try_wait().unwrap().is_none(), "the child waits for our end of input");
@@ -56,7 +62,7 @@ fn stdio_child_closing_stdout_is_a_clean_end_while_it_lives() {
 
 #[test]
 fn stdio_flooding_child_gets_epipe_not_sigpipe_when_we_stop_reading() {
-    let (_tx, mut rx, mut child) = stdio::spawn(&mut peer("flood-stdio")).unwrap();
+    let (_tx, mut rx, mut child) = stdio::spawn(&mut peer(Mode::FloodStdio)).unwrap();
     for _ in 0..100 {
         assert_eq!(rx.recv_deadline(soon()).unwrap().len(), 4096);
     }
@@ -68,7 +74,7 @@ fn stdio_flooding_child_gets_epipe_not_sigpipe_when_we_stop_reading() {
 
 #[test]
 fn stdio_writing_to_an_exited_child_is_a_reset() {
-    let (mut tx, _rx, mut child) = stdio::spawn(&mut peer("midframe-exit")).unwrap();
+    let (mut tx, _rx, mut child) = stdio::spawn(&mut peer(Mode::MidframeExit)).unwrap();
     child.wait_deadline(soon()).unwrap().expect("child exits");
     let deadline = soon();
     let err = loop {
@@ -83,8 +89,7 @@ fn stdio_writing_to_an_exited_child_is_a_reset() {
 fn stdio_stderr_lines_reach_the_callback_and_oversize_frames_are_skipped() {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let seen = lines.clone();
-    let mut cmd = peer("echo-stdio");
-    cmd.args(["--max-message", "100"]);
+    let mut cmd = echo_stdio(100);
     let (mut tx, mut rx, mut child) =
         stdio::spawn_with_stderr(&mut cmd, move |l| seen.lock().unwrap().push(l.to_string())).unwrap();
     tx.send(&[9; 500]).unwrap(); // over the child's limit: skipped there, reported on its stderr
@@ -99,7 +104,7 @@ fn stdio_stderr_lines_reach_the_callback_and_oversize_frames_are_skipped() {
 
 #[test]
 fn dropping_a_running_child_kills_and_reaps_it() {
-    let (tx, rx, child) = stdio::spawn(&mut peer("echo-stdio")).unwrap();
+    let (tx, rx, child) = stdio::spawn(&mut echo_stdio(ringwire::transport::DEFAULT_MAX_MESSAGE)).unwrap();
     let pid = child.id() as libc::pid_t;
     drop(child);
     // Reaped: it is no longer our child (a zombie would still be).
@@ -110,10 +115,9 @@ fn dropping_a_running_child_kills_and_reaps_it() {
     drop((tx, rx));
 }
 
-#[cfg(feature = "json")]
 #[test]
 fn typed_json_over_an_inherited_channel() {
-    let (mut tx, mut rx, mut child) = ringwire::transport::fork::spawn(&mut peer("echo-json-fork")).unwrap();
+    let (mut tx, mut rx, mut child) = ringwire::transport::fork::spawn(&mut peer(Mode::EchoJsonFork)).unwrap();
     ringwire::transport::send_json(&mut tx, &serde_json::json!({"a": [1, 2]})).unwrap();
     let reply: serde_json::Value = ringwire::transport::recv_json(&mut rx).unwrap();
     assert_eq!(reply, serde_json::json!({"got": {"a": [1, 2]}}));

@@ -1,12 +1,13 @@
-//! The websocket adapter against real peers: our own client and server in threads, `ringwire __peer`
+//! The websocket adapter against real peers: our own client and server in threads, `ringwire-testpeer bench echo`
 //! child processes (killed, stopped), raw tungstenite clients that misbehave (never read, never answer
 //! pings, send garbage), and Node.js's WebSocket client as a peer written in another language. Every
 //! wait has a deadline; no test sleeps or asserts a duration.
 
 use ringwire::frame::{FrameError, FrameHeader, Kind};
-use ringwire::testkit::{check, message};
 use ringwire::transport::websocket::{self, Listener, Options, WsReceiver, WsSender};
 use ringwire::transport::{Receiver, Sender, TransportRecvError, TransportSendError};
+use ringwire_testkit::{check, message};
+use ringwire_testkit::{Adapter, PeerArgs, PeerMode};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -194,11 +195,9 @@ fn wrong_path_is_refused() {
 }
 
 fn echo_child(url: &str) -> Kid {
-    Kid(Command::new(env!("CARGO_BIN_EXE_ringwire"))
-        .args(["__peer", "echo-websocket", "--addr", url])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap())
+    let mut args = PeerArgs::transport(PeerMode::Echo, Adapter::Websocket);
+    args.addr = Some(url.to_string());
+    Kid(ringwire_testkit::peer::bench_command(&args).stdin(Stdio::null()).spawn().unwrap())
 }
 
 #[test]

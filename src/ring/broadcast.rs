@@ -341,6 +341,7 @@ impl<S: Storage> Publisher<S> {
         self.min_cursor = 0;
     }
 
+    #[cfg(feature = "test-hooks")]
     /// Test hook: claims the next position and takes its slot, then stops as if killed mid-write.
     #[doc(hidden)]
     pub fn __abandon_mid_write(&mut self) {

@@ -130,6 +130,7 @@ impl<S: Storage> Producer<S> {
         Ok(Producer { local, me, watch: StuckWatch::default(), storage })
     }
 
+    #[cfg(feature = "test-hooks")]
     /// Diagnostics: how many endpoints are announced asleep on (data, space) right now.
     #[doc(hidden)]
     pub fn __sleepers(&self) -> (u32, u32) {

@@ -5,14 +5,21 @@
 //! `limit` probe (see `probe.rs`) is taken right before and right after every row, and each row is
 //! reported with its ratio to the mean of those two probes as well as in absolute numbers.
 
-use super::peer::{parse_wait, RING_A_VAR, RING_B_VAR};
-use super::probe::{self, SharedMem};
-use super::report::{self, Machine, ProbeSample, Row, Skipped, Throughput};
-use super::{available_cpus, base_payload, pin_to, stamp, verify, CliResult};
+mod plan;
+mod plot;
+mod report;
+mod slots;
+mod transports;
+
+use crate::peer::{PeerMode, RING_A_VAR, RING_B_VAR};
+use crate::probe::{self, SharedMem};
+use crate::util::{available_cpus, base_payload, parse_wait, pin_to, stamp, verify, CliResult};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use plan::{histogram, peer_command, reap, Counts, Plan};
+use report::{Machine, ProbeSample, Row, Skipped, Throughput};
 use ringwire::{RingConfig, ShmRing};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Every transport this build knows, in table order.
@@ -58,54 +65,6 @@ pub struct BenchArgs {
     plot: Option<std::path::PathBuf>,
 }
 
-/// How many messages each measurement moves.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Counts {
-    pub(super) rtt_warmup: u64,
-    pub(super) rtt_samples: u64,
-    probe_samples: u64,
-    stream_small: u64,
-    stream_large: u64,
-}
-
-impl Counts {
-    fn new(quick: bool) -> Self {
-        let full = Counts {
-            rtt_warmup: 50_000,
-            rtt_samples: 1_000_000,
-            probe_samples: 200_000,
-            stream_small: 10_000_000,
-            stream_large: 1_000_000,
-        };
-        if quick {
-            Counts {
-                rtt_warmup: 1_000,
-                rtt_samples: 10_000,
-                probe_samples: 5_000,
-                stream_small: 100_000,
-                stream_large: 10_000,
-            }
-        } else {
-            full
-        }
-    }
-    pub(super) fn stream(&self, size: usize) -> u64 {
-        if size <= 512 {
-            self.stream_small
-        } else {
-            self.stream_large
-        }
-    }
-}
-
-/// One row to run.
-#[derive(Clone, Debug)]
-pub(super) struct Plan {
-    pub(super) transport: &'static str,
-    pub(super) wait: &'static str,
-    pub(super) size: usize,
-}
-
 /// A row's measurement.
 struct Measured {
     rtt: Histogram<u64>,
@@ -131,13 +90,10 @@ pub fn run(args: BenchArgs) -> CliResult {
         return Err(format!("sizes must be between 1 and {RING_MAX_MESSAGE} bytes").into());
     }
     let counts = Counts::new(args.quick);
-    let redis = super::transports::redis_url(&args.redis);
+    let redis = transports::redis_url(&args.redis);
     // Checked once, before any row: a missing server skips the redis rows, not the run.
-    let redis_down = if selected.iter().any(|t| super::transports::is_redis(t)) {
-        super::transports::redis_check(&redis).err()
-    } else {
-        None
-    };
+    let redis_down =
+        if selected.iter().any(|t| transports::is_redis(t)) { transports::redis_check(&redis).err() } else { None };
     let mut plans = Vec::new();
     for &size in &args.sizes {
         for &t in &selected {
@@ -170,7 +126,7 @@ pub fn run(args: BenchArgs) -> CliResult {
             last_size = Some(plan.size);
         }
         bar.set_message(format!("{} ({}), {} B", plan.transport, plan.wait, plan.size));
-        let measured = match (&redis_down, super::transports::is_redis(plan.transport)) {
+        let measured = match (&redis_down, transports::is_redis(plan.transport)) {
             (Some(reason), true) => Err(reason.clone().into()),
             _ => measure(plan, &counts, &redis),
         };
@@ -206,7 +162,7 @@ pub fn run(args: BenchArgs) -> CliResult {
             machine.cpus,
             if machine.hypervisor { ", VM" } else { "" }
         );
-        super::plot::svg(path, &rows, &title)?;
+        plot::svg(path, &rows, &title)?;
     }
     if args.json {
         println!("{}", report::json(&machine, &rows, &skipped)?);
@@ -219,34 +175,11 @@ pub fn run(args: BenchArgs) -> CliResult {
 /// The ring rows use the default geometry: 1 MiB of data, messages up to 64 KiB.
 const RING_MAX_MESSAGE: usize = 64 << 10;
 
-pub(super) fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
-}
-
-pub(super) fn peer_command(mode: &str, size: usize, count: u64, wait: &str) -> CliResult<Command> {
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args(["__peer", mode, "--size", &size.to_string(), "--count", &count.to_string(), "--wait", wait]);
-    if available_cpus() >= 2 {
-        cmd.args(["--cpu", "1"]);
-    }
-    cmd.stdin(Stdio::null());
-    Ok(cmd)
-}
-
-/// Waits for a peer and turns a failed exit into an error.
-pub(super) fn reap(mut child: Child) -> CliResult {
-    let status = child.wait()?;
-    if !status.success() {
-        return Err(format!("benchmark peer failed: {status}").into());
-    }
-    Ok(())
-}
-
 /// Bare-hardware latency (p50 of a ping-pong) and throughput (fixed-slot ring) for `size`.
 fn run_probe(size: usize, counts: &Counts) -> CliResult<ProbeSample> {
     let mut h = histogram();
     let mem = SharedMem::create()?;
-    let mut cmd = peer_command("limit-echo", size, 0, "spin")?;
+    let mut cmd = peer_command(PeerMode::LimitEcho, size, 0, "spin")?;
     mem.pass_to(&mut cmd);
     let mut child = cmd.spawn()?;
     probe::latency(&mem, &mut child, counts.probe_samples / 10, counts.probe_samples, |ns| {
@@ -259,7 +192,7 @@ fn run_probe(size: usize, counts: &Counts) -> CliResult<ProbeSample> {
 
 fn probe_stream(size: usize, count: u64) -> CliResult<Throughput> {
     let mem = SharedMem::create()?;
-    let mut cmd = peer_command("limit-sink", size, count, "spin")?;
+    let mut cmd = peer_command(PeerMode::LimitSink, size, count, "spin")?;
     mem.pass_to(&mut cmd);
     let mut child = cmd.spawn()?;
     let elapsed = probe::stream(&mem, &mut child, &base_payload(size), count)?;
@@ -272,7 +205,7 @@ fn measure(plan: &Plan, counts: &Counts, redis: &str) -> CliResult<Measured> {
         "limit" => {
             let mut rtt = histogram();
             let mem = SharedMem::create()?;
-            let mut cmd = peer_command("limit-echo", plan.size, 0, "spin")?;
+            let mut cmd = peer_command(PeerMode::LimitEcho, plan.size, 0, "spin")?;
             mem.pass_to(&mut cmd);
             let mut child = cmd.spawn()?;
             probe::latency(&mem, &mut child, counts.rtt_warmup, counts.rtt_samples, |ns| {
@@ -288,23 +221,23 @@ fn measure(plan: &Plan, counts: &Counts, redis: &str) -> CliResult<Measured> {
         "shm-mpmc" | "shm-broadcast" => {
             let wait = parse_wait(plan.wait)?;
             let (rtt, throughput) = if plan.transport == "shm-mpmc" {
-                super::slotbench::mpmc(plan, counts, wait)?
+                slots::mpmc(plan, counts, wait)?
             } else {
-                super::slotbench::bcast(plan, counts, wait)?
+                slots::bcast(plan, counts, wait)?
             };
             Ok(Measured { rtt, throughput })
         }
-        t if super::transports::NAMES.contains(&t) => {
+        t if transports::NAMES.contains(&t) => {
             let mut rtt = histogram();
             // Kernel transports wake a sleeping peer on every message (tens of microseconds here), so they
             // get a 25th of the ring's round trips and stream messages (40 000 round trips: still 40
             // samples beyond p99.9); the redis rows, two hops through a server and a request-reply per
             // message sent, a 250th. This keeps the default run near two minutes on two cores.
-            let div = if super::transports::is_redis(t) { 250 } else { 25 };
+            let div = if transports::is_redis(t) { 250 } else { 25 };
             let (warmup, samples) = (counts.rtt_warmup / div, counts.rtt_samples / div);
-            super::transports::rtt(t, plan.size, warmup, samples, redis, &mut rtt)?;
+            transports::rtt(t, plan.size, warmup, samples, redis, &mut rtt)?;
             let n = counts.stream(plan.size) / div;
-            let elapsed = super::transports::stream(t, plan.size, n, redis)?;
+            let elapsed = transports::stream(t, plan.size, n, redis)?;
             Ok(Measured { rtt, throughput: Throughput::new(n, plan.size, elapsed) })
         }
         "crossbeam" => Ok(Measured {
@@ -317,7 +250,7 @@ fn measure(plan: &Plan, counts: &Counts, redis: &str) -> CliResult<Measured> {
 
 /// Two anonymous rings (A: to the peer, B: back) shared with a freshly spawned peer.
 fn shm_pair(
-    mode: &str,
+    mode: PeerMode,
     plan: &Plan,
     count: u64,
 ) -> CliResult<(ringwire::shm::ShmProducer, ringwire::shm::ShmConsumer, Child)> {
@@ -342,7 +275,7 @@ fn shm_pair(
 }
 
 fn shm_rtt(plan: &Plan, counts: &Counts) -> CliResult<Histogram<u64>> {
-    let (mut tx, mut rx, child) = shm_pair("ring-echo", plan, 0)?;
+    let (mut tx, mut rx, child) = shm_pair(PeerMode::RingEcho, plan, 0)?;
     let base = base_payload(plan.size);
     let mut h = histogram();
     for i in 0..counts.rtt_warmup + counts.rtt_samples {
@@ -365,7 +298,7 @@ fn shm_rtt(plan: &Plan, counts: &Counts) -> CliResult<Histogram<u64>> {
 }
 
 fn shm_stream(plan: &Plan, count: u64) -> CliResult<Throughput> {
-    let (mut tx, mut rx, child) = shm_pair("ring-sink", plan, count)?;
+    let (mut tx, mut rx, child) = shm_pair(PeerMode::RingSink, plan, count)?;
     let base = base_payload(plan.size);
     let t0 = Instant::now();
     for i in 0..count {

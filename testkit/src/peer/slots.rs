@@ -1,5 +1,5 @@
-//! Test and bench peers for the slot rings (the MPMC work queue and the broadcast ring), each run as a
-//! separate process: `ringwire __peer MODE RING [OPTIONS]`, where RING is a ring name (in `--dir`) or
+//! Test peers for the slot rings (the MPMC work queue and the broadcast ring), each run as a
+//! separate process: `ringwire-testpeer slots MODE RING [OPTIONS]`, where RING is a ring name (in `--dir`) or
 //! `fd:VAR` for a memfd inherited through the environment variable VAR.
 //!
 //! Modes (each prints `attached` once its endpoint is attached, unless said otherwise):
@@ -38,11 +38,11 @@
 //! (the bench stream) every message is S bytes and the rest is a fixed pattern, cheap to check.
 //! `tests/slot_process.rs` and `benches/slots.rs` build the same messages.
 
-use super::peer::parse_wait;
-use super::CliResult;
-use clap::Parser;
+use super::{park_forever, say, PeerResult as CliResult};
+use crate::{fill, len_for};
 use ringwire::broadcast::RecvError as BroadcastRecvError;
 use ringwire::{OpenError, RecvError, ShmBroadcast, ShmQueue, ShmRing, WaitStrategy};
+use ringwire_cli::util::parse_wait;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,16 +50,35 @@ use std::time::Duration;
 /// Bytes before the payload: stream id (u32 LE) and sequence number (u64 LE).
 pub const HEAD: usize = 12;
 
-/// Whether `mode` is one of the modes in this module.
-pub fn handles(mode: &str) -> bool {
-    mode.starts_with("mpmc-") || mode.starts_with("bcast-") || mode == "open-as"
+/// What a slot-ring test peer does (see the module docs for each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// `mpmc-produce`.
+    MpmcProduce,
+    /// `mpmc-consume`.
+    MpmcConsume,
+    /// `mpmc-reserve-hold`.
+    MpmcReserveHold,
+    /// `mpmc-hold-read`.
+    MpmcHoldRead,
+    /// `bcast-publish`.
+    BcastPublish,
+    /// `bcast-subscribe`.
+    BcastSubscribe,
+    /// `bcast-abandon`.
+    BcastAbandon,
+    /// `bcast-hold`.
+    BcastHold,
+    /// `open-as`.
+    OpenAs,
 }
 
-#[derive(Parser, Debug)]
-#[command(name = "ringwire __peer", no_binary_name = true)]
-struct SlotArgs {
+/// Options of the slot-ring test peers.
+#[derive(clap::Args, Debug)]
+pub struct Args {
     /// The mode (see the module docs).
-    mode: String,
+    #[arg(value_enum)]
+    mode: Mode,
     /// The ring: a name in --dir, or fd:VAR for an inherited memfd.
     ring: String,
     #[arg(long, default_value = ringwire::shm::DEFAULT_DIR)]
@@ -107,9 +126,8 @@ struct SlotArgs {
     kind: String,
 }
 
-/// Runs slot-ring mode `mode` with the arguments that followed it.
-pub fn run(mode: &str, rest: &[String]) -> CliResult {
-    let args = SlotArgs::try_parse_from(std::iter::once(mode).chain(rest.iter().map(String::as_str)))?;
+/// Runs the peer.
+pub fn run(args: Args) -> CliResult {
     let stream = match args.size {
         Some(size) if size < HEAD => return Err(format!("--size must be at least {HEAD}").into()),
         Some(size) => Stream::Bench { size },
@@ -117,22 +135,21 @@ pub fn run(mode: &str, rest: &[String]) -> CliResult {
         None => Stream::Test { max: args.max },
     };
     let p = Params {
-        wait: parse_wait(&args.wait)?,
+        wait: parse_wait(&args.wait).map_err(|e| e.to_string())?,
         liveness: args.liveness_ms.map(Duration::from_millis),
         stuck: args.stuck_ms.map(Duration::from_millis),
         stream,
     };
-    match args.mode.as_str() {
-        "mpmc-produce" => mpmc_produce(&args, &p),
-        "mpmc-consume" => mpmc_consume(&args, &p),
-        "mpmc-reserve-hold" => mpmc_reserve_hold(&args, &p),
-        "mpmc-hold-read" => mpmc_hold_read(&args, &p),
-        "bcast-publish" => bcast_publish(&args, &p),
-        "bcast-subscribe" => bcast_subscribe(&args, &p),
-        "bcast-abandon" => bcast_abandon(&args, &p),
-        "bcast-hold" => bcast_hold(&args, &p),
-        "open-as" => open_as(&args),
-        other => Err(format!("unknown peer mode {other}").into()),
+    match args.mode {
+        Mode::MpmcProduce => mpmc_produce(&args, &p),
+        Mode::MpmcConsume => mpmc_consume(&args, &p),
+        Mode::MpmcReserveHold => mpmc_reserve_hold(&args, &p),
+        Mode::MpmcHoldRead => mpmc_hold_read(&args, &p),
+        Mode::BcastPublish => bcast_publish(&args, &p),
+        Mode::BcastSubscribe => bcast_subscribe(&args, &p),
+        Mode::BcastAbandon => bcast_abandon(&args, &p),
+        Mode::BcastHold => bcast_hold(&args, &p),
+        Mode::OpenAs => open_as(&args),
     }
 }
 
@@ -156,7 +173,7 @@ enum Stream {
 impl Stream {
     fn len(self, id: u32, seq: u64) -> usize {
         match self {
-            Stream::Test { max } => HEAD + ringwire::testkit::len_for(tag(id, seq), max - HEAD),
+            Stream::Test { max } => HEAD + len_for(tag(id, seq), max - HEAD),
             Stream::Bench { size } => size,
         }
     }
@@ -166,7 +183,7 @@ impl Stream {
         buf[..4].copy_from_slice(&id.to_le_bytes());
         buf[4..HEAD].copy_from_slice(&seq.to_le_bytes());
         match self {
-            Stream::Test { .. } => ringwire::testkit::fill(&mut buf[HEAD..], tag(id, seq)),
+            Stream::Test { .. } => fill(&mut buf[HEAD..], tag(id, seq)),
             Stream::Bench { .. } => bench_pattern(&mut buf[HEAD..]),
         }
     }
@@ -248,26 +265,14 @@ pub fn bench_pattern(buf: &mut [u8]) {
     }
 }
 
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-fn park_forever() -> ! {
-    loop {
-        std::thread::park();
-    }
-}
-
-fn open_queue(a: &SlotArgs) -> Result<ShmQueue, OpenError> {
+fn open_queue(a: &Args) -> Result<ShmQueue, OpenError> {
     match a.ring.strip_prefix("fd:") {
         Some(var) => ShmQueue::from_env(var),
         None => ShmQueue::open_in(&a.dir, &a.ring),
     }
 }
 
-fn open_broadcast(a: &SlotArgs) -> Result<ShmBroadcast, OpenError> {
+fn open_broadcast(a: &Args) -> Result<ShmBroadcast, OpenError> {
     match a.ring.strip_prefix("fd:") {
         Some(var) => ShmBroadcast::from_env(var),
         None => ShmBroadcast::open_in(&a.dir, &a.ring),
@@ -288,14 +293,14 @@ macro_rules! configure {
 }
 
 /// The `--out` file, buffered.
-fn out_file(a: &SlotArgs) -> CliResult<Option<BufWriter<std::fs::File>>> {
+fn out_file(a: &Args) -> CliResult<Option<BufWriter<std::fs::File>>> {
     Ok(match &a.out {
         Some(path) => Some(BufWriter::new(std::fs::File::create(path)?)),
         None => None,
     })
 }
 
-fn mpmc_produce(a: &SlotArgs, p: &Params) -> CliResult {
+fn mpmc_produce(a: &Args, p: &Params) -> CliResult {
     let mut tx = open_queue(a)?.producer()?;
     configure!(tx, p);
     say("attached");
@@ -319,7 +324,7 @@ fn mpmc_produce(a: &SlotArgs, p: &Params) -> CliResult {
     Ok(())
 }
 
-fn mpmc_consume(a: &SlotArgs, p: &Params) -> CliResult {
+fn mpmc_consume(a: &Args, p: &Params) -> CliResult {
     let mut rx = open_queue(a)?.consumer()?;
     configure!(rx, p);
     let mut out = out_file(a)?;
@@ -382,7 +387,7 @@ fn mpmc_consume(a: &SlotArgs, p: &Params) -> CliResult {
     Ok(())
 }
 
-fn mpmc_reserve_hold(a: &SlotArgs, p: &Params) -> CliResult {
+fn mpmc_reserve_hold(a: &Args, p: &Params) -> CliResult {
     let mut tx = open_queue(a)?.producer()?;
     configure!(tx, p);
     say("attached");
@@ -400,7 +405,7 @@ fn mpmc_reserve_hold(a: &SlotArgs, p: &Params) -> CliResult {
     park_forever()
 }
 
-fn mpmc_hold_read(a: &SlotArgs, p: &Params) -> CliResult {
+fn mpmc_hold_read(a: &Args, p: &Params) -> CliResult {
     let mut rx = open_queue(a)?.consumer()?;
     configure!(rx, p);
     say("attached");
@@ -410,7 +415,7 @@ fn mpmc_hold_read(a: &SlotArgs, p: &Params) -> CliResult {
     park_forever()
 }
 
-fn bcast_publish(a: &SlotArgs, p: &Params) -> CliResult {
+fn bcast_publish(a: &Args, p: &Params) -> CliResult {
     let mut tx = open_broadcast(a)?.publisher()?;
     configure!(tx, p);
     say("attached");
@@ -425,7 +430,7 @@ fn bcast_publish(a: &SlotArgs, p: &Params) -> CliResult {
     Ok(())
 }
 
-fn bcast_subscribe(a: &SlotArgs, p: &Params) -> CliResult {
+fn bcast_subscribe(a: &Args, p: &Params) -> CliResult {
     let mut rx = open_broadcast(a)?.subscriber()?;
     configure!(rx, p);
     let mut out = out_file(a)?;
@@ -486,7 +491,7 @@ fn bcast_subscribe(a: &SlotArgs, p: &Params) -> CliResult {
     Ok(())
 }
 
-fn bcast_abandon(a: &SlotArgs, p: &Params) -> CliResult {
+fn bcast_abandon(a: &Args, p: &Params) -> CliResult {
     let mut tx = open_broadcast(a)?.publisher()?;
     configure!(tx, p);
     say("attached");
@@ -501,14 +506,14 @@ fn bcast_abandon(a: &SlotArgs, p: &Params) -> CliResult {
     park_forever()
 }
 
-fn bcast_hold(a: &SlotArgs, p: &Params) -> CliResult {
+fn bcast_hold(a: &Args, p: &Params) -> CliResult {
     let mut rx = open_broadcast(a)?.subscriber()?;
     configure!(rx, p);
     say("attached");
     park_forever()
 }
 
-fn open_as(a: &SlotArgs) -> CliResult {
+fn open_as(a: &Args) -> CliResult {
     let r = match a.kind.as_str() {
         "spsc" => match a.ring.strip_prefix("fd:") {
             Some(var) => ShmRing::from_env(var).map(drop),

@@ -123,7 +123,7 @@ fn a_quick_websocket_row_runs() {
 
 #[test]
 fn quick_redis_rows_run_against_a_private_server() {
-    let server = ringwire::testkit::redis_server::RedisServer::start().expect("start a private redis-server");
+    let server = ringwire_testkit::redis_server::RedisServer::start().expect("start a private redis-server");
     let url = server.url();
     let doc =
         run(&["--quick", "--json", "--transports", "redis-pubsub,redis-stream", "--sizes", "64", "--redis", &url]);

@@ -43,7 +43,7 @@ impl Machine {
         let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
         Machine {
             cpu,
-            cpus: super::available_cpus(),
+            cpus: crate::util::available_cpus(),
             kernel,
             hypervisor,
             pinned,

@@ -8,7 +8,7 @@
 //! publishes on CHANNEL. Pub/sub is at most once: messages lost while a connection was down are
 //! reported on stderr.
 
-use super::CliResult;
+use crate::util::CliResult;
 use ringwire::frame::{decode_datagram, encode_into, Kind};
 use ringwire::transport::redis::{self as redis_transport, Publisher, Subscriber};
 use ringwire::transport::{shm, tcp, udp, unix, websocket, Receiver, Sender, TransportRecvError};

@@ -1,13 +1,13 @@
 //! `ringwire bench` rows for the transports of `ringwire::transport`: each row talks to a
-//! `ringwire __peer echo-<t>` (round trips) or `sink-<t>` (one-way stream) process, connected by
-//! `ringwire::testkit::peers`, the same code the conformance tests use. The redis rows meet their peer
+//! `ringwire __peer echo --adapter T` (round trips) or `sink` (one-way stream) process, connected by
+//! [`crate::peer::connect`], the same code the conformance tests use. The redis rows meet their peer
 //! at the server `--redis` names.
 
-use super::peer::sink_ack_every;
-use super::{available_cpus, base_payload, stamp, verify, CliResult};
+use super::plan::peer_process;
+use crate::peer::connect::{self as peers, PeerConn};
+use crate::peer::{sink_ack_every, Adapter, PeerArgs, PeerMode};
+use crate::util::{base_payload, stamp, verify, CliResult};
 use hdrhistogram::Histogram;
-use ringwire::testkit::peers::{self, PeerConn};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The transports measured here, in table order.
@@ -41,26 +41,28 @@ pub fn redis_check(url: &str) -> Result<(), String> {
 /// A peer that does not answer for this long has failed (no row waits forever).
 const STALL: Duration = Duration::from_secs(10);
 
-fn peer_cmd(mode: &str, size: usize, count: u64) -> CliResult<Command> {
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args(["__peer", mode, "--size", &size.to_string(), "--count", &count.to_string()]);
-    cmd.args(["--max-message", &(size + 64).to_string()]);
-    if available_cpus() >= 2 {
-        cmd.args(["--cpu", "1"]);
-    }
-    Ok(cmd)
-}
-
-/// Connects to a fresh `echo-<t>` / `sink-<t>` peer (`role` is "echo" or "sink").
-fn connect(transport: &str, role: &str, size: usize, count: u64, redis: &str) -> CliResult<PeerConn> {
-    // The bench's `pipe` row runs over named FIFOs (the peer's stdio is the `stdio` row).
-    let adapter = if transport == "pipe" { "fifo" } else { transport };
-    Ok(peers::connect_via(peer_cmd(&format!("{role}-{adapter}"), size, count)?, adapter, redis)?)
+/// Connects to a fresh echo or sink peer over the transport of row `transport`.
+fn connect(transport: &str, mode: PeerMode, size: usize, count: u64, redis: &str) -> CliResult<PeerConn> {
+    let adapter = match transport {
+        // The bench's `pipe` row runs over named FIFOs (the peer's stdio is the `stdio` row).
+        "pipe" => Adapter::Fifo,
+        "stdio" => Adapter::Stdio,
+        "fork" => Adapter::Fork,
+        "unix" => Adapter::Unix,
+        "tcp" => Adapter::Tcp,
+        "udp" => Adapter::Udp,
+        "websocket" => Adapter::Websocket,
+        "redis-pubsub" => Adapter::RedisPubsub,
+        "redis-stream" => Adapter::RedisStream,
+        other => return Err(format!("no transport row {other}").into()),
+    };
+    let args = PeerArgs { size, count, max_message: size + 64, ..PeerArgs::transport(mode, adapter) };
+    Ok(peers::connect_via(peer_process(&args)?, adapter, redis)?)
 }
 
 /// Round trips through an echo peer: `warmup + samples` messages, the last `samples` recorded.
 pub fn rtt(transport: &str, size: usize, warmup: u64, samples: u64, redis: &str, h: &mut Histogram<u64>) -> CliResult {
-    let mut c = connect(transport, "echo", size, 0, redis)?;
+    let mut c = connect(transport, PeerMode::Echo, size, 0, redis)?;
     let base = base_payload(size);
     let mut msg = base.clone();
     for i in 0..warmup + samples {
@@ -84,7 +86,7 @@ pub fn rtt(transport: &str, size: usize, warmup: u64, samples: u64, redis: &str,
 /// acknowledgement intervals (about 64 KiB) unacknowledged; returns the time from the first send to the
 /// sink's verdict.
 pub fn stream(transport: &str, size: usize, count: u64, redis: &str) -> CliResult<Duration> {
-    let mut c = connect(transport, "sink", size, count, redis)?;
+    let mut c = connect(transport, PeerMode::Sink, size, count, redis)?;
     let base = base_payload(size);
     let mut msg = base.clone();
     let mut acked = 0u64;

@@ -79,7 +79,7 @@ fn echo_and_cat_over_websocket() {
 
 #[test]
 fn echo_and_cat_over_redis_pubsub() {
-    let redis = ringwire::testkit::redis_server::RedisServer::start().expect("start a private redis-server");
+    let redis = ringwire_testkit::redis_server::RedisServer::start().expect("start a private redis-server");
     let (_server, addr) = start_echo("redis", &format!("{}/chat", redis.url()));
     assert_eq!(addr, format!("{}/chat", redis.url()));
     assert_eq!(cat("redis", &addr, INPUT), INPUT);

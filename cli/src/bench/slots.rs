@@ -6,18 +6,15 @@
 //! publisher and one subscriber in back-pressure mode, so that nothing is lost and every message is
 //! checked. Ring geometry: 1 MiB of slots sized for the row's message size.
 
-use super::bench::{histogram, peer_command, reap, Counts, Plan};
-use super::peer::{RING_A_VAR, RING_B_VAR};
+use super::plan::{histogram, peer_command, reap, Counts, Plan};
 use super::report::Throughput;
-use super::{base_payload, stamp, verify, CliResult};
+use crate::peer::{PeerMode, RING_A_VAR, RING_B_VAR};
+use crate::util::{base_payload, stamp, verify, CliResult};
 use hdrhistogram::Histogram;
-use ringwire::broadcast::{self, Mode};
-use ringwire::{RecvError, RingConfig, ShmBroadcast, ShmQueue, WaitStrategy};
+use ringwire::broadcast::Mode;
+use ringwire::{RingConfig, ShmBroadcast, ShmQueue, WaitStrategy};
 use std::process::Child;
 use std::time::{Duration, Instant};
-
-/// Peer modes handled here.
-pub const MODES: &[&str] = &["mpmc-echo", "mpmc-sink", "bcast-echo", "bcast-sink"];
 
 fn config(size: usize) -> RingConfig {
     RingConfig::new(1 << 20, size)
@@ -29,7 +26,7 @@ const GREETING_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn mpmc(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(Histogram<u64>, Throughput)> {
     let base = base_payload(plan.size);
     // Round trip.
-    let (mut tx, mut rx, child) = mpmc_pair("mpmc-echo", plan, 0, wait)?;
+    let (mut tx, mut rx, child) = mpmc_pair(PeerMode::MpmcEcho, plan, 0, wait)?;
     let mut h = histogram();
     for i in 0..counts.rtt_warmup + counts.rtt_samples {
         let t0 = Instant::now();
@@ -49,7 +46,7 @@ pub fn mpmc(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(Hist
     reap(child)?;
     // Streaming.
     let count = counts.stream(plan.size);
-    let (mut tx, mut rx, child) = mpmc_pair("mpmc-sink", plan, count, wait)?;
+    let (mut tx, mut rx, child) = mpmc_pair(PeerMode::MpmcSink, plan, count, wait)?;
     let t0 = Instant::now();
     for i in 0..count {
         let mut slot = tx.reserve(plan.size)?;
@@ -67,7 +64,7 @@ pub fn mpmc(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(Hist
 }
 
 fn mpmc_pair(
-    mode: &str,
+    mode: PeerMode,
     plan: &Plan,
     count: u64,
     wait: WaitStrategy,
@@ -95,7 +92,7 @@ fn mpmc_pair(
 pub fn bcast(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(Histogram<u64>, Throughput)> {
     let base = base_payload(plan.size);
     let mut buf = vec![0u8; plan.size];
-    let (mut tx, mut rx, child) = bcast_pair("bcast-echo", plan, 0, wait)?;
+    let (mut tx, mut rx, child) = bcast_pair(PeerMode::BcastEcho, plan, 0, wait)?;
     let mut h = histogram();
     for i in 0..counts.rtt_warmup + counts.rtt_samples {
         let t0 = Instant::now();
@@ -113,7 +110,7 @@ pub fn bcast(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(His
     drop((tx, rx));
     reap(child)?;
     let count = counts.stream(plan.size);
-    let (mut tx, mut rx, child) = bcast_pair("bcast-sink", plan, count, wait)?;
+    let (mut tx, mut rx, child) = bcast_pair(PeerMode::BcastSink, plan, count, wait)?;
     let t0 = Instant::now();
     for i in 0..count {
         stamp(&mut buf, &base, i);
@@ -131,7 +128,7 @@ pub fn bcast(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(His
 }
 
 fn bcast_pair(
-    mode: &str,
+    mode: PeerMode,
     plan: &Plan,
     count: u64,
     wait: WaitStrategy,
@@ -153,62 +150,4 @@ fn bcast_pair(
         return Err("benchmark peer sent a bad greeting".into());
     }
     Ok((tx, rx, child))
-}
-
-/// Peer side: runs `mode` (one of [`MODES`]) on the rings inherited through the bench variables.
-pub fn peer(mode: &str, wait: WaitStrategy, size: usize, count: u64) -> CliResult {
-    let base = base_payload(size);
-    match mode {
-        "mpmc-echo" | "mpmc-sink" => {
-            let mut rx = ShmQueue::from_env(RING_A_VAR)?.consumer()?;
-            let mut tx = ShmQueue::from_env(RING_B_VAR)?.producer()?;
-            rx.set_wait_strategy(wait);
-            tx.set_wait_strategy(wait);
-            tx.send(b"ready")?;
-            if mode == "mpmc-echo" {
-                loop {
-                    let msg = match rx.recv() {
-                        Ok(m) => m,
-                        Err(RecvError::Closed) => return Ok(()),
-                        Err(e) => return Err(e.into()),
-                    };
-                    let mut out = tx.reserve(msg.len())?;
-                    out.copy_from_slice(&msg);
-                    out.commit();
-                }
-            }
-            let mut good = true;
-            for i in 0..count {
-                let msg = rx.recv()?;
-                good &= verify(&msg, &base, i);
-            }
-            tx.send(if good { b"ok" } else { b"no" })?;
-        }
-        "bcast-echo" | "bcast-sink" => {
-            let mut rx = ShmBroadcast::from_env(RING_A_VAR)?.subscriber()?;
-            let mut tx = ShmBroadcast::from_env(RING_B_VAR)?.publisher()?;
-            rx.set_wait_strategy(wait);
-            tx.set_wait_strategy(wait);
-            tx.send(b"ready")?;
-            let mut buf = vec![0u8; size.max(8)];
-            if mode == "bcast-echo" {
-                loop {
-                    let n = match rx.recv_into(&mut buf) {
-                        Ok(n) => n,
-                        Err(broadcast::RecvError::Closed) => return Ok(()),
-                        Err(e) => return Err(e.into()),
-                    };
-                    tx.send(&buf[..n])?;
-                }
-            }
-            let mut good = true;
-            for i in 0..count {
-                let n = rx.recv_into(&mut buf)?;
-                good &= verify(&buf[..n], &base, i);
-            }
-            tx.send(if good { b"ok" } else { b"no" })?;
-        }
-        other => return Err(format!("unknown slot-ring peer mode {other}").into()),
-    }
-    Ok(())
 }

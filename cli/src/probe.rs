@@ -12,7 +12,7 @@
 //! yardstick, not the thing measured.
 #![allow(clippy::disallowed_types)]
 
-use super::{stamp, verify, CliResult};
+use crate::util::{stamp, verify, CliResult};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -181,7 +181,7 @@ pub fn stream(mem: &SharedMem, child: &mut Child, base: &[u8], count: u64) -> Cl
 
 /// Consumer side of the throughput probe.
 pub fn stream_peer(mem: &SharedMem, size: usize, count: u64) {
-    let base = super::base_payload(size);
+    let base = crate::util::base_payload(size);
     let (slot, nslots) = slot_geometry(size);
     let (head, tail) = (mem.atomic(HEAD), mem.atomic(TAIL));
     mem.atomic(READY).store(1, Ordering::Release);

@@ -1,0 +1,66 @@
+//! The `ringwire` command: `ringwire bench` (every transport measured side by side against the
+//! hardware floor), `ringwire echo` and `ringwire cat`.
+//!
+//! Modules, each using only those listed before it (no cycles):
+//!
+//! * [`util`]: errors, CPU pinning, the benchmark message stream.
+//! * [`probe`]: both halves of the bare-hardware `limit` probe.
+//! * [`peer`]: the far side of every benchmark row (`ringwire __peer MODE`, a typed [`peer::PeerMode`]
+//!   both halves share), and [`peer::connect`], which starts a peer and reaches it over one transport
+//!   adapter.
+//! * [`bench`](mod@bench): `ringwire bench` — plan, rows, report, plot.
+//! * [`tools`]: `ringwire echo` and `ringwire cat`.
+//!
+//! This crate is a library as well as the binary so that the dev-only `ringwire-testkit` crate can run
+//! the same peers and connect to them the same way in the test suites and criterion benches.
+
+pub mod bench;
+pub mod peer;
+pub mod probe;
+pub mod tools;
+pub mod util;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+pub use util::CliResult;
+
+#[derive(Parser, Debug)]
+#[command(name = "ringwire", version, about = "Lock-free shared-memory messaging, measured against the hardware floor")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Measure round-trip latency and streaming throughput of each transport, each row next to a
+    /// bare-hardware probe taken right before and after it.
+    Bench(bench::BenchArgs),
+    /// Serve an echo endpoint: every frame received is sent back (tcp, unix, udp, shm, websocket, redis).
+    Echo(tools::EchoArgs),
+    /// Send each line of stdin as one frame and print each frame received as a line (tcp, unix, udp, shm,
+    /// websocket, redis).
+    Cat(tools::CatArgs),
+    /// Internal: the far side of a benchmark row (spawned by `ringwire bench`).
+    #[command(name = "__peer", hide = true)]
+    Peer(peer::PeerArgs),
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Command::Bench(args) => bench::run(args),
+        Command::Echo(args) => tools::echo(args),
+        Command::Cat(args) => tools::cat(args),
+        Command::Peer(args) => peer::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringwire: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Peer side of the `shm-mpmc` and `shm-broadcast` rows (the parent side is `bench::slots`): echo every
+//! message of ring A back on ring B, or check `count` messages of the bench stream and answer the
+//! verdict.
+
+use super::args::{RING_A_VAR, RING_B_VAR};
+use crate::util::{base_payload, verify, CliResult};
+use ringwire::broadcast;
+use ringwire::{RecvError, ShmBroadcast, ShmQueue, WaitStrategy};
+
+/// MPMC: echo (`echo`) or sink of `count` messages of `size` bytes.
+pub fn mpmc(echo: bool, wait: WaitStrategy, size: usize, count: u64) -> CliResult {
+    let base = base_payload(size);
+    let mut rx = ShmQueue::from_env(RING_A_VAR)?.consumer()?;
+    let mut tx = ShmQueue::from_env(RING_B_VAR)?.producer()?;
+    rx.set_wait_strategy(wait);
+    tx.set_wait_strategy(wait);
+    tx.send(b"ready")?;
+    if echo {
+        loop {
+            let msg = match rx.recv() {
+                Ok(m) => m,
+                Err(RecvError::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = tx.reserve(msg.len())?;
+            out.copy_from_slice(&msg);
+            out.commit();
+        }
+    }
+    let mut good = true;
+    for i in 0..count {
+        let msg = rx.recv()?;
+        good &= verify(&msg, &base, i);
+    }
+    tx.send(if good { b"ok" } else { b"no" })?;
+    Ok(())
+}
+
+/// Broadcast: echo (`echo`) or sink of `count` messages of `size` bytes.
+pub fn bcast(echo: bool, wait: WaitStrategy, size: usize, count: u64) -> CliResult {
+    let base = base_payload(size);
+    let mut rx = ShmBroadcast::from_env(RING_A_VAR)?.subscriber()?;
+    let mut tx = ShmBroadcast::from_env(RING_B_VAR)?.publisher()?;
+    rx.set_wait_strategy(wait);
+    tx.set_wait_strategy(wait);
+    tx.send(b"ready")?;
+    let mut buf = vec![0u8; size.max(8)];
+    if echo {
+        loop {
+            let n = match rx.recv_into(&mut buf) {
+                Ok(n) => n,
+                Err(broadcast::RecvError::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            tx.send(&buf[..n])?;
+        }
+    }
+    let mut good = true;
+    for i in 0..count {
+        let n = rx.recv_into(&mut buf)?;
+        good &= verify(&buf[..n], &base, i);
+    }
+    tx.send(if good { b"ok" } else { b"no" })?;
+    Ok(())
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs and starts what the test suite talks to. Called by scripts/test-all.sh (so the README's test
+# command works on a fresh machine) and by .ci/run. Idempotent: does nothing that is already done.
+#
+# * redis-server (tests start private servers on free ports; `ringwire bench` and the criterion benches
+#   use the one on 127.0.0.1:6379, started here if it does not answer).
+# * Node.js 20+ (tests/websocket.rs talks to Node's built-in WebSocket client).
+# * cargo-fuzz (scripts/fuzz.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_updated=
+apt_install() {
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        echo "setup: $* is needed by the test suite; install it (as root: apt-get install $*)" >&2
+        exit 1
+    fi
+    if [ -z "$apt_updated" ]; then
+        apt-get update -qq
+        apt_updated=1
+    fi
+    echo "setup: installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v redis-server >/dev/null || apt_install redis-server
+command -v node >/dev/null || apt_install nodejs
+
+# The machine's Redis: started the way this machine kind starts it, if it is not answering.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    echo "setup: starting redis-server on 127.0.0.1:6379"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --dir /tmp --logfile /tmp/ringwire-redis.log || echo "setup: could not start redis-server" >&2
+fi
+
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
