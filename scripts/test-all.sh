@@ -18,7 +18,7 @@ if grep -rnE 'std::sync::atomic|core::sync::atomic' src --include='*.rs' | grep 
     exit 1
 fi
 # The library's layers import only downwards (ARCHITECTURE.md, "Layers").
-# (added with the layer refactor)
+python3 scripts/layers.py
 
 echo "== formatting and lints =="
 cargo fmt --all -- --check

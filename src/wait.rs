@@ -32,6 +32,9 @@
 use crate::sync::{futex, heavy_barrier, light_barrier, now, spin_hint, yield_now, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// Default interval at which a blocked endpoint checks that its peer process is still alive.
+pub const DEFAULT_LIVENESS: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// How a blocking call waits for the other side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitStrategy {

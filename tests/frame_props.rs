@@ -2,7 +2,8 @@
 //! list; any bytes at all decode without panicking and within the decoder's memory bound.
 
 use proptest::prelude::*;
-use ringwire::frame::{decode_datagram, encode_into, FrameDecoder, FrameError, Kind, HEADER_LEN};
+use ringwire::transport::codec::{decode_datagram, encode_into, FrameDecoder, FrameError};
+use ringwire::wire::{Kind, HEADER_LEN};
 
 /// Feeds `wire` to a decoder in pieces of the given sizes (cycled), collecting payloads.
 fn decode_chunked(dec: &mut FrameDecoder, wire: &[u8], cuts: &[usize]) -> Result<Vec<Vec<u8>>, FrameError> {
@@ -94,7 +95,7 @@ proptest! {
 
     #[test]
     fn huge_claims_allocate_nothing_extra(len in (1u32 << 20)..u32::MAX, tail in prop::collection::vec(any::<u8>(), 0..5000)) {
-        let mut wire = ringwire::frame::FrameHeader { len, kind: Kind::Data }.to_bytes().to_vec();
+        let mut wire = ringwire::wire::FrameHeader { len, kind: Kind::Data }.to_bytes().to_vec();
         wire.extend_from_slice(&tail);
         let mut dec = FrameDecoder::new(1024);
         prop_assert_eq!(dec.push(&wire), wire.len());

@@ -258,3 +258,52 @@ fn reattach_after_an_uncommitted_wrap() {
     tx.try_send(b"after").unwrap();
     assert_eq!(&*rx.try_recv().unwrap(), b"after");
 }
+
+/// `_timeout` forms saturate: `Duration::MAX` waits without a deadline instead of panicking.
+#[test]
+fn spsc_timeouts_saturate() {
+    ringwire_testkit::watchdog(std::time::Duration::from_secs(60), || {
+        let (mut tx, mut rx) = ringwire::spsc::channel(ringwire::RingConfig::default()).unwrap();
+        tx.send_timeout(b"x", std::time::Duration::MAX).unwrap();
+        assert_eq!(&*rx.recv_timeout(std::time::Duration::MAX).unwrap(), b"x");
+        let mut slot = tx.reserve_timeout(1, std::time::Duration::MAX).unwrap();
+        slot[0] = b'y';
+        slot.commit();
+        assert_eq!(&*rx.recv_timeout(std::time::Duration::MAX).unwrap(), b"y");
+    });
+}
+
+/// Adaptive waiting with a one-hour liveness interval: a lost wake-up in the sleep/wake protocol would
+/// leave a side asleep for an hour instead of being papered over by the default 50 ms liveness poll, so
+/// the watchdog fails the test. Each side spins for a bounded time and then sleeps on the futex, and a
+/// ping-pong between two threads makes both paths (caught while spinning, woken from sleep) frequent.
+#[test]
+fn adaptive_ping_pong_needs_no_liveness_poll() {
+    use ringwire::WaitStrategy;
+    use std::time::Duration;
+    ringwire_testkit::watchdog(Duration::from_secs(120), || {
+        let hour = Duration::from_secs(3600);
+        let (mut ping_tx, mut ping_rx) = ringwire::spsc::channel(ringwire::RingConfig::default()).unwrap();
+        let (mut pong_tx, mut pong_rx) = ringwire::spsc::channel(ringwire::RingConfig::default()).unwrap();
+        ping_tx.set_wait_strategy(WaitStrategy::default());
+        pong_tx.set_wait_strategy(WaitStrategy::default());
+        ping_rx.set_wait_strategy(WaitStrategy::default());
+        pong_rx.set_wait_strategy(WaitStrategy::default());
+        ping_tx.set_liveness_interval(hour);
+        pong_tx.set_liveness_interval(hour);
+        ping_rx.set_liveness_interval(hour);
+        pong_rx.set_liveness_interval(hour);
+        const ROUNDS: u64 = 20_000;
+        let echo = std::thread::spawn(move || {
+            for _ in 0..ROUNDS {
+                let m = ping_rx.recv_vec().unwrap();
+                pong_tx.send(&m).unwrap();
+            }
+        });
+        for i in 0..ROUNDS {
+            ping_tx.send(&i.to_le_bytes()).unwrap();
+            assert_eq!(pong_rx.recv_vec().unwrap(), i.to_le_bytes());
+        }
+        echo.join().unwrap();
+    });
+}

@@ -5,6 +5,7 @@
 //! Blocking calls here use long time-outs only as watchdogs: a time-out fails the test as a hang.
 
 use rand::{Rng, SeedableRng};
+use ringwire::ring::AttachError;
 use ringwire::{OpenError, RecvError, RingConfig, SendError, ShmRing, WaitStrategy};
 use ringwire_testkit::peer::ring::Mode;
 use ringwire_testkit::{check, fill, len_for, seq_of};
@@ -199,7 +200,7 @@ fn a_second_producer_or_consumer_is_refused_until_the_first_dies() {
             ringwire::Role::Producer => ring.producer().map(drop).unwrap_err(),
             ringwire::Role::Consumer => ring.consumer().map(drop).unwrap_err(),
         };
-        assert!(matches!(err, OpenError::RoleTaken(r) if r == role), "{err}");
+        assert!(matches!(err, OpenError::Attach(AttachError::RoleTaken(r)) if r == role), "{err}");
         peer.kill();
         match role {
             ringwire::Role::Producer => drop(ring.producer().expect("role free after the holder died")),

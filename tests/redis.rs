@@ -122,7 +122,7 @@ fn pubsub_oversize_and_garbage_are_refused_and_the_receiver_stays_usable() {
     }
     tx.send(&[2; 500]).unwrap();
     match rx.recv_deadline(soon()) {
-        Err(TransportRecvError::BadFrame(ringwire::frame::FrameError::Oversize { len: 500, max: 100 })) => {}
+        Err(TransportRecvError::BadFrame(ringwire::transport::codec::FrameError::Oversize { len: 500, max: 100 })) => {}
         other => panic!("expected BadFrame(Oversize), got {other:?}"),
     }
     let mut con = admin(&s);
@@ -144,7 +144,7 @@ fn stream_oversize_and_garbage_are_refused_acknowledged_and_the_consumer_stays_u
     tx.send(&[2; 500]).unwrap();
     assert!(matches!(
         rx.recv_deadline(soon()),
-        Err(TransportRecvError::BadFrame(ringwire::frame::FrameError::Oversize { len: 500, max: 100 }))
+        Err(TransportRecvError::BadFrame(ringwire::transport::codec::FrameError::Oversize { len: 500, max: 100 }))
     ));
     let mut con = admin(&s);
     redis::cmd("XADD").arg("k").arg("*").arg(FIELD).arg("garbage").exec(&mut con).unwrap();

@@ -1,6 +1,7 @@
 //! Creating and opening shared-memory rings: permissions, names, pre-existing files and symlinks, stale
 //! rings, and files whose header or size is wrong (each must give its typed error, never a panic).
 
+use ringwire::ring::AttachError;
 use ringwire::{OpenError, RingConfig, ShmOptions, ShmRing};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
@@ -160,8 +161,8 @@ fn two_endpoints_of_one_role_in_one_process_are_refused() {
     let name = unique("dup-role");
     let ring = ShmRing::create(&name, cfg()).unwrap();
     let tx = ring.producer().unwrap();
-    assert!(matches!(ring.producer(), Err(OpenError::RoleTaken(ringwire::Role::Producer))));
-    assert!(matches!(ShmRing::open(&name).unwrap().producer(), Err(OpenError::RoleTaken(_))));
+    assert!(matches!(ring.producer(), Err(OpenError::Attach(AttachError::RoleTaken(ringwire::Role::Producer)))));
+    assert!(matches!(ShmRing::open(&name).unwrap().producer(), Err(OpenError::Attach(AttachError::RoleTaken(_)))));
     drop(tx);
     ring.producer().expect("free after drop");
 }

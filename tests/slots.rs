@@ -2,7 +2,8 @@
 //! recovery of slots abandoned by endpoints that went away mid-message.
 
 use ringwire::broadcast::{self, Mode};
-use ringwire::{mpmc, OpenError, RecvError, RingConfig, SendError};
+use ringwire::ring::AttachError;
+use ringwire::{mpmc, RecvError, RingConfig, SendError};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -108,7 +109,7 @@ fn mpmc_limits_full_timeout_and_too_large() {
 
 #[test]
 fn mpmc_config_needs_two_slots() {
-    assert!(matches!(mpmc::channel(RingConfig::new(4096, 4000)), Err(OpenError::Config(_))));
+    assert!(matches!(mpmc::channel(RingConfig::new(4096, 4000)), Err(AttachError::Config(_))));
     assert!(mpmc::channel(RingConfig::new(4096, 2000)).is_ok());
 }
 
@@ -182,7 +183,7 @@ fn mpmc_participant_table_is_bounded() {
             Err(e) => break e,
         }
     };
-    assert!(matches!(err, OpenError::Full));
+    assert!(matches!(err, AttachError::Full));
     assert_eq!(held.len(), ringwire::ring::slots::MAX_PARTICIPANTS - 2);
     held.pop();
     assert!(tx.clone_handle().is_ok(), "a freed entry is reused");
@@ -327,4 +328,21 @@ fn broadcast_publisher_gone_mid_write_is_skipped_after_the_stuck_timeout() {
     assert_eq!(rx.recovered().skipped, 1);
     drop(tx2);
     assert_eq!(rx.recv_vec(), Err(broadcast::RecvError::Closed));
+}
+
+/// `_timeout` forms saturate: a timeout too large to add to `Instant::now()` waits without a deadline
+/// instead of panicking (it used to overflow `Instant + Duration` in MPMC whatever the queue's state).
+#[test]
+fn timeouts_saturate_on_every_slot_ring() {
+    ringwire_testkit::watchdog(Duration::from_secs(60), || {
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
+        tx.send_timeout(b"x", Duration::MAX).unwrap();
+        assert_eq!(&*rx.recv_timeout(Duration::MAX).unwrap(), b"x");
+        let (mut tx, mut sub) = broadcast::channel(RingConfig::new(4096, 64), Mode::Backpressure).unwrap();
+        tx.send_timeout(b"y", Duration::MAX).unwrap();
+        assert_eq!(sub.recv_vec_timeout(Duration::MAX).unwrap(), b"y");
+        tx.send_timeout(b"z", Duration::MAX).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(sub.recv_into_timeout(&mut buf, Duration::MAX).unwrap(), 1);
+    });
 }

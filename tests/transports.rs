@@ -2,11 +2,12 @@
 //! mid-frame, send garbage, close stdout or flood; 1-byte reads and writes; TCP resets; bad datagrams;
 //! many TCP clients at once. Deadlines are watchdogs only: running into one fails the test as a hang.
 
-use ringwire::frame::{encode_into, FrameError, FrameHeader, Kind};
+use ringwire::transport::codec::{encode_into, FrameError};
 use ringwire::transport::{
     pipe, stdio, tcp, udp, Receiver, Sender, StreamFd, StreamReceiver, StreamSender, TransportRecvError,
     TransportSendError,
 };
+use ringwire::wire::{FrameHeader, Kind};
 use ringwire_testkit::peer::misbehave::Mode;
 use ringwire_testkit::{check, message};
 use ringwire_testkit::{Adapter, PeerArgs, PeerMode};

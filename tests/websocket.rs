@@ -3,9 +3,10 @@
 //! pings, send garbage), and Node.js's WebSocket client as a peer written in another language. Every
 //! wait has a deadline; no test sleeps or asserts a duration.
 
-use ringwire::frame::{FrameError, FrameHeader, Kind};
+use ringwire::transport::codec::FrameError;
 use ringwire::transport::websocket::{self, Listener, Options, WsReceiver, WsSender};
 use ringwire::transport::{Receiver, Sender, TransportRecvError, TransportSendError};
+use ringwire::wire::{FrameHeader, Kind};
 use ringwire_testkit::{check, message};
 use ringwire_testkit::{Adapter, PeerArgs, PeerMode};
 use std::net::TcpStream;

@@ -65,7 +65,7 @@ impl SharedMem {
     }
 
     pub fn pass_to(&self, cmd: &mut std::process::Command) {
-        ringwire::shm::pass_fd(cmd, self.file.as_raw_fd(), PROBE_FD_VAR);
+        ringwire::process::pass_fd(cmd, self.file.as_raw_fd(), PROBE_FD_VAR);
     }
 
     fn atomic(&self, off: usize) -> &AtomicU64 {

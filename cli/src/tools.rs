@@ -9,9 +9,10 @@
 //! reported on stderr.
 
 use crate::util::CliResult;
-use ringwire::frame::{decode_datagram, encode_into, Kind};
+use ringwire::transport::codec::{decode_datagram, encode_into};
 use ringwire::transport::redis::{self as redis_transport, Publisher, Subscriber};
 use ringwire::transport::{shm, tcp, udp, unix, websocket, Receiver, Sender, TransportRecvError};
+use ringwire::wire::Kind;
 use ringwire::RingConfig;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -17,7 +17,7 @@ const TAIL: u64 = 0x80;
 
 fuzz_target!(|input: &[u8]| {
     if input.len() >= 8 {
-        let _ = ringwire::frame::FrameHeader::from_bytes(input[..8].try_into().unwrap());
+        let _ = ringwire::wire::FrameHeader::from_bytes(input[..8].try_into().unwrap());
     }
     if input.len() < 16 {
         return;

@@ -29,13 +29,12 @@
 //! [`Recovered::skipped`](slots::Recovered::skipped)) and the publisher takes the slot over. A killed subscriber costs nothing in
 //! `Overwrite` mode; in `Backpressure` mode publishers stop waiting for it once its process is gone.
 
+use super::error::{AttachError, Corruption};
 use super::slots::{self, role, Local, Membership, SlotControl, StuckWatch, SLOT_HEADER};
 use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage, FLAG_BACKPRESSURE};
-use crate::frame::{FrameHeader, Kind};
-use crate::spsc::Corruption;
 use crate::sync::{fence, Ordering};
 use crate::wait::{Poll, WaitStrategy};
-use crate::OpenError;
+use crate::wire::{FrameHeader, Kind};
 use std::time::{Duration, Instant};
 
 /// The control block of a broadcast ring.
@@ -143,8 +142,8 @@ pub enum RecvError {
 /// assert_eq!(b.recv_vec()?, b"tick");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn channel(config: RingConfig, mode: Mode) -> Result<(HeapPublisher, HeapSubscriber), OpenError> {
-    config.validate_for(RingKind::Broadcast).map_err(OpenError::Config)?;
+pub fn channel(config: RingConfig, mode: Mode) -> Result<(HeapPublisher, HeapSubscriber), AttachError> {
+    config.validate_for(RingKind::Broadcast).map_err(AttachError::Config)?;
     let storage = std::sync::Arc::new(super::heap::HeapStorage::with_flags::<Control>(config, mode.flags()));
     Ok((Publisher::attach(storage.clone())?, Subscriber::attach(storage)?))
 }
@@ -194,7 +193,7 @@ unsafe impl<S: Storage> Send for Subscriber<S> {}
 
 impl<S: Storage> Publisher<S> {
     /// Attaches a publisher to the broadcast ring in `storage`.
-    pub fn attach(storage: S) -> Result<Self, OpenError> {
+    pub fn attach(storage: S) -> Result<Self, AttachError> {
         check_kind::<Control, _>(&storage)?;
         let local = Local::new(&storage)?;
         let me = slots::join(&storage, ctl(&storage), role::PUBLISHER)?;
@@ -223,6 +222,12 @@ impl<S: Storage> Publisher<S> {
     /// Publishes a copy of `msg`, waiting until `deadline` at most (back-pressure mode).
     pub fn send_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), SendError> {
         self.send_opt(msg, Some(deadline), false)
+    }
+
+    /// Publishes a copy of `msg`, waiting `timeout` at most (back-pressure mode). A timeout too large to
+    /// be a deadline (`Duration::MAX`) waits without one.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.send_opt(msg, Instant::now().checked_add(timeout), false)
     }
 
     fn send_opt(&mut self, msg: &[u8], deadline: Option<Instant>, once: bool) -> Result<(), SendError> {
@@ -434,7 +439,7 @@ impl<S: Storage> Drop for Publisher<S> {
 impl<S: Storage> Subscriber<S> {
     /// Attaches a subscriber to the broadcast ring in `storage`. It sees every message published from
     /// now on.
-    pub fn attach(storage: S) -> Result<Self, OpenError> {
+    pub fn attach(storage: S) -> Result<Self, AttachError> {
         check_kind::<Control, _>(&storage)?;
         let local = Local::new(&storage)?;
         let c = ctl(&storage);
@@ -471,6 +476,18 @@ impl<S: Storage> Subscriber<S> {
     /// Copies the next message into `buf`, waiting until `deadline` at most.
     pub fn recv_into_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, RecvError> {
         self.recv_opt(buf, Some(deadline), false)
+    }
+
+    /// Copies the next message into `buf`, waiting `timeout` at most. A timeout too large to be a
+    /// deadline (`Duration::MAX`) waits without one.
+    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, RecvError> {
+        self.recv_opt(buf, Instant::now().checked_add(timeout), false)
+    }
+
+    /// Receives the next message into a new vector, waiting `timeout` at most (saturating, as
+    /// [`recv_into_timeout`](Self::recv_into_timeout)).
+    pub fn recv_vec_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+        self.vec_opt(Instant::now().checked_add(timeout), false)
     }
 
     /// Receives the next message into a new vector (blocking).

@@ -6,6 +6,7 @@
 //! unsynchronised payload accesses), and a payload write also scribbles over the atomic of every slot it
 //! covers, so that an algorithm that trusted a stale header would read garbage and fail the model.
 
+use super::error::AttachError;
 use super::{ControlBlock, Header, RingConfig, RingKind, RoleToken, Storage};
 use crate::sync::{AtomicU32, Ordering};
 
@@ -86,7 +87,7 @@ mod imp {
             // SAFETY: the data offset is within the allocation.
             unsafe { self.base.as_ptr().add(self.kind.data_offset()) }
         }
-        fn claim(&self, _lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, crate::OpenError> {
+        fn claim(&self, _lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, AttachError> {
             claim_in_process(state)
         }
         fn alive(&self, _lock: u32, state: &AtomicU32) -> bool {
@@ -196,7 +197,7 @@ mod imp {
                 self.cells[slot].with(|_| ());
             }
         }
-        fn claim(&self, _lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, crate::OpenError> {
+        fn claim(&self, _lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, AttachError> {
             claim_in_process(state)
         }
         fn alive(&self, _lock: u32, state: &AtomicU32) -> bool {
@@ -218,7 +219,7 @@ fn fence_flags() -> u32 {
 
 /// In one process, an endpoint slot is claimed by moving its state from VACANT (never used) or CLOSED
 /// (left cleanly) to ATTACHED.
-fn claim_in_process(state: &AtomicU32) -> Result<Option<RoleToken>, crate::OpenError> {
+fn claim_in_process(state: &AtomicU32) -> Result<Option<RoleToken>, AttachError> {
     use super::endpoint::{ATTACHED, CLOSED, VACANT};
     // Acquire on success: a slot reused after a clean close sees everything its last owner did before
     // the Release store of CLOSED. Relaxed on failure: nothing is read.

@@ -7,6 +7,7 @@
 //! system calls.
 
 pub mod broadcast;
+mod error;
 pub mod mpmc;
 pub mod slots;
 pub mod spsc;
@@ -16,6 +17,9 @@ pub(crate) mod heap;
 #[cfg(ringwire_loom)]
 #[doc(hidden)]
 pub mod heap;
+
+pub(crate) use error::kind_name;
+pub use error::{AttachError, Corruption};
 
 use crate::sync::{AtomicU32, AtomicU64};
 
@@ -235,7 +239,7 @@ impl RingConfig {
             return bad;
         }
         match kind {
-            RingKind::Spsc if crate::frame::record_len(self.max_message) + 8 > c / 2 => bad,
+            RingKind::Spsc if crate::wire::record_len(self.max_message) + 8 > c / 2 => bad,
             RingKind::Mpmc | RingKind::Broadcast if slots::Geometry::of(*self).is_none() => bad,
             _ => Ok(()),
         }
@@ -307,7 +311,7 @@ pub unsafe trait Storage: Send + Sync {
     /// across processes it is an advisory lock on byte `lock` of the region file, which the kernel
     /// releases if the process dies. In one process the claim moves `state` to ATTACHED.
     #[doc(hidden)]
-    fn claim(&self, lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, crate::OpenError>;
+    fn claim(&self, lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, AttachError>;
     /// Whether the endpoint in slot `lock` (state word `state`) is attached and alive right now. Called
     /// on slow paths only.
     #[doc(hidden)]
@@ -358,7 +362,7 @@ unsafe impl<S: Storage> Storage for std::sync::Arc<S> {
     fn note_read(&self, off: usize, len: usize) {
         (**self).note_read(off, len)
     }
-    fn claim(&self, lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, crate::OpenError> {
+    fn claim(&self, lock: u32, state: &AtomicU32) -> Result<Option<RoleToken>, AttachError> {
         (**self).claim(lock, state)
     }
     fn alive(&self, lock: u32, state: &AtomicU32) -> bool {
@@ -367,9 +371,18 @@ unsafe impl<S: Storage> Storage for std::sync::Arc<S> {
 }
 
 /// Checks that `storage` holds a ring of kind `C` before an endpoint attaches to it.
-pub(crate) fn check_kind<C: ControlBlock, S: Storage>(storage: &S) -> Result<(), crate::OpenError> {
+pub(crate) fn check_kind<C: ControlBlock, S: Storage>(storage: &S) -> Result<(), AttachError> {
     if storage.kind() != C::KIND {
-        return Err(crate::OpenError::WrongKind(storage.kind() as u32));
+        return Err(AttachError::WrongKind(storage.kind() as u32));
     }
     Ok(())
+}
+
+/// The ring's fence mode, checked against what this process can do.
+pub(crate) fn fence_mode<S: Storage>(storage: &S) -> Result<bool, AttachError> {
+    let asymmetric = storage.asymmetric_fences();
+    if asymmetric && !crate::sync::asymmetric_barrier_available() {
+        return Err(AttachError::Membarrier);
+    }
+    Ok(asymmetric)
 }

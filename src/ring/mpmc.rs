@@ -31,13 +31,13 @@
 //! Nothing else is lost: every committed message is delivered to exactly one consumer that read it
 //! to the end (its read guard dropped).
 
+use super::error::{AttachError, Corruption};
 use super::slots::{self, role, Local, Membership, SlotControl, StuckWatch, SLOT_HEADER};
 use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage};
-use crate::frame::{FrameHeader, Kind};
-use crate::spsc::{Corruption, RecvError, SendError};
+use crate::spsc::{RecvError, SendError};
 use crate::sync::Ordering;
 use crate::wait::{Poll, WaitStrategy};
-use crate::OpenError;
+use crate::wire::{FrameHeader, Kind};
 use std::time::{Duration, Instant};
 
 /// The control block of an MPMC ring.
@@ -87,8 +87,8 @@ slots::endpoint_common!(Consumer, waits_for: "messages", peers: "producer");
 /// assert_eq!((a.as_slice(), b.as_slice()), (&b"job 1"[..], &b"job 2"[..]));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn channel(config: RingConfig) -> Result<(HeapProducer, HeapConsumer), OpenError> {
-    config.validate_for(RingKind::Mpmc).map_err(OpenError::Config)?;
+pub fn channel(config: RingConfig) -> Result<(HeapProducer, HeapConsumer), AttachError> {
+    config.validate_for(RingKind::Mpmc).map_err(AttachError::Config)?;
     let storage = std::sync::Arc::new(super::heap::HeapStorage::new::<Control>(config));
     Ok((Producer::attach(storage.clone())?, Consumer::attach(storage)?))
 }
@@ -121,9 +121,9 @@ unsafe impl<S: Storage> Send for Producer<S> {}
 unsafe impl<S: Storage> Send for Consumer<S> {}
 
 impl<S: Storage> Producer<S> {
-    /// Attaches a producer to the MPMC ring in `storage`. Fails with [`OpenError::Full`] when
+    /// Attaches a producer to the MPMC ring in `storage`. Fails with [`AttachError::Full`] when
     /// [`slots::MAX_PARTICIPANTS`] endpoints are attached.
-    pub fn attach(storage: S) -> Result<Self, OpenError> {
+    pub fn attach(storage: S) -> Result<Self, AttachError> {
         check_kind::<Control, _>(&storage)?;
         let local = Local::new(&storage)?;
         let me = slots::join(&storage, ctl(&storage), role::PRODUCER)?;
@@ -171,7 +171,8 @@ impl<S: Storage> Producer<S> {
 
     /// Sends a copy of `msg`, waiting for `timeout` at most.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
-        self.send_opt(msg, Some(Instant::now() + timeout), false)
+        // An unrepresentable deadline (`Duration::MAX`) saturates to waiting without one.
+        self.send_opt(msg, Instant::now().checked_add(timeout), false)
     }
 
     fn send_opt(&mut self, msg: &[u8], deadline: Option<Instant>, once: bool) -> Result<(), SendError> {
@@ -379,9 +380,9 @@ impl<S: Storage> std::ops::DerefMut for WriteGuard<'_, S> {
 }
 
 impl<S: Storage> Consumer<S> {
-    /// Attaches a consumer to the MPMC ring in `storage`. Fails with [`OpenError::Full`] when
+    /// Attaches a consumer to the MPMC ring in `storage`. Fails with [`AttachError::Full`] when
     /// [`slots::MAX_PARTICIPANTS`] endpoints are attached.
-    pub fn attach(storage: S) -> Result<Self, OpenError> {
+    pub fn attach(storage: S) -> Result<Self, AttachError> {
         check_kind::<Control, _>(&storage)?;
         let local = Local::new(&storage)?;
         let me = slots::join(&storage, ctl(&storage), role::CONSUMER)?;
@@ -406,7 +407,8 @@ impl<S: Storage> Consumer<S> {
 
     /// Takes the next message, waiting for `timeout` at most.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_, S>, RecvError> {
-        self.recv_opt(Some(Instant::now() + timeout), false)
+        // An unrepresentable deadline (`Duration::MAX`) saturates to waiting without one.
+        self.recv_opt(Instant::now().checked_add(timeout), false)
     }
 
     /// Receives the next message into a new vector (blocking).

@@ -23,10 +23,10 @@
 //! traced to the entries whose intent names it; if none of them is alive, its owner died and the slot is
 //! recovered (see each algorithm).
 
+use super::error::AttachError;
 use super::{endpoint, Header, RingConfig, RoleToken, Storage};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{WaitCell, WaitStrategy};
-use crate::OpenError;
 use crossbeam_utils::CachePadded;
 use std::time::Duration;
 
@@ -62,17 +62,17 @@ pub(crate) struct Local {
 }
 
 impl Local {
-    pub(crate) fn new<S: Storage>(storage: &S) -> Result<Self, OpenError> {
+    pub(crate) fn new<S: Storage>(storage: &S) -> Result<Self, AttachError> {
         let cfg = storage.config();
-        let geo = Geometry::of(cfg).ok_or(OpenError::BadHeader("slot geometry"))?;
+        let geo = Geometry::of(cfg).ok_or(AttachError::BadHeader("slot geometry"))?;
         Ok(Local {
             data: storage.data(),
             geo,
             max_message: cfg.max_message,
-            asymmetric: super::spsc::fence_mode(storage)?,
+            asymmetric: super::fence_mode(storage)?,
             backpressure: storage.flags() & super::FLAG_BACKPRESSURE != 0,
             wait: WaitStrategy::default(),
-            liveness: crate::spsc::DEFAULT_LIVENESS,
+            liveness: crate::wait::DEFAULT_LIVENESS,
             stuck: DEFAULT_STUCK_TIMEOUT,
         })
     }
@@ -221,7 +221,7 @@ pub(crate) struct Membership {
 }
 
 /// Takes a free entry of the table for an endpoint of `role`; `cursor` is its initial cursor.
-pub(crate) fn join<S: Storage>(storage: &S, control: &SlotControl, role: u32) -> Result<Membership, OpenError> {
+pub(crate) fn join<S: Storage>(storage: &S, control: &SlotControl, role: u32) -> Result<Membership, AttachError> {
     for (index, p) in control.participants.iter().enumerate() {
         // Cheap pre-filter: skip entries that look attached and whose owner is alive.
         // Relaxed: only a hint; the claim below decides.
@@ -245,7 +245,7 @@ pub(crate) fn join<S: Storage>(storage: &S, control: &SlotControl, role: u32) ->
         ever.fetch_add(1, Ordering::Relaxed);
         return Ok(Membership { index, _token: token });
     }
-    Err(OpenError::Full)
+    Err(AttachError::Full)
 }
 
 /// `Participant::asleep` values.
@@ -406,7 +406,7 @@ macro_rules! endpoint_common {
     ($ty:ident, waits_for: $waits:literal, peers: $peers:literal) => {
         impl<S: Storage> $ty<S> {
             /// Another endpoint of this kind on the same ring, attached as by `attach`.
-            pub fn clone_handle(&self) -> Result<Self, OpenError>
+            pub fn clone_handle(&self) -> Result<Self, AttachError>
             where
                 S: Clone,
             {

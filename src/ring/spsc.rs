@@ -4,7 +4,7 @@
 //!
 //! `tail` (producer) and `head` (consumer) count bytes since the ring was created; they never wrap (a
 //! u64 of bytes lasts centuries) and the data offset of a position is `pos & (capacity - 1)`. Every
-//! record starts on an 8-byte boundary, with an 8-byte [frame header](crate::frame) word.
+//! record starts on an 8-byte boundary, with an 8-byte [frame header](crate::wire) word.
 //!
 //! # Publication
 //!
@@ -32,13 +32,15 @@
 //! [`SendError::Corrupt`] out of us, never an out-of-bounds access. It can still make payload bytes
 //! change under a reader's feet: the trust model in ARCHITECTURE.md spells that out.
 
+use super::error::{AttachError, Corruption};
+use super::fence_mode;
 use super::{check_kind, endpoint, ControlBlock, Header, RingConfig, RingKind, Role, RoleToken, Storage};
-use crate::frame::{record_len, FrameHeader, Kind, HEADER_LEN};
 use crate::sync::Ordering;
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::wait::WaitCell;
+use crate::wait::DEFAULT_LIVENESS;
 use crate::wait::{wait_for, Poll, WaitParams, WaitStrategy};
-use crate::OpenError;
+use crate::wire::{record_len, FrameHeader, Kind, HEADER_LEN};
 use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
@@ -135,31 +137,13 @@ fn lock_of(role: Role) -> u32 {
 }
 
 /// Claims `role` in `storage`.
-fn claim<S: Storage>(storage: &S, role: Role) -> Result<RoleToken, OpenError> {
-    storage.claim(lock_of(role), storage.control::<Control>().state(role))?.ok_or(OpenError::RoleTaken(role))
+fn claim<S: Storage>(storage: &S, role: Role) -> Result<RoleToken, AttachError> {
+    storage.claim(lock_of(role), storage.control::<Control>().state(role))?.ok_or(AttachError::RoleTaken(role))
 }
 
 /// Whether the endpoint in `role` is attached and alive.
 fn alive<S: Storage>(storage: &S, role: Role) -> bool {
     storage.alive(lock_of(role), storage.control::<Control>().state(role))
-}
-
-/// Default interval at which a blocked endpoint checks that its peer process is still alive.
-pub const DEFAULT_LIVENESS: Duration = Duration::from_millis(50);
-
-/// What the ring found wrong with its shared memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Corruption {
-    /// Ring position (bytes since creation) where it was found.
-    pub at: u64,
-    /// What was wrong.
-    pub what: &'static str,
-}
-
-impl std::fmt::Display for Corruption {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} at ring position {}", self.what, self.at)
-    }
 }
 
 /// Why a send or reservation failed. Nothing was written when this is returned.
@@ -218,15 +202,6 @@ pub enum RecvError {
 
 fn params(wait: WaitStrategy, liveness: Duration, deadline: Option<Instant>, asymmetric: bool) -> WaitParams {
     WaitParams { strategy: wait, deadline, liveness, asymmetric }
-}
-
-/// The ring's fence mode, checked against what this process can do.
-pub(crate) fn fence_mode<S: Storage>(storage: &S) -> Result<bool, OpenError> {
-    let asymmetric = storage.asymmetric_fences();
-    if asymmetric && !crate::sync::asymmetric_barrier_available() {
-        return Err(OpenError::Membarrier);
-    }
-    Ok(asymmetric)
 }
 
 /// The writing end of an SPSC ring.
@@ -313,7 +288,7 @@ pub fn channel(config: super::RingConfig) -> Result<(HeapProducer, HeapConsumer)
 impl<S: Storage> Producer<S> {
     /// Attaches as the producer of the ring in `storage`. Fails if another producer is attached and
     /// alive. A producer that re-attaches after a crash resumes after the last committed record.
-    pub fn attach(storage: S) -> Result<Self, OpenError> {
+    pub fn attach(storage: S) -> Result<Self, AttachError> {
         let asymmetric = fence_mode(&storage)?;
         let token = {
             check_kind::<Control, _>(&storage)?;
@@ -329,7 +304,7 @@ impl<S: Storage> Producer<S> {
         let head = control.head.load(Ordering::Acquire);
         // Relaxed: only a starting hint, validated and then confirmed by walking committed headers below.
         let hint = control.tail.load(Ordering::Relaxed);
-        let corrupt = |at, what| OpenError::Corrupt(Corruption { at, what });
+        let corrupt = |at, what| AttachError::Corrupt(Corruption { at, what });
         // The hint can lag the committed records (a producer dies between committing a header, or a PAD,
         // and storing the hint), and the consumer may already have read past it; everything before `head`
         // was committed, so the walk starts at whichever is further.
@@ -627,7 +602,7 @@ impl<S: Storage> Consumer<S> {
     /// Attaches as the consumer of the ring in `storage`. Fails if another consumer is attached and alive.
     /// A consumer that re-attaches after a crash resumes at the last published head: a message that the
     /// dead consumer was reading (or had read but not yet published) is delivered again.
-    pub fn attach(storage: S) -> Result<Self, OpenError> {
+    pub fn attach(storage: S) -> Result<Self, AttachError> {
         let asymmetric = fence_mode(&storage)?;
         let token = {
             check_kind::<Control, _>(&storage)?;
@@ -639,7 +614,7 @@ impl<S: Storage> Consumer<S> {
         // Relaxed: we are the only writer of head; this just reads back the last published value.
         let head = control.head.load(Ordering::Relaxed);
         if head % 8 != 0 {
-            return Err(OpenError::Corrupt(Corruption { at: head, what: "misaligned head" }));
+            return Err(AttachError::Corrupt(Corruption { at: head, what: "misaligned head" }));
         }
         control.pid(Role::Consumer).store(std::process::id(), Ordering::Relaxed);
         // Release: a producer that sees ATTACHED also sees the pid.

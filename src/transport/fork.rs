@@ -14,9 +14,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use super::stdio::ChildProcess;
 use super::stream::split;
 use super::{FdReceiver, FdSender};
+use crate::process::ChildProcess;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
@@ -39,7 +39,7 @@ pub fn spawn_with_var(cmd: &mut Command, var: &str) -> io::Result<(FdSender, FdR
     }
     // SAFETY: socketpair just created both descriptors, which nothing else owns.
     let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    crate::shm::pass_fd(cmd, theirs.as_raw_fd(), var);
+    crate::process::pass_fd(cmd, theirs.as_raw_fd(), var);
     let child = cmd.spawn()?;
     // Only the child keeps its end: its exit (or close) is then our end of stream.
     drop(theirs);

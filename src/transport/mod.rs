@@ -4,8 +4,8 @@
 //!
 //! Every adapter hands out a [`Sender`] and a [`Receiver`] half with the same methods (blocking, `try_`,
 //! `_deadline`, `close`) and the same errors ([`TransportSendError`], [`TransportRecvError`]). Every message
-//! travels as one [frame](crate::frame): stream adapters are all one generic pair,
-//! [`StreamSender`] / [`StreamReceiver`], built on [`FrameDecoder`](crate::frame::FrameDecoder) over any
+//! travels as one [frame](crate::wire): stream adapters are all one generic pair,
+//! [`StreamSender`] / [`StreamReceiver`], built on [`FrameDecoder`](crate::transport::codec::FrameDecoder) over any
 //! non-blocking file descriptor; UDP puts one frame in each datagram, WebSocket in each binary message,
 //! Redis in each value (after a 16-byte envelope that numbers the messages); the ring is already framed.
 //!
@@ -41,6 +41,7 @@
 //! before writing to pipes. Either way `EPIPE` and `ECONNRESET` are reported as
 //! [`TransportSendError::PeerReset`].
 
+pub mod codec;
 pub mod fork;
 pub mod pipe;
 #[cfg(feature = "redis")]
@@ -56,7 +57,7 @@ pub mod websocket;
 
 pub use stream::{FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender};
 
-use crate::frame::FrameError;
+use crate::transport::codec::FrameError;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Instant;
@@ -229,33 +230,10 @@ impl<T: Receiver + ?Sized> Receiver for Box<T> {
 /// Waits with `poll(2)` until `fd` reports one of `events` (or an error / hang-up), as `wait` allows.
 /// `Ok(false)`: the wait ran out.
 pub(crate) fn poll_fd(fd: BorrowedFd<'_>, events: libc::c_short, wait: Wait) -> io::Result<bool> {
-    loop {
-        let timeout = match wait {
-            Wait::Never => 0,
-            Wait::Forever => -1,
-            Wait::Until(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                // Round up so that a wake-up is never before the deadline (no busy loop on its last ms).
-                left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
-            }
-        };
-        let mut p = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
-        // SAFETY: `p` is one valid pollfd that lives across the call; the count says 1.
-        let r = unsafe { libc::poll(&mut p, 1, timeout) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if r > 0 {
-            return Ok(true);
-        }
-        match wait {
-            Wait::Until(d) if Instant::now() < d => continue,
-            _ => return Ok(false),
-        }
+    match wait {
+        Wait::Never => crate::process::poll_fd(fd, events, None, false),
+        Wait::Forever => crate::process::poll_fd(fd, events, None, true),
+        Wait::Until(d) => crate::process::poll_fd(fd, events, Some(d), false),
     }
 }
 

@@ -54,7 +54,8 @@
 //! makes at most one new connection, without pausing: a server that is gone is `PeerReset` at once.
 
 use super::{Receiver, Sender, TransportRecvError, TransportSendError, Wait, DEFAULT_MAX_MESSAGE};
-use crate::frame::{decode_datagram, FrameError, FrameHeader, Kind};
+use crate::transport::codec::{decode_datagram, FrameError};
+use crate::wire::{FrameHeader, Kind};
 use redis::{Client, Connection, RedisError, Value};
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -634,7 +635,7 @@ fn reader(
                     }
                     // Only values within the limit are queued: the queue holds at most `queue` of them.
                     let value = msg.get_payload_bytes();
-                    let over = value.len().saturating_sub(crate::frame::HEADER_LEN + ENVELOPE_LEN);
+                    let over = value.len().saturating_sub(crate::wire::HEADER_LEN + ENVELOPE_LEN);
                     let ev =
                         if over > opts.max_message { Event::Oversize(over) } else { Event::Message(value.to_vec()) };
                     if events.send(ev).is_err() {
@@ -1168,7 +1169,7 @@ impl Receiver for StreamConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::HEADER_LEN;
+    use crate::wire::HEADER_LEN;
 
     #[test]
     fn envelope_round_trip() {

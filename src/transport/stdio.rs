@@ -7,92 +7,12 @@
 //! one that already exited is reaped. Call [`ChildProcess::wait`] for a graceful end (close the sender
 //! first so the child sees end of input).
 
-use super::{poll_fd, FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender, Wait};
+pub use crate::process::ChildProcess;
+
+use super::{FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender};
 use std::io::{self, BufRead};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
-use std::time::Instant;
-
-/// A child process started by [`spawn`] or [`fork::spawn`](super::fork::spawn): killed and reaped when
-/// dropped if it is still running.
-#[derive(Debug)]
-pub struct ChildProcess {
-    child: Child,
-    stderr: Option<JoinHandle<()>>,
-    status: Option<ExitStatus>,
-}
-
-impl ChildProcess {
-    pub(crate) fn new(child: Child, stderr: Option<JoinHandle<()>>) -> Self {
-        ChildProcess { child, stderr, status: None }
-    }
-
-    /// The child's process id.
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for the child to exit (and, with [`spawn_with_stderr`], for its last stderr line to be
-    /// handed to the callback).
-    pub fn wait(&mut self) -> io::Result<ExitStatus> {
-        let status = match self.status {
-            Some(s) => s,
-            None => *self.status.insert(self.child.wait()?),
-        };
-        if let Some(t) = self.stderr.take() {
-            let _ = t.join();
-        }
-        Ok(status)
-    }
-
-    /// The exit status if the child has exited, without waiting.
-    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait()?;
-        }
-        Ok(self.status)
-    }
-
-    /// Waits for the child to exit until `deadline`; `Ok(None)` if it is still running then.
-    pub fn wait_deadline(&mut self, deadline: Instant) -> io::Result<Option<ExitStatus>> {
-        if self.try_wait()?.is_some() {
-            return self.wait().map(Some);
-        }
-        // A pidfd becomes readable when the process exits. The child is not reaped yet, so its pid can't
-        // have been reused.
-        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, self.child.id() as libc::pid_t, 0) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pidfd_open just created this descriptor, which nothing else owns.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-        if poll_fd(std::os::fd::AsFd::as_fd(&pidfd), libc::POLLIN, Wait::Until(deadline))? {
-            return self.wait().map(Some);
-        }
-        Ok(None)
-    }
-
-    /// Kills the child with SIGKILL (if it is still running) and reaps it.
-    pub fn kill(&mut self) -> io::Result<ExitStatus> {
-        if self.try_wait()?.is_none() {
-            self.child.kill()?;
-        }
-        self.wait()
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.try_wait() {
-            let _ = self.child.kill();
-        }
-        if self.status.is_none() {
-            let _ = self.child.wait();
-        }
-    }
-}
+use std::process::{Command, Stdio};
 
 /// Starts `cmd` with its stdin and stdout piped to the returned transport halves (its stderr as `cmd`
 /// says, inherited by default).

@@ -2,7 +2,8 @@
 //! FIFOs, Unix and TCP sockets, a child's stdio and inherited socketpairs are all this type.
 
 use super::{is_reset, poll_fd, set_nonblocking, Receiver, Sender, TransportRecvError, TransportSendError, Wait};
-use crate::frame::{encode_into, FrameDecoder, FrameError, Kind};
+use crate::transport::codec::{encode_into, FrameDecoder, FrameError};
+use crate::wire::Kind;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 

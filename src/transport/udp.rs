@@ -12,7 +12,8 @@
 //! ([`PeerReset`](super::TransportRecvError::PeerReset)).
 
 use super::{is_reset, poll_fd, Receiver, Sender, TransportRecvError, TransportSendError, Wait};
-use crate::frame::{decode_datagram, encode_into, Kind, HEADER_LEN};
+use crate::transport::codec::{decode_datagram, encode_into};
+use crate::wire::{Kind, HEADER_LEN};
 use std::io;
 use std::net::{ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
@@ -120,7 +121,7 @@ impl Sender for UdpSender {
 
 impl UdpReceiver {
     /// Sets the largest datagram accepted (capped at [`DEFAULT_MAX_DATAGRAM`]); messages may be 8 bytes
-    /// less. A larger datagram is [`FrameError::Oversize`](crate::frame::FrameError::Oversize).
+    /// less. A larger datagram is [`FrameError::Oversize`](crate::transport::codec::FrameError::Oversize).
     pub fn set_max_datagram(&mut self, max_datagram: usize) {
         self.max = max_for(max_datagram);
     }
@@ -146,7 +147,7 @@ impl Receiver for UdpReceiver {
                 let n = n as usize;
                 if n > cap {
                     let len = n - HEADER_LEN;
-                    return Err(TransportRecvError::BadFrame(crate::frame::FrameError::Oversize {
+                    return Err(TransportRecvError::BadFrame(crate::transport::codec::FrameError::Oversize {
                         len,
                         max: self.max,
                     }));

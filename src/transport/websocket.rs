@@ -18,7 +18,7 @@
 //!   [`Oversize`](TransportSendError::Oversize) (nothing sent). tungstenite's `max_message_size` and
 //!   `max_frame_size` are set to the frame's size (`max_message + 8`), so a larger incoming WebSocket
 //!   message is refused while its header is read, before its payload is buffered: the receive returns
-//!   [`BadFrame(Oversize)`](crate::frame::FrameError::Oversize), and the connection is closed with code
+//!   [`BadFrame(Oversize)`](crate::transport::codec::FrameError::Oversize), and the connection is closed with code
 //!   1009 (the rest of that message can't be skipped; later calls return `PeerReset`). A WebSocket message
 //!   within the limit that is not exactly one valid frame is `BadFrame` for that message alone: each
 //!   message stands alone, the receiver stays usable.
@@ -47,7 +47,8 @@
 //! connection is closed (a Close frame if none was sent, then the socket).
 
 use super::{poll_fd, Receiver, Sender, TransportRecvError, TransportSendError, Wait, DEFAULT_MAX_MESSAGE};
-use crate::frame::{decode_datagram, FrameError, FrameHeader, Kind, HEADER_LEN};
+use crate::transport::codec::{decode_datagram, FrameError};
+use crate::wire::{FrameHeader, Kind, HEADER_LEN};
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;

@@ -1,10 +1,10 @@
 //! Transport test peers that misbehave in one specific way each (`ringwire-testpeer misbehave MODE`).
 
 use super::{park_forever, say, PeerResult};
-use ringwire::frame::{FrameHeader, Kind};
 use ringwire::transport::redis::{split_addr, StreamConsumer};
 use ringwire::transport::{fork, recv_json, send_json, stdio, JsonError, Receiver, Sender};
 use ringwire::transport::{TransportRecvError, TransportSendError};
+use ringwire::wire::{FrameHeader, Kind};
 use std::io::Write;
 
 /// What a misbehaving peer does.

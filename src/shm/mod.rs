@@ -12,19 +12,21 @@
 //! holds the lock" means the endpoint's process died without closing; a second endpoint asking for a held
 //! role is refused; and a role freed by a crash can be claimed again.
 
+mod error;
+
+pub use error::OpenError;
+
 use crate::ring::{
-    ConfigError, ControlBlock, Header, RingConfig, RingKind, RoleToken, Storage, FLAG_ASYMMETRIC_FENCES,
+    AttachError, ConfigError, ControlBlock, Header, RingConfig, RingKind, RoleToken, Storage, FLAG_ASYMMETRIC_FENCES,
     LAYOUT_VERSION, MAGIC,
 };
 use crate::sync::{AtomicU32, Ordering};
-use crate::OpenError;
 use memmap2::{MmapOptions, MmapRaw};
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -172,12 +174,12 @@ impl ShmQueue {
 
     /// Attaches a producer.
     pub fn producer(&self) -> Result<ShmQueueProducer, OpenError> {
-        crate::mpmc::Producer::attach(self.0.clone())
+        Ok(crate::mpmc::Producer::attach(self.0.clone())?)
     }
 
     /// Attaches a consumer.
     pub fn consumer(&self) -> Result<ShmQueueConsumer, OpenError> {
-        crate::mpmc::Consumer::attach(self.0.clone())
+        Ok(crate::mpmc::Consumer::attach(self.0.clone())?)
     }
 }
 
@@ -194,12 +196,12 @@ impl ShmBroadcast {
 
     /// Attaches a publisher.
     pub fn publisher(&self) -> Result<ShmPublisher, OpenError> {
-        crate::broadcast::Publisher::attach(self.0.clone())
+        Ok(crate::broadcast::Publisher::attach(self.0.clone())?)
     }
 
     /// Attaches a subscriber; it sees every message published from now on.
     pub fn subscriber(&self) -> Result<ShmSubscriber, OpenError> {
-        crate::broadcast::Subscriber::attach(self.0.clone())
+        Ok(crate::broadcast::Subscriber::attach(self.0.clone())?)
     }
 }
 
@@ -357,14 +359,16 @@ impl ShmRing {
         self.0.share_with(cmd, var)
     }
 
-    /// Attaches as the producer. Fails with [`OpenError::RoleTaken`] while another producer lives.
+    /// Attaches as the producer. Fails with [`AttachError::RoleTaken`] (wrapped in
+    /// [`OpenError::Attach`]) while another producer lives.
     pub fn producer(&self) -> Result<ShmProducer, OpenError> {
-        crate::spsc::Producer::attach(self.0.clone())
+        Ok(crate::spsc::Producer::attach(self.0.clone())?)
     }
 
-    /// Attaches as the consumer. Fails with [`OpenError::RoleTaken`] while another consumer lives.
+    /// Attaches as the consumer. Fails with [`AttachError::RoleTaken`] (wrapped in
+    /// [`OpenError::Attach`]) while another consumer lives.
     pub fn consumer(&self) -> Result<ShmConsumer, OpenError> {
-        crate::spsc::Consumer::attach(self.0.clone())
+        Ok(crate::spsc::Consumer::attach(self.0.clone())?)
     }
 
     /// The ring's validated sizes.
@@ -450,7 +454,7 @@ impl ShmRegion {
 
     /// Lets the child started by `cmd` inherit this region's descriptor, named in its variable `var`.
     pub(crate) fn share_with(&self, cmd: &mut std::process::Command, var: &str) {
-        pass_fd(cmd, self.file.as_raw_fd(), var)
+        crate::process::pass_fd(cmd, self.file.as_raw_fd(), var)
     }
 
     /// The file path of a named region that this value will unlink.
@@ -492,10 +496,14 @@ unsafe impl Storage for ShmRegion {
     fn flags(&self) -> u32 {
         self.flags
     }
-    fn claim(&self, lock: u32, _state: &AtomicU32) -> Result<Option<RoleToken>, OpenError> {
+    fn claim(&self, lock: u32, _state: &AtomicU32) -> Result<Option<RoleToken>, AttachError> {
         debug_assert!((lock as i64) < LOCK_BYTES);
-        let fd = reopen(&self.file)?;
-        if !try_lock(&fd, lock as i64, 1)? {
+        let as_attach = |e: OpenError| match e {
+            OpenError::Io { op, source } => AttachError::Io { op, source },
+            other => AttachError::Io { op: "lock", source: io::Error::other(other.to_string()) },
+        };
+        let fd = reopen(&self.file).map_err(as_attach)?;
+        if !try_lock(&fd, lock as i64, 1).map_err(as_attach)? {
             return Ok(None);
         }
         Ok(Some(RoleToken(Some(fd))))
@@ -503,24 +511,6 @@ unsafe impl Storage for ShmRegion {
     fn alive(&self, lock: u32, _state: &AtomicU32) -> bool {
         // On error assume alive: a failing liveness probe must not make us drop messages.
         is_locked(&self.file, lock as i64).unwrap_or(true)
-    }
-}
-
-/// Makes `fd` (close-on-exec here) inheritable by the child that `cmd` starts, and names it in the
-/// child's environment variable `var`. Used by [`ShmRing::share_with`] and the bench's bare probes.
-#[doc(hidden)]
-pub fn pass_fd(cmd: &mut std::process::Command, fd: RawFd, var: &str) {
-    cmd.env(var, fd.to_string());
-    // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which is
-    // async-signal-safe; it touches no memory of the parent but the captured integer.
-    unsafe {
-        cmd.pre_exec(move || {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
     }
 }
 

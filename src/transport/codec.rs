@@ -1,37 +1,5 @@
-//! The frame header shared by the shared-memory ring and every stream and datagram transport, and the
-//! stream codec ([`encode_into`], [`FrameDecoder`]).
-//!
-//! A frame is an 8-byte little-endian header followed by `len` payload bytes:
-//!
-//! ```text
-//!  byte  0       4      5       6        8
-//!        +-------+------+-------+--------+----------------------+
-//!        |  len  | kind | flags |  ext   | payload (len bytes)  |
-//!        |  u32  |  u8  |  u8   |  u16   |                      |
-//!        +-------+------+-------+--------+----------------------+
-//! ```
-//!
-//! * `len`: payload length in bytes (the header not included).
-//! * `kind`: [`Kind`]. `0` is never a valid kind, so an all-zero header word never is a frame: the ring
-//!   uses zero as its "nothing committed here yet" marker. `0x7f` ([`Kind::Pad`]) exists only in the ring.
-//! * `flags`: reserved, must be 0 in layout version 1.
-//! * `ext`: length of an extension block that a later event-name layer will put in front of the payload;
-//!   must be 0 in layout version 1.
-//!
-//! In the ring a record is a frame padded with zeros to the next multiple of 8 bytes, so every header
-//! is 8-byte aligned and can be read and published as one atomic `u64`.
-//!
-//! # Kinds
-//!
-//! | value | kind | where |
-//! |------:|------|-------|
-//! | 0 | never valid | the ring's "nothing committed here yet" marker |
-//! | 1 | [`Kind::Data`] | everywhere: an application message |
-//! | 2..=0x7e | reserved | refused ([`HeaderDecodeError::UnknownKind`]) until a later version defines them |
-//! | 0x7f | [`Kind::Pad`] | ring only: skip to the end of the data area; refused on streams and datagrams |
-//! | 0x80..=0xff | reserved | refused |
-//!
-//! # On streams and datagrams
+//! The stream and datagram codec of the transports: frames (see [`crate::wire`] for the header) written
+//! back to back on a stream, or one per datagram.
 //!
 //! Stream transports (pipes, sockets, child stdio) write frames back to back, unpadded: header, payload,
 //! next header. [`encode_into`] writes one; a [`FrameDecoder`] takes the bytes in whatever pieces the
@@ -44,7 +12,8 @@
 //! datagram's.
 //!
 //! ```
-//! use ringwire::frame::{encode_into, FrameDecoder, Kind};
+//! use ringwire::transport::codec::{encode_into, FrameDecoder};
+//! use ringwire::wire::Kind;
 //! let mut wire = Vec::new();
 //! encode_into(&mut wire, Kind::Data, b"hello")?;
 //! encode_into(&mut wire, Kind::Data, b"world")?;
@@ -59,92 +28,10 @@
 //! }
 //! assert_eq!(got, [b"hello".to_vec(), b"world".to_vec()]);
 //! dec.finish()?; // at a frame boundary: a clean end
-//! # Ok::<(), ringwire::frame::FrameError>(())
+//! # Ok::<(), ringwire::transport::codec::FrameError>(())
 //! ```
 
-/// Size of the frame header in bytes.
-pub const HEADER_LEN: usize = 8;
-
-/// What a frame carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Kind {
-    /// An application message.
-    Data = 1,
-    /// Ring only: skip to the end of the data area (the next record starts at offset 0).
-    Pad = 0x7f,
-}
-
-/// A decoded frame header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameHeader {
-    /// Payload length in bytes.
-    pub len: u32,
-    /// Frame kind.
-    pub kind: Kind,
-}
-
-/// Why 8 header bytes are not a valid frame header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum HeaderDecodeError {
-    /// The kind byte names no known kind.
-    #[error("unknown frame kind {0}")]
-    UnknownKind(u8),
-    /// A reserved field (flags or ext) is not zero.
-    #[error("reserved frame header bits set: flags={flags:#x} ext={ext:#x}")]
-    Reserved {
-        /// The flags byte found.
-        flags: u8,
-        /// The ext field found.
-        ext: u16,
-    },
-}
-
-impl FrameHeader {
-    /// Packs the header into its 8 wire bytes, as a little-endian `u64` (the ring publishes it with one
-    /// atomic store).
-    #[inline]
-    pub const fn to_word(self) -> u64 {
-        self.len as u64 | (self.kind as u64) << 32
-    }
-
-    /// Unpacks a header from its little-endian `u64` form. Validates everything but `len`, whose bound
-    /// depends on the reader's configured maximum.
-    #[inline]
-    pub fn from_word(word: u64) -> Result<Self, HeaderDecodeError> {
-        let len = word as u32;
-        let kind = (word >> 32) as u8;
-        let flags = (word >> 40) as u8;
-        let ext = (word >> 48) as u16;
-        if flags != 0 || ext != 0 {
-            return Err(HeaderDecodeError::Reserved { flags, ext });
-        }
-        let kind = match kind {
-            1 => Kind::Data,
-            0x7f => Kind::Pad,
-            k => return Err(HeaderDecodeError::UnknownKind(k)),
-        };
-        Ok(FrameHeader { len, kind })
-    }
-
-    /// The 8 header bytes as they appear on a stream.
-    #[inline]
-    pub const fn to_bytes(self) -> [u8; HEADER_LEN] {
-        self.to_word().to_le_bytes()
-    }
-
-    /// Decodes 8 header bytes read from a stream.
-    #[inline]
-    pub fn from_bytes(bytes: [u8; HEADER_LEN]) -> Result<Self, HeaderDecodeError> {
-        Self::from_word(u64::from_le_bytes(bytes))
-    }
-}
-
-/// Size of a ring record holding a `len`-byte payload: header plus payload, rounded up to 8.
-#[inline]
-pub const fn record_len(len: usize) -> usize {
-    (HEADER_LEN + len + 7) & !7
-}
+use crate::wire::{FrameHeader, HeaderDecodeError, Kind, HEADER_LEN};
 
 /// Why bytes from a stream or a datagram are not a valid frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -424,38 +311,5 @@ impl FrameDecoder {
         let from = self.start + HEADER_LEN;
         self.start += total;
         Ok(Some(Frame { kind: hdr.kind, payload: &self.buf[from..from + hdr.len as usize] }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_round_trip() {
-        for len in [0u32, 1, 7, 8, 4096, u32::MAX] {
-            let h = FrameHeader { len, kind: Kind::Data };
-            assert_eq!(FrameHeader::from_bytes(h.to_bytes()), Ok(h));
-        }
-        let pad = FrameHeader { len: 0, kind: Kind::Pad };
-        assert_ne!(pad.to_word(), 0, "an empty pad must not look uncommitted");
-        assert_eq!(FrameHeader::from_word(pad.to_word()), Ok(pad));
-        assert_eq!(FrameHeader::from_word(0), Err(HeaderDecodeError::UnknownKind(0)));
-    }
-
-    #[test]
-    fn header_rejects_unknown_and_reserved() {
-        assert_eq!(FrameHeader::from_word(9 << 32), Err(HeaderDecodeError::UnknownKind(9)));
-        assert!(matches!(FrameHeader::from_word(1 << 32 | 1 << 40), Err(HeaderDecodeError::Reserved { .. })));
-        assert!(matches!(FrameHeader::from_word(1 << 32 | 1 << 48), Err(HeaderDecodeError::Reserved { .. })));
-    }
-
-    #[test]
-    fn record_len_is_aligned() {
-        assert_eq!(record_len(0), 8);
-        assert_eq!(record_len(1), 16);
-        assert_eq!(record_len(8), 16);
-        assert_eq!(record_len(9), 24);
-        assert_eq!(record_len(64), 72);
     }
 }
