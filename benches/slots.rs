@@ -18,7 +18,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::Backoff;
 use ringwire::broadcast::{self, Mode};
-use ringwire::{RecvError, RingConfig, ShmQueue, WaitStrategy};
+use ringwire::mpmc::RecvError;
+use ringwire::{RingConfig, ShmQueue, WaitStrategy};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::{Arc, Barrier};
@@ -148,7 +149,7 @@ fn ringwire_mpmc(iters: u64, np: u64, nc: u64) -> Duration {
                 loop {
                     match rx.recv() {
                         Ok(m) => sum += value(&m),
-                        Err(RecvError::Closed) => return (n, sum, last),
+                        Err(RecvError::PeerGone) => return (n, sum, last),
                         Err(e) => panic!("{e}"),
                     }
                     n += 1;
@@ -337,7 +338,7 @@ fn broadcast_fanout(c: &mut Criterion) {
                                         assert_eq!(v, n + 1, "out of order");
                                         sum += v;
                                     }
-                                    Err(broadcast::RecvError::Closed) => return (n, sum, last),
+                                    Err(broadcast::RecvError::PeerGone) => return (n, sum, last),
                                     Err(e) => panic!("{e}"),
                                 }
                                 n += 1;

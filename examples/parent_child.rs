@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo run --example parent_child`
 
-use ringwire::{RecvError, RingConfig, ShmRing};
+use ringwire::spsc::RecvError;
+use ringwire::{RingConfig, ShmRing};
 use std::error::Error;
 use std::process::Command;
 
@@ -26,7 +27,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("parent got: {}", String::from_utf8_lossy(&reply));
     }
     drop(tx); // the child sees end-of-stream and exits
-    assert_eq!(rx.recv().unwrap_err(), RecvError::Closed);
+    assert_eq!(rx.recv().unwrap_err(), RecvError::PeerGone);
     child.wait()?;
     Ok(())
 }
@@ -40,7 +41,7 @@ fn child() -> Result<(), Box<dyn Error>> {
                 let upper = msg.to_ascii_uppercase();
                 tx.send(&upper)?;
             }
-            Err(RecvError::Closed) => return Ok(()),
+            Err(RecvError::PeerGone) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }

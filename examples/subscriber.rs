@@ -2,7 +2,8 @@
 //!
 //! Run: `cargo run --example subscriber` (after starting `publisher`)
 
-use ringwire::{RecvError, ShmRing};
+use ringwire::spsc::RecvError;
+use ringwire::ShmRing;
 use std::error::Error;
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -10,7 +11,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     loop {
         match rx.recv() {
             Ok(msg) => println!("got: {}", String::from_utf8_lossy(&msg)),
-            Err(RecvError::Closed) => break,
+            Err(RecvError::PeerGone) => break,
             Err(e) => return Err(e.into()),
         }
     }

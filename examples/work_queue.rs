@@ -6,7 +6,8 @@
 //! Run: `cargo run --release --example work_queue`
 
 use ringwire::broadcast::{self, Mode};
-use ringwire::{RecvError, RingConfig, ShmBroadcast, ShmQueue};
+use ringwire::mpmc::RecvError;
+use ringwire::{RingConfig, ShmBroadcast, ShmQueue};
 use std::error::Error;
 use std::process::Command;
 use std::time::Duration;

@@ -43,9 +43,9 @@ pub mod wait;
 pub mod wire;
 
 pub use ring::{broadcast, mpmc, spsc};
+pub use ring::{AttachError, Commit, ErrorKind, RingError, RingReceiver, RingSender};
 pub use ring::{ConfigError, RingConfig, RingKind, Role};
 pub use shm::{ShmBroadcast, ShmOptions, ShmQueue, ShmRing};
-pub use spsc::{RecvError, SendError};
 pub use wait::WaitStrategy;
 
 pub use shm::OpenError;

@@ -100,6 +100,18 @@ pub(crate) fn yield_now() {
     loom::thread::yield_now();
 }
 
+/// Sleeps for `d` (a back-off between checks of a condition nobody signals); under loom, a yield.
+#[inline]
+pub(crate) fn pause(d: std::time::Duration) {
+    #[cfg(not(ringwire_loom))]
+    std::thread::sleep(d);
+    #[cfg(ringwire_loom)]
+    {
+        let _ = d;
+        loom::thread::yield_now();
+    }
+}
+
 /// The current time, or `None` under loom (which has no clock: every wait is untimed there, so a lost
 /// wake-up shows up as a deadlock instead of a time-out).
 #[inline]

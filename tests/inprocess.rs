@@ -2,7 +2,8 @@
 //! close in both directions, blocking variants.
 
 use ringwire::spsc::{channel, Consumer, Producer};
-use ringwire::{RecvError, RingConfig, SendError, WaitStrategy};
+use ringwire::spsc::{RecvError, SendError};
+use ringwire::{RingConfig, WaitStrategy};
 use std::time::Duration;
 
 /// Fills message `i` of length `len` with bytes derived from both, so that any mix-up shows.
@@ -36,7 +37,7 @@ fn ordering_and_content_across_threads() {
         let m = rx.recv().unwrap();
         assert_eq!(&*m, &pattern(i, len_of(i, 1000))[..], "message {i}");
     }
-    assert_eq!(rx.recv().unwrap_err(), RecvError::Closed);
+    assert_eq!(rx.recv().unwrap_err(), RecvError::PeerGone);
     t.join().unwrap();
 }
 
@@ -62,7 +63,7 @@ fn fills_then_full_then_drains() {
     loop {
         match tx.try_send(&pattern(sent, 100)) {
             Ok(()) => sent += 1,
-            Err(SendError::Full) => break,
+            Err(SendError::WouldBlock) => break,
             Err(e) => panic!("{e}"),
         }
     }
@@ -82,8 +83,8 @@ fn max_size_and_oversize() {
     let (mut tx, mut rx) = channel(cfg).unwrap();
     let big = pattern(1, 3000);
     tx.try_send(&big).unwrap();
-    assert_eq!(tx.try_send(&pattern(2, 3001)), Err(SendError::TooLarge { len: 3001, max: 3000 }));
-    assert!(matches!(tx.try_reserve(1 << 20), Err(SendError::TooLarge { .. })));
+    assert_eq!(tx.try_send(&pattern(2, 3001)), Err(SendError::Oversize { len: 3001, max: 3000 }));
+    assert!(matches!(tx.try_reserve(1 << 20), Err(SendError::Oversize { .. })));
     assert_eq!(&*rx.try_recv().unwrap(), &big[..]);
     assert_eq!(rx.try_recv().unwrap_err(), RecvError::Empty);
 }
@@ -133,15 +134,15 @@ fn producer_close_drains_then_end_of_stream() {
     for i in 0..10u8 {
         assert_eq!(&*rx.recv().unwrap(), &[i]);
     }
-    assert_eq!(rx.recv().unwrap_err(), RecvError::Closed);
-    assert_eq!(rx.try_recv().unwrap_err(), RecvError::Closed);
+    assert_eq!(rx.recv().unwrap_err(), RecvError::PeerGone);
+    assert_eq!(rx.try_recv().unwrap_err(), RecvError::PeerGone);
 }
 
 #[test]
 fn consumer_close_disconnects_producer() {
     let (mut tx, rx) = channel(RingConfig::default()).unwrap();
     rx.close();
-    assert_eq!(tx.send(b"x"), Err(SendError::Disconnected));
+    assert_eq!(tx.send(b"x"), Err(SendError::PeerGone));
 }
 
 #[test]
@@ -150,7 +151,7 @@ fn blocked_producer_wakes_on_consumer_close() {
     while tx.try_send(&[0; 100]).is_ok() {}
     let t = std::thread::spawn(move || tx.send(&[1; 100]));
     drop(rx);
-    assert_eq!(t.join().unwrap(), Err(SendError::Disconnected));
+    assert_eq!(t.join().unwrap(), Err(SendError::PeerGone));
 }
 
 #[test]
@@ -158,7 +159,7 @@ fn blocked_consumer_wakes_on_producer_close() {
     let (tx, mut rx) = channel(RingConfig::default()).unwrap();
     let t = std::thread::spawn(move || rx.recv().map(|m| m.to_vec()));
     drop(tx);
-    assert_eq!(t.join().unwrap(), Err(RecvError::Closed));
+    assert_eq!(t.join().unwrap(), Err(RecvError::PeerGone));
 }
 
 #[test]
@@ -229,7 +230,7 @@ fn sleep_wake_in_both_fence_modes() {
         for i in 0..20_000u32 {
             assert_eq!(&*rx.recv().unwrap(), &i.to_le_bytes());
         }
-        assert_eq!(rx.recv().unwrap_err(), RecvError::Closed);
+        assert_eq!(rx.recv().unwrap_err(), RecvError::PeerGone);
         t.join().unwrap();
     }
 }
@@ -253,7 +254,7 @@ fn reattach_after_an_uncommitted_wrap() {
         // Reserved and abandoned: the PAD stays committed, the message never is.
         let _abandoned = tx.try_reserve(1000).unwrap();
     }
-    assert_eq!(rx.try_recv().unwrap_err(), RecvError::Closed, "the PAD is skipped, nothing else arrives");
+    assert_eq!(rx.try_recv().unwrap_err(), RecvError::PeerGone, "the PAD is skipped, nothing else arrives");
     let mut tx = ring.producer().expect("a new producer attaches after the PAD");
     tx.try_send(b"after").unwrap();
     assert_eq!(&*rx.try_recv().unwrap(), b"after");

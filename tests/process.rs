@@ -6,7 +6,8 @@
 
 use rand::{Rng, SeedableRng};
 use ringwire::ring::AttachError;
-use ringwire::{OpenError, RecvError, RingConfig, SendError, ShmRing, WaitStrategy};
+use ringwire::spsc::{RecvError, SendError};
+use ringwire::{OpenError, RingConfig, ShmRing, WaitStrategy};
 use ringwire_testkit::peer::ring::Mode;
 use ringwire_testkit::{check, fill, len_for, seq_of};
 use std::io::{BufRead, BufReader};
@@ -115,7 +116,7 @@ fn anonymous_ring_inherited_by_a_child_producer() {
         let msg = rx.recv_timeout(WATCHDOG).unwrap();
         assert!(check(&msg, seq, MAX), "message {seq}");
     }
-    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap_err(), RecvError::Closed);
+    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap_err(), RecvError::PeerGone);
     let (ok, _) = peer.finish();
     assert!(ok);
 }
@@ -144,7 +145,7 @@ fn producer_killed_at_random_moments_never_tears_or_hangs() {
                 Err(e) => break e,
             }
         };
-        assert_eq!(end, RecvError::PeerDied, "round {round}");
+        assert_eq!(end, RecvError::PeerReset, "round {round}");
         assert!(seq >= kill_after, "round {round}: lost messages before the kill");
     }
     // The role is free again and the name goes away with the ring.
@@ -176,7 +177,7 @@ fn consumer_killed_at_random_moments_then_replaced() {
                 Err(e) => break e,
             }
         };
-        assert_eq!(err, SendError::PeerDied, "round {round}");
+        assert_eq!(err, SendError::PeerReset, "round {round}");
     }
     // A fresh consumer picks up where the last published head was: every message it sees is intact and
     // in order (some may be ones the dead consumer had already read: at-least-once across a crash).
@@ -217,7 +218,7 @@ fn blocked_consumer_learns_the_producer_died() {
     let mut peer = Peer::named(Mode::HoldProducer, &name, &[]);
     peer.wait_attached();
     let killer = std::thread::spawn(move || peer.kill());
-    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap_err(), RecvError::PeerDied);
+    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap_err(), RecvError::PeerReset);
     killer.join().unwrap();
 }
 
@@ -232,7 +233,7 @@ fn blocked_producer_learns_the_consumer_died() {
         peer.wait_attached();
         while tx.try_send(&[7; 500]).is_ok() {}
         let killer = std::thread::spawn(move || peer.kill());
-        assert_eq!(tx.send_timeout(&[7; 500], WATCHDOG), Err(SendError::PeerDied));
+        assert_eq!(tx.send_timeout(&[7; 500], WATCHDOG), Err(SendError::PeerReset));
         killer.join().unwrap();
     }
 }

@@ -89,7 +89,7 @@ fn reuse_stale_ring_but_not_one_in_use() {
     assert!(matches!(ShmRing::create(&name, cfg()), Err(OpenError::AlreadyExists(_))));
     let ring = ShmOptions::new(cfg()).reuse_stale(true).create(&name).unwrap();
     let mut rx = ring.consumer().unwrap();
-    assert_eq!(rx.try_recv().unwrap_err(), ringwire::RecvError::Empty, "re-initialised");
+    assert_eq!(rx.try_recv().unwrap_err(), ringwire::spsc::RecvError::Empty, "re-initialised");
     // While an endpoint holds a role, reuse is refused.
     assert!(matches!(ShmOptions::new(cfg()).reuse_stale(true).create(&name), Err(OpenError::Busy(_))));
     drop(rx);

@@ -9,7 +9,8 @@
 
 use rand::{Rng, SeedableRng};
 use ringwire::broadcast::{self, Mode};
-use ringwire::{OpenError, RecvError, RingConfig, ShmBroadcast, ShmQueue, ShmRing, WaitStrategy};
+use ringwire::mpmc::RecvError;
+use ringwire::{OpenError, RingConfig, ShmBroadcast, ShmQueue, ShmRing, WaitStrategy};
 use ringwire_testkit::peer::slots::Mode as PeerMode;
 use ringwire_testkit::{fill, len_for};
 use std::io::{BufRead, BufReader, Write};
@@ -431,7 +432,7 @@ fn mpmc_producers_killed_at_random_moments_lose_at_most_their_message_in_flight(
                 live_next += 1;
             }
             Err(e) => {
-                assert_eq!(e, RecvError::Closed);
+                assert_eq!(e, RecvError::PeerGone);
                 break;
             }
         }
@@ -586,7 +587,7 @@ fn mpmc_producer_killed_mid_message_is_skipped_after_the_stuck_timeout() {
     assert_eq!(parse(&rx.recv_timeout(WATCHDOG).unwrap()), (8, 0));
     assert_eq!(rx.recovered().skipped, 1);
     drop(tx);
-    assert_eq!(rx.recv_timeout(WATCHDOG).map(|m| m.len()), Err(RecvError::Closed));
+    assert_eq!(rx.recv_timeout(WATCHDOG).map(|m| m.len()), Err(RecvError::PeerGone));
     assert_eq!(rx.recovered(), ringwire::ring::slots::Recovered { skipped: 1, reclaimed: 0 });
 }
 
@@ -772,7 +773,7 @@ fn broadcast_backpressure_stops_waiting_for_a_killed_subscriber() {
         tx.send_deadline(&msg(1, seq), Instant::now() + WATCHDOG).unwrap();
     }
     // The victim has read nothing: a full lap is all back-pressure allows.
-    assert_eq!(tx.try_send(&msg(1, n)), Err(broadcast::SendError::Full));
+    assert_eq!(tx.try_send(&msg(1, n)), Err(broadcast::SendError::WouldBlock));
     victim.kill();
     // A blocking send notices the dead subscriber and stops waiting for it.
     let total = 4 * n;

@@ -2,8 +2,9 @@
 //! recovery of slots abandoned by endpoints that went away mid-message.
 
 use ringwire::broadcast::{self, Mode};
+use ringwire::mpmc::{self, RecvError, SendError};
 use ringwire::ring::AttachError;
-use ringwire::{mpmc, RecvError, RingConfig, SendError};
+use ringwire::RingConfig;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -57,7 +58,7 @@ fn mpmc_two_producers_two_consumers_deliver_each_message_once_in_producer_order(
                             last[p as usize] = Some(s);
                             got.push((p, s));
                         }
-                        Err(RecvError::Closed) => return got,
+                        Err(RecvError::PeerGone) => return got,
                         Err(e) => panic!("{e}"),
                     }
                 }
@@ -85,9 +86,9 @@ fn mpmc_limits_full_timeout_and_too_large() {
         n += 1;
     }
     assert_eq!(n, 32);
-    assert_eq!(tx.try_send(b"x"), Err(SendError::Full));
+    assert_eq!(tx.try_send(b"x"), Err(SendError::WouldBlock));
     assert_eq!(tx.send_deadline(b"x", Instant::now() + Duration::from_millis(5)), Err(SendError::Timeout));
-    assert_eq!(tx.try_send(&[0; 101]), Err(SendError::TooLarge { len: 101, max: 100 }));
+    assert_eq!(tx.try_send(&[0; 101]), Err(SendError::Oversize { len: 101, max: 100 }));
     for s in 0..n {
         assert_eq!(parse(&rx.try_recv().unwrap()), (0, s));
     }
@@ -119,7 +120,7 @@ fn mpmc_closing_both_ways() {
     tx.send(b"last").unwrap();
     drop(tx);
     assert_eq!(&*rx.recv().unwrap(), b"last");
-    assert_eq!(rx.recv().map(|m| m.len()), Err(RecvError::Closed));
+    assert_eq!(rx.recv().map(|m| m.len()), Err(RecvError::PeerGone));
 
     let (mut tx, rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
     let t = std::thread::spawn(move || loop {
@@ -130,7 +131,7 @@ fn mpmc_closing_both_ways() {
     });
     // The producer fills the ring and blocks (or will); dropping the only consumer must end that.
     drop(rx);
-    assert_eq!(t.join().unwrap(), SendError::Disconnected);
+    assert_eq!(t.join().unwrap(), SendError::PeerGone);
 }
 
 #[test]
@@ -207,7 +208,7 @@ fn broadcast_every_subscriber_sees_every_message_in_one_order() {
                 loop {
                     match rx.recv_vec() {
                         Ok(m) => seen.push(parse(&m)),
-                        Err(broadcast::RecvError::Closed) => return seen,
+                        Err(broadcast::RecvError::PeerGone) => return seen,
                         Err(e) => panic!("{e}"),
                     }
                 }
@@ -275,7 +276,7 @@ fn broadcast_slow_subscriber_is_told_how_many_it_lost_and_never_sees_a_torn_mess
                 lost += n;
                 last = None;
             }
-            Err(broadcast::RecvError::Closed) => break,
+            Err(broadcast::RecvError::PeerGone) => break,
             Err(e) => panic!("{e}"),
         }
     }
@@ -305,7 +306,7 @@ fn broadcast_backpressure_waits_for_the_slowest_and_stops_waiting_when_it_leaves
     for s in 0..32 {
         tx.try_send(&msg(0, s, 20)).unwrap();
     }
-    assert_eq!(tx.try_send(b"x"), Err(broadcast::SendError::Full));
+    assert_eq!(tx.try_send(b"x"), Err(broadcast::SendError::WouldBlock));
     assert_eq!(tx.send_deadline(b"x", Instant::now() + Duration::from_millis(5)), Err(broadcast::SendError::Timeout));
     assert_eq!(parse(&rx.try_recv_vec().unwrap()), (0, 0));
     tx.try_send(&msg(0, 32, 20)).unwrap();
@@ -327,7 +328,7 @@ fn broadcast_publisher_gone_mid_write_is_skipped_after_the_stuck_timeout() {
     assert_eq!(rx.recv_vec_deadline(Instant::now() + Duration::from_secs(10)).unwrap(), b"behind it");
     assert_eq!(rx.recovered().skipped, 1);
     drop(tx2);
-    assert_eq!(rx.recv_vec(), Err(broadcast::RecvError::Closed));
+    assert_eq!(rx.recv_vec(), Err(broadcast::RecvError::PeerGone));
 }
 
 /// `_timeout` forms saturate: a timeout too large to add to `Instant::now()` waits without a deadline

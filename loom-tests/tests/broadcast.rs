@@ -126,3 +126,26 @@ fn dead_publishers_slot_is_skipped() {
         let _live = p.join().unwrap();
     });
 }
+
+/// A reservation dropped without a commit publishes its position empty (a PAD frame), and a subscriber
+/// sleeping on the ring skips it and gets the next message: the abandon path is a publication like any
+/// other (same sequence-lock stores and wake-up), and the skip never loses or repeats a message.
+#[test]
+fn abandoned_reservation_is_skipped_by_a_sleeping_subscriber() {
+    model("broadcast/abandoned reservation", Bound::Env, || {
+        let (mut tx, mut rx) = ring(Mode::Backpressure);
+        let p = loom::thread::spawn(move || {
+            let mut slot = tx.reserve(8).expect("room");
+            slot.copy_from_slice(b"abandon!");
+            drop(slot);
+            tx.send(&payload(1, 24)).expect("room");
+            tx
+        });
+        let mut buf = [0u8; 64];
+        let n = rx.recv_into(&mut buf).expect("the message after the abandoned position");
+        check(&buf[..n], 1, 24);
+        let tx = p.join().unwrap();
+        drop(tx);
+        assert_eq!(rx.recv_into(&mut buf), Err(RecvError::PeerGone));
+    });
+}

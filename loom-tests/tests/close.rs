@@ -1,18 +1,18 @@
 //! Model 3: closing. A producer that sends and then drops its end delivers everything before the
-//! consumer sees `RecvError::Closed`; a consumer that drops its end while the producer is blocked on a
-//! full ring wakes it with `SendError::Disconnected`.
+//! consumer sees `RecvError::PeerGone`; a consumer that drops its end while the producer is blocked on a
+//! full ring wakes it with `SendError::PeerGone`.
 //! Preemption bound: per test, the `Bound` passed to `common::model` (`run.sh` sets LOOM_MAX_PREEMPTIONS=2).
 
 mod common;
 use common::*;
-use ringwire::{RecvError, SendError};
+use ringwire::spsc::{RecvError, SendError};
 
 /// m0, m1, m2 with a PAD + wrap before m2 (see `wrap.rs`), then the producer drops its end.
 const LENS: [usize; 3] = [1200, 2000, 1000];
 
 /// The producer sends three messages (blocking, zero spin; the third must wait for space and wraps)
 /// and drops its end. The consumer's blocking `recv` (zero spin) gets all three, intact and in order,
-/// and only then `Closed`, every time it asks after that: "closed and empty" must mean drained, however
+/// and only then `PeerGone`, every time it asks after that: "closed and empty" must mean drained, however
 /// the CLOSED store and the futex wake of the drop interleave with the consumer's last polls and sleep.
 #[test]
 fn producer_drop_after_sends_delivers_everything_then_closed() {
@@ -27,14 +27,14 @@ fn producer_drop_after_sends_delivers_everything_then_closed() {
         for (i, len) in LENS.into_iter().enumerate() {
             check(&rx.recv().expect("recv"), i as u8, len);
         }
-        assert_eq!(rx.recv().map(|m| m.len()), Err(RecvError::Closed));
-        assert_eq!(rx.try_recv().map(|m| m.len()), Err(RecvError::Closed));
+        assert_eq!(rx.recv().map(|m| m.len()), Err(RecvError::PeerGone));
+        assert_eq!(rx.try_recv().map(|m| m.len()), Err(RecvError::PeerGone));
         p.join().unwrap();
     });
 }
 
 /// The producer drops right after a single small send; a consumer asleep in `recv` must be woken and
-/// get the message, then `Closed` (never `Closed` first, never a hang).
+/// get the message, then `PeerGone` (never `PeerGone` first, never a hang).
 #[test]
 fn producer_drop_wakes_sleeping_consumer_after_last_message() {
     model("close/producer drop wakes sleeper", Bound::AtLeast(4), || {
@@ -43,7 +43,7 @@ fn producer_drop_wakes_sleeping_consumer_after_last_message() {
             tx.try_send(&payload(7, 24)).expect("try_send");
         });
         check(&rx.recv().expect("recv"), 7, 24);
-        assert_eq!(rx.recv().map(|m| m.len()), Err(RecvError::Closed));
+        assert_eq!(rx.recv().map(|m| m.len()), Err(RecvError::PeerGone));
         p.join().unwrap();
     });
 }
@@ -51,7 +51,7 @@ fn producer_drop_wakes_sleeping_consumer_after_last_message() {
 /// A consumer that never sleeps (it polls with `try_recv`, yielding on Empty) against a producer that
 /// sends two messages and drops its end. No futex connects the two threads here, only the header words
 /// and the CLOSED state, so this is the plain model of "closed and empty means drained": the consumer
-/// sees both messages, then `Closed`, never `Closed` while a committed message is still unread.
+/// sees both messages, then `PeerGone`, never `PeerGone` while a committed message is still unread.
 #[test]
 fn polling_consumer_sees_closed_only_after_every_commit() {
     model("close/polling consumer", Bound::Exhaustive, || {
@@ -68,11 +68,11 @@ fn polling_consumer_sees_closed_only_after_every_commit() {
                     got += 1;
                 }
                 Err(RecvError::Empty) => loom::thread::yield_now(),
-                Err(RecvError::Closed) => break,
+                Err(RecvError::PeerGone) => break,
                 Err(e) => panic!("try_recv: {e}"),
             }
         }
-        assert_eq!(got, 2, "Closed before every committed message was received");
+        assert_eq!(got, 2, "PeerGone before every committed message was received");
         p.join().unwrap();
     });
 }
@@ -87,10 +87,10 @@ fn consumer_drop_wakes_producer_blocked_on_full_ring_with_disconnected() {
         let (mut tx, mut rx) = channel();
         tx.try_send(&payload(0, BIG)).expect("m0 fits");
         tx.try_send(&payload(1, BIG)).expect("m1 fits");
-        assert_eq!(tx.try_send(&payload(2, BIG)), Err(SendError::Full));
+        assert_eq!(tx.try_send(&payload(2, BIG)), Err(SendError::WouldBlock));
         let p = loom::thread::spawn(move || {
-            assert_eq!(tx.send(&payload(2, BIG)), Err(SendError::Disconnected));
-            assert_eq!(tx.try_send(&payload(3, 8)), Err(SendError::Disconnected));
+            assert_eq!(tx.send(&payload(2, BIG)), Err(SendError::PeerGone));
+            assert_eq!(tx.try_send(&payload(3, 8)), Err(SendError::PeerGone));
             tx
         });
         let c = loom::thread::spawn(move || {

@@ -7,7 +7,8 @@
 mod common;
 use common::*;
 use ringwire::mpmc::{self, HeapConsumer, HeapProducer};
-use ringwire::{RecvError, RingConfig, SendError};
+use ringwire::mpmc::{RecvError, SendError};
+use ringwire::RingConfig;
 
 /// 4096 bytes cut into two slots of 2048 (16-byte slot header + up to 2032 payload bytes).
 fn queue() -> (HeapProducer, HeapConsumer) {
@@ -21,7 +22,7 @@ fn try_send_mpmc(tx: &mut HeapProducer, msg: &[u8]) {
     loop {
         match tx.try_send(msg) {
             Ok(()) => return,
-            Err(SendError::Full) => loom::thread::yield_now(),
+            Err(SendError::WouldBlock) => loom::thread::yield_now(),
             Err(e) => panic!("try_send: {e}"),
         }
     }

@@ -39,7 +39,7 @@ fn sleeping_send_is_woken_by_recv_no_lost_wakeup() {
         let (mut tx, mut rx) = channel();
         tx.try_send(&payload(0, LENS[0])).expect("m0 fits");
         tx.try_send(&payload(1, LENS[1])).expect("m1 fits");
-        assert_eq!(tx.try_send(&payload(2, LENS[2])), Err(ringwire::SendError::Full));
+        assert_eq!(tx.try_send(&payload(2, LENS[2])), Err(ringwire::spsc::SendError::WouldBlock));
         let p = loom::thread::spawn(move || {
             tx.send(&payload(2, LENS[2])).expect("send");
             tx
@@ -69,7 +69,7 @@ fn sleeping_send_is_woken_by_head_published_when_consumer_finds_ring_empty() {
         let (mut tx, mut rx) = channel();
         tx.try_send(&payload(0, LENS[0])).expect("m0 fits");
         tx.try_send(&payload(1, LENS[1])).expect("m1 fits");
-        assert_eq!(tx.try_send(&payload(2, LENS[2])), Err(ringwire::SendError::Full));
+        assert_eq!(tx.try_send(&payload(2, LENS[2])), Err(ringwire::spsc::SendError::WouldBlock));
         let p = loom::thread::spawn(move || {
             tx.send(&payload(2, LENS[2])).expect("send");
             tx

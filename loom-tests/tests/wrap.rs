@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use ringwire::RecvError;
+use ringwire::spsc::RecvError;
 
 /// m0 = [0, 1208), m1 = [1208, 3216); m2 (record 1008) does not fit in the 880 bytes left, so PAD at
 /// 3216 and m2 at [0, 1008), which needs m0 released (head >= 1016) but not m1.

@@ -15,7 +15,10 @@
 //!
 //! # Slow subscribers
 //!
-//! By default ([`Mode::Overwrite`]) a publisher never waits: it overwrites the oldest slot. A subscriber
+//! By default ([`Mode::Overwrite`]) a publisher never waits for subscribers: it overwrites the oldest
+//! slot. (It waits only for another *publisher* that claimed the same slot a whole lap earlier and is
+//! still writing it: yielding up to the stuck timeout, then sleeping with a doubling back-off, and giving
+//! the position up when that publisher died or the deadline passed.) A subscriber
 //! that fell a lap behind gets [`RecvError::Lagged`]`(n)` — `n` messages it will never see — and resumes
 //! at the oldest message still in the ring. With [`Mode::Backpressure`] publishers wait instead until the
 //! slowest live subscriber has read the slot they need (Disruptor style); subscribers then publish their
@@ -59,14 +62,14 @@ fn ctl<S: Storage>(storage: &S) -> &SlotControl {
     &storage.control::<Control>().0
 }
 
-slots::endpoint_common!(Publisher, waits_for: "space (back-pressure mode only: other publishers never wait)", peers: "subscriber");
+slots::endpoint_common!(Publisher, waits_for: "space (back-pressure mode; in overwrite mode only for a publisher stalled a lap behind on the same slot)", peers: "subscriber");
 slots::endpoint_common!(Subscriber, waits_for: "messages", peers: "publisher");
 
 /// What publishers do when the ring is full of messages some subscriber has not read yet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
     /// Overwrite the oldest message; a subscriber that falls a lap behind is told how many it lost
-    /// ([`RecvError::Lagged`]). Publishers never wait.
+    /// ([`RecvError::Lagged`]). Publishers never wait for subscribers.
     #[default]
     Overwrite,
     /// Wait for the slowest live subscriber. Nobody loses a message; one slow subscriber slows everyone.
@@ -82,20 +85,22 @@ impl Mode {
     }
 }
 
-/// Why a publish failed. Nothing was published when this is returned.
+/// Why a publish or reservation failed. Nothing was published when this is returned. Variant names are
+/// the shared vocabulary of [`ErrorKind`](super::ErrorKind); publishers never see a subscriber go (a
+/// broadcast ring has no `PeerGone` on the sending side).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
     /// `try_send`: in [`Mode::Backpressure`], the slowest subscriber has not freed a slot yet; in either
     /// mode, another publisher stalled a whole lap behind (alive, but not finishing its write) still
     /// holds the slot.
     #[error("ring is full (a subscriber, or a stalled publisher, is a lap behind)")]
-    Full,
-    /// Deadline variants: still full (as for `Full`) when the deadline passed.
+    WouldBlock,
+    /// `_timeout` / `_deadline` forms: still full (as for `WouldBlock`) when the time ran out.
     #[error("timed out waiting for the slowest subscriber")]
     Timeout,
     /// The message is larger than the ring's maximum.
     #[error("message of {len} bytes exceeds the ring maximum of {max}")]
-    TooLarge {
+    Oversize {
         /// Requested length.
         len: usize,
         /// The ring's maximum message size.
@@ -103,13 +108,13 @@ pub enum SendError {
     },
 }
 
-/// Why a receive failed.
+/// Why a receive failed. Variant names are the shared vocabulary of [`ErrorKind`](super::ErrorKind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RecvError {
-    /// `try_` variants: no new message yet.
+    /// `try_` forms: no new message yet.
     #[error("no new message")]
     Empty,
-    /// Deadline variants: still nothing when the deadline passed.
+    /// `_timeout` / `_deadline` forms: still nothing when the time ran out.
     #[error("timed out waiting for a message")]
     Timeout,
     /// The subscriber fell behind and `n` messages were overwritten before it could read them. It now
@@ -118,7 +123,7 @@ pub enum RecvError {
     Lagged(u64),
     /// Every publisher that attached has gone, and this subscriber has read everything they published.
     #[error("every publisher has gone")]
-    Closed,
+    PeerGone,
     /// `recv_into`: the next message needs `needed` bytes; it is not consumed.
     #[error("buffer too small: message needs {needed} bytes")]
     BufferTooSmall {
@@ -128,6 +133,31 @@ pub enum RecvError {
     /// A slot holds something no correct publisher writes; it is skipped (the next call goes on).
     #[error("ring corrupted: {0}")]
     Corrupt(Corruption),
+}
+
+impl super::RingError for SendError {
+    fn kind(&self) -> super::ErrorKind {
+        use super::ErrorKind as K;
+        match self {
+            SendError::WouldBlock => K::WouldBlock,
+            SendError::Timeout => K::Timeout,
+            SendError::Oversize { .. } => K::Oversize,
+        }
+    }
+}
+
+impl super::RingError for RecvError {
+    fn kind(&self) -> super::ErrorKind {
+        use super::ErrorKind as K;
+        match self {
+            RecvError::Empty => K::Empty,
+            RecvError::Timeout => K::Timeout,
+            RecvError::Lagged(_) => K::Lagged,
+            RecvError::PeerGone => K::PeerGone,
+            RecvError::BufferTooSmall { .. } => K::BufferTooSmall,
+            RecvError::Corrupt(_) => K::Corrupt,
+        }
+    }
 }
 
 /// Creates an in-process broadcast ring (threads), returning a publisher and a first subscriber;
@@ -171,8 +201,11 @@ pub struct Publisher<S: Storage> {
     min_cursor: u64,
     /// Back-pressure: subscriber entries (index, pid) found dead, ignored until their entry changes hands.
     dead: Vec<(usize, u32)>,
-    /// Back-pressure: when a `Full` last made us look for dead subscribers.
+    /// Back-pressure: when a `WouldBlock` last made us look for dead subscribers.
     dead_checked: Option<Instant>,
+    /// Where a reservation's bytes are written before its commit copies them into the slot (allocated
+    /// at the first reservation, `max_message` bytes).
+    staging: Vec<u8>,
     storage: S,
 }
 
@@ -183,6 +216,11 @@ pub struct Subscriber<S: Storage> {
     watch: StuckWatch,
     /// The next position to read.
     pos: u64,
+    /// `try_` receives that found nothing new since the last message (see `mpmc::POLLS_PER_CLOSE_CHECK`).
+    empty_polls: u32,
+    /// Where `recv`/`try_recv` copy a message and `recv_vec` copies it before cutting a vector of its
+    /// exact length (allocated at first use, `max_message` bytes).
+    scratch: Vec<u8>,
     storage: S,
 }
 
@@ -204,12 +242,14 @@ impl<S: Storage> Publisher<S> {
             min_cursor: 0,
             dead: Vec::new(),
             dead_checked: None,
+            staging: Vec::new(),
             storage,
         })
     }
 
-    /// Publishes a copy of `msg`. In [`Mode::Overwrite`] this never waits; in back-pressure mode it
-    /// returns [`SendError::Full`] while the slowest subscriber is a lap behind.
+    /// Publishes a copy of `msg` without waiting: [`SendError::WouldBlock`] in back-pressure mode while
+    /// the slowest subscriber is a lap behind, and in either mode while another publisher that claimed
+    /// the same slot a lap earlier is still writing it (given up after the stuck timeout).
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         self.send_opt(msg, None, true)
     }
@@ -230,13 +270,65 @@ impl<S: Storage> Publisher<S> {
         self.send_opt(msg, Instant::now().checked_add(timeout), false)
     }
 
+    /// Reserves the next position for a `len`-byte message without waiting (as [`try_send`](Self::try_send)).
+    /// The position and its slot are ours until the guard commits or drops; the bytes are written into
+    /// the publisher's staging buffer and copied into the slot at commit (subscribers read slots through
+    /// a sequence lock, so the slot itself can't be handed out as a `&mut [u8]`). Dropped uncommitted,
+    /// the position is published empty and subscribers skip it.
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
+        self.reserve_opt(len, None, true)
+    }
+
+    /// Reserves the next position for a `len`-byte message, in back-pressure mode waiting for the
+    /// slowest subscriber.
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
+        self.reserve_opt(len, None, false)
+    }
+
+    /// Reserves the next position, waiting `timeout` at most (saturating, as [`send_timeout`](Self::send_timeout)).
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGuard<'_, S>, SendError> {
+        self.reserve_opt(len, Instant::now().checked_add(timeout), false)
+    }
+
+    /// Reserves the next position, waiting until `deadline` at most.
+    pub fn reserve_deadline(&mut self, len: usize, deadline: Instant) -> Result<WriteGuard<'_, S>, SendError> {
+        self.reserve_opt(len, Some(deadline), false)
+    }
+
     fn send_opt(&mut self, msg: &[u8], deadline: Option<Instant>, once: bool) -> Result<(), SendError> {
         if msg.len() > self.local.max_message {
-            return Err(SendError::TooLarge { len: msg.len(), max: self.local.max_message });
+            return Err(SendError::Oversize { len: msg.len(), max: self.local.max_message });
         }
-        let pos = match self.try_claim() {
+        let pos = self.claim_opt(deadline, once)?;
+        if self.take(pos, deadline, once)? {
+            self.publish(pos, Kind::Data, msg);
+        }
+        Ok(())
+    }
+
+    fn reserve_opt(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+        once: bool,
+    ) -> Result<WriteGuard<'_, S>, SendError> {
+        let max = self.local.max_message;
+        if len > max {
+            return Err(SendError::Oversize { len, max });
+        }
+        let pos = self.claim_opt(deadline, once)?;
+        let owned = self.take(pos, deadline, once)?;
+        if self.staging.len() < max {
+            self.staging.resize(max, 0);
+        }
+        Ok(WriteGuard { publisher: self, pos, len, owned, done: false })
+    }
+
+    /// Claims the next position, waiting as `deadline` / `once` say.
+    fn claim_opt(&mut self, deadline: Option<Instant>, once: bool) -> Result<u64, SendError> {
+        Ok(match self.try_claim() {
             Ok(pos) => pos,
-            Err(SendError::Full) if once => {
+            Err(SendError::WouldBlock) if once => {
                 // A poller must also stop waiting for subscribers that died: look, at most once per
                 // liveness interval, then try once more.
                 let now = Instant::now();
@@ -245,10 +337,10 @@ impl<S: Storage> Publisher<S> {
                     self.forget_dead_subscribers();
                     self.try_claim()?
                 } else {
-                    return Err(SendError::Full);
+                    return Err(SendError::WouldBlock);
                 }
             }
-            Err(SendError::Full) => {
+            Err(SendError::WouldBlock) => {
                 let params = self.local.params(deadline);
                 let index = self.me.index;
                 slots::block(
@@ -258,7 +350,7 @@ impl<S: Storage> Publisher<S> {
                     slots::ASLEEP_SPACE,
                     params,
                     |p| match p.try_claim() {
-                        Err(SendError::Full) => Poll::Pending,
+                        Err(SendError::WouldBlock) => Poll::Pending,
                         r => Poll::Ready(r),
                     },
                     |p| {
@@ -269,8 +361,7 @@ impl<S: Storage> Publisher<S> {
                 )?
             }
             Err(e) => return Err(e),
-        };
-        self.write(pos, msg, deadline, once)
+        })
     }
 
     /// Claims the next position (in back-pressure mode, only once every live subscriber is past the
@@ -284,7 +375,7 @@ impl<S: Storage> Publisher<S> {
             if self.local.backpressure && pos >= self.min_cursor.saturating_add(n) {
                 self.min_cursor = self.slowest(pos);
                 if pos >= self.min_cursor.saturating_add(n) {
-                    return Err(SendError::Full);
+                    return Err(SendError::WouldBlock);
                 }
             }
             // A publisher of an earlier lap still writing the slot (odd sequence below ours): don't claim
@@ -294,7 +385,7 @@ impl<S: Storage> Publisher<S> {
             if cur % 2 == 1 && cur < self.local.writing(pos) {
                 let theirs = ((cur - 1) / 2) << self.local.geo.shift | (pos & (n - 1));
                 if slots::owner_alive(&self.storage, c, [role::PUBLISHER, role::PUBLISHER], theirs) {
-                    return Err(SendError::Full);
+                    return Err(SendError::WouldBlock);
                 }
                 // Its writer died: claim, and `write` takes the slot over.
             }
@@ -359,17 +450,20 @@ impl<S: Storage> Publisher<S> {
         }
     }
 
-    /// Takes the slot of `pos`, writes `msg` and publishes it. If a live publisher of an earlier lap is
-    /// still writing the slot (it stalled for a whole lap), waits for it until `deadline` (or, without
-    /// one, the stuck timeout for `try_send`, forever for `send`), then gives the position up:
-    /// subscribers skip it.
-    fn write(&mut self, pos: u64, msg: &[u8], deadline: Option<Instant>, once: bool) -> Result<(), SendError> {
+    /// Takes the slot of claimed position `pos` (its sequence to odd: ours to write). `Ok(false)`: a
+    /// publisher of a later lap took it first, and our message is one every subscriber is told it lagged
+    /// past. If a live publisher of an earlier lap is still writing the slot (it stalled for a whole
+    /// lap), waits for it, yielding until the stuck timeout and then sleeping with a doubling back-off
+    /// (up to the liveness interval), until `deadline` (without one: the stuck timeout for `try_`
+    /// forms, as long as it lives for blocking ones), then gives the position up: subscribers skip it.
+    fn take(&mut self, pos: u64, deadline: Option<Instant>, once: bool) -> Result<bool, SendError> {
         let storage = &self.storage;
         let c = ctl(storage);
         let l = self.local;
         let off = l.geo.offset(pos);
         let seq = storage.word(off);
         let mine = l.writing(pos);
+        let mut nap = Duration::from_micros(50);
         loop {
             // Acquire: if the value is odd, its writer's intent is visible (see the CAS below). An even
             // value needs no ordering: readers never write the slot.
@@ -378,7 +472,7 @@ impl<S: Storage> Publisher<S> {
                 // A publisher of a later lap took the slot while we were between claim and write:
                 // every subscriber has been (or will be) told it lagged past this message.
                 c.participants[self.me.index].intent.store(0, Ordering::Release);
-                return Ok(());
+                return Ok(false);
             }
             if cur % 2 == 1 {
                 // A publisher of an earlier lap is still writing here. Wait for it, unless it died.
@@ -394,9 +488,17 @@ impl<S: Storage> Publisher<S> {
                         // position up (our intent cleared: subscribers find it ownerless and skip it).
                         c.participants[self.me.index].intent.store(0, Ordering::Release);
                         self.watch.reset();
-                        return Err(if deadline.is_some() { SendError::Timeout } else { SendError::Full });
+                        return Err(if deadline.is_some() { SendError::Timeout } else { SendError::WouldBlock });
                     }
-                    crate::sync::yield_now();
+                    if stuck {
+                        // Alive and stalled past the stuck timeout: nobody will signal us when it is done,
+                        // so check back at growing intervals instead of spinning a CPU.
+                        let left = deadline.and_then(|d| crate::sync::now().map(|t| d.saturating_duration_since(t)));
+                        crate::sync::pause(left.map_or(nap, |left| left.min(nap)));
+                        nap = (nap * 2).min(l.liveness);
+                    } else {
+                        crate::sync::yield_now();
+                    }
                     continue;
                 }
                 // Its writer is dead: take the slot over (subscribers waiting on it skip it).
@@ -408,22 +510,85 @@ impl<S: Storage> Publisher<S> {
             }
         }
         self.watch.reset();
+        Ok(true)
+    }
+
+    /// Writes a frame of `kind` with `payload` into the slot of `pos`, taken by [`take`](Self::take), and
+    /// publishes it. [`Kind::Pad`] (empty) marks a position given up by an abandoned reservation.
+    fn publish(&self, pos: u64, kind: Kind, payload: &[u8]) {
+        let storage = &self.storage;
+        let c = ctl(storage);
+        let l = self.local;
+        let off = l.geo.offset(pos);
+        let seq = storage.word(off);
+        let mine = l.writing(pos);
         // SYNC POINT (seqlock, writer): orders the odd sequence before every payload store; pairs with the
         // Acquire fence a subscriber issues after copying, so a copy that saw any of our stores also sees
         // the odd (or a later) sequence on its re-check.
         fence(Ordering::Release);
         // Relaxed: published by the Release store of the sequence below.
-        storage
-            .word(off + 8)
-            .store(FrameHeader { len: msg.len() as u32, kind: Kind::Data }.to_word(), Ordering::Relaxed);
-        store_words(storage, off + SLOT_HEADER, msg);
+        storage.word(off + 8).store(FrameHeader { len: payload.len() as u32, kind }.to_word(), Ordering::Relaxed);
+        store_words(storage, off + SLOT_HEADER, payload);
         // SYNC POINT: Release publishes the header and payload; pairs with the subscriber's Acquire load.
         // A plain store: nobody else writes this word while it is odd and ours, because a slot is only
         // taken over from a writer whose process (or endpoint) is gone, and we are here.
         seq.store(mine.wrapping_add(1), Ordering::Release);
         c.participants[self.me.index].intent.store(0, Ordering::Release);
         c.data_ready.notify(l.asymmetric);
-        Ok(())
+    }
+}
+
+/// A reserved broadcast position: dereferences to `len` bytes of the publisher's staging buffer;
+/// [`commit`](Self::commit) copies them into the slot and publishes them. Dropped without a commit, the
+/// position is published empty and subscribers skip it.
+pub struct WriteGuard<'a, S: Storage> {
+    publisher: &'a mut Publisher<S>,
+    pos: u64,
+    len: usize,
+    /// False when a publisher of a later lap took the slot first: nothing is written at commit.
+    owned: bool,
+    done: bool,
+}
+
+impl<S: Storage> WriteGuard<'_, S> {
+    /// Publishes the message.
+    pub fn commit(mut self) {
+        self.finish(Kind::Data, self.len);
+    }
+
+    /// Publishes the first `len` bytes only (`len` at most the reserved length).
+    pub fn commit_len(mut self, len: usize) {
+        assert!(len <= self.len, "commit_len({len}) beyond the reserved {} bytes", self.len);
+        self.finish(Kind::Data, len);
+    }
+
+    fn finish(&mut self, kind: Kind, len: usize) {
+        self.done = true;
+        if self.owned {
+            let p = &*self.publisher;
+            p.publish(self.pos, kind, &p.staging[..len]);
+        }
+    }
+}
+
+impl<S: Storage> Drop for WriteGuard<'_, S> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(Kind::Pad, 0);
+        }
+    }
+}
+
+impl<S: Storage> std::ops::Deref for WriteGuard<'_, S> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.publisher.staging[..self.len]
+    }
+}
+
+impl<S: Storage> std::ops::DerefMut for WriteGuard<'_, S> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.publisher.staging[..self.len]
     }
 }
 
@@ -455,12 +620,34 @@ impl<S: Storage> Subscriber<S> {
         fence(Ordering::SeqCst);
         let pos = c.tail.load(Ordering::SeqCst).max(guess);
         c.participants[me.index].cursor.store(pos, Ordering::Release);
-        Ok(Subscriber { local, me, watch: StuckWatch::default(), pos, storage })
+        Ok(Subscriber { local, me, watch: StuckWatch::default(), pos, empty_polls: 0, scratch: Vec::new(), storage })
     }
 
     /// The position of the next message this subscriber will read (messages since the ring's creation).
     pub fn position(&self) -> u64 {
         self.pos
+    }
+
+    /// The next message, if there is one: a view of this subscriber's own copy (valid until the next
+    /// call). Payloads are always copied out of the slot, which a publisher may overwrite.
+    pub fn try_recv(&mut self) -> Result<&[u8], RecvError> {
+        self.scratch_opt(None, true)
+    }
+
+    /// The next message, blocking until there is one or every publisher has gone.
+    pub fn recv(&mut self) -> Result<&[u8], RecvError> {
+        self.scratch_opt(None, false)
+    }
+
+    /// The next message, waiting `timeout` at most. A timeout too large to be a deadline
+    /// (`Duration::MAX`) waits without one.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8], RecvError> {
+        self.scratch_opt(Instant::now().checked_add(timeout), false)
+    }
+
+    /// The next message, waiting until `deadline` at most.
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<&[u8], RecvError> {
+        self.scratch_opt(Some(deadline), false)
     }
 
     /// Copies the next message into `buf` if there is one: its length.
@@ -484,38 +671,57 @@ impl<S: Storage> Subscriber<S> {
         self.recv_opt(buf, Instant::now().checked_add(timeout), false)
     }
 
-    /// Receives the next message into a new vector, waiting `timeout` at most (saturating, as
-    /// [`recv_into_timeout`](Self::recv_into_timeout)).
-    pub fn recv_vec_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
-        self.vec_opt(Instant::now().checked_add(timeout), false)
-    }
-
-    /// Receives the next message into a new vector (blocking).
+    /// Receives the next message into a new vector of exactly its length (blocking).
     pub fn recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
-        self.vec_opt(None, false)
+        self.scratch_opt(None, false).map(<[u8]>::to_vec)
     }
 
     /// Receives the next message into a new vector if there is one.
     pub fn try_recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
-        self.vec_opt(None, true)
+        self.scratch_opt(None, true).map(<[u8]>::to_vec)
     }
 
     /// Receives the next message into a new vector, waiting until `deadline` at most.
     pub fn recv_vec_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, RecvError> {
-        self.vec_opt(Some(deadline), false)
+        self.scratch_opt(Some(deadline), false).map(<[u8]>::to_vec)
     }
 
-    fn vec_opt(&mut self, deadline: Option<Instant>, once: bool) -> Result<Vec<u8>, RecvError> {
-        let mut buf = vec![0; self.local.max_message];
-        let n = self.recv_opt(&mut buf, deadline, once)?;
-        buf.truncate(n);
-        Ok(buf)
+    /// Receives the next message into a new vector, waiting `timeout` at most (saturating, as
+    /// [`recv_into_timeout`](Self::recv_into_timeout)).
+    pub fn recv_vec_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+        self.scratch_opt(Instant::now().checked_add(timeout), false).map(<[u8]>::to_vec)
+    }
+
+    /// Receives into the scratch buffer (sized `max_message` once) and views the message there.
+    fn scratch_opt(&mut self, deadline: Option<Instant>, once: bool) -> Result<&[u8], RecvError> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        if buf.len() < self.local.max_message {
+            buf.resize(self.local.max_message, 0);
+        }
+        let r = self.recv_opt(&mut buf, deadline, once);
+        self.scratch = buf;
+        r.map(|n| &self.scratch[..n])
     }
 
     fn recv_opt(&mut self, buf: &mut [u8], deadline: Option<Instant>, once: bool) -> Result<usize, RecvError> {
         match self.try_read(buf) {
             Err(RecvError::Empty) if !once => {}
-            r => return r,
+            Err(RecvError::Empty) => {
+                // As MPMC's try_ receives: notice that every publisher has gone on the first empty poll
+                // after a message, then on every POLLS_PER_CLOSE_CHECK-th.
+                let check = self.empty_polls % super::mpmc::POLLS_PER_CLOSE_CHECK == 0;
+                self.empty_polls = self.empty_polls.wrapping_add(1);
+                if check && self.publishers_gone() {
+                    return Err(RecvError::PeerGone);
+                }
+                return Err(RecvError::Empty);
+            }
+            r => {
+                if r.is_ok() {
+                    self.empty_polls = 0;
+                }
+                return r;
+            }
         }
         let params = self.local.params(deadline);
         let index = self.me.index;
@@ -529,7 +735,7 @@ impl<S: Storage> Subscriber<S> {
                 Err(RecvError::Empty) => Poll::Pending,
                 r => Poll::Ready(r),
             },
-            |s| s.publishers_gone().then_some(RecvError::Closed),
+            |s| s.publishers_gone().then_some(RecvError::PeerGone),
             || RecvError::Timeout,
         )
     }
@@ -544,8 +750,19 @@ impl<S: Storage> Subscriber<S> {
             && self.pos >= c.tail.load(Ordering::Acquire)
     }
 
-    /// Reads the message at our position, if it is there.
+    /// Reads the next message, if it is there, skipping positions given up by abandoned reservations.
     fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        loop {
+            match self.read_at_pos(buf) {
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads the message at our position: `Ok(None)` if it was an empty PAD (skipped).
+    fn read_at_pos(&mut self, buf: &mut [u8]) -> Result<Option<usize>, RecvError> {
         let storage = &self.storage;
         let l = self.local;
         let pos = self.pos;
@@ -554,7 +771,7 @@ impl<S: Storage> Subscriber<S> {
         // SYNC POINT (seqlock, reader): Acquire pairs with the publisher's Release store of `want`.
         let s1 = storage.word(off).load(Ordering::Acquire);
         if s1 < want {
-            return self.not_yet(pos, want);
+            return Err(self.not_yet(pos, want));
         }
         if s1 > want {
             return Err(self.lagged());
@@ -562,8 +779,10 @@ impl<S: Storage> Subscriber<S> {
         // Relaxed: validated by the sequence re-check below.
         let word = storage.word(off + 8).load(Ordering::Relaxed);
         let hdr = FrameHeader::from_word(word);
+        let pad = matches!(hdr, Ok(FrameHeader { kind: Kind::Pad, len: 0 }));
         let len = match hdr {
             Ok(FrameHeader { kind: Kind::Data, len }) if (len as usize) <= l.max_message => len as usize,
+            _ if pad => 0,
             _ => usize::MAX,
         };
         let copied = len != usize::MAX && len <= buf.len();
@@ -582,15 +801,20 @@ impl<S: Storage> Subscriber<S> {
             self.advance(pos.wrapping_add(1));
             return Err(RecvError::Corrupt(Corruption { at: pos, what: "bad slot header" }));
         }
+        if pad {
+            // An abandoned reservation: nothing to deliver.
+            self.advance(pos.wrapping_add(1));
+            return Ok(None);
+        }
         if !copied {
             return Err(RecvError::BufferTooSmall { needed: len });
         }
         self.advance(pos.wrapping_add(1));
-        Ok(len)
+        Ok(Some(len))
     }
 
     /// Nothing committed at `pos` yet (`s1 < want`): empty, or a publisher is writing, or died writing.
-    fn not_yet(&mut self, pos: u64, want: u64) -> Result<usize, RecvError> {
+    fn not_yet(&mut self, pos: u64, want: u64) -> RecvError {
         let storage = &self.storage;
         let c = ctl(storage);
         // In mid-write for our lap, or not yet taken for it. Claimed (tail past us) by a dead publisher?
@@ -609,7 +833,7 @@ impl<S: Storage> Subscriber<S> {
                 }
             }
         }
-        Err(RecvError::Empty)
+        RecvError::Empty
     }
 
     /// We fell behind: jump to the oldest message still in the ring.

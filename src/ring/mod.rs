@@ -7,6 +7,7 @@
 //! system calls.
 
 pub mod broadcast;
+mod contract;
 mod error;
 pub mod mpmc;
 pub mod slots;
@@ -18,6 +19,7 @@ pub(crate) mod heap;
 #[doc(hidden)]
 pub mod heap;
 
+pub use contract::{Commit, ErrorKind, RingError, RingReceiver, RingSender};
 pub(crate) use error::kind_name;
 pub use error::{AttachError, Corruption};
 

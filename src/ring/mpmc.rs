@@ -34,7 +34,6 @@
 use super::error::{AttachError, Corruption};
 use super::slots::{self, role, Local, Membership, SlotControl, StuckWatch, SLOT_HEADER};
 use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage};
-use crate::spsc::{RecvError, SendError};
 use crate::sync::Ordering;
 use crate::wait::{Poll, WaitStrategy};
 use crate::wire::{FrameHeader, Kind};
@@ -74,6 +73,82 @@ fn ctl<S: Storage>(storage: &S) -> &SlotControl {
 slots::endpoint_common!(Producer, waits_for: "space", peers: "consumer");
 slots::endpoint_common!(Consumer, waits_for: "messages", peers: "producer");
 
+/// Why an MPMC send or reservation failed. Nothing was written when this is returned. Variant names are
+/// the shared vocabulary of [`ErrorKind`](super::ErrorKind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// `try_` forms: no slot is free right now.
+    #[error("queue is full")]
+    WouldBlock,
+    /// `_timeout` / `_deadline` forms: still full when the time ran out.
+    #[error("timed out waiting for a free slot")]
+    Timeout,
+    /// Every consumer that attached has gone (closed or died: MPMC does not tell them apart).
+    #[error("every consumer has gone")]
+    PeerGone,
+    /// The message is larger than the ring's maximum.
+    #[error("message of {len} bytes exceeds the ring maximum of {max}")]
+    Oversize {
+        /// Requested length.
+        len: usize,
+        /// The ring's maximum message size.
+        max: usize,
+    },
+    /// A slot holds a sequence no correct endpoint writes.
+    #[error("ring corrupted: {0}")]
+    Corrupt(Corruption),
+}
+
+/// Why an MPMC receive failed. No message was consumed when this is returned. Variant names are the
+/// shared vocabulary of [`ErrorKind`](super::ErrorKind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// `try_` forms: nothing to read right now.
+    #[error("queue is empty")]
+    Empty,
+    /// `_timeout` / `_deadline` forms: still empty when the time ran out.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// Every producer that attached has gone and everything they committed has been taken.
+    #[error("every producer has gone")]
+    PeerGone,
+    /// `recv_into`: the next message needs a buffer of `needed` bytes; it stays in the queue.
+    #[error("buffer too small: message needs {needed} bytes")]
+    BufferTooSmall {
+        /// Length of the waiting message.
+        needed: usize,
+    },
+    /// A slot holds something no correct producer writes.
+    #[error("ring corrupted: {0}")]
+    Corrupt(Corruption),
+}
+
+impl super::RingError for SendError {
+    fn kind(&self) -> super::ErrorKind {
+        use super::ErrorKind as K;
+        match self {
+            SendError::WouldBlock => K::WouldBlock,
+            SendError::Timeout => K::Timeout,
+            SendError::PeerGone => K::PeerGone,
+            SendError::Oversize { .. } => K::Oversize,
+            SendError::Corrupt(_) => K::Corrupt,
+        }
+    }
+}
+
+impl super::RingError for RecvError {
+    fn kind(&self) -> super::ErrorKind {
+        use super::ErrorKind as K;
+        match self {
+            RecvError::Empty => K::Empty,
+            RecvError::Timeout => K::Timeout,
+            RecvError::PeerGone => K::PeerGone,
+            RecvError::BufferTooSmall { .. } => K::BufferTooSmall,
+            RecvError::Corrupt(_) => K::Corrupt,
+        }
+    }
+}
+
 /// Creates an in-process MPMC ring (threads), returning its first producer and consumer; more attach
 /// with [`Producer::clone_handle`] and [`Consumer::clone_handle`].
 ///
@@ -111,8 +186,16 @@ pub struct Consumer<S: Storage> {
     local: Local,
     me: Membership,
     watch: StuckWatch,
+    /// `try_` receives that found the queue empty since the last message (see [`POLLS_PER_CLOSE_CHECK`]).
+    empty_polls: u32,
     storage: S,
 }
+
+/// A `try_` receive on an empty slot ring checks whether every writer has gone (and answers `PeerGone`)
+/// on its first empty poll after a message and then on every this-many-th: the check scans the
+/// participant table (and, across processes, asks the kernel about each writer's lock), too costly for
+/// every poll of a busy-polling loop.
+pub(crate) const POLLS_PER_CLOSE_CHECK: u32 = 1024;
 
 // SAFETY: `local.data` points into the storage, which the endpoint owns (a clone of it) and which is
 // Send + Sync; the endpoint's process-local state moves with it.
@@ -138,7 +221,7 @@ impl<S: Storage> Producer<S> {
         (c.data_ready.sleepers(), c.space_ready.sleepers())
     }
 
-    /// Reserves a slot for a `len`-byte message without waiting: [`SendError::Full`] if none is free.
+    /// Reserves a slot for a `len`-byte message without waiting: [`SendError::WouldBlock`] if none is free.
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
         self.reserve_opt(len, None, true)
     }
@@ -146,6 +229,12 @@ impl<S: Storage> Producer<S> {
     /// Reserves a slot, blocking until one is free or no consumer is left.
     pub fn reserve(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
         self.reserve_opt(len, None, false)
+    }
+
+    /// Reserves a slot, waiting `timeout` at most. A timeout too large to be a deadline
+    /// (`Duration::MAX`) waits without one.
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGuard<'_, S>, SendError> {
+        self.reserve_opt(len, Instant::now().checked_add(timeout), false)
     }
 
     /// Reserves a slot, waiting until `deadline` at most.
@@ -159,7 +248,7 @@ impl<S: Storage> Producer<S> {
     }
 
     /// Sends a copy of `msg`, blocking until a slot is free or no consumer is left
-    /// ([`SendError::Disconnected`]: every consumer that attached has gone).
+    /// ([`SendError::PeerGone`]: every consumer that attached has gone).
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         self.send_opt(msg, None, false)
     }
@@ -189,11 +278,11 @@ impl<S: Storage> Producer<S> {
         once: bool,
     ) -> Result<WriteGuard<'_, S>, SendError> {
         if len > self.local.max_message {
-            return Err(SendError::TooLarge { len, max: self.local.max_message });
+            return Err(SendError::Oversize { len, max: self.local.max_message });
         }
         let pos = match self.try_claim() {
             Ok(pos) => pos,
-            Err(SendError::Full) if !once => {
+            Err(SendError::WouldBlock) if !once => {
                 let params = self.local.params(deadline);
                 let index = self.me.index;
                 slots::block(
@@ -203,10 +292,10 @@ impl<S: Storage> Producer<S> {
                     slots::ASLEEP_SPACE,
                     params,
                     |p| match p.try_claim() {
-                        Err(SendError::Full) => Poll::Pending,
+                        Err(SendError::WouldBlock) => Poll::Pending,
                         r => Poll::Ready(r),
                     },
-                    |p| no_consumers(&p.storage).then_some(SendError::Disconnected),
+                    |p| no_consumers(&p.storage).then_some(SendError::PeerGone),
                     || SendError::Timeout,
                 )?
             }
@@ -264,7 +353,7 @@ impl<S: Storage> Producer<S> {
                         continue;
                     }
                 }
-                return Err(SendError::Full);
+                return Err(SendError::WouldBlock);
             } else {
                 // Relaxed: someone claimed `pos` already; catch up.
                 let now = c.tail.load(Ordering::Relaxed);
@@ -386,7 +475,7 @@ impl<S: Storage> Consumer<S> {
         check_kind::<Control, _>(&storage)?;
         let local = Local::new(&storage)?;
         let me = slots::join(&storage, ctl(&storage), role::CONSUMER)?;
-        Ok(Consumer { local, me, watch: StuckWatch::default(), storage })
+        Ok(Consumer { local, me, watch: StuckWatch::default(), empty_polls: 0, storage })
     }
 
     /// Takes the next message if one is committed: [`RecvError::Empty`] otherwise.
@@ -395,7 +484,7 @@ impl<S: Storage> Consumer<S> {
     }
 
     /// Takes the next message, blocking until one is committed or the ring is drained and every
-    /// producer that attached has gone ([`RecvError::Closed`]).
+    /// producer that attached has gone ([`RecvError::PeerGone`]).
     pub fn recv(&mut self) -> Result<ReadGuard<'_, S>, RecvError> {
         self.recv_opt(None, false)
     }
@@ -469,12 +558,21 @@ impl<S: Storage> Consumer<S> {
                         Err(RecvError::Empty) => Poll::Pending,
                         r => Poll::Ready(r),
                     },
-                    |c| drained_and_no_producers(&c.storage).then_some(RecvError::Closed),
+                    |c| drained_and_no_producers(&c.storage).then_some(RecvError::PeerGone),
                     || RecvError::Timeout,
                 )?
             }
+            Err(RecvError::Empty) => {
+                let check = self.empty_polls % POLLS_PER_CLOSE_CHECK == 0;
+                self.empty_polls = self.empty_polls.wrapping_add(1);
+                if check && drained_and_no_producers(&self.storage) {
+                    return Err(RecvError::PeerGone);
+                }
+                return Err(RecvError::Empty);
+            }
             Err(e) => return Err(e),
         };
+        self.empty_polls = 0;
         Ok(ReadGuard { consumer: self, pos, len })
     }
 

@@ -146,24 +146,25 @@ fn alive<S: Storage>(storage: &S, role: Role) -> bool {
     storage.alive(lock_of(role), storage.control::<Control>().state(role))
 }
 
-/// Why a send or reservation failed. Nothing was written when this is returned.
+/// Why an SPSC send or reservation failed. Nothing was written when this is returned. Variant names are
+/// the shared vocabulary of [`ErrorKind`](super::ErrorKind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// `try_` variants: not enough free space right now.
+    /// `try_` forms: not enough free space right now.
     #[error("ring is full")]
-    Full,
-    /// Deadline variants: still full when the deadline passed.
+    WouldBlock,
+    /// `_timeout` / `_deadline` forms: still full when the time ran out.
     #[error("timed out waiting for space")]
     Timeout,
     /// The consumer closed its end.
     #[error("consumer closed the ring")]
-    Disconnected,
+    PeerGone,
     /// The consumer process died without closing (detected by its role lock).
     #[error("consumer process died")]
-    PeerDied,
+    PeerReset,
     /// The message is larger than the ring's maximum.
     #[error("message of {len} bytes exceeds the ring maximum of {max}")]
-    TooLarge {
+    Oversize {
         /// Requested length.
         len: usize,
         /// The ring's maximum message size.
@@ -174,21 +175,22 @@ pub enum SendError {
     Corrupt(Corruption),
 }
 
-/// Why a receive failed. No message was consumed when this is returned.
+/// Why an SPSC receive failed. No message was consumed when this is returned. Variant names are the
+/// shared vocabulary of [`ErrorKind`](super::ErrorKind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RecvError {
-    /// `try_` variants: nothing to read right now.
+    /// `try_` forms: nothing to read right now.
     #[error("ring is empty")]
     Empty,
-    /// Deadline variants: still empty when the deadline passed.
+    /// `_timeout` / `_deadline` forms: still empty when the time ran out.
     #[error("timed out waiting for a message")]
     Timeout,
     /// The producer closed its end and every message it sent has been received (end of stream).
     #[error("producer closed the ring")]
-    Closed,
+    PeerGone,
     /// The producer process died without closing, and every message it committed has been received.
     #[error("producer process died")]
-    PeerDied,
+    PeerReset,
     /// `recv_into`: the next message needs a buffer of `needed` bytes; it stays in the ring.
     #[error("buffer too small: message needs {needed} bytes")]
     BufferTooSmall {
@@ -198,6 +200,34 @@ pub enum RecvError {
     /// The ring holds something no correct producer writes; every later call returns this too.
     #[error("ring corrupted: {0}")]
     Corrupt(Corruption),
+}
+
+impl super::RingError for SendError {
+    fn kind(&self) -> super::ErrorKind {
+        use super::ErrorKind as K;
+        match self {
+            SendError::WouldBlock => K::WouldBlock,
+            SendError::Timeout => K::Timeout,
+            SendError::PeerGone => K::PeerGone,
+            SendError::PeerReset => K::PeerReset,
+            SendError::Oversize { .. } => K::Oversize,
+            SendError::Corrupt(_) => K::Corrupt,
+        }
+    }
+}
+
+impl super::RingError for RecvError {
+    fn kind(&self) -> super::ErrorKind {
+        use super::ErrorKind as K;
+        match self {
+            RecvError::Empty => K::Empty,
+            RecvError::Timeout => K::Timeout,
+            RecvError::PeerGone => K::PeerGone,
+            RecvError::PeerReset => K::PeerReset,
+            RecvError::BufferTooSmall { .. } => K::BufferTooSmall,
+            RecvError::Corrupt(_) => K::Corrupt,
+        }
+    }
 }
 
 fn params(wait: WaitStrategy, liveness: Duration, deadline: Option<Instant>, asymmetric: bool) -> WaitParams {
@@ -419,7 +449,7 @@ impl<S: Storage> Producer<S> {
         self.send_deadline_opt(msg, Some(deadline))
     }
 
-    /// Closes the producing end: the consumer receives what was committed, then [`RecvError::Closed`].
+    /// Closes the producing end: the consumer receives what was committed, then [`RecvError::PeerGone`].
     /// Dropping the producer does the same.
     pub fn close(self) {}
 
@@ -434,12 +464,12 @@ impl<S: Storage> Producer<S> {
     fn reserve_deadline_opt(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGuard<'_, S>, SendError> {
         let off = match self.st.try_reserve_at(&self.storage, len) {
             Ok(off) => off,
-            Err(SendError::Full) => wait_for(
+            Err(SendError::WouldBlock) => wait_for(
                 &self.storage.control::<Control>().space_ready,
                 None,
                 params(self.wait, self.liveness, deadline, self.st.asymmetric),
                 || match self.st.try_reserve_at(&self.storage, len) {
-                    Err(SendError::Full) => Poll::Pending,
+                    Err(SendError::WouldBlock) => Poll::Pending,
                     r => Poll::Ready(r),
                 },
                 || consumer_gone(&self.storage),
@@ -456,13 +486,13 @@ impl ProducerState {
     #[inline]
     fn try_reserve_at<S: Storage>(&mut self, storage: &S, len: usize) -> Result<usize, SendError> {
         if len > self.max_message {
-            return Err(SendError::TooLarge { len, max: self.max_message });
+            return Err(SendError::Oversize { len, max: self.max_message });
         }
         let control = storage.control::<Control>();
         // Relaxed: a hint that lets a send fail early once the consumer has closed; nothing is read on its
         // strength. The authoritative check is on the slow path (`consumer_gone`).
         if control.states.consumer.load(Ordering::Relaxed) == endpoint::CLOSED {
-            return Err(SendError::Disconnected);
+            return Err(SendError::PeerGone);
         }
         let rec = record_len(len) as u64;
         let off = (self.tail as usize) & self.mask;
@@ -479,7 +509,7 @@ impl ProducerState {
             }
             self.cached_head = head;
             if self.tail + need - head > self.capacity {
-                return Err(SendError::Full);
+                return Err(SendError::WouldBlock);
             }
         }
         let mut off = off;
@@ -576,11 +606,11 @@ impl<S: Storage> std::ops::DerefMut for WriteGuard<'_, S> {
 }
 
 fn consumer_gone<S: Storage>(storage: &S) -> Option<SendError> {
-    peer_gone(storage, Role::Consumer).map(|clean| if clean { SendError::Disconnected } else { SendError::PeerDied })
+    peer_gone(storage, Role::Consumer).map(|clean| if clean { SendError::PeerGone } else { SendError::PeerReset })
 }
 
 fn producer_gone<S: Storage>(storage: &S) -> Option<RecvError> {
-    peer_gone(storage, Role::Producer).map(|clean| if clean { RecvError::Closed } else { RecvError::PeerDied })
+    peer_gone(storage, Role::Producer).map(|clean| if clean { RecvError::PeerGone } else { RecvError::PeerReset })
 }
 
 /// `Some(true)` if `role` closed, `Some(false)` if it died, `None` if it is alive or not yet attached.
@@ -708,7 +738,7 @@ impl<S: Storage> Consumer<S> {
         Ok(self.recv()?.to_vec())
     }
 
-    /// Closes the consuming end: the producer's next send fails with [`SendError::Disconnected`].
+    /// Closes the consuming end: the producer's next send fails with [`SendError::PeerGone`].
     /// Dropping the consumer does the same.
     pub fn close(self) {}
 
@@ -821,7 +851,7 @@ fn try_recv_at<S: Storage>(storage: &S, st: &mut ConsumerState) -> Result<(usize
         Some(r) => Ok(r),
         None => match producer_closed_flag(storage) {
             // Look again after seeing CLOSED: its Acquire load makes every commit visible.
-            true => st.poll(storage)?.ok_or(RecvError::Closed),
+            true => st.poll(storage)?.ok_or(RecvError::PeerGone),
             false => Err(RecvError::Empty),
         },
     }

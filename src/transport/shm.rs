@@ -8,7 +8,8 @@
 
 use super::{Receiver, Sender, TransportRecvError, TransportSendError, Wait};
 use crate::shm::{ShmConsumer, ShmProducer};
-use crate::{OpenError, RecvError, RingConfig, SendError, ShmRing};
+use crate::spsc::{RecvError, SendError};
+use crate::{OpenError, RingConfig, ShmRing};
 use std::io;
 use std::process::Command;
 
@@ -96,11 +97,11 @@ impl Sender for ShmSender {
             Wait::Until(d) => tx.send_deadline(msg, d),
         };
         r.map_err(|e| match e {
-            SendError::Full => TransportSendError::WouldBlock,
+            SendError::WouldBlock => TransportSendError::WouldBlock,
             SendError::Timeout => TransportSendError::Timeout,
-            SendError::Disconnected => TransportSendError::PeerGone,
-            SendError::PeerDied => TransportSendError::PeerReset,
-            SendError::TooLarge { len, max } => TransportSendError::Oversize { len, max },
+            SendError::PeerGone => TransportSendError::PeerGone,
+            SendError::PeerReset => TransportSendError::PeerReset,
+            SendError::Oversize { len, max } => TransportSendError::Oversize { len, max },
             e @ SendError::Corrupt(_) => TransportSendError::Io(corrupt(e)),
         })
     }
@@ -127,8 +128,8 @@ impl Receiver for ShmReceiver {
             Ok(msg) => Ok(msg.to_vec()),
             Err(RecvError::Empty) => Err(TransportRecvError::Empty),
             Err(RecvError::Timeout) => Err(TransportRecvError::Timeout),
-            Err(RecvError::Closed) => Err(TransportRecvError::PeerGone),
-            Err(RecvError::PeerDied) => Err(TransportRecvError::PeerReset),
+            Err(RecvError::PeerGone) => Err(TransportRecvError::PeerGone),
+            Err(RecvError::PeerReset) => Err(TransportRecvError::PeerReset),
             Err(e) => Err(TransportRecvError::Io(corrupt(e))),
         }
     }

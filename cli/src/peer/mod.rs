@@ -17,8 +17,9 @@ pub use args::{Adapter, PeerArgs, PeerMode, RING_A_VAR, RING_B_VAR};
 
 use crate::probe::{self, SharedMem};
 use crate::util::{base_payload, parse_wait, pin_to, stamp, verify, CliResult};
+use ringwire::spsc::RecvError;
 use ringwire::transport::{Receiver, Sender, TransportRecvError};
-use ringwire::{RecvError, ShmRing, WaitStrategy};
+use ringwire::{ShmRing, WaitStrategy};
 
 /// The child side: runs the peer `args` describes.
 pub fn run(args: PeerArgs) -> CliResult {
@@ -60,7 +61,7 @@ fn ring_echo(wait: WaitStrategy) -> CliResult {
     loop {
         let msg = match rx.recv() {
             Ok(m) => m,
-            Err(RecvError::Closed) => return Ok(()),
+            Err(RecvError::PeerGone) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         let mut out = tx.reserve(msg.len())?;

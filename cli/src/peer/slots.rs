@@ -5,7 +5,8 @@
 use super::args::{RING_A_VAR, RING_B_VAR};
 use crate::util::{base_payload, verify, CliResult};
 use ringwire::broadcast;
-use ringwire::{RecvError, ShmBroadcast, ShmQueue, WaitStrategy};
+use ringwire::mpmc::RecvError;
+use ringwire::{ShmBroadcast, ShmQueue, WaitStrategy};
 
 /// MPMC: echo (`echo`) or sink of `count` messages of `size` bytes.
 pub fn mpmc(echo: bool, wait: WaitStrategy, size: usize, count: u64) -> CliResult {
@@ -19,7 +20,7 @@ pub fn mpmc(echo: bool, wait: WaitStrategy, size: usize, count: u64) -> CliResul
         loop {
             let msg = match rx.recv() {
                 Ok(m) => m,
-                Err(RecvError::Closed) => return Ok(()),
+                Err(RecvError::PeerGone) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
             let mut out = tx.reserve(msg.len())?;
@@ -49,7 +50,7 @@ pub fn bcast(echo: bool, wait: WaitStrategy, size: usize, count: u64) -> CliResu
         loop {
             let n = match rx.recv_into(&mut buf) {
                 Ok(n) => n,
-                Err(broadcast::RecvError::Closed) => return Ok(()),
+                Err(broadcast::RecvError::PeerGone) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
             tx.send(&buf[..n])?;

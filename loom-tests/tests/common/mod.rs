@@ -55,7 +55,7 @@ pub fn try_send_spin(tx: &mut Tx, msg: &[u8]) {
     loop {
         match tx.try_send(msg) {
             Ok(()) => return,
-            Err(ringwire::SendError::Full) => loom::thread::yield_now(),
+            Err(ringwire::spsc::SendError::WouldBlock) => loom::thread::yield_now(),
             Err(e) => panic!("try_send: {e}"),
         }
     }

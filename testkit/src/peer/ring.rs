@@ -3,7 +3,8 @@
 
 use super::{park_forever, say, PeerResult};
 use crate::{check, fill, len_for, seq_of};
-use ringwire::{RecvError, ShmRing, WaitStrategy};
+use ringwire::spsc::RecvError;
+use ringwire::{ShmRing, WaitStrategy};
 use std::time::Duration;
 
 /// What an SPSC test peer does.
@@ -96,8 +97,8 @@ fn consume(args: &Args, wait: WaitStrategy) -> PeerResult {
     let end = loop {
         let msg = match rx.recv() {
             Ok(m) => m,
-            Err(RecvError::Closed) => break "closed",
-            Err(RecvError::PeerDied) => break "peer-died",
+            Err(RecvError::PeerGone) => break "closed",
+            Err(RecvError::PeerReset) => break "peer-died",
             Err(e) => return Err(e.into()),
         };
         let seq = match next.or_else(|| seq_of(&msg)) {

@@ -41,7 +41,8 @@
 use super::{park_forever, say, PeerResult as CliResult};
 use crate::{fill, len_for};
 use ringwire::broadcast::RecvError as BroadcastRecvError;
-use ringwire::{OpenError, RecvError, ShmBroadcast, ShmQueue, ShmRing, WaitStrategy};
+use ringwire::mpmc::RecvError;
+use ringwire::{OpenError, ShmBroadcast, ShmQueue, ShmRing, WaitStrategy};
 use ringwire_cli::util::parse_wait;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -337,7 +338,7 @@ fn mpmc_consume(a: &Args, p: &Params) -> CliResult {
         }
         let msg = match rx.recv() {
             Ok(m) => m,
-            Err(RecvError::Closed) => break "closed",
+            Err(RecvError::PeerGone) => break "closed",
             Err(e) => return Err(format!("after {received} messages: {e}").into()),
         };
         let (id, seq) = match p.stream.check(&msg, &mut scratch) {
@@ -456,7 +457,7 @@ fn bcast_subscribe(a: &Args, p: &Params) -> CliResult {
                 last.forget_order();
                 continue;
             }
-            Err(BroadcastRecvError::Closed) => break,
+            Err(BroadcastRecvError::PeerGone) => break,
             Err(e) => return Err(format!("after {received} messages: {e}").into()),
         };
         let (id, seq) = p.stream.check(&buf[..n], &mut scratch)?;
