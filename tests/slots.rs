@@ -8,6 +8,9 @@ use ringwire::RingConfig;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+/// Every test here runs under a watchdog that fails it (as a hang) after this long.
+const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 fn msg(producer: u32, seq: u64, len: usize) -> Vec<u8> {
     let mut m = Vec::with_capacity(len.max(12));
     m.extend_from_slice(&producer.to_le_bytes());
@@ -27,308 +30,337 @@ fn parse(m: &[u8]) -> (u32, u64) {
 
 #[test]
 fn mpmc_two_producers_two_consumers_deliver_each_message_once_in_producer_order() {
-    const N: u64 = 100_000;
-    let (tx, rx) = mpmc::channel(RingConfig::new(1 << 14, 100)).unwrap();
-    let mut producers = vec![tx];
-    producers.push(producers[0].clone_handle().unwrap());
-    let mut consumers = vec![rx];
-    consumers.push(consumers[0].clone_handle().unwrap());
-    let prod: Vec<_> = producers
-        .into_iter()
-        .enumerate()
-        .map(|(p, mut tx)| {
-            std::thread::spawn(move || {
-                for s in 0..N {
-                    tx.send(&msg(p as u32, s, 12 + (s % 89) as usize)).unwrap();
-                }
-            })
-        })
-        .collect();
-    let cons: Vec<_> = consumers
-        .into_iter()
-        .map(|mut rx| {
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                let mut last = [None::<u64>; 2];
-                loop {
-                    match rx.recv() {
-                        Ok(m) => {
-                            let (p, s) = parse(&m);
-                            assert!(last[p as usize].is_none_or(|l| l < s), "producer {p} out of order");
-                            last[p as usize] = Some(s);
-                            got.push((p, s));
-                        }
-                        Err(RecvError::PeerGone) => return got,
-                        Err(e) => panic!("{e}"),
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        const N: u64 = 100_000;
+        let (tx, rx) = mpmc::channel(RingConfig::new(1 << 14, 100)).unwrap();
+        let mut producers = vec![tx];
+        producers.push(producers[0].clone_handle().unwrap());
+        let mut consumers = vec![rx];
+        consumers.push(consumers[0].clone_handle().unwrap());
+        let prod: Vec<_> = producers
+            .into_iter()
+            .enumerate()
+            .map(|(p, mut tx)| {
+                std::thread::spawn(move || {
+                    for s in 0..N {
+                        tx.send(&msg(p as u32, s, 12 + (s % 89) as usize)).unwrap();
                     }
-                }
+                })
             })
-        })
-        .collect();
-    for p in prod {
-        p.join().unwrap();
-    }
-    let mut all = HashSet::new();
-    for c in cons {
-        for x in c.join().unwrap() {
-            assert!(all.insert(x), "{x:?} delivered twice");
+            .collect();
+        let cons: Vec<_> = consumers
+            .into_iter()
+            .map(|mut rx| {
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut last = [None::<u64>; 2];
+                    loop {
+                        match rx.recv() {
+                            Ok(m) => {
+                                let (p, s) = parse(&m);
+                                assert!(last[p as usize].is_none_or(|l| l < s), "producer {p} out of order");
+                                last[p as usize] = Some(s);
+                                got.push((p, s));
+                            }
+                            Err(RecvError::PeerGone) => return got,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for p in prod {
+            p.join().unwrap();
         }
-    }
-    assert_eq!(all.len() as u64, 2 * N);
+        let mut all = HashSet::new();
+        for c in cons {
+            for x in c.join().unwrap() {
+                assert!(all.insert(x), "{x:?} delivered twice");
+            }
+        }
+        assert_eq!(all.len() as u64, 2 * N);
+    });
 }
 
 #[test]
 fn mpmc_limits_full_timeout_and_too_large() {
-    let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 100)).unwrap();
-    // 4096 / 128-byte slots = 32 slots.
-    let mut n = 0;
-    while tx.try_send(&msg(0, n, 20)).is_ok() {
-        n += 1;
-    }
-    assert_eq!(n, 32);
-    assert_eq!(tx.try_send(b"x"), Err(SendError::WouldBlock));
-    assert_eq!(tx.send_deadline(b"x", Instant::now() + Duration::from_millis(5)), Err(SendError::Timeout));
-    assert_eq!(tx.try_send(&[0; 101]), Err(SendError::Oversize { len: 101, max: 100 }));
-    for s in 0..n {
-        assert_eq!(parse(&rx.try_recv().unwrap()), (0, s));
-    }
-    assert_eq!(rx.try_recv().map(|m| m.len()), Err(RecvError::Empty));
-    assert_eq!(rx.recv_timeout(Duration::from_millis(5)).map(|m| m.len()), Err(RecvError::Timeout));
-    // Copying out: a message too long for the buffer stays in the ring.
-    tx.send(b"twelve bytes").unwrap();
-    let mut small = [0u8; 4];
-    assert_eq!(rx.try_recv_into(&mut small), Err(RecvError::BufferTooSmall { needed: 12 }));
-    let mut big = [0u8; 100];
-    assert_eq!(rx.recv_into(&mut big), Ok(12));
-    assert_eq!(&big[..12], b"twelve bytes");
-    // Zero-copy with a shorter commit.
-    let mut w = tx.try_reserve(50).unwrap();
-    w[..3].copy_from_slice(b"abc");
-    w.commit_len(3);
-    assert_eq!(&*rx.try_recv().unwrap(), b"abc");
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 100)).unwrap();
+        // 4096 / 128-byte slots = 32 slots.
+        let mut n = 0;
+        while tx.try_send(&msg(0, n, 20)).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 32);
+        assert_eq!(tx.try_send(b"x"), Err(SendError::WouldBlock));
+        assert_eq!(tx.send_deadline(b"x", Instant::now() + Duration::from_millis(5)), Err(SendError::Timeout));
+        assert_eq!(tx.try_send(&[0; 101]), Err(SendError::Oversize { len: 101, max: 100 }));
+        for s in 0..n {
+            assert_eq!(parse(&rx.try_recv().unwrap()), (0, s));
+        }
+        assert_eq!(rx.try_recv().map(|m| m.len()), Err(RecvError::Empty));
+        assert_eq!(rx.recv_timeout(Duration::from_millis(5)).map(|m| m.len()), Err(RecvError::Timeout));
+        // Copying out: a message too long for the buffer stays in the ring.
+        tx.send(b"twelve bytes").unwrap();
+        let mut small = [0u8; 4];
+        assert_eq!(rx.try_recv_into(&mut small), Err(RecvError::BufferTooSmall { needed: 12 }));
+        let mut big = [0u8; 100];
+        assert_eq!(rx.recv_into(&mut big), Ok(12));
+        assert_eq!(&big[..12], b"twelve bytes");
+        // Zero-copy with a shorter commit.
+        let mut w = tx.try_reserve(50).unwrap();
+        w[..3].copy_from_slice(b"abc");
+        w.commit_len(3);
+        assert_eq!(&*rx.try_recv().unwrap(), b"abc");
+    });
 }
 
 #[test]
 fn mpmc_config_needs_two_slots() {
-    assert!(matches!(mpmc::channel(RingConfig::new(4096, 4000)), Err(AttachError::Config(_))));
-    assert!(mpmc::channel(RingConfig::new(4096, 2000)).is_ok());
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        assert!(matches!(mpmc::channel(RingConfig::new(4096, 4000)), Err(AttachError::Config(_))));
+        assert!(mpmc::channel(RingConfig::new(4096, 2000)).is_ok());
+    });
 }
 
 #[test]
 fn mpmc_closing_both_ways() {
-    let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
-    tx.send(b"last").unwrap();
-    drop(tx);
-    assert_eq!(&*rx.recv().unwrap(), b"last");
-    assert_eq!(rx.recv().map(|m| m.len()), Err(RecvError::PeerGone));
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
+        tx.send(b"last").unwrap();
+        drop(tx);
+        assert_eq!(&*rx.recv().unwrap(), b"last");
+        assert_eq!(rx.recv().map(|m| m.len()), Err(RecvError::PeerGone));
 
-    let (mut tx, rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
-    let t = std::thread::spawn(move || loop {
-        match tx.send(b"fill") {
-            Ok(()) => continue,
-            Err(e) => return e,
-        }
+        let (mut tx, rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
+        let t = std::thread::spawn(move || loop {
+            match tx.send(b"fill") {
+                Ok(()) => continue,
+                Err(e) => return e,
+            }
+        });
+        // The producer fills the ring and blocks (or will); dropping the only consumer must end that.
+        drop(rx);
+        assert_eq!(t.join().unwrap(), SendError::PeerGone);
     });
-    // The producer fills the ring and blocks (or will); dropping the only consumer must end that.
-    drop(rx);
-    assert_eq!(t.join().unwrap(), SendError::PeerGone);
 }
 
 #[test]
 fn mpmc_abandoned_reservation_is_skipped() {
-    let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
-    drop(tx.try_reserve(10).unwrap());
-    tx.send(b"after").unwrap();
-    assert_eq!(&*rx.try_recv().unwrap(), b"after");
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
+        drop(tx.try_reserve(10).unwrap());
+        tx.send(b"after").unwrap();
+        assert_eq!(&*rx.try_recv().unwrap(), b"after");
+    });
 }
 
 #[test]
 fn mpmc_producer_gone_mid_message_is_skipped_after_the_stuck_timeout() {
-    let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
-    let mut tx2 = tx.clone_handle().unwrap();
-    rx.set_stuck_timeout(Duration::from_millis(1));
-    // A claimed slot that will never be committed, and an owner that is gone.
-    std::mem::forget(tx.try_reserve(10).unwrap());
-    drop(tx);
-    tx2.send(b"behind it").unwrap();
-    assert_eq!(&*rx.recv_timeout(Duration::from_secs(10)).unwrap(), b"behind it");
-    assert_eq!(rx.recovered().skipped, 1);
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
+        let mut tx2 = tx.clone_handle().unwrap();
+        rx.set_stuck_timeout(Duration::from_millis(1));
+        // A claimed slot that will never be committed, and an owner that is gone.
+        std::mem::forget(tx.try_reserve(10).unwrap());
+        drop(tx);
+        tx2.send(b"behind it").unwrap();
+        assert_eq!(&*rx.recv_timeout(Duration::from_secs(10)).unwrap(), b"behind it");
+        assert_eq!(rx.recovered().skipped, 1);
+    });
 }
 
 #[test]
 fn mpmc_consumer_gone_mid_read_is_reclaimed_when_the_ring_is_full() {
-    let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 100)).unwrap();
-    let mut rx2 = rx.clone_handle().unwrap();
-    tx.set_stuck_timeout(Duration::from_millis(1));
-    tx.send(b"held forever").unwrap();
-    std::mem::forget(rx.try_recv().unwrap());
-    drop(rx);
-    // Fill the other 31 slots, then one more needs the held slot back.
-    for s in 0..31 {
-        tx.send(&msg(0, s, 20)).unwrap();
-    }
-    tx.send_timeout(&msg(0, 31, 20), Duration::from_secs(10)).unwrap();
-    assert_eq!(tx.recovered().reclaimed, 1);
-    for s in 0..32 {
-        assert_eq!(parse(&rx2.try_recv().unwrap()), (0, s));
-    }
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 100)).unwrap();
+        let mut rx2 = rx.clone_handle().unwrap();
+        tx.set_stuck_timeout(Duration::from_millis(1));
+        tx.send(b"held forever").unwrap();
+        std::mem::forget(rx.try_recv().unwrap());
+        drop(rx);
+        // Fill the other 31 slots, then one more needs the held slot back.
+        for s in 0..31 {
+            tx.send(&msg(0, s, 20)).unwrap();
+        }
+        tx.send_timeout(&msg(0, 31, 20), Duration::from_secs(10)).unwrap();
+        assert_eq!(tx.recovered().reclaimed, 1);
+        for s in 0..32 {
+            assert_eq!(parse(&rx2.try_recv().unwrap()), (0, s));
+        }
+    });
 }
 
 #[test]
 fn mpmc_participant_table_is_bounded() {
-    let (tx, _rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
-    let mut held = Vec::new();
-    let err = loop {
-        match tx.clone_handle() {
-            Ok(p) => held.push(p),
-            Err(e) => break e,
-        }
-    };
-    assert!(matches!(err, AttachError::Full));
-    assert_eq!(held.len(), ringwire::ring::slots::MAX_PARTICIPANTS - 2);
-    held.pop();
-    assert!(tx.clone_handle().is_ok(), "a freed entry is reused");
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (tx, _rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
+        let mut held = Vec::new();
+        let err = loop {
+            match tx.clone_handle() {
+                Ok(p) => held.push(p),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, AttachError::Full));
+        assert_eq!(held.len(), ringwire::ring::slots::MAX_PARTICIPANTS - 2);
+        held.pop();
+        assert!(tx.clone_handle().is_ok(), "a freed entry is reused");
+    });
 }
 
 #[test]
 fn broadcast_every_subscriber_sees_every_message_in_one_order() {
-    const N: u64 = 50_000;
-    let (tx, rx) = broadcast::channel(RingConfig::new(1 << 14, 100), Mode::Backpressure).unwrap();
-    let mut subs = vec![rx];
-    for _ in 0..2 {
-        subs.push(subs[0].clone_handle().unwrap());
-    }
-    let mut pubs = vec![tx];
-    pubs.push(pubs[0].clone_handle().unwrap());
-    let readers: Vec<_> = subs
-        .into_iter()
-        .map(|mut rx| {
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                loop {
-                    match rx.recv_vec() {
-                        Ok(m) => seen.push(parse(&m)),
-                        Err(broadcast::RecvError::PeerGone) => return seen,
-                        Err(e) => panic!("{e}"),
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        const N: u64 = 50_000;
+        let (tx, rx) = broadcast::channel(RingConfig::new(1 << 14, 100), Mode::Backpressure).unwrap();
+        let mut subs = vec![rx];
+        for _ in 0..2 {
+            subs.push(subs[0].clone_handle().unwrap());
+        }
+        let mut pubs = vec![tx];
+        pubs.push(pubs[0].clone_handle().unwrap());
+        let readers: Vec<_> = subs
+            .into_iter()
+            .map(|mut rx| {
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    loop {
+                        match rx.recv_vec() {
+                            Ok(m) => seen.push(parse(&m)),
+                            Err(broadcast::RecvError::PeerGone) => return seen,
+                            Err(e) => panic!("{e}"),
+                        }
                     }
-                }
+                })
             })
-        })
-        .collect();
-    let writers: Vec<_> = pubs
-        .into_iter()
-        .enumerate()
-        .map(|(p, mut tx)| {
-            std::thread::spawn(move || {
-                for s in 0..N {
-                    tx.send(&msg(p as u32, s, 12 + (s % 80) as usize)).unwrap();
-                }
+            .collect();
+        let writers: Vec<_> = pubs
+            .into_iter()
+            .enumerate()
+            .map(|(p, mut tx)| {
+                std::thread::spawn(move || {
+                    for s in 0..N {
+                        tx.send(&msg(p as u32, s, 12 + (s % 80) as usize)).unwrap();
+                    }
+                })
             })
-        })
-        .collect();
-    for w in writers {
-        w.join().unwrap();
-    }
-    let seen: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
-    assert_eq!(seen[0].len() as u64, 2 * N, "back-pressure loses nothing");
-    for s in &seen[1..] {
-        assert_eq!(s, &seen[0], "every subscriber sees the same order");
-    }
-    for p in 0..2u32 {
-        let mine: Vec<u64> = seen[0].iter().filter(|x| x.0 == p).map(|x| x.1).collect();
-        assert_eq!(mine, (0..N).collect::<Vec<_>>());
-    }
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let seen: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+        assert_eq!(seen[0].len() as u64, 2 * N, "back-pressure loses nothing");
+        for s in &seen[1..] {
+            assert_eq!(s, &seen[0], "every subscriber sees the same order");
+        }
+        for p in 0..2u32 {
+            let mine: Vec<u64> = seen[0].iter().filter(|x| x.0 == p).map(|x| x.1).collect();
+            assert_eq!(mine, (0..N).collect::<Vec<_>>());
+        }
+    });
 }
 
 #[test]
 fn broadcast_slow_subscriber_is_told_how_many_it_lost_and_never_sees_a_torn_message() {
-    let (mut tx, mut slow) = broadcast::channel(RingConfig::new(4096, 100), Mode::Overwrite).unwrap();
-    // 32 slots. Publish 100 without reading: the first 68 are gone.
-    for s in 0..100 {
-        tx.try_send(&msg(0, s, 40)).unwrap();
-    }
-    assert_eq!(slow.try_recv_vec(), Err(broadcast::RecvError::Lagged(68)));
-    for s in 68..100 {
-        assert_eq!(parse(&slow.try_recv_vec().unwrap()), (0, s));
-    }
-    assert_eq!(slow.try_recv_vec(), Err(broadcast::RecvError::Empty));
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut slow) = broadcast::channel(RingConfig::new(4096, 100), Mode::Overwrite).unwrap();
+        // 32 slots. Publish 100 without reading: the first 68 are gone.
+        for s in 0..100 {
+            tx.try_send(&msg(0, s, 40)).unwrap();
+        }
+        assert_eq!(slow.try_recv_vec(), Err(broadcast::RecvError::Lagged(68)));
+        for s in 68..100 {
+            assert_eq!(parse(&slow.try_recv_vec().unwrap()), (0, s));
+        }
+        assert_eq!(slow.try_recv_vec(), Err(broadcast::RecvError::Empty));
 
-    // Now race a fast publisher against a reader that keeps falling behind.
-    let (mut tx, mut rx) = broadcast::channel(RingConfig::new(4096, 100), Mode::Overwrite).unwrap();
-    let w = std::thread::spawn(move || {
-        for s in 0..200_000 {
-            tx.send(&msg(0, s, 12 + (s % 88) as usize)).unwrap();
-        }
-    });
-    let (mut got, mut lost, mut last) = (0u64, 0u64, None::<u64>);
-    loop {
-        match rx.recv_vec() {
-            Ok(m) => {
-                let (_, s) = parse(&m);
-                assert!(last.is_none_or(|l| s > l), "out of order");
-                if let Some(l) = last {
-                    assert_eq!(s - l - 1, 0, "a gap not reported as Lagged");
+        // Now race a fast publisher against a reader that keeps falling behind.
+        let (mut tx, mut rx) = broadcast::channel(RingConfig::new(4096, 100), Mode::Overwrite).unwrap();
+        let w = std::thread::spawn(move || {
+            for s in 0..200_000 {
+                tx.send(&msg(0, s, 12 + (s % 88) as usize)).unwrap();
+            }
+        });
+        let (mut got, mut lost, mut last) = (0u64, 0u64, None::<u64>);
+        loop {
+            match rx.recv_vec() {
+                Ok(m) => {
+                    let (_, s) = parse(&m);
+                    assert!(last.is_none_or(|l| s > l), "out of order");
+                    if let Some(l) = last {
+                        assert_eq!(s - l - 1, 0, "a gap not reported as Lagged");
+                    }
+                    last = Some(s);
+                    got += 1;
                 }
-                last = Some(s);
-                got += 1;
+                Err(broadcast::RecvError::Lagged(n)) => {
+                    lost += n;
+                    last = None;
+                }
+                Err(broadcast::RecvError::PeerGone) => break,
+                Err(e) => panic!("{e}"),
             }
-            Err(broadcast::RecvError::Lagged(n)) => {
-                lost += n;
-                last = None;
-            }
-            Err(broadcast::RecvError::PeerGone) => break,
-            Err(e) => panic!("{e}"),
         }
-    }
-    w.join().unwrap();
-    assert!(got > 0);
-    assert!(got + lost <= 200_000);
+        w.join().unwrap();
+        assert!(got > 0);
+        assert!(got + lost <= 200_000);
+    });
 }
 
 #[test]
 fn broadcast_late_subscriber_starts_at_the_newest_position() {
-    let (mut tx, mut a) = broadcast::channel(RingConfig::new(4096, 64), Mode::Overwrite).unwrap();
-    tx.send(b"before").unwrap();
-    let mut b = a.clone_handle().unwrap();
-    tx.send(b"after").unwrap();
-    assert_eq!(a.recv_vec().unwrap(), b"before");
-    assert_eq!(a.recv_vec().unwrap(), b"after");
-    assert_eq!(b.recv_vec().unwrap(), b"after");
-    let mut small = [0u8; 2];
-    tx.send(b"longer").unwrap();
-    assert_eq!(b.try_recv_into(&mut small), Err(broadcast::RecvError::BufferTooSmall { needed: 6 }));
-    assert_eq!(b.try_recv_vec().unwrap(), b"longer");
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut a) = broadcast::channel(RingConfig::new(4096, 64), Mode::Overwrite).unwrap();
+        tx.send(b"before").unwrap();
+        let mut b = a.clone_handle().unwrap();
+        tx.send(b"after").unwrap();
+        assert_eq!(a.recv_vec().unwrap(), b"before");
+        assert_eq!(a.recv_vec().unwrap(), b"after");
+        assert_eq!(b.recv_vec().unwrap(), b"after");
+        let mut small = [0u8; 2];
+        tx.send(b"longer").unwrap();
+        assert_eq!(b.try_recv_into(&mut small), Err(broadcast::RecvError::BufferTooSmall { needed: 6 }));
+        assert_eq!(b.try_recv_vec().unwrap(), b"longer");
+    });
 }
 
 #[test]
 fn broadcast_backpressure_waits_for_the_slowest_and_stops_waiting_when_it_leaves() {
-    let (mut tx, mut rx) = broadcast::channel(RingConfig::new(4096, 100), Mode::Backpressure).unwrap();
-    for s in 0..32 {
-        tx.try_send(&msg(0, s, 20)).unwrap();
-    }
-    assert_eq!(tx.try_send(b"x"), Err(broadcast::SendError::WouldBlock));
-    assert_eq!(tx.send_deadline(b"x", Instant::now() + Duration::from_millis(5)), Err(broadcast::SendError::Timeout));
-    assert_eq!(parse(&rx.try_recv_vec().unwrap()), (0, 0));
-    tx.try_send(&msg(0, 32, 20)).unwrap();
-    drop(rx);
-    // No subscriber left: publishing never waits.
-    for s in 33..100 {
-        tx.try_send(&msg(0, s, 20)).unwrap();
-    }
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut rx) = broadcast::channel(RingConfig::new(4096, 100), Mode::Backpressure).unwrap();
+        for s in 0..32 {
+            tx.try_send(&msg(0, s, 20)).unwrap();
+        }
+        assert_eq!(tx.try_send(b"x"), Err(broadcast::SendError::WouldBlock));
+        assert_eq!(
+            tx.send_deadline(b"x", Instant::now() + Duration::from_millis(5)),
+            Err(broadcast::SendError::Timeout)
+        );
+        assert_eq!(parse(&rx.try_recv_vec().unwrap()), (0, 0));
+        tx.try_send(&msg(0, 32, 20)).unwrap();
+        drop(rx);
+        // No subscriber left: publishing never waits.
+        for s in 33..100 {
+            tx.try_send(&msg(0, s, 20)).unwrap();
+        }
+    });
 }
 
 #[test]
 fn broadcast_publisher_gone_mid_write_is_skipped_after_the_stuck_timeout() {
-    let (mut tx, mut rx) = broadcast::channel(RingConfig::new(4096, 64), Mode::Overwrite).unwrap();
-    let mut tx2 = tx.clone_handle().unwrap();
-    rx.set_stuck_timeout(Duration::from_millis(1));
-    tx.__abandon_mid_write();
-    drop(tx);
-    tx2.send(b"behind it").unwrap();
-    assert_eq!(rx.recv_vec_deadline(Instant::now() + Duration::from_secs(10)).unwrap(), b"behind it");
-    assert_eq!(rx.recovered().skipped, 1);
-    drop(tx2);
-    assert_eq!(rx.recv_vec(), Err(broadcast::RecvError::PeerGone));
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut rx) = broadcast::channel(RingConfig::new(4096, 64), Mode::Overwrite).unwrap();
+        let mut tx2 = tx.clone_handle().unwrap();
+        rx.set_stuck_timeout(Duration::from_millis(1));
+        tx.__abandon_mid_write();
+        drop(tx);
+        tx2.send(b"behind it").unwrap();
+        assert_eq!(rx.recv_vec_deadline(Instant::now() + Duration::from_secs(10)).unwrap(), b"behind it");
+        assert_eq!(rx.recovered().skipped, 1);
+        drop(tx2);
+        assert_eq!(rx.recv_vec(), Err(broadcast::RecvError::PeerGone));
+    });
 }
 
 /// `_timeout` forms saturate: a timeout too large to add to `Instant::now()` waits without a deadline

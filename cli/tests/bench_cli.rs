@@ -4,6 +4,9 @@
 use serde_json::Value;
 use std::process::Command;
 
+/// Every test here runs under a watchdog that fails it (as a hang) after this long.
+const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 fn run(args: &[&str]) -> Value {
     let out =
         Command::new(env!("CARGO_BIN_EXE_ringwire")).arg("bench").args(args).output().expect("run ringwire bench");
@@ -21,115 +24,139 @@ fn number(v: &Value, path: &[&str]) -> f64 {
 
 #[test]
 fn quick_json_has_the_documented_schema() {
-    let doc = run(&["--quick", "--json"]);
-    let machine = doc.get("machine").expect("machine");
-    assert!(machine.get("cpu").and_then(Value::as_str).is_some());
-    assert!(machine.get("cpus").and_then(Value::as_u64).is_some_and(|n| n >= 1));
-    let results = doc.get("results").and_then(Value::as_array).expect("results array");
-    let mut seen = Vec::new();
-    for r in results {
-        let transport = r["transport"].as_str().expect("transport");
-        let wait = r["wait"].as_str().expect("wait");
-        let size = r["size"].as_u64().expect("size");
-        seen.push((transport.to_string(), wait.to_string(), size));
-        for k in ["p50", "p90", "p99", "p999", "max"] {
-            assert!(number(r, &["rtt_ns", k]) > 0.0, "{transport}: rtt {k}");
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let doc = run(&["--quick", "--json"]);
+        let machine = doc.get("machine").expect("machine");
+        assert!(machine.get("cpu").and_then(Value::as_str).is_some());
+        assert!(machine.get("cpus").and_then(Value::as_u64).is_some_and(|n| n >= 1));
+        let results = doc.get("results").and_then(Value::as_array).expect("results array");
+        let mut seen = Vec::new();
+        for r in results {
+            let transport = r["transport"].as_str().expect("transport");
+            let wait = r["wait"].as_str().expect("wait");
+            let size = r["size"].as_u64().expect("size");
+            seen.push((transport.to_string(), wait.to_string(), size));
+            for k in ["p50", "p90", "p99", "p999", "max"] {
+                assert!(number(r, &["rtt_ns", k]) > 0.0, "{transport}: rtt {k}");
+            }
+            let (p50, p99, max) =
+                (number(r, &["rtt_ns", "p50"]), number(r, &["rtt_ns", "p99"]), number(r, &["rtt_ns", "max"]));
+            assert!(p50 <= p99 && p99 <= max, "{transport}: percentiles out of order");
+            assert!(number(r, &["throughput", "msgs_per_sec"]) > 0.0);
+            let bps = number(r, &["throughput", "bytes_per_sec"]);
+            assert!((bps / number(r, &["throughput", "msgs_per_sec"]) - size as f64).abs() < 1e-6 * size as f64 + 1e-9);
+            assert!(number(r, &["limit_ratio", "rtt_p50"]) > 0.0);
+            assert!(number(r, &["limit_ratio", "throughput"]) > 0.0);
         }
-        let (p50, p99, max) =
-            (number(r, &["rtt_ns", "p50"]), number(r, &["rtt_ns", "p99"]), number(r, &["rtt_ns", "max"]));
-        assert!(p50 <= p99 && p99 <= max, "{transport}: percentiles out of order");
-        assert!(number(r, &["throughput", "msgs_per_sec"]) > 0.0);
-        let bps = number(r, &["throughput", "bytes_per_sec"]);
-        assert!((bps / number(r, &["throughput", "msgs_per_sec"]) - size as f64).abs() < 1e-6 * size as f64 + 1e-9);
-        assert!(number(r, &["limit_ratio", "rtt_p50"]) > 0.0);
-        assert!(number(r, &["limit_ratio", "throughput"]) > 0.0);
-    }
-    for size in [64, 4096] {
-        for (t, w) in [("limit", "spin"), ("shm-spsc", "spin"), ("shm-spsc", "adaptive"), ("crossbeam", "block")] {
-            assert!(seen.contains(&(t.into(), w.into(), size)), "missing row {t}/{w}/{size}: {seen:?}");
+        for size in [64, 4096] {
+            for (t, w) in [("limit", "spin"), ("shm-spsc", "spin"), ("shm-spsc", "adaptive"), ("crossbeam", "block")] {
+                assert!(seen.contains(&(t.into(), w.into(), size)), "missing row {t}/{w}/{size}: {seen:?}");
+            }
         }
-    }
+    });
 }
 
 #[test]
 fn transports_and_sizes_select_rows() {
-    let doc = run(&["--quick", "--json", "--transports", "shm-spsc", "--sizes", "100"]);
-    let rows = doc["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "spin and adaptive");
-    assert!(rows.iter().all(|r| r["transport"] == "shm-spsc" && r["size"] == 100));
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let doc = run(&["--quick", "--json", "--transports", "shm-spsc", "--sizes", "100"]);
+        let rows = doc["results"].as_array().unwrap();
+        assert_eq!(rows.len(), 2, "spin and adaptive");
+        assert!(rows.iter().all(|r| r["transport"] == "shm-spsc" && r["size"] == 100));
+    });
 }
 
 #[test]
 fn unknown_transport_is_an_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
-        .args(["bench", "--transports", "carrier-pigeon"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown transport"));
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+            .args(["bench", "--transports", "carrier-pigeon"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("unknown transport"));
+    });
 }
 
 #[test]
 fn plot_writes_an_svg() {
-    let path = std::env::temp_dir().join(format!("ringwire-plot-{}.svg", std::process::id()));
-    run(&["--quick", "--json", "--transports", "limit,shm-spsc", "--sizes", "64", "--plot", path.to_str().unwrap()]);
-    let svg = std::fs::read_to_string(&path).expect("plot written");
-    let _ = std::fs::remove_file(&path);
-    assert!(svg.contains("<svg") && svg.contains("shm-spsc spin 64B") && svg.contains("round trip"));
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let path = std::env::temp_dir().join(format!("ringwire-plot-{}.svg", std::process::id()));
+        run(&[
+            "--quick",
+            "--json",
+            "--transports",
+            "limit,shm-spsc",
+            "--sizes",
+            "64",
+            "--plot",
+            path.to_str().unwrap(),
+        ]);
+        let svg = std::fs::read_to_string(&path).expect("plot written");
+        let _ = std::fs::remove_file(&path);
+        assert!(svg.contains("<svg") && svg.contains("shm-spsc spin 64B") && svg.contains("round trip"));
+    });
 }
 
 #[test]
 fn redis_rows_without_a_server_are_listed_as_skipped_and_the_run_goes_on() {
-    // Port 1: nothing listens there.
-    let doc = run(&[
-        "--quick",
-        "--json",
-        "--transports",
-        "redis-pubsub,redis-stream,shm-spsc",
-        "--sizes",
-        "64",
-        "--redis",
-        "redis://127.0.0.1:1",
-    ]);
-    let rows = doc["results"].as_array().unwrap();
-    assert!(rows.iter().all(|r| r["transport"] == "shm-spsc"), "{rows:?}");
-    assert_eq!(rows.len(), 2, "spin and adaptive still ran");
-    let skipped = doc["skipped"].as_array().expect("skipped array");
-    let names: Vec<_> = skipped.iter().map(|s| s["transport"].as_str().unwrap()).collect();
-    assert_eq!(names, ["redis-pubsub", "redis-stream"]);
-    for s in skipped {
-        assert_eq!(s["size"], 64);
-        assert!(s["reason"].as_str().unwrap().contains("127.0.0.1:1"), "{s}");
-    }
-    // The table lists them too.
-    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
-        .args(["bench", "--quick", "--transports", "redis-pubsub", "--sizes", "64", "--redis", "127.0.0.1:1"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.lines().any(|l| l.starts_with("redis-pubsub") && l.contains("skipped")), "{table}");
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        // Port 1: nothing listens there.
+        let doc = run(&[
+            "--quick",
+            "--json",
+            "--transports",
+            "redis-pubsub,redis-stream,shm-spsc",
+            "--sizes",
+            "64",
+            "--redis",
+            "redis://127.0.0.1:1",
+        ]);
+        let rows = doc["results"].as_array().unwrap();
+        assert!(rows.iter().all(|r| r["transport"] == "shm-spsc"), "{rows:?}");
+        assert_eq!(rows.len(), 2, "spin and adaptive still ran");
+        let skipped = doc["skipped"].as_array().expect("skipped array");
+        let names: Vec<_> = skipped.iter().map(|s| s["transport"].as_str().unwrap()).collect();
+        assert_eq!(names, ["redis-pubsub", "redis-stream"]);
+        for s in skipped {
+            assert_eq!(s["size"], 64);
+            assert!(s["reason"].as_str().unwrap().contains("127.0.0.1:1"), "{s}");
+        }
+        // The table lists them too.
+        let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+            .args(["bench", "--quick", "--transports", "redis-pubsub", "--sizes", "64", "--redis", "127.0.0.1:1"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.lines().any(|l| l.starts_with("redis-pubsub") && l.contains("skipped")), "{table}");
+    });
 }
 
 #[test]
 fn a_quick_websocket_row_runs() {
-    let doc = run(&["--quick", "--json", "--transports", "websocket", "--sizes", "64"]);
-    let rows = doc["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{doc}");
-    assert_eq!(rows[0]["transport"], "websocket");
-    assert!(number(&rows[0], &["throughput", "msgs_per_sec"]) > 0.0);
-    assert_eq!(doc["skipped"].as_array().map(Vec::len), Some(0));
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let doc = run(&["--quick", "--json", "--transports", "websocket", "--sizes", "64"]);
+        let rows = doc["results"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{doc}");
+        assert_eq!(rows[0]["transport"], "websocket");
+        assert!(number(&rows[0], &["throughput", "msgs_per_sec"]) > 0.0);
+        assert_eq!(doc["skipped"].as_array().map(Vec::len), Some(0));
+    });
 }
 
 #[test]
 fn quick_redis_rows_run_against_a_private_server() {
-    let server = ringwire_testkit::redis_server::RedisServer::start().expect("start a private redis-server");
-    let url = server.url();
-    let doc =
-        run(&["--quick", "--json", "--transports", "redis-pubsub,redis-stream", "--sizes", "64", "--redis", &url]);
-    let rows: Vec<_> = doc["results"].as_array().unwrap().iter().map(|r| r["transport"].as_str().unwrap()).collect();
-    assert_eq!(rows, ["redis-pubsub", "redis-stream"], "{doc}");
-    // The stream keys were deleted afterwards.
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut server.connection().unwrap()).unwrap();
-    assert!(keys.is_empty(), "{keys:?}");
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let server = ringwire_testkit::redis_server::RedisServer::start().expect("start a private redis-server");
+        let url = server.url();
+        let doc =
+            run(&["--quick", "--json", "--transports", "redis-pubsub,redis-stream", "--sizes", "64", "--redis", &url]);
+        let rows: Vec<_> =
+            doc["results"].as_array().unwrap().iter().map(|r| r["transport"].as_str().unwrap()).collect();
+        assert_eq!(rows, ["redis-pubsub", "redis-stream"], "{doc}");
+        // The stream keys were deleted afterwards.
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut server.connection().unwrap()).unwrap();
+        assert!(keys.is_empty(), "{keys:?}");
+    });
 }

@@ -4,6 +4,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 
+/// Every test here runs under a watchdog that fails it (as a hang) after this long.
+const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// An `echo` server, killed and reaped on drop.
 struct Server(Child);
 impl Drop for Server {
@@ -43,59 +46,75 @@ const INPUT: &str = "hello\nworld, with spaces\n\nlast line\n";
 
 #[test]
 fn echo_and_cat_over_tcp() {
-    let (_server, addr) = start_echo("tcp", "127.0.0.1:0");
-    assert_eq!(cat("tcp", &addr, INPUT), INPUT);
-    // The server keeps serving new clients.
-    assert_eq!(cat("tcp", &addr, "again\n"), "again\n");
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (_server, addr) = start_echo("tcp", "127.0.0.1:0");
+        assert_eq!(cat("tcp", &addr, INPUT), INPUT);
+        // The server keeps serving new clients.
+        assert_eq!(cat("tcp", &addr, "again\n"), "again\n");
+    });
 }
 
 #[test]
 fn echo_and_cat_over_udp() {
-    let (_server, addr) = start_echo("udp", "127.0.0.1:0");
-    assert_eq!(cat("udp", &addr, INPUT), INPUT);
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (_server, addr) = start_echo("udp", "127.0.0.1:0");
+        assert_eq!(cat("udp", &addr, INPUT), INPUT);
+    });
 }
 
 #[test]
 fn echo_and_cat_over_unix() {
-    let path = std::env::temp_dir().join(format!("ringwire-tools-{}.sock", std::process::id()));
-    let (_server, addr) = start_echo("unix", path.to_str().unwrap());
-    assert_eq!(cat("unix", &addr, INPUT), INPUT);
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let path = std::env::temp_dir().join(format!("ringwire-tools-{}.sock", std::process::id()));
+        let (_server, addr) = start_echo("unix", path.to_str().unwrap());
+        assert_eq!(cat("unix", &addr, INPUT), INPUT);
+    });
 }
 
 #[test]
 fn echo_and_cat_over_shm() {
-    let name = format!("ringwire-tools-{}", std::process::id());
-    let (_server, addr) = start_echo("shm", &name);
-    assert_eq!(cat("shm", &addr, INPUT), INPUT);
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let name = format!("ringwire-tools-{}", std::process::id());
+        let (_server, addr) = start_echo("shm", &name);
+        assert_eq!(cat("shm", &addr, INPUT), INPUT);
+    });
 }
 
 #[test]
 fn echo_and_cat_over_websocket() {
-    let (_server, addr) = start_echo("websocket", "ws://127.0.0.1:0/echo");
-    assert!(addr.starts_with("ws://127.0.0.1:") && addr.ends_with("/echo"), "{addr}");
-    assert_eq!(cat("websocket", &addr, INPUT), INPUT);
-    assert_eq!(cat("websocket", &addr, "again\n"), "again\n");
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (_server, addr) = start_echo("websocket", "ws://127.0.0.1:0/echo");
+        assert!(addr.starts_with("ws://127.0.0.1:") && addr.ends_with("/echo"), "{addr}");
+        assert_eq!(cat("websocket", &addr, INPUT), INPUT);
+        assert_eq!(cat("websocket", &addr, "again\n"), "again\n");
+    });
 }
 
 #[test]
 fn echo_and_cat_over_redis_pubsub() {
-    let redis = ringwire_testkit::redis_server::RedisServer::start().expect("start a private redis-server");
-    let (_server, addr) = start_echo("redis", &format!("{}/chat", redis.url()));
-    assert_eq!(addr, format!("{}/chat", redis.url()));
-    assert_eq!(cat("redis", &addr, INPUT), INPUT);
-    assert_eq!(cat("redis", &addr, "again\n"), "again\n");
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let redis = ringwire_testkit::redis_server::RedisServer::start().expect("start a private redis-server");
+        let (_server, addr) = start_echo("redis", &format!("{}/chat", redis.url()));
+        assert_eq!(addr, format!("{}/chat", redis.url()));
+        assert_eq!(cat("redis", &addr, INPUT), INPUT);
+        assert_eq!(cat("redis", &addr, "again\n"), "again\n");
+    });
 }
 
 #[test]
 fn unknown_transport_or_bad_address_is_an_error() {
-    for (t, addr) in [("carrier-pigeon", "x"), ("redis", "x"), ("websocket", "x"), ("redis", "redis://127.0.0.1:1/c")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
-            .args(["cat", "--transport", t, "--connect", addr])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{t} {addr}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.starts_with("ringwire: "), "{err}");
-    }
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        for (t, addr) in
+            [("carrier-pigeon", "x"), ("redis", "x"), ("websocket", "x"), ("redis", "redis://127.0.0.1:1/c")]
+        {
+            let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+                .args(["cat", "--transport", t, "--connect", addr])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{t} {addr}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.starts_with("ringwire: "), "{err}");
+        }
+    });
 }

@@ -220,8 +220,46 @@ pub enum ConfigError {
 
 impl RingConfig {
     /// A configuration with the given sizes (validated when the ring is created).
+    ///
+    /// For the slot rings (MPMC, broadcast) the data area is cut into fixed slots of `max_message`
+    /// plus a 16-byte slot header, rounded up to 64 bytes, and the slot count is the largest power of
+    /// two that fits (a position maps to its slot by a mask): up to half the capacity can go unused.
+    /// [`slots`](Self::slots) says what a configuration gives; [`for_slots`](Self::for_slots) builds
+    /// one from a slot count.
+    ///
+    /// ```
+    /// use ringwire::RingConfig;
+    /// // 1 KiB messages: 1088-byte slots, 512 of them (557 KB of the 1 MiB).
+    /// assert_eq!(RingConfig::new(1 << 20, 1024).slots(), Some((512, 1088)));
+    /// // 1008-byte messages: 1024-byte slots, and all 1 MiB is used.
+    /// assert_eq!(RingConfig::new(1 << 20, 1008).slots(), Some((1024, 1024)));
+    /// ```
     pub const fn new(capacity: usize, max_message: usize) -> Self {
         RingConfig { capacity, max_message }
+    }
+
+    /// For the slot rings (MPMC, broadcast): `(slot count, bytes per slot)` of this configuration, or
+    /// `None` if fewer than two slots fit. (SPSC rings use the whole capacity for variable-length
+    /// records.)
+    pub fn slots(&self) -> Option<(usize, usize)> {
+        slots::Geometry::of(*self).map(|g| (g.slots as usize, g.stride))
+    }
+
+    /// The smallest slot-ring configuration with at least `count` slots (rounded up to a power of two,
+    /// at least 2) of messages up to `max_message` bytes: its capacity is the next power of two of the
+    /// slots' bytes, so it is all used when a slot's size (`max_message + 16`, rounded up to 64) is a
+    /// power of two. `None` if that would exceed the 1 TiB limit.
+    ///
+    /// ```
+    /// use ringwire::RingConfig;
+    /// let cfg = RingConfig::for_slots(1000, 1008).unwrap();
+    /// assert_eq!((cfg.capacity, cfg.slots()), (1 << 20, Some((1024, 1024))));
+    /// ```
+    pub fn for_slots(count: usize, max_message: usize) -> Option<RingConfig> {
+        let stride = (slots::SLOT_HEADER + max_message).checked_add(63)? & !63;
+        let bytes = count.max(2).checked_next_power_of_two()?.checked_mul(stride)?;
+        let capacity = bytes.checked_next_power_of_two()?.max(4096);
+        (capacity <= 1 << 40).then_some(RingConfig { capacity, max_message })
     }
 
     /// Checks the sizes for an SPSC ring.
