@@ -216,7 +216,7 @@ pub struct Subscriber<S: Storage> {
     watch: StuckWatch,
     /// The next position to read.
     pos: u64,
-    /// `try_` receives that found nothing new since the last message (see `mpmc::POLLS_PER_CLOSE_CHECK`).
+    /// `try_` receives that found nothing new since the last message (see `slots::POLLS_PER_CLOSE_CHECK`).
     empty_polls: u32,
     /// Where `recv`/`try_recv` copy a message and `recv_vec` copies it before cutting a vector of its
     /// exact length (allocated at first use, `max_message` bytes).
@@ -709,7 +709,7 @@ impl<S: Storage> Subscriber<S> {
             Err(RecvError::Empty) => {
                 // As MPMC's try_ receives: notice that every publisher has gone on the first empty poll
                 // after a message, then on every POLLS_PER_CLOSE_CHECK-th.
-                let check = self.empty_polls % super::mpmc::POLLS_PER_CLOSE_CHECK == 0;
+                let check = self.empty_polls % slots::POLLS_PER_CLOSE_CHECK == 0;
                 self.empty_polls = self.empty_polls.wrapping_add(1);
                 if check && self.publishers_gone() {
                     return Err(RecvError::PeerGone);

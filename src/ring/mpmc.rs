@@ -186,16 +186,10 @@ pub struct Consumer<S: Storage> {
     local: Local,
     me: Membership,
     watch: StuckWatch,
-    /// `try_` receives that found the queue empty since the last message (see [`POLLS_PER_CLOSE_CHECK`]).
+    /// `try_` receives that found the queue empty since the last message (see [`slots::POLLS_PER_CLOSE_CHECK`]).
     empty_polls: u32,
     storage: S,
 }
-
-/// A `try_` receive on an empty slot ring checks whether every writer has gone (and answers `PeerGone`)
-/// on its first empty poll after a message and then on every this-many-th: the check scans the
-/// participant table (and, across processes, asks the kernel about each writer's lock), too costly for
-/// every poll of a busy-polling loop.
-pub(crate) const POLLS_PER_CLOSE_CHECK: u32 = 1024;
 
 // SAFETY: `local.data` points into the storage, which the endpoint owns (a clone of it) and which is
 // Send + Sync; the endpoint's process-local state moves with it.
@@ -563,7 +557,7 @@ impl<S: Storage> Consumer<S> {
                 )?
             }
             Err(RecvError::Empty) => {
-                let check = self.empty_polls % POLLS_PER_CLOSE_CHECK == 0;
+                let check = self.empty_polls % slots::POLLS_PER_CLOSE_CHECK == 0;
                 self.empty_polls = self.empty_polls.wrapping_add(1);
                 if check && drained_and_no_producers(&self.storage) {
                     return Err(RecvError::PeerGone);

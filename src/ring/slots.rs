@@ -38,6 +38,11 @@ pub const MAX_PARTICIPANTS: usize = 128;
 /// Endpoints that can be attached to one slot ring at a time (few under loom: each is explored).
 #[cfg(ringwire_loom)]
 pub const MAX_PARTICIPANTS: usize = 4;
+/// A `try_` receive on an empty slot ring checks whether every writer has gone (and answers `PeerGone`)
+/// on its first empty poll after a message and then on every this-many-th: the check scans the
+/// participant table (and, across processes, asks the kernel about each writer's lock), too costly for
+/// every poll of a busy-polling loop.
+pub(crate) const POLLS_PER_CLOSE_CHECK: u32 = 1024;
 /// Bytes before the payload in each slot: the state word and the frame header.
 pub(crate) const SLOT_HEADER: usize = 16;
 

@@ -1,0 +1,340 @@
+//! The writing end of an SPSC ring: reservation, commit, the terminator and the cached head.
+
+use super::*;
+use crate::ring::error::{AttachError, Corruption};
+use crate::ring::fence_mode;
+use crate::ring::{check_kind, endpoint, Role, RoleToken, Storage};
+use crate::sync::Ordering;
+use crate::wait::DEFAULT_LIVENESS;
+use crate::wait::{wait_for, Poll, WaitStrategy};
+use crate::wire::{record_len, FrameHeader, Kind, HEADER_LEN};
+use std::time::{Duration, Instant};
+
+/// The writing end of an SPSC ring.
+///
+/// ```
+/// let (mut tx, mut rx) = ringwire::spsc::channel(ringwire::RingConfig::default())?;
+/// // Zero-copy: reserve, write in place, commit.
+/// let mut slot = tx.try_reserve(5)?;
+/// slot.copy_from_slice(b"hello");
+/// slot.commit();
+/// // Copying convenience.
+/// tx.send(b"world")?;
+/// assert_eq!(&*rx.recv()?, b"hello");
+/// assert_eq!(rx.recv_vec()?, b"world");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Producer<S: Storage> {
+    storage: S,
+    st: ProducerState,
+    wait: WaitStrategy,
+    liveness: Duration,
+    _token: RoleToken,
+}
+
+/// The producer's process-local state (kept apart from `storage` so that a wait loop can borrow both).
+struct ProducerState {
+    data: *mut u8,
+    capacity: u64,
+    mask: usize,
+    max_message: usize,
+    /// Our write position: the end of the last committed record. Authoritative (only we write it).
+    tail: u64,
+    /// The consumer's head as last read: free space is at least `capacity - (tail - cached_head)`.
+    cached_head: u64,
+    asymmetric: bool,
+}
+
+// SAFETY: `data` points into memory owned by `storage` (Send), and the producer is the only writer of the
+// bytes it reserves; moving the handle to another thread moves that exclusive right with it.
+unsafe impl<S: Storage> Send for Producer<S> {}
+
+impl<S: Storage> Producer<S> {
+    /// Attaches as the producer of the ring in `storage`. Fails if another producer is attached and
+    /// alive. A producer that re-attaches after a crash resumes after the last committed record.
+    pub fn attach(storage: S) -> Result<Self, AttachError> {
+        let asymmetric = fence_mode(&storage)?;
+        let token = {
+            check_kind::<Control, _>(&storage)?;
+            claim(&storage, Role::Producer)?
+        };
+        let cfg = storage.config();
+        let control = storage.control::<Control>();
+        let capacity = cfg.capacity as u64;
+        let mask = cfg.capacity - 1;
+        // The previous producer (if any) is gone, so nobody else sleeps on the space cell.
+        control.space_ready.reset_sleepers();
+        // Acquire: pairs with the consumer's Release publication; we must not overwrite what it reads.
+        let head = control.head.load(Ordering::Acquire);
+        // Relaxed: only a starting hint, validated and then confirmed by walking committed headers below.
+        let hint = control.tail.load(Ordering::Relaxed);
+        let corrupt = |at, what| AttachError::Corrupt(Corruption { at, what });
+        // The hint can lag the committed records (a producer dies between committing a header, or a PAD,
+        // and storing the hint), and the consumer may already have read past it; everything before `head`
+        // was committed, so the walk starts at whichever is further.
+        let start = hint.max(head);
+        if head % 8 != 0 || hint % 8 != 0 || start - head > capacity {
+            return Err(corrupt(hint, "tail hint and head are inconsistent"));
+        }
+        // Walk the committed records from there to the zero terminator after the last one.
+        let mut tail = start;
+        loop {
+            let off = (tail as usize) & mask;
+            // Acquire: pairs with the Release store that committed this header.
+            let word = storage.word(off).load(Ordering::Acquire);
+            if word == 0 {
+                break;
+            }
+            let hdr = FrameHeader::from_word(word).map_err(|_| corrupt(tail, "bad record header"))?;
+            let to_end = capacity - off as u64;
+            let rec = match hdr.kind {
+                Kind::Pad if hdr.len as u64 + HEADER_LEN as u64 == to_end => to_end,
+                Kind::Data if hdr.len as usize <= cfg.max_message && record_len(hdr.len as usize) as u64 <= to_end => {
+                    record_len(hdr.len as usize) as u64
+                }
+                _ => return Err(corrupt(tail, "bad record header")),
+            };
+            tail += rec;
+            if tail - head > capacity {
+                return Err(corrupt(tail, "committed records overrun the consumer"));
+            }
+        }
+        control.tail.store(tail, Ordering::Relaxed);
+        control.pid(Role::Producer).store(std::process::id(), Ordering::Relaxed);
+        // Release: a consumer that sees ATTACHED also sees the pid.
+        control.state(Role::Producer).store(endpoint::ATTACHED, Ordering::Release);
+        Ok(Producer {
+            st: ProducerState {
+                data: storage.data(),
+                capacity,
+                mask,
+                max_message: cfg.max_message,
+                tail,
+                cached_head: head,
+                asymmetric,
+            },
+            storage,
+            wait: WaitStrategy::default(),
+            liveness: DEFAULT_LIVENESS,
+            _token: token,
+        })
+    }
+
+    /// Chooses how blocking calls wait for space.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.wait = wait;
+    }
+
+    /// How often a blocked call checks that the consumer is still alive (default 50 ms).
+    pub fn set_liveness_interval(&mut self, every: Duration) {
+        self.liveness = every;
+    }
+
+    /// The largest payload this ring accepts.
+    pub fn max_message(&self) -> usize {
+        self.st.max_message
+    }
+
+    /// Reserves room for a `len`-byte message without blocking. Write the payload into the returned
+    /// guard and [`commit`](WriteGuard::commit) it; dropping the guard abandons the message.
+    #[inline]
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
+        let off = self.st.try_reserve_at(&self.storage, len)?;
+        Ok(WriteGuard { off, len, producer: self })
+    }
+
+    /// Reserves room for a `len`-byte message, waiting for space as long as it takes.
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
+        self.reserve_deadline_opt(len, None)
+    }
+
+    /// Reserves room for a `len`-byte message, waiting for space at most `timeout`.
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGuard<'_, S>, SendError> {
+        self.reserve_deadline_opt(len, Instant::now().checked_add(timeout))
+    }
+
+    /// Reserves room for a `len`-byte message, waiting for space until `deadline`.
+    pub fn reserve_deadline(&mut self, len: usize, deadline: Instant) -> Result<WriteGuard<'_, S>, SendError> {
+        self.reserve_deadline_opt(len, Some(deadline))
+    }
+
+    /// Copies `msg` into the ring without blocking.
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut slot = self.try_reserve(msg.len())?;
+        slot.copy_from_slice(msg);
+        slot.commit();
+        Ok(())
+    }
+
+    /// Copies `msg` into the ring, waiting for space as long as it takes.
+    #[inline]
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_deadline_opt(msg, None)
+    }
+
+    /// Copies `msg` into the ring, waiting for space at most `timeout`.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.send_deadline_opt(msg, Instant::now().checked_add(timeout))
+    }
+
+    /// Copies `msg` into the ring, waiting for space until `deadline`.
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), SendError> {
+        self.send_deadline_opt(msg, Some(deadline))
+    }
+
+    /// Closes the producing end: the consumer receives what was committed, then [`RecvError::PeerGone`].
+    /// Dropping the producer does the same.
+    pub fn close(self) {}
+
+    #[inline]
+    fn send_deadline_opt(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), SendError> {
+        let mut slot = self.reserve_deadline_opt(msg.len(), deadline)?;
+        slot.copy_from_slice(msg);
+        slot.commit();
+        Ok(())
+    }
+
+    fn reserve_deadline_opt(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGuard<'_, S>, SendError> {
+        let off = match self.st.try_reserve_at(&self.storage, len) {
+            Ok(off) => off,
+            Err(SendError::WouldBlock) => wait_for(
+                &self.storage.control::<Control>().space_ready,
+                None,
+                params(self.wait, self.liveness, deadline, self.st.asymmetric),
+                || match self.st.try_reserve_at(&self.storage, len) {
+                    Err(SendError::WouldBlock) => Poll::Pending,
+                    r => Poll::Ready(r),
+                },
+                || consumer_gone(&self.storage),
+                || SendError::Timeout,
+            )?,
+            Err(e) => return Err(e),
+        };
+        Ok(WriteGuard { off, len, producer: self })
+    }
+}
+
+impl ProducerState {
+    /// The reservation itself: returns the data offset of the record header slot.
+    #[inline]
+    fn try_reserve_at<S: Storage>(&mut self, storage: &S, len: usize) -> Result<usize, SendError> {
+        if len > self.max_message {
+            return Err(SendError::Oversize { len, max: self.max_message });
+        }
+        let control = storage.control::<Control>();
+        // Relaxed: a hint that lets a send fail early once the consumer has closed; nothing is read on its
+        // strength. The authoritative check is on the slow path (`consumer_gone`).
+        if control.states.consumer.load(Ordering::Relaxed) == endpoint::CLOSED {
+            return Err(SendError::PeerGone);
+        }
+        let rec = record_len(len) as u64;
+        let off = (self.tail as usize) & self.mask;
+        let to_end = self.capacity - off as u64;
+        let pad = if rec <= to_end { 0 } else { to_end };
+        // Room for the pad, the record, and the 8-byte terminator slot after it.
+        let need = pad + rec + HEADER_LEN as u64;
+        if self.tail + need - self.cached_head > self.capacity {
+            // SYNC POINT: Acquire pairs with the consumer's Release store of `head` (publish_head): the
+            // consumer is done reading everything before it, so we may overwrite it.
+            let head = control.head.load(Ordering::Acquire);
+            if head % 8 != 0 || head < self.cached_head || head > self.tail {
+                return Err(SendError::Corrupt(Corruption { at: head, what: "consumer head out of range" }));
+            }
+            self.cached_head = head;
+            if self.tail + need - head > self.capacity {
+                return Err(SendError::WouldBlock);
+            }
+        }
+        let mut off = off;
+        if pad != 0 {
+            // Terminator for the pad: offset 0 reads "nothing yet" until our record there commits.
+            storage.word(0).store(0, Ordering::Relaxed);
+            let pad_hdr = FrameHeader { len: (pad - HEADER_LEN as u64) as u32, kind: Kind::Pad };
+            // SYNC POINT: Release publishes the zeroed slot at offset 0 before the pad that leads there;
+            // pairs with the consumer's Acquire load of this header in `poll`.
+            storage.word(off).store(pad_hdr.to_word(), Ordering::Release);
+            self.tail += pad;
+            off = 0;
+        }
+        // Terminator after the record (published with the record's own header, by Release).
+        let next = (off + rec as usize) & self.mask;
+        storage.word(next).store(0, Ordering::Relaxed);
+        Ok(off)
+    }
+
+    /// Publishes the record reserved at `off` with a `len`-byte payload.
+    #[inline]
+    fn commit_at<S: Storage>(&mut self, storage: &S, off: usize, reserved: usize, len: usize) {
+        debug_assert!(len <= reserved && off == (self.tail as usize) & self.mask);
+        let rec = record_len(len);
+        if rec != record_len(reserved) {
+            // The record shrank: move the terminator to its new end (still inside the reserved space).
+            storage.word((off + rec) & self.mask).store(0, Ordering::Relaxed);
+        }
+        storage.note_write(off + HEADER_LEN, len);
+        let hdr = FrameHeader { len: len as u32, kind: Kind::Data };
+        // SYNC POINT: Release publishes the payload and the terminator after it; pairs with the consumer's
+        // Acquire load of this header word in `poll`.
+        storage.word(off).store(hdr.to_word(), Ordering::Release);
+        self.tail += rec as u64;
+        // Relaxed: the hint is only read by a re-attaching producer, which re-validates it.
+        storage.control::<Control>().tail.store(self.tail, Ordering::Relaxed);
+        storage.control::<Control>().data_ready.notify(self.asymmetric);
+    }
+}
+
+impl<S: Storage> Drop for Producer<S> {
+    fn drop(&mut self) {
+        let control = self.storage.control::<Control>();
+        // SYNC POINT: Release orders every commit before CLOSED; pairs with the consumer's Acquire load of
+        // the state before its last poll, so "closed and empty" really means drained.
+        control.state(Role::Producer).store(endpoint::CLOSED, Ordering::Release);
+        control.data_ready.wake();
+    }
+}
+
+/// A reserved, not yet published message. Dereferences to its payload bytes (which hold stale data
+/// until written). [`commit`](Self::commit) publishes it; dropping the guard abandons it.
+pub struct WriteGuard<'a, S: Storage> {
+    producer: &'a mut Producer<S>,
+    off: usize,
+    len: usize,
+}
+
+impl<S: Storage> WriteGuard<'_, S> {
+    /// Publishes the message with its full reserved length.
+    #[inline]
+    pub fn commit(self) {
+        let len = self.len;
+        self.commit_len(len);
+    }
+
+    /// Publishes only the first `len` bytes (at most the reserved length) as the message.
+    ///
+    /// # Panics
+    /// If `len` exceeds the reserved length.
+    #[inline]
+    pub fn commit_len(self, len: usize) {
+        assert!(len <= self.len, "commit_len({len}) exceeds the reserved {} bytes", self.len);
+        self.producer.st.commit_at(&self.producer.storage, self.off, self.len, len);
+    }
+}
+
+impl<S: Storage> std::ops::Deref for WriteGuard<'_, S> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: try_reserve_at checked that [off + 8, off + 8 + len) lies inside the data area (a record
+        // never crosses its end) and in free space, which only this producer touches until commit.
+        unsafe { std::slice::from_raw_parts(self.producer.st.data.add(self.off + HEADER_LEN), self.len) }
+    }
+}
+
+impl<S: Storage> std::ops::DerefMut for WriteGuard<'_, S> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only live view.
+        unsafe { std::slice::from_raw_parts_mut(self.producer.st.data.add(self.off + HEADER_LEN), self.len) }
+    }
+}

@@ -1,0 +1,164 @@
+//! The 16-byte envelope (publisher id, sequence number) in front of every message, and the receive-side
+//! bookkeeping that turns it into a [`DeliveryReport`].
+
+use super::*;
+use crate::transport::codec::{decode_datagram, FrameError};
+use crate::wire::{FrameHeader, Kind};
+use std::collections::HashMap;
+
+/// A message lost: `count` messages of `publisher`, from sequence number `first` on, never arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// The publisher (its random id, from the envelope).
+    pub publisher: u64,
+    /// The first missing sequence number.
+    pub first: u64,
+    /// How many are missing.
+    pub count: u64,
+}
+
+/// What a redis receiver noticed about delivery since the last time it was asked
+/// ([`Subscriber::take_report`], [`StreamConsumer::take_report`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Times the connection was lost and made again. On pub/sub each one may have lost messages: those
+    /// of publishers that have sent again since are counted in `gaps`; a publisher that has not sent since
+    /// can't be accounted for.
+    pub reconnects: u64,
+    /// Jumps in a publisher's sequence numbers: messages that never arrived. Exact for pub/sub and for a
+    /// stream group with one consumer; in a group of several each consumer gets a share of every
+    /// producer's messages, so gaps there say only that another consumer got them (or they were trimmed).
+    pub gaps: Vec<Gap>,
+    /// Messages delivered although their publisher's sequence number had been seen already (a sender that
+    /// sent again after losing the server's reply).
+    pub duplicates: u64,
+    /// Stream entries delivered again from a pending list: this consumer's own after it was created
+    /// again under the same name, or entries claimed from a consumer that stopped acknowledging.
+    pub redelivered: u64,
+}
+
+impl DeliveryReport {
+    /// Messages known lost (the sum of the gaps).
+    pub fn lost(&self) -> u64 {
+        self.gaps.iter().map(|g| g.count).sum()
+    }
+
+    /// Whether nothing was noticed.
+    pub fn is_empty(&self) -> bool {
+        *self == DeliveryReport::default()
+    }
+}
+
+/// Per-publisher sequence tracking.
+#[derive(Debug, Default)]
+pub(super) struct Tracker {
+    pub(super) next: HashMap<u64, u64>,
+    pub(super) report: DeliveryReport,
+}
+
+impl Tracker {
+    /// Records message `seq` of `publisher`; `redelivered`: it came from a pending list.
+    pub(super) fn observe(&mut self, publisher: u64, seq: u64, redelivered: bool) {
+        if redelivered {
+            self.report.redelivered += 1;
+        }
+        match self.next.get_mut(&publisher) {
+            None => {
+                // Messages a publisher sent before we first heard from it were not ours to receive.
+                self.next.insert(publisher, seq + 1);
+            }
+            Some(next) if seq == *next => *next += 1,
+            Some(next) if seq > *next => {
+                self.report.gaps.push(Gap { publisher, first: *next, count: seq - *next });
+                *next = seq + 1;
+            }
+            Some(_) => {
+                if !redelivered {
+                    self.report.duplicates += 1;
+                }
+            }
+        }
+    }
+
+    pub(super) fn take(&mut self) -> Option<DeliveryReport> {
+        (!self.report.is_empty()).then(|| std::mem::take(&mut self.report))
+    }
+}
+
+/// A fresh random non-zero publisher id.
+pub(super) fn new_publisher_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish() | 1
+}
+
+/// Encodes message `msg` of `publisher` number `seq` as the value stored in Redis.
+pub(super) fn encode(out: &mut Vec<u8>, publisher: u64, seq: u64, msg: &[u8]) {
+    out.clear();
+    let len = (ENVELOPE_LEN + msg.len()) as u32;
+    out.extend_from_slice(&FrameHeader { len, kind: Kind::Data }.to_bytes());
+    out.extend_from_slice(&publisher.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(msg);
+}
+
+/// Decodes a value read from Redis: (publisher, seq, message).
+pub(super) fn decode(value: &[u8], max: usize) -> Result<(u64, u64, &[u8]), FrameError> {
+    let frame = decode_datagram(value, max + ENVELOPE_LEN).map_err(|e| match e {
+        FrameError::Oversize { len, .. } => FrameError::Oversize { len: len.saturating_sub(ENVELOPE_LEN), max },
+        e => e,
+    })?;
+    let Some((env, msg)) = frame.payload.split_first_chunk::<ENVELOPE_LEN>() else {
+        return Err(FrameError::Truncated { missing: ENVELOPE_LEN - frame.payload.len() });
+    };
+    let publisher = u64::from_le_bytes(env[..8].try_into().expect("8 bytes"));
+    let seq = u64::from_le_bytes(env[8..].try_into().expect("8 bytes"));
+    Ok((publisher, seq, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::split_addr;
+    use super::*;
+    use crate::wire::HEADER_LEN;
+
+    #[test]
+    fn envelope_round_trip() {
+        let mut v = Vec::new();
+        encode(&mut v, 7, 42, b"hello");
+        assert_eq!(v.len(), HEADER_LEN + ENVELOPE_LEN + 5);
+        assert_eq!(&v[..4], &21u32.to_le_bytes());
+        assert_eq!(v[4], 1);
+        assert_eq!(decode(&v, 5).unwrap(), (7, 42, &b"hello"[..]));
+        assert_eq!(decode(&v, 4), Err(FrameError::Oversize { len: 5, max: 4 }));
+        encode(&mut v, 7, 42, b"");
+        v.truncate(HEADER_LEN + 3);
+        v[0] = 3;
+        assert_eq!(decode(&v, 10), Err(FrameError::Truncated { missing: 13 }));
+        assert!(matches!(decode(b"garbage!garbage", 10), Err(FrameError::BadHeader(_))));
+    }
+
+    #[test]
+    fn tracker_counts_gaps_and_duplicates() {
+        let mut t = Tracker::default();
+        for s in [5, 6, 9, 9, 10] {
+            t.observe(1, s, false);
+        }
+        t.observe(2, 0, false);
+        t.observe(1, 3, true);
+        let r = t.take().unwrap();
+        assert_eq!(r.gaps, [Gap { publisher: 1, first: 7, count: 2 }]);
+        assert_eq!((r.lost(), r.duplicates, r.redelivered), (2, 1, 1));
+        assert!(t.take().is_none());
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(split_addr("redis://127.0.0.1:6379/chat"), Some(("redis://127.0.0.1:6379".into(), "chat".into())));
+        assert_eq!(split_addr("redis://h:1/a/b"), Some(("redis://h:1".into(), "a/b".into())));
+        assert_eq!(split_addr("redis://h:1/"), None);
+        assert_eq!(split_addr("tcp://h:1/x"), None);
+    }
+}

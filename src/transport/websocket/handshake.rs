@@ -1,0 +1,150 @@
+//! Opening a connection: the [`Listener`] and [`accept`] (server side, one path, limits and deadline of
+//! the handshake) and [`connect`] (client side).
+
+use super::halves::{split, WsReceiver, WsSender};
+use super::*;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::{Error as WsError, HandshakeError};
+
+/// A listening socket that accepts WebSocket clients on one path.
+#[derive(Debug)]
+pub struct Listener {
+    inner: TcpListener,
+    path: String,
+    opts: Options,
+}
+
+impl Listener {
+    /// Binds to `addr` (port 0: any free port) and accepts clients asking for `path` (e.g. `/ringwire`).
+    pub fn bind(addr: impl ToSocketAddrs, path: &str) -> io::Result<Listener> {
+        Ok(Listener { inner: TcpListener::bind(addr)?, path: path.to_string(), opts: Options::default() })
+    }
+
+    /// Binds to the host and port of `ws://host:port/path` and accepts clients asking for its path.
+    pub fn bind_url(url: &str) -> io::Result<Listener> {
+        let (hostport, path) = parse_url(url)?;
+        Self::bind(hostport, &path)
+    }
+
+    /// Sets the options of the connections accepted from now on.
+    pub fn set_options(&mut self, opts: Options) {
+        self.opts = opts;
+    }
+
+    /// The address bound.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// The URL clients connect to (`ws://ip:port/path`).
+    pub fn url(&self) -> io::Result<String> {
+        Ok(format!("ws://{}{}", self.local_addr()?, self.path))
+    }
+
+    /// Waits for the next connection and completes its handshake; returns its halves and the client's
+    /// address. A client that asks for another path gets a 404 and this returns `NotFound`; one that does
+    /// not finish the handshake within [`Options::handshake_timeout`] gives `TimedOut`. To keep accepting
+    /// while slow clients shake hands, use [`accept_tcp`](Self::accept_tcp) and hand each stream to
+    /// [`accept`] on a thread of its own.
+    pub fn accept(&self) -> io::Result<(WsSender, WsReceiver, SocketAddr)> {
+        let (stream, peer) = self.inner.accept()?;
+        let (tx, rx) = accept(stream, &self.path, &self.opts)?;
+        Ok((tx, rx, peer))
+    }
+
+    /// Accepts the next TCP connection without shaking hands.
+    pub fn accept_tcp(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        self.inner.accept()
+    }
+
+    /// The path clients must ask for.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The options of accepted connections.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+}
+
+/// Completes the server side of the handshake on an accepted stream (blocking, within
+/// `opts.handshake_timeout`), refusing any path but `path` with a 404.
+pub fn accept(stream: TcpStream, path: &str, opts: &Options) -> io::Result<(WsSender, WsReceiver)> {
+    stream.set_read_timeout(Some(opts.handshake_timeout))?;
+    stream.set_write_timeout(Some(opts.handshake_timeout))?;
+    let mut asked = None;
+    // The signature is tungstenite's handshake callback's.
+    #[allow(clippy::result_large_err)]
+    let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == path {
+            Ok(resp)
+        } else {
+            asked = Some(req.uri().path().to_string());
+            let mut e = ErrorResponse::new(Some(format!("no WebSocket endpoint at {}", req.uri().path())));
+            *e.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
+            Err(e)
+        }
+    };
+    let ws = match tungstenite::accept_hdr_with_config(stream, check, Some(opts.config())) {
+        Ok(ws) => ws,
+        Err(HandshakeError::Interrupted(_)) => {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "WebSocket handshake timed out"))
+        }
+        Err(HandshakeError::Failure(e)) => {
+            return Err(match asked {
+                Some(p) => io::Error::new(io::ErrorKind::NotFound, format!("client asked for {p}, not {path}")),
+                None => ws_io_error(e),
+            })
+        }
+    };
+    split(ws, opts)
+}
+
+/// Connects to `ws://host:port/path` with default options.
+pub fn connect(url: &str) -> io::Result<(WsSender, WsReceiver)> {
+    connect_with(url, &Options::default())
+}
+
+/// Connects to `ws://host:port/path`; the handshake must complete within `opts.handshake_timeout`.
+pub fn connect_with(url: &str, opts: &Options) -> io::Result<(WsSender, WsReceiver)> {
+    let (hostport, _) = parse_url(url)?;
+    let mut last = None;
+    let mut stream = None;
+    for addr in hostport.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, opts.handshake_timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let stream = match (stream, last) {
+        (Some(s), _) => s,
+        (None, Some(e)) => return Err(e),
+        (None, None) => return Err(io::Error::new(io::ErrorKind::NotFound, format!("{hostport}: no address"))),
+    };
+    stream.set_read_timeout(Some(opts.handshake_timeout))?;
+    stream.set_write_timeout(Some(opts.handshake_timeout))?;
+    let ws = match tungstenite::client::client_with_config(url, stream, Some(opts.config())) {
+        Ok((ws, _response)) => ws,
+        Err(HandshakeError::Interrupted(_)) => {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "WebSocket handshake timed out"))
+        }
+        Err(HandshakeError::Failure(e)) => return Err(ws_io_error(e)),
+    };
+    split(ws, opts)
+}
+
+pub(super) fn ws_io_error(e: WsError) -> io::Error {
+    match e {
+        WsError::Io(e) => e,
+        WsError::Http(resp) if resp.status() == tungstenite::http::StatusCode::NOT_FOUND => {
+            io::Error::new(io::ErrorKind::NotFound, "the server has no WebSocket endpoint at that path (404)")
+        }
+        e => io::Error::new(io::ErrorKind::ConnectionRefused, e),
+    }
+}
