@@ -42,11 +42,14 @@ fn stdio_child_exiting_mid_frame_is_a_reset() {
 }
 
 #[test]
-fn stdio_garbage_is_a_bad_frame_and_stays_one() {
+fn stdio_garbage_breaks_the_stream_for_good() {
     let (mut tx, mut rx, mut child) = stdio::spawn(&mut peer(Mode::GarbageStdio)).unwrap();
     assert_eq!(rx.recv_deadline(soon()).unwrap(), b"good");
-    assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::BadFrame(FrameError::BadHeader(_)))));
-    assert!(matches!(rx.try_recv(), Err(TransportRecvError::BadFrame(FrameError::BadHeader(_)))));
+    // A bad header on a stream: no way to find the next frame, so the stream is dead (not skippable).
+    let e = rx.recv_deadline(soon()).unwrap_err();
+    assert!(matches!(e, TransportRecvError::Broken(FrameError::BadHeader(_))), "{e:?}");
+    assert!(e.is_fatal());
+    assert!(matches!(rx.try_recv(), Err(TransportRecvError::Broken(FrameError::BadHeader(_)))));
     tx.close().unwrap();
     assert!(child.wait_deadline(soon()).unwrap().expect("child exits").success());
 }
@@ -350,4 +353,83 @@ fn a_partly_written_frame_is_accepted_and_flushed_later() {
     let (first, second) = reader.join().unwrap();
     assert!(first == big);
     assert_eq!(second, b"after");
+}
+
+/// A header announcing the largest payload, and nothing after it: the receiver holds memory in
+/// proportion to what arrived (a few KiB), not to what the header claims (1 MiB); it grows as the
+/// payload really comes.
+#[test]
+fn a_stream_receiver_grows_with_bytes_received_not_bytes_announced() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        let (ours, mut raw) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = ringwire::transport::StreamFd::new(std::os::fd::OwnedFd::from(ours)).unwrap();
+        let mut rx = ringwire::transport::StreamReceiver::new(fd).unwrap();
+        rx.set_max_message(1 << 20);
+        raw.write_all(&FrameHeader { len: 1 << 20, kind: Kind::Data }.to_bytes()).unwrap();
+        assert!(matches!(rx.try_recv(), Err(TransportRecvError::Empty)));
+        assert!(rx.buffer_allocated() <= 8 << 10, "holds {} bytes for an 8-byte header", rx.buffer_allocated());
+        let chunk = vec![7u8; 1 << 16];
+        let mut sent = 0;
+        let writer = std::thread::spawn(move || {
+            while sent < 1 << 20 {
+                raw.write_all(&chunk).unwrap();
+                sent += chunk.len();
+            }
+        });
+        let msg = rx.recv_deadline(soon()).unwrap();
+        assert_eq!(msg.len(), 1 << 20);
+        writer.join().unwrap();
+    });
+}
+
+/// A client that trickles its handshake one byte at a time never finishes it: the handshake timeout is
+/// a total deadline, not a per-read one, so the server gives up (before, each byte restarted the clock).
+#[test]
+fn a_trickling_websocket_handshake_times_out() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        let mut l = ringwire::transport::websocket::Listener::bind("127.0.0.1:0", "/x").unwrap();
+        l.set_options(ringwire::transport::websocket::Options {
+            handshake_timeout: Duration::from_millis(500),
+            ..Default::default()
+        });
+        let addr = l.local_addr().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let trickler = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            // The hostile peer's own pace: a byte every 100 ms, each well within a per-read timeout.
+            for b in b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n".iter().cycle() {
+                if stop2.load(std::sync::atomic::Ordering::Relaxed) || s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let e = l.accept().map(drop).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        trickler.join().unwrap();
+    });
+}
+
+/// A peer that never reads: a blocking send gives up after the stall bound with `PeerReset` (and so do
+/// later ones) instead of waiting forever; before the bound, sends just wait.
+#[test]
+fn a_stream_sender_gives_up_on_a_peer_that_never_reads() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mut tx, _rx) = ringwire::transport::tcp::connect(addr).unwrap();
+        let (_held, _) = listener.accept().unwrap(); // accepted, never read
+        tx.set_stall_timeout(Some(Duration::from_millis(200)));
+        let msg = vec![1u8; 64 << 10];
+        let err = loop {
+            match tx.send(&msg) {
+                Ok(()) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, TransportSendError::PeerReset), "{err:?}");
+        assert!(matches!(tx.send(b"x"), Err(TransportSendError::PeerReset)));
+    });
 }

@@ -11,11 +11,11 @@
 use crate::util::CliResult;
 use ringwire::transport::codec::{decode_datagram, encode_into};
 use ringwire::transport::redis::{self as redis_transport, Publisher, Subscriber};
-use ringwire::transport::{shm, tcp, udp, unix, websocket, Receiver, Sender, TransportRecvError};
+use ringwire::transport::{shm, tcp, udp, unix, websocket, Receiver, Sender, TransportRecvError, TransportSendError};
 use ringwire::wire::Kind;
 use ringwire::RingConfig;
-use std::io::{BufRead, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io::{self, BufRead, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,9 +32,16 @@ pub struct EchoArgs {
     /// Largest message accepted.
     #[arg(long, default_value_t = ringwire::transport::DEFAULT_MAX_MESSAGE)]
     max_message: usize,
+    /// Connections served at once (tcp, unix, websocket: one thread each). Past it a new connection is
+    /// accepted and closed at once, and stderr says why.
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Exit status: 0 when stdin has ended and every line has its reply; 1 on an error \
+(cannot connect, the server closed or reset the connection, a broken stream); 3 when --timeout ran out \
+with replies missing (stderr says how many).")]
 pub struct CatArgs {
     /// tcp | unix | udp | shm | websocket | redis
     #[arg(long)]
@@ -44,7 +51,8 @@ pub struct CatArgs {
     /// CHANNEL.reply).
     #[arg(long)]
     connect: String,
-    /// Give up waiting for replies after this many seconds once stdin has ended.
+    /// Give up waiting for replies after this many seconds once stdin has ended (exit status 3 if some
+    /// are missing).
     #[arg(long)]
     timeout: Option<f64>,
 }
@@ -55,102 +63,246 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-/// Echoes every frame back until the peer closes.
-fn serve(mut tx: impl Sender, mut rx: impl Receiver) {
+/// Echoes every frame back until the peer closes. `Err`: why the connection ended otherwise (a reset
+/// peer is not an error: clients come and go).
+fn serve(mut tx: impl Sender, mut rx: impl Receiver, who: &str) -> Result<(), String> {
     loop {
         match rx.recv() {
             Ok(msg) => {
-                if tx.send(&msg).is_err() {
-                    return;
+                if let Err(e) = tx.send(&msg) {
+                    return match e {
+                        TransportSendError::PeerReset | TransportSendError::PeerGone => Ok(()),
+                        e => Err(format!("{who}: {e}")),
+                    };
                 }
             }
-            Err(TransportRecvError::BadFrame(e)) => eprintln!("ringwire echo: skipped a bad frame: {e}"),
-            Err(_) => {
+            // One message skipped; the connection goes on. (One line per bad message the peer sent.)
+            Err(TransportRecvError::BadFrame(e)) => eprintln!("ringwire echo: {who}: skipped a bad frame: {e}"),
+            Err(TransportRecvError::PeerGone | TransportRecvError::PeerReset) => {
                 let _ = tx.close();
-                return;
+                return Ok(());
+            }
+            // A broken stream, a corrupted ring, an I/O error: said once, and the connection ends.
+            Err(e) => {
+                let _ = tx.close();
+                return Err(format!("{who}: {e}; closing the connection"));
             }
         }
     }
 }
 
+/// Accepts connections forever, each served on its own thread, at most `cap` at once. An accept error
+/// (out of descriptors, memory, an aborted connection) is logged and survived: the loop backs off (10 ms
+/// doubling to 1 s) and keeps serving the connections it has. A connection past the cap is closed at
+/// once, and said so on stderr (at most once a second, with a count).
+fn serve_connections<C: Send + 'static>(
+    cap: usize,
+    mut accept: impl FnMut() -> io::Result<(C, String)>,
+    handle: impl Fn(C, &str) + Send + Sync + 'static,
+) -> CliResult {
+    let active = Arc::new(AtomicUsize::new(0));
+    let handle = Arc::new(handle);
+    let mut backoff = Duration::from_millis(10);
+    let (mut refused, mut said_at) = (0u64, None::<Instant>);
+    loop {
+        let (conn, who) = match accept() {
+            Ok(c) => {
+                backoff = Duration::from_millis(10);
+                c
+            }
+            Err(e) => {
+                eprintln!("ringwire echo: accept failed: {e}; still serving, retrying in {backoff:?}");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        // Relaxed: a count, not a synchronisation.
+        if active.load(Ordering::Relaxed) >= cap {
+            refused += 1;
+            if said_at.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+                eprintln!(
+                    "ringwire echo: refused {who} and {} more: {cap} connections open (--max-connections)",
+                    refused - 1
+                );
+                (refused, said_at) = (0, Some(Instant::now()));
+            }
+            drop(conn);
+            continue;
+        }
+        active.fetch_add(1, Ordering::Relaxed);
+        let (active2, handle2) = (active.clone(), handle.clone());
+        let spawned = std::thread::Builder::new().name(format!("echo {who}")).spawn(move || {
+            handle2(conn, &who);
+            active2.fetch_sub(1, Ordering::Relaxed);
+        });
+        if let Err(e) = spawned {
+            // The connection was moved into the closure, which is dropped with the error: it is closed.
+            active.fetch_sub(1, Ordering::Relaxed);
+            eprintln!("ringwire echo: no thread for a connection ({e}); closed it");
+        }
+    }
+}
+
+/// Removes `paths` and exits when SIGINT or SIGTERM arrives (status 128 + signal), so that a server
+/// stopped by Ctrl-C or `kill` leaves no socket file or ring behind.
+fn clean_up_on_signals(paths: Vec<std::path::PathBuf>) -> CliResult {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            for p in &paths {
+                let _ = std::fs::remove_file(p);
+            }
+            std::process::exit(128 + sig);
+        }
+    })?;
+    Ok(())
+}
+
 /// `ringwire echo`: prints `listening on ADDR` once ready, then serves until killed (shm: until its one
-/// client closes).
+/// client closes). A name (unix socket file, shm rings) left behind by a server that died is taken over;
+/// one in use is refused.
 pub fn echo(args: EchoArgs) -> CliResult {
     let max = args.max_message;
+    let cap = args.max_connections.max(1);
     match args.transport.as_str() {
         "tcp" => {
             let listener = tcp::Listener::bind(&args.listen)?;
             say(&format!("listening on {}", listener.local_addr()?));
-            loop {
-                let (mut tx, mut rx, _) = listener.accept()?;
-                tx.set_max_message(max);
-                rx.set_max_message(max);
-                std::thread::spawn(move || serve(tx, rx));
-            }
+            serve_connections(
+                cap,
+                || listener.accept().map(|(tx, rx, addr)| ((tx, rx), addr.to_string())),
+                move |(mut tx, mut rx), who| {
+                    tx.set_max_message(max);
+                    rx.set_max_message(max);
+                    if let Err(e) = serve(tx, rx, who) {
+                        eprintln!("ringwire echo: {e}");
+                    }
+                },
+            )
         }
         "unix" => {
-            let listener = unix::Listener::bind(&args.listen)?;
+            let listener = unix::Listener::bind_reclaiming(&args.listen)?;
+            clean_up_on_signals(vec![args.listen.clone().into()])?;
             say(&format!("listening on {}", args.listen));
-            loop {
-                let (mut tx, mut rx) = listener.accept()?;
-                tx.set_max_message(max);
-                rx.set_max_message(max);
-                std::thread::spawn(move || serve(tx, rx));
-            }
+            let mut n = 0u64;
+            serve_connections(
+                cap,
+                || {
+                    n += 1;
+                    listener.accept().map(|c| (c, format!("client {n}")))
+                },
+                move |(mut tx, mut rx), who| {
+                    tx.set_max_message(max);
+                    rx.set_max_message(max);
+                    if let Err(e) = serve(tx, rx, who) {
+                        eprintln!("ringwire echo: {e}");
+                    }
+                },
+            )
         }
         "udp" => {
-            // One frame per datagram, answered to whoever sent it.
+            // One frame per datagram, answered to whoever sent it. A datagram or a peer's error is that
+            // peer's problem: said (at most once a second) and the server goes on.
             let sock = std::net::UdpSocket::bind(&args.listen)?;
             say(&format!("listening on {}", sock.local_addr()?));
             let mut buf = vec![0u8; 65536];
             let mut out = Vec::new();
+            let mut said_at = None::<Instant>;
+            let mut complain = |what: String| {
+                if said_at.map_or(true, |t: Instant| t.elapsed() >= Duration::from_secs(1)) {
+                    eprintln!("ringwire echo: {what}");
+                    said_at = Some(Instant::now());
+                }
+            };
             loop {
-                let (n, from) = sock.recv_from(&mut buf)?;
+                let (n, from) = match sock.recv_from(&mut buf) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // ICMP errors for earlier replies surface here (ECONNREFUSED): not ours to stop for.
+                        complain(format!("receive: {e}"));
+                        continue;
+                    }
+                };
                 match decode_datagram(&buf[..n], max) {
                     Ok(frame) => {
                         out.clear();
                         encode_into(&mut out, Kind::Data, frame.payload)?;
-                        sock.send_to(&out, from)?;
+                        if let Err(e) = sock.send_to(&out, from) {
+                            complain(format!("reply to {from}: {e}"));
+                        }
                     }
-                    Err(e) => eprintln!("ringwire echo: skipped a bad datagram from {from}: {e}"),
+                    Err(e) => complain(format!("skipped a bad datagram from {from}: {e}")),
                 }
             }
         }
         "shm" => {
-            let (tx, rx) = shm::create(&args.listen, RingConfig::default())?;
+            // Rings left by an echo that died are taken over; rings in use are refused (Busy).
+            let opts = ringwire::ShmOptions::new(RingConfig::default()).reuse_stale(true);
+            let (tx, rx) = shm::create_with(&args.listen, &opts)?;
+            let dir = std::path::Path::new(ringwire::shm::DEFAULT_DIR);
+            clean_up_on_signals(vec![
+                dir.join(format!("{}.down", args.listen)),
+                dir.join(format!("{}.up", args.listen)),
+            ])?;
             say(&format!("listening on {}", args.listen));
-            serve(tx, rx);
-            Ok(())
+            // One client; its end (or a corrupted ring: an error and a non-zero exit) ends the server.
+            serve(tx, rx, "client").map_err(Into::into)
         }
         "websocket" => {
             let mut listener = websocket::Listener::bind_url(&args.listen)?;
             listener.set_options(websocket::Options { max_message: max, ..Default::default() });
             say(&format!("listening on {}", listener.url()?));
-            loop {
+            let (path, opts) = (listener.path().to_string(), listener.options().clone());
+            serve_connections(
+                cap,
                 // The handshake happens on the connection's own thread: a slow client holds up no one.
-                let (stream, peer) = listener.accept_tcp()?;
-                let (path, opts) = (listener.path().to_string(), listener.options().clone());
-                std::thread::spawn(move || match websocket::accept(stream, &path, &opts) {
-                    Ok((tx, rx)) => serve(tx, rx),
-                    Err(e) => eprintln!("ringwire echo: {peer}: {e}"),
-                });
-            }
+                || listener.accept_tcp().map(|(stream, peer)| (stream, peer.to_string())),
+                move |stream, who| match websocket::accept(stream, &path, &opts) {
+                    Ok((tx, rx)) => {
+                        if let Err(e) = serve(tx, rx, who) {
+                            eprintln!("ringwire echo: {e}");
+                        }
+                    }
+                    Err(e) => eprintln!("ringwire echo: {who}: {e}"),
+                },
+            )
         }
         "redis" => {
             let (url, channel) = redis_addr(&args.listen)?;
-            let opts = redis_transport::Options { max_message: max, ..Default::default() };
+            // A server keeps going through a Redis outage: each wait gives up after 5 s (said on stderr),
+            // and the next one reconnects.
+            let opts = redis_transport::Options {
+                max_message: max,
+                give_up: Some(Duration::from_secs(5)),
+                ..Default::default()
+            };
             let mut rx = Subscriber::with_options(&url, &channel, opts.clone())?;
             let mut tx = Publisher::with_options(&url, &format!("{channel}.reply"), opts)?;
             say(&format!("listening on {url}/{channel}"));
+            let mut backoff = Duration::from_millis(100);
             loop {
                 let r = rx.recv();
                 if let Some(report) = rx.take_report() {
                     eprintln!("ringwire echo: {}", describe(&report));
                 }
                 match r {
-                    Ok(msg) => tx.send(&msg)?,
+                    Ok(msg) => {
+                        backoff = Duration::from_millis(100);
+                        if let Err(e) = tx.send(&msg) {
+                            eprintln!("ringwire echo: a reply is lost: {e}");
+                        }
+                    }
                     Err(TransportRecvError::BadFrame(e)) => eprintln!("ringwire echo: skipped a bad frame: {e}"),
-                    Err(e) => return Err(e.into()),
+                    Err(TransportRecvError::PeerReset) => {
+                        eprintln!("ringwire echo: Redis at {url} does not answer; still trying");
+                    }
+                    Err(e) => {
+                        eprintln!("ringwire echo: {e}; retrying in {backoff:?}");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
                 }
             }
         }
@@ -179,6 +331,12 @@ fn describe(r: &redis_transport::DeliveryReport) -> String {
     if r.duplicates > 0 {
         parts.push(format!("{} duplicate(s)", r.duplicates));
     }
+    if r.resets > 0 {
+        parts.push(format!("{} implausible sequence jump(s) taken as publisher resets", r.resets));
+    }
+    if r.forgotten > 0 {
+        parts.push(format!("{} publisher(s) forgotten to bound memory", r.forgotten));
+    }
     parts.join("; ")
 }
 
@@ -201,9 +359,11 @@ impl Receiver for Reporting {
     }
 }
 
-/// `ringwire cat`: each stdin line goes out as one frame; each frame received is printed as a line. Exits
-/// once stdin has ended and a reply has arrived for every line sent, or `--timeout` seconds after stdin
-/// ended.
+/// `ringwire cat`: each stdin line goes out as one frame (split on `\n` only: the bytes between are sent
+/// unchanged, `\r` and invalid UTF-8 included); each frame received is written to stdout unchanged,
+/// followed by `\n`. Exits once stdin has ended and a reply has arrived for every line sent (status 0),
+/// as soon as the server closes or resets the connection (status 1), or `--timeout` seconds after stdin
+/// ended with replies missing (status 3).
 pub fn cat(args: CatArgs) -> CliResult {
     let (tx, rx): (Box<dyn Sender>, Box<dyn Receiver>) = match args.transport.as_str() {
         "tcp" => {
@@ -241,8 +401,17 @@ pub fn cat(args: CatArgs) -> CliResult {
         let (sent, stdin_done) = (sent.clone(), stdin_done.clone());
         let mut tx = tx;
         std::thread::spawn(move || -> CliResult {
-            for line in std::io::stdin().lock().lines() {
-                tx.send(line?.as_bytes())?;
+            let mut stdin = std::io::stdin().lock();
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if stdin.read_until(b'\n', &mut line)? == 0 {
+                    break;
+                }
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                tx.send(&line)?;
                 // Release: the reader's Acquire load sees the count only after the send happened.
                 sent.fetch_add(1, Ordering::Release);
             }
@@ -254,27 +423,42 @@ pub fn cat(args: CatArgs) -> CliResult {
     let mut rx = rx;
     let mut received = 0u64;
     let mut stdin_ended_at = None;
+    let mut out = std::io::stdout().lock();
     loop {
         if stdin_done.load(Ordering::Acquire) {
             let ended = *stdin_ended_at.get_or_insert_with(Instant::now);
-            if received >= sent.load(Ordering::Acquire) {
+            let sent = sent.load(Ordering::Acquire);
+            if received >= sent {
                 break;
             }
-            if args.timeout.is_some_and(|t| ended.elapsed() >= Duration::from_secs_f64(t)) {
-                break;
+            if let Some(t) = args.timeout.filter(|&t| ended.elapsed() >= Duration::from_secs_f64(t)) {
+                eprintln!("ringwire cat: {} of {sent} replies missing after {t} s", sent - received);
+                out.flush()?;
+                std::process::exit(3);
             }
         }
         match rx.recv_deadline(Instant::now() + Duration::from_millis(50)) {
             Ok(msg) => {
-                say(&String::from_utf8_lossy(&msg));
+                out.write_all(&msg)?;
+                out.write_all(b"\n")?;
+                out.flush()?;
                 received += 1;
             }
             Err(TransportRecvError::Timeout) => {}
-            Err(TransportRecvError::PeerGone) => break,
-            Err(e) => return Err(e.into()),
+            Err(TransportRecvError::BadFrame(e)) => eprintln!("ringwire cat: skipped a bad frame: {e}"),
+            // The server went away (cleanly or not) before every reply came: an error, at once, whatever
+            // stdin is still doing.
+            Err(e) => {
+                // Unless that was the server closing after the last reply, once stdin had ended.
+                let sent = sent.load(Ordering::Acquire);
+                if stdin_done.load(Ordering::Acquire) && received >= sent {
+                    break;
+                }
+                return Err(format!("{e} ({} replies missing)", sent.saturating_sub(received)).into());
+            }
         }
         if writer.is_finished() && !stdin_done.load(Ordering::Acquire) {
-            // The writer failed before stdin ended.
+            // The writer failed before stdin ended: its error is the answer.
             break;
         }
     }

@@ -115,8 +115,12 @@ pub fn decode_datagram(datagram: &[u8], max: usize) -> Result<Frame<'_>, FrameEr
     }
 }
 
-/// Bytes a [`FrameDecoder`] asks a reader for at a time (and so the least it may buffer).
+/// Bytes a [`FrameDecoder`] asks a reader for at a time once data is flowing (the buffer grows to it as
+/// bytes arrive).
 pub const READ_CHUNK: usize = 64 << 10;
+
+/// The first buffer a [`FrameDecoder`] allocates; it then at most doubles with the bytes that arrive.
+const FIRST_CHUNK: usize = 4 << 10;
 
 /// An incremental stream decoder: feed it bytes in any pieces ([`push`](Self::push) or
 /// [`read_from`](Self::read_from)), take whole frames out with [`next_frame`](Self::next_frame).
@@ -270,6 +274,11 @@ impl FrameDecoder {
         self.drain_skip();
         let want = if self.skip > 0 { self.skip.min(READ_CHUNK) } else { self.frame_total().max(READ_CHUNK) };
         let want = want.saturating_sub(self.buffered()).max(1);
+        // Grow with what actually arrives, not with what a header announces: ask for no more room than
+        // the buffer already has, or twice what is buffered, or a first small chunk. A peer that sends a
+        // header announcing 1 MiB and nothing else makes us hold a few KiB, not 1 MiB.
+        let grow = self.buf.len().max(2 * self.buffered()).max(FIRST_CHUNK);
+        let want = want.min(grow);
         let room = self.make_room(want);
         let n = reader.read(&mut self.buf[self.end..self.end + room.min(want)])?;
         self.end += n;

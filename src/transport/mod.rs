@@ -55,7 +55,7 @@ pub mod unix;
 #[cfg(feature = "websocket")]
 pub mod websocket;
 
-pub use stream::{FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender};
+pub use stream::{FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender, DEFAULT_STALL_TIMEOUT};
 
 use crate::transport::codec::FrameError;
 use std::io;
@@ -125,17 +125,31 @@ pub enum TransportRecvError {
     /// dead ring producer (after everything it committed), an ICMP "port unreachable" on UDP.
     #[error("the peer reset the connection or died")]
     PeerReset,
-    /// The peer sent something that is not a valid frame. After [`FrameError::Oversize`] (the frame is
-    /// skipped) and on UDP (each datagram stands alone) the receiver stays usable; after a bad header on a
-    /// stream every later call returns the same error.
+    /// The peer sent one message that is not a valid frame, and the receiver skipped it and stays
+    /// usable: an oversize frame ([`FrameError::Oversize`], its payload skipped unbuffered), or a bad
+    /// datagram / WebSocket message / Redis value (each stands alone). Log it and receive again.
     #[error(transparent)]
     BadFrame(FrameError),
+    /// The peer sent bytes that are not a frame on a stream (a bad header, an unknown kind, or the end of
+    /// the stream inside a bad frame): there is no way to find the next frame boundary, so the stream is
+    /// dead. Every later call returns this too. Close the connection; retrying only spins.
+    #[error("the stream is broken beyond repair: {0}")]
+    Broken(FrameError),
     /// This half was closed with [`Receiver::close`].
     #[error("this receiver is closed")]
     Closed,
     /// Any other system error (and ring corruption, as `InvalidData`).
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+impl TransportRecvError {
+    /// Whether the receiver is finished: nothing more will ever arrive, so a receive loop must stop
+    /// (`PeerGone`, `PeerReset`, `Broken`, `Closed`, and I/O errors). `Empty`, `Timeout` and `BadFrame`
+    /// (a skipped message) leave the receiver usable.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, TransportRecvError::Empty | TransportRecvError::Timeout | TransportRecvError::BadFrame(_))
+    }
 }
 
 /// The sending half of a transport.

@@ -56,7 +56,13 @@ pub fn from_env() -> Result<(ShmSender, ShmReceiver), OpenError> {
 
 /// Creates the named rings `NAME.down` (this side sends) and `NAME.up` (this side receives).
 pub fn create(name: &str, config: RingConfig) -> Result<(ShmSender, ShmReceiver), OpenError> {
-    halves(&ShmRing::create(&format!("{name}.down"), config)?, &ShmRing::create(&format!("{name}.up"), config)?)
+    create_with(name, &crate::ShmOptions::new(config))
+}
+
+/// As [`create`], with `opts` (directory, [`reuse_stale`](crate::ShmOptions::reuse_stale): take over
+/// rings left by a dead server, refuse ones in use with [`OpenError::Busy`]).
+pub fn create_with(name: &str, opts: &crate::ShmOptions) -> Result<(ShmSender, ShmReceiver), OpenError> {
+    halves(&opts.create(&format!("{name}.down"))?, &opts.create(&format!("{name}.up"))?)
 }
 
 /// Opens the named rings made by [`create`] from the other side.

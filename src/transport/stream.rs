@@ -6,6 +6,7 @@ use crate::transport::codec::{encode_into, FrameDecoder, FrameError};
 use crate::wire::Kind;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 /// A byte stream over an owned file descriptor: `read(2)` to read; `send(MSG_NOSIGNAL)` to write to a
 /// socket (no SIGPIPE), `write(2)` to anything else.
@@ -104,14 +105,36 @@ pub struct StreamSender<W: Write + AsFd + Send> {
     pos: usize,
     /// Set once a write failed because the peer is gone: later sends fail the same way at once.
     reset: bool,
+    /// A blocking send (or flush, or close) that writes nothing for this long gives up: the peer is
+    /// treated as gone (`PeerReset`). `None`: wait as long as the caller's wait allows.
+    stall: Option<Duration>,
 }
+
+/// How long a stream sender waits for a peer that takes no bytes before treating it as gone (the
+/// WebSocket adapter's `stall_timeout` default too).
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl<W: Write + AsFd + Send> StreamSender<W> {
     /// Wraps a writer, switching its descriptor to non-blocking mode. Messages of up to
     /// [`DEFAULT_MAX_MESSAGE`](super::DEFAULT_MAX_MESSAGE) bytes.
     pub fn new(w: W) -> io::Result<Self> {
         set_nonblocking(w.as_fd())?;
-        Ok(StreamSender { w: Some(w), max: super::DEFAULT_MAX_MESSAGE, out: Vec::new(), pos: 0, reset: false })
+        Ok(StreamSender {
+            w: Some(w),
+            max: super::DEFAULT_MAX_MESSAGE,
+            out: Vec::new(),
+            pos: 0,
+            reset: false,
+            stall: Some(DEFAULT_STALL_TIMEOUT),
+        })
+    }
+
+    /// Sets how long a send may go without the peer taking a single byte before the peer is treated as
+    /// gone: the send returns [`TransportSendError::PeerReset`], and so does every later one (default
+    /// [`DEFAULT_STALL_TIMEOUT`]; `None`: no bound beyond the caller's own wait). A peer that never reads
+    /// therefore holds a blocked sender (and its queued frame) for this long at most.
+    pub fn set_stall_timeout(&mut self, stall: Option<Duration>) {
+        self.stall = stall;
     }
 
     /// Sets the largest message this half sends (at most `u32::MAX`).
@@ -127,13 +150,31 @@ impl<W: Write + AsFd + Send> StreamSender<W> {
     /// Writes `out[pos..]`, waiting as allowed. On `WouldBlock`/`Timeout` some bytes may have gone out.
     fn drain(&mut self, wait: Wait) -> Result<(), TransportSendError> {
         let Some(w) = self.w.as_mut() else { return Err(TransportSendError::Closed) };
+        // When the peer last took bytes (for the stall bound); read from the clock only once we wait.
+        let mut progress: Option<Instant> = None;
         while self.pos < self.out.len() {
             match w.write(&self.out[self.pos..]) {
                 Ok(0) => return Err(TransportSendError::PeerReset),
-                Ok(n) => self.pos += n,
+                Ok(n) => {
+                    self.pos += n;
+                    progress = None;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !poll_fd(w.as_fd(), libc::POLLOUT, wait)? {
+                    let since = *progress.get_or_insert_with(Instant::now);
+                    let stall_at = self.stall.and_then(|s| since.checked_add(s));
+                    // Wait for the caller's deadline or the stall bound, whichever comes first.
+                    let (until, stalled) = match (wait, stall_at) {
+                        (Wait::Forever, Some(s)) => (Wait::Until(s), true),
+                        (Wait::Until(d), Some(s)) if s < d => (Wait::Until(s), true),
+                        (w, _) => (w, false),
+                    };
+                    if !poll_fd(w.as_fd(), libc::POLLOUT, until)? {
+                        if stalled {
+                            // Not one byte taken for the whole stall bound: the peer is gone for us.
+                            self.reset = true;
+                            return Err(TransportSendError::PeerReset);
+                        }
                         return Err(match wait {
                             Wait::Never => TransportSendError::WouldBlock,
                             _ => TransportSendError::Timeout,
@@ -259,13 +300,16 @@ impl<R: Read + AsFd + Send> Receiver for StreamReceiver<R> {
             match self.dec.next_frame() {
                 Ok(Some(frame)) => return Ok(frame.payload.to_vec()),
                 Ok(None) => {}
-                Err(e) => return Err(TransportRecvError::BadFrame(e)),
+                // Skipped (its payload is thrown away as it arrives): the stream goes on.
+                Err(e @ FrameError::Oversize { .. }) => return Err(TransportRecvError::BadFrame(e)),
+                // No way to find the next frame boundary: the stream is dead.
+                Err(e) => return Err(TransportRecvError::Broken(e)),
             }
             if self.eof {
                 return Err(match self.dec.finish() {
                     Ok(()) => TransportRecvError::PeerGone,
                     Err(FrameError::Truncated { .. }) => TransportRecvError::PeerReset,
-                    Err(e) => TransportRecvError::BadFrame(e),
+                    Err(e) => TransportRecvError::Broken(e),
                 });
             }
             match self.dec.read_from(r) {

@@ -23,6 +23,37 @@ impl Listener {
         Ok(Listener { inner, path: Some(path.as_ref().to_path_buf()) })
     }
 
+    /// Binds to `path` like [`bind`](Self::bind), but first takes over a socket file left behind by a
+    /// server that is gone (nobody accepts on it: `ECONNREFUSED`). A path where a server still listens is
+    /// refused (`AddrInUse`, saying so), and anything that is not a socket is never removed.
+    pub fn bind_reclaiming(path: impl AsRef<Path>) -> io::Result<Listener> {
+        let path = path.as_ref();
+        match Self::bind(path) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
+            r => return r,
+        }
+        let meta = std::fs::symlink_metadata(path)?;
+        if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        match UnixStream::connect(path) {
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{}: another server is listening there", path.display()),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                // Stale: its server is gone. Remove it and bind again (a race with another server doing
+                // the same ends in one of the two getting AddrInUse).
+                std::fs::remove_file(path)?;
+                Self::bind(path)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Binds to `name` in the abstract namespace.
     pub fn bind_abstract(name: &[u8]) -> io::Result<Listener> {
         let inner = UnixListener::bind_addr(&SocketAddr::from_abstract_name(name)?)?;

@@ -131,7 +131,9 @@ pub fn echo<S: Sender, R: Receiver>((mut tx, mut rx): (S, R)) -> CliResult {
                 tx.close()?;
                 return Ok(());
             }
+            // One message skipped (oversize, or a bad datagram): the connection goes on.
             Err(TransportRecvError::BadFrame(e)) => eprintln!("echo: skipped: {e}"),
+            // Broken streams, resets, I/O errors: nothing more will arrive.
             Err(e) => return Err(e.into()),
         }
     }

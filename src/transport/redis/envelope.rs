@@ -35,7 +35,23 @@ pub struct DeliveryReport {
     /// Stream entries delivered again from a pending list: this consumer's own after it was created
     /// again under the same name, or entries claimed from a consumer that stopped acknowledging.
     pub redelivered: u64,
+    /// Sequence jumps too large to be real losses (more than [`MAX_PLAUSIBLE_GAP`]: a forged or corrupted
+    /// envelope, or a publisher that starts its numbering over): not counted as lost; tracking of that
+    /// publisher starts again from the new number.
+    pub resets: u64,
+    /// Publishers no longer tracked, to bound memory (more than [`MAX_TRACKED_PUBLISHERS`] seen; the
+    /// least recently heard is forgotten). A forgotten publisher that sends again starts afresh: what it
+    /// lost meanwhile is not counted.
+    pub forgotten: u64,
 }
+
+/// A jump in a publisher's sequence numbers larger than this is taken as a reset, not as that many lost
+/// messages (2^32: more than a day of an outage at 40,000 messages a second).
+pub const MAX_PLAUSIBLE_GAP: u64 = 1 << 32;
+
+/// Publishers a receiver keeps sequence state for (16 bytes each plus the map's overhead); past it the
+/// least recently heard is forgotten (and counted in [`DeliveryReport::forgotten`]).
+pub const MAX_TRACKED_PUBLISHERS: usize = 4096;
 
 impl DeliveryReport {
     /// Messages known lost (the sum of the gaps).
@@ -49,10 +65,13 @@ impl DeliveryReport {
     }
 }
 
-/// Per-publisher sequence tracking.
+/// Per-publisher sequence tracking, bounded to [`MAX_TRACKED_PUBLISHERS`] entries.
 #[derive(Debug, Default)]
 pub(super) struct Tracker {
-    pub(super) next: HashMap<u64, u64>,
+    /// Publisher id -> (next sequence number expected, when it was last heard from).
+    pub(super) next: HashMap<u64, (u64, u64)>,
+    /// A clock of messages observed (for "least recently heard").
+    pub(super) tick: u64,
     pub(super) report: DeliveryReport,
 }
 
@@ -62,21 +81,39 @@ impl Tracker {
         if redelivered {
             self.report.redelivered += 1;
         }
+        self.tick += 1;
+        let tick = self.tick;
         match self.next.get_mut(&publisher) {
             None => {
+                if self.next.len() >= MAX_TRACKED_PUBLISHERS {
+                    self.forget_oldest();
+                }
                 // Messages a publisher sent before we first heard from it were not ours to receive.
-                self.next.insert(publisher, seq + 1);
+                self.next.insert(publisher, (seq.wrapping_add(1), tick));
             }
-            Some(next) if seq == *next => *next += 1,
-            Some(next) if seq > *next => {
-                self.report.gaps.push(Gap { publisher, first: *next, count: seq - *next });
-                *next = seq + 1;
-            }
-            Some(_) => {
-                if !redelivered {
+            Some((next, heard)) => {
+                *heard = tick;
+                if seq == *next {
+                    *next = seq.wrapping_add(1);
+                } else if seq > *next && seq - *next <= MAX_PLAUSIBLE_GAP {
+                    self.report.gaps.push(Gap { publisher, first: *next, count: seq - *next });
+                    *next = seq.wrapping_add(1);
+                } else if seq > *next {
+                    self.report.resets += 1;
+                    *next = seq.wrapping_add(1);
+                } else if !redelivered {
                     self.report.duplicates += 1;
                 }
             }
+        }
+    }
+
+    /// Drops the publisher heard from least recently (a scan: only when a new publisher arrives at the
+    /// bound).
+    fn forget_oldest(&mut self) {
+        if let Some(&oldest) = self.next.iter().min_by_key(|(_, &(_, heard))| heard).map(|(id, _)| id) {
+            self.next.remove(&oldest);
+            self.report.forgotten += 1;
         }
     }
 
@@ -151,6 +188,31 @@ mod tests {
         let r = t.take().unwrap();
         assert_eq!(r.gaps, [Gap { publisher: 1, first: 7, count: 2 }]);
         assert_eq!((r.lost(), r.duplicates, r.redelivered), (2, 1, 1));
+        assert!(t.take().is_none());
+    }
+
+    #[test]
+    fn tracker_takes_implausible_jumps_as_resets() {
+        let mut t = Tracker::default();
+        t.observe(1, 0, false);
+        t.observe(1, u64::MAX - 2, false); // a forged jump of almost 2^64
+        t.observe(1, 1, false); // the real publisher's next: it looks like a duplicate, not 2^64 lost
+        let r = t.take().unwrap();
+        assert_eq!((r.lost(), r.resets, r.duplicates), (0, 1, 1), "{r:?}");
+    }
+
+    #[test]
+    fn tracker_memory_is_bounded() {
+        let mut t = Tracker::default();
+        let n = MAX_TRACKED_PUBLISHERS as u64 + 1000;
+        for id in 0..n {
+            t.observe(id, 0, false);
+        }
+        assert_eq!(t.next.len(), MAX_TRACKED_PUBLISHERS);
+        let r = t.take().unwrap();
+        assert_eq!(r.forgotten, 1000);
+        // The most recent publishers are the ones kept: their next message is in order.
+        t.observe(n - 1, 1, false);
         assert!(t.take().is_none());
     }
 

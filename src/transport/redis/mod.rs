@@ -58,7 +58,7 @@ mod link;
 mod pubsub;
 mod stream;
 
-pub use envelope::{DeliveryReport, Gap};
+pub use envelope::{DeliveryReport, Gap, MAX_PLAUSIBLE_GAP, MAX_TRACKED_PUBLISHERS};
 pub use pubsub::{Publisher, Subscriber};
 pub use stream::{AckMode, StreamConsumer, StreamProducer};
 

@@ -5,7 +5,10 @@ use super::halves::{split, WsReceiver, WsSender};
 use super::*;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::time::Instant;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::handshake::HandshakeRole;
 use tungstenite::{Error as WsError, HandshakeError};
 
 /// A listening socket that accepts WebSocket clients on one path.
@@ -73,8 +76,9 @@ impl Listener {
 /// Completes the server side of the handshake on an accepted stream (blocking, within
 /// `opts.handshake_timeout`), refusing any path but `path` with a 404.
 pub fn accept(stream: TcpStream, path: &str, opts: &Options) -> io::Result<(WsSender, WsReceiver)> {
-    stream.set_read_timeout(Some(opts.handshake_timeout))?;
-    stream.set_write_timeout(Some(opts.handshake_timeout))?;
+    let deadline = Instant::now() + opts.handshake_timeout;
+    let watch = stream.try_clone()?;
+    stream.set_nonblocking(true)?;
     let mut asked = None;
     // The signature is tungstenite's handshake callback's.
     #[allow(clippy::result_large_err)]
@@ -88,12 +92,11 @@ pub fn accept(stream: TcpStream, path: &str, opts: &Options) -> io::Result<(WsSe
             Err(e)
         }
     };
-    let ws = match tungstenite::accept_hdr_with_config(stream, check, Some(opts.config())) {
+    let started = tungstenite::accept_hdr_with_config(stream, check, Some(opts.config()));
+    let ws = match complete(started, &watch, deadline) {
         Ok(ws) => ws,
-        Err(HandshakeError::Interrupted(_)) => {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "WebSocket handshake timed out"))
-        }
-        Err(HandshakeError::Failure(e)) => {
+        Err(None) => return Err(timed_out()),
+        Err(Some(e)) => {
             return Err(match asked {
                 Some(p) => io::Error::new(io::ErrorKind::NotFound, format!("client asked for {p}, not {path}")),
                 None => ws_io_error(e),
@@ -110,6 +113,7 @@ pub fn connect(url: &str) -> io::Result<(WsSender, WsReceiver)> {
 
 /// Connects to `ws://host:port/path`; the handshake must complete within `opts.handshake_timeout`.
 pub fn connect_with(url: &str, opts: &Options) -> io::Result<(WsSender, WsReceiver)> {
+    let deadline = Instant::now() + opts.handshake_timeout;
     let (hostport, _) = parse_url(url)?;
     let mut last = None;
     let mut stream = None;
@@ -127,16 +131,44 @@ pub fn connect_with(url: &str, opts: &Options) -> io::Result<(WsSender, WsReceiv
         (None, Some(e)) => return Err(e),
         (None, None) => return Err(io::Error::new(io::ErrorKind::NotFound, format!("{hostport}: no address"))),
     };
-    stream.set_read_timeout(Some(opts.handshake_timeout))?;
-    stream.set_write_timeout(Some(opts.handshake_timeout))?;
-    let ws = match tungstenite::client::client_with_config(url, stream, Some(opts.config())) {
+    let watch = stream.try_clone()?;
+    stream.set_nonblocking(true)?;
+    let started = tungstenite::client::client_with_config(url, stream, Some(opts.config()));
+    let ws = match complete(started, &watch, deadline) {
         Ok((ws, _response)) => ws,
-        Err(HandshakeError::Interrupted(_)) => {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "WebSocket handshake timed out"))
-        }
-        Err(HandshakeError::Failure(e)) => return Err(ws_io_error(e)),
+        Err(None) => return Err(timed_out()),
+        Err(Some(e)) => return Err(ws_io_error(e)),
     };
     split(ws, opts)
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "WebSocket handshake timed out")
+}
+
+/// Drives a handshake on a non-blocking socket to its end, waiting for input with `poll(2)` until
+/// `deadline` at most: the handshake timeout is a total deadline, so a client that trickles one byte at
+/// a time can't hold the connection longer. (Waiting only for input is enough: both sides' writes are a
+/// few hundred bytes that a socket buffer takes at once; a peer that reads nothing times out.)
+/// `Err(None)`: the deadline passed.
+fn complete<Role: HandshakeRole>(
+    mut step: Result<Role::FinalResult, HandshakeError<Role>>,
+    watch: &TcpStream,
+    deadline: Instant,
+) -> Result<Role::FinalResult, Option<WsError>> {
+    loop {
+        match step {
+            Ok(done) => return Ok(done),
+            Err(HandshakeError::Failure(e)) => return Err(Some(e)),
+            Err(HandshakeError::Interrupted(mid)) => {
+                match crate::process::poll_fd(watch.as_fd(), libc::POLLIN, Some(deadline), false) {
+                    Ok(true) => step = mid.handshake(),
+                    Ok(false) => return Err(None),
+                    Err(e) => return Err(Some(WsError::Io(e))),
+                }
+            }
+        }
+    }
 }
 
 pub(super) fn ws_io_error(e: WsError) -> io::Error {

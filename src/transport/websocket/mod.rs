@@ -84,7 +84,7 @@ impl Default for Options {
             max_message: DEFAULT_MAX_MESSAGE,
             ping_interval: Some(Duration::from_secs(15)),
             ping_timeout: Duration::from_secs(15),
-            stall_timeout: Duration::from_secs(30),
+            stall_timeout: crate::transport::DEFAULT_STALL_TIMEOUT,
             max_queued: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
         }
