@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up, house rules, formatting and lints, unit and integration tests (real
-# processes, kill -9 loops, security and corruption property tests), doc tests, the criterion benches in
-# test mode and the `ringwire bench --quick --json` smoke test, loom model checks, ThreadSanitizer, and
-# 30 s of fuzzing. This is the command README.md gives and .ci/run calls.
+# processes, kill -9 loops, hostile peers, security and corruption property tests), doc tests, the
+# criterion benches in test mode and the `ringwire bench --quick --json` smoke test, a 60 s soak, loom
+# model checks, ThreadSanitizer, and 30 s of fuzzing. This is the command README.md gives and .ci/run calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +34,8 @@ cargo test --workspace --all-targets
 echo "== doc tests, and docs that build without warnings (broken or private links) =="
 cargo test --workspace --doc
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+echo "== soak: echo/cat under client and Redis connection kills (60 s) =="
+./scripts/soak.sh 60
 echo "== loom model checks =="
 bash loom-tests/run.sh
 echo "== ThreadSanitizer (in-process ring tests) =="
