@@ -23,6 +23,7 @@ ALLOWED = {
     "ring": {"sync", "wire", "wait"},
     "shm": {"sync", "ring", "wait", "process"},
     "transport": {"sync", "wire", "ring", "shm", "wait", "process"},
+    "events": set(),
 }
 
 

@@ -13,6 +13,9 @@
 //!    `Receiver` interface over the ring, pipes, sockets, UDP, child stdio, inherited socketpairs,
 //!    WebSocket and Redis, and the stream codec.
 //!
+//! Beside them, `events` (feature `events`): Node's `EventEmitter` in one process, a leaf that uses
+//! no other layer.
+//!
 //! With default features the crate is the rings and nothing else (its dependencies: crossbeam-utils,
 //! libc, memmap2, thiserror). The `ringwire` command is the separate `ringwire-cli` crate.
 //!
@@ -33,6 +36,9 @@
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
 pub(crate) mod sync;
+
+#[cfg(feature = "events")]
+pub mod events;
 
 pub mod process;
 pub mod ring;
