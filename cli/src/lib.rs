@@ -10,11 +10,13 @@
 //!   adapter.
 //! * [`bench`](mod@bench): `ringwire bench` — plan, rows, report, plot.
 //! * [`tools`]: `ringwire echo` and `ringwire cat`.
+//! * [`ops`]: `ringwire ls`, `inspect`, `clean`, `pub`, `sub`, `send`, `recv` (named rings of this host).
 //!
 //! This crate is a library as well as the binary so that the dev-only `ringwire-testkit` crate can run
 //! the same peers and connect to them the same way in the test suites and criterion benches.
 
 pub mod bench;
+pub mod ops;
 pub mod peer;
 pub mod probe;
 pub mod tools;
@@ -42,6 +44,21 @@ enum Command {
     /// Send each line of stdin as one frame and print each frame received as a line (tcp, unix, udp, shm,
     /// websocket, redis).
     Cat(tools::CatArgs),
+    /// List every ringwire region on this host (/dev/shm): kind, sizes, fill, endpoints (pid, alive),
+    /// subscriber lag, counters.
+    Ls(ops::LsArgs),
+    /// Show one region: header, cursors, states, counters, participant table. Never writes.
+    Inspect(ops::InspectArgs),
+    /// Remove regions nothing uses any more (every endpoint dead, creator gone); prints what it removed.
+    Clean(ops::CleanArgs),
+    /// Publish each stdin line on a broadcast ring.
+    Pub(ops::RingArgs),
+    /// Print every message of a broadcast ring from now on, one per line.
+    Sub(ops::RingArgs),
+    /// Send each stdin line into a queue (SPSC or MPMC ring).
+    Send(ops::RingArgs),
+    /// Print every message of a queue (SPSC or MPMC ring), one per line.
+    Recv(ops::RingArgs),
     /// Internal: the far side of a benchmark row (spawned by `ringwire bench`).
     #[command(name = "__peer", hide = true)]
     Peer(peer::PeerArgs),
@@ -54,10 +71,21 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Echo(args) => tools::echo(args),
         Command::Cat(args) => tools::cat(args),
+        Command::Ls(args) => ops::ls(args),
+        Command::Inspect(args) => ops::inspect_cmd(args),
+        Command::Clean(args) => ops::clean(args),
+        Command::Pub(args) => ops::publish(args),
+        Command::Sub(args) => ops::subscribe(args),
+        Command::Send(args) => ops::send(args),
+        Command::Recv(args) => ops::recv(args),
         Command::Peer(args) => peer::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `ringwire ls | head`: the reader left; nothing more to say.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("ringwire: {e}");
             ExitCode::FAILURE

@@ -9,6 +9,8 @@
 pub mod broadcast;
 mod contract;
 mod error;
+#[cfg(not(ringwire_loom))]
+pub mod inspect;
 pub mod mpmc;
 pub mod slots;
 pub mod spsc;

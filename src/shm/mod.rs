@@ -14,6 +14,8 @@
 
 mod error;
 mod file;
+#[cfg(not(ringwire_loom))]
+pub mod inspect;
 mod region;
 
 pub use error::OpenError;

@@ -30,6 +30,15 @@ pub struct ShmRegion {
     pub(crate) flags: u32,
     /// Set for a named ring whose file this value unlinks when dropped.
     pub(crate) unlink: Option<PathBuf>,
+    /// Whether the file had a name when mapped (a named ring, not a memfd). An endpoint attaching to a
+    /// named ring whose file has since been removed (`ringwire clean`) is refused: it would hold a ring
+    /// nobody else can find.
+    pub(crate) linked: bool,
+}
+
+/// Whether `file` has at least one name in the filesystem.
+fn has_name(file: &File) -> bool {
+    file.metadata().map(|m| std::os::unix::fs::MetadataExt::nlink(&m) > 0).unwrap_or(false)
 }
 
 /// Lock bytes of the region file that endpoints may hold: SPSC uses bytes 0 and 1, the slot rings one
@@ -149,6 +158,14 @@ unsafe impl Storage for ShmRegion {
         if !try_lock(&fd, lock as i64, 1).map_err(as_attach)? {
             return Ok(None);
         }
+        // A cleaner removes a ring only while it holds every lock byte, so once we hold ours either the
+        // file still has its name (and the cleaner will find us) or it was removed before: refuse then.
+        if self.linked && !has_name(&self.file) {
+            return Err(AttachError::Io {
+                op: "attach",
+                source: io::Error::new(io::ErrorKind::NotFound, "the ring was removed (ringwire clean)"),
+            });
+        }
         Ok(Some(RoleToken(Some(fd))))
     }
     fn alive(&self, lock: u32, _state: &AtomicU32) -> bool {
@@ -195,7 +212,8 @@ pub(crate) fn init_mapped<C: ControlBlock>(
         std::ptr::write_bytes(map.as_mut_ptr(), 0, total);
         (map.as_mut_ptr() as *mut C).write(control);
     }
-    let region = ShmRegion { map, kind: C::KIND, file, config, flags, unlink: None };
+    let linked = has_name(&file);
+    let region = ShmRegion { map, kind: C::KIND, file, config, flags, unlink: None, linked };
     crate::ring::publish(region.control::<C>());
     Ok(region)
 }
@@ -217,7 +235,8 @@ pub(crate) fn map_existing(file: File, kind: RingKind) -> Result<ShmRegion, Open
     if found != kind {
         return Err(OpenError::WrongKind(found as u32));
     }
-    Ok(ShmRegion { map, kind, file, config, flags, unlink: None })
+    let linked = has_name(&file);
+    Ok(ShmRegion { map, kind, file, config, flags, unlink: None, linked })
 }
 
 /// Reads every header field exactly once and checks it. `base` maps `size` >= one page.

@@ -132,7 +132,7 @@ impl Control {
 }
 
 /// The lock byte of an SPSC role.
-fn lock_of(role: Role) -> u32 {
+pub(crate) fn lock_of(role: Role) -> u32 {
     match role {
         Role::Producer => 0,
         Role::Consumer => 1,
