@@ -30,6 +30,8 @@ for f in transport json redis websocket events; do
 done
 
 echo "== unit, integration, benches (test mode) =="
+# tests/examples.rs runs the example binaries: build them first (all features, as the workspace does).
+cargo build --quiet --workspace --examples
 cargo test --workspace --all-targets
 echo "== doc tests, and docs that build without warnings (broken or private links) =="
 cargo test --workspace --doc

@@ -1,6 +1,6 @@
-//! Publishes numbered messages into a named ring; run `subscriber` in another terminal.
+//! Publishes numbered messages into a named ring; run `spsc_consumer` in another terminal.
 //!
-//! Run: `cargo run --example publisher` then `cargo run --example subscriber`
+//! Run: `cargo run --example spsc_producer` then `cargo run --example spsc_consumer`
 
 use ringwire::{RingConfig, ShmRing};
 use std::error::Error;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 fn main() -> Result<(), Box<dyn Error>> {
     let ring = ShmRing::create("ringwire-example", RingConfig::default())?;
-    println!("created /dev/shm/ringwire-example; waiting for a subscriber");
+    println!("created /dev/shm/ringwire-example; waiting for a consumer");
     let mut tx = ring.producer()?;
     for i in 0..10u32 {
         // Zero-copy: reserve space in the ring, write in place, commit.

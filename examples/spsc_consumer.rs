@@ -1,6 +1,6 @@
-//! Reads the messages of `publisher` from the named ring until the publisher closes it.
+//! Reads the messages of `spsc_producer` from the named ring until the publisher closes it.
 //!
-//! Run: `cargo run --example subscriber` (after starting `publisher`)
+//! Run: `cargo run --example spsc_consumer` (after starting `spsc_producer`)
 
 use ringwire::spsc::RecvError;
 use ringwire::ShmRing;
@@ -15,6 +15,6 @@ fn main() -> Result<(), Box<dyn Error>> {
             Err(e) => return Err(e.into()),
         }
     }
-    println!("publisher closed the ring");
+    println!("producer closed the ring");
     Ok(())
 }
