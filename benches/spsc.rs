@@ -1,7 +1,8 @@
 //! criterion benches for the SPSC ring.
 //!
 //! * `inproc_stream/*`: one thread streams 64-byte messages to another: ringwire's heap ring vs
-//!   crossbeam-channel `bounded` and `std::sync::mpsc::sync_channel` (both carrying `Vec<u8>`).
+//!   rtrb (as a byte ring, copying in place), crossbeam-channel `bounded` and `std::sync::mpsc::sync_channel`
+//!   (both carrying `Vec<u8>`).
 //! * `xproc_rtt/*`, `xproc_stream/*`: across processes, with the echo and sink peers `ringwire bench` uses
 //!   (the same peers `ringwire bench` uses), for 64 B and 4 KiB.
 //!
@@ -40,6 +41,45 @@ fn inproc_stream(c: &mut Criterion) {
                 tx.send(&msg).unwrap();
             }
             drop(tx);
+            assert_eq!(sink.join().unwrap(), iters);
+            t0.elapsed()
+        })
+    });
+    g.bench_function(BenchmarkId::new("rtrb", size), |b| {
+        // rtrb as a byte ring: each message copied into a write chunk and out of a read chunk in place.
+        b.iter_custom(|iters| {
+            let (mut tx, mut rx) = rtrb::RingBuffer::<u8>::new(1 << 20);
+            let sink = std::thread::spawn(move || {
+                let mut buf = vec![0u8; size];
+                let mut n = 0u64;
+                while n < iters {
+                    if let Ok(chunk) = rx.read_chunk(size) {
+                        let (a, b) = chunk.as_slices();
+                        buf[..a.len()].copy_from_slice(a);
+                        buf[a.len()..].copy_from_slice(b);
+                        chunk.commit_all();
+                        n += 1;
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+                n
+            });
+            let msg = payload(size);
+            let t0 = Instant::now();
+            let mut sent = 0;
+            while sent < iters {
+                if let Ok(mut chunk) = tx.write_chunk(size) {
+                    let (a, b) = chunk.as_mut_slices();
+                    let k = a.len();
+                    a.copy_from_slice(&msg[..k]);
+                    b.copy_from_slice(&msg[k..]);
+                    chunk.commit_all();
+                    sent += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
             assert_eq!(sink.join().unwrap(), iters);
             t0.elapsed()
         })

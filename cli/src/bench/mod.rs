@@ -38,6 +38,7 @@ pub const TRANSPORTS: &[&str] = &[
     "redis-pubsub",
     "redis-stream",
     "crossbeam",
+    "rtrb",
 ];
 
 #[derive(clap::Args, Debug)]
@@ -46,7 +47,7 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, shm-mpmc, shm-broadcast,
-    /// pipe, stdio, fork, unix, tcp, udp, websocket, redis-pubsub, redis-stream, crossbeam.
+    /// pipe, stdio, fork, unix, tcp, udp, websocket, redis-pubsub, redis-stream, crossbeam, rtrb.
     #[arg(long, value_delimiter = ',')]
     transports: Option<Vec<String>>,
     /// The Redis server of the redis-pubsub and redis-stream rows (redis://host:port or host:port). When
@@ -100,7 +101,7 @@ pub fn run(args: BenchArgs) -> CliResult {
             let waits: &[&'static str] = match t {
                 "limit" => &["spin"],
                 "shm-spsc" => &["spin", "adaptive"],
-                "shm-mpmc" | "shm-broadcast" => &["spin"],
+                "shm-mpmc" | "shm-broadcast" | "rtrb" => &["spin"],
                 _ => &["block"],
             };
             for &wait in waits {
@@ -244,6 +245,10 @@ fn measure(plan: &Plan, counts: &Counts, redis: &str) -> CliResult<Measured> {
             rtt: crossbeam_rtt(plan.size, counts)?,
             throughput: crossbeam_stream(plan.size, counts.stream(plan.size))?,
         }),
+        "rtrb" => Ok(Measured {
+            rtt: rtrb_rtt(plan.size, counts)?,
+            throughput: rtrb_stream(plan.size, counts.stream(plan.size))?,
+        }),
         other => Err(format!("no measurement for {other}").into()),
     }
 }
@@ -372,6 +377,117 @@ fn crossbeam_stream(size: usize, count: u64) -> CliResult<Throughput> {
     let elapsed = t0.elapsed();
     if !ok {
         return Err("crossbeam sink saw a wrong message".into());
+    }
+    Ok(Throughput::new(count, size, elapsed))
+}
+
+/// rtrb (the fastest in-process SPSC ring in the Rust ecosystem) as a byte ring: each message is `size`
+/// bytes written into a write chunk and read out of a read chunk in place (no allocation, no framing: both
+/// sides know the size), between two pinned threads spinning on `slots()`. The in-process reference a
+/// user would pick instead of ringwire's heap ring.
+const RTRB_BYTES: usize = 1 << 20;
+
+/// Copies message `i` into the ring (spinning until `size` bytes are free).
+fn rtrb_put(tx: &mut rtrb::Producer<u8>, base: &[u8], i: u64) {
+    let size = base.len();
+    loop {
+        if let Ok(mut chunk) = tx.write_chunk(size) {
+            let (a, b) = chunk.as_mut_slices();
+            let k = a.len();
+            a.copy_from_slice(&base[..k]);
+            b.copy_from_slice(&base[k..]);
+            // Stamp the sequence number as `stamp` does, across the chunk's two slices.
+            for (j, byte) in i.to_le_bytes().into_iter().take(size.min(8)).enumerate() {
+                if j < k {
+                    a[j] = byte;
+                } else {
+                    b[j - k] = byte;
+                }
+            }
+            chunk.commit_all();
+            return;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Takes the next `size`-byte message out of the ring into `out` (spinning until it is there).
+fn rtrb_take(rx: &mut rtrb::Consumer<u8>, out: &mut [u8]) {
+    loop {
+        if let Ok(chunk) = rx.read_chunk(out.len()) {
+            let (a, b) = chunk.as_slices();
+            out[..a.len()].copy_from_slice(a);
+            out[a.len()..].copy_from_slice(b);
+            chunk.commit_all();
+            return;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+fn rtrb_rtt(size: usize, counts: &Counts) -> CliResult<Histogram<u64>> {
+    let (mut to_tx, mut to_rx) = rtrb::RingBuffer::<u8>::new(RTRB_BYTES);
+    let (mut back_tx, mut back_rx) = rtrb::RingBuffer::<u8>::new(RTRB_BYTES);
+    let total = counts.rtt_warmup + counts.rtt_samples;
+    let echo = std::thread::spawn(move || {
+        pin_to(1);
+        let mut buf = vec![0u8; size];
+        for _ in 0..total {
+            rtrb_take(&mut to_rx, &mut buf);
+            loop {
+                if let Ok(mut chunk) = back_tx.write_chunk(size) {
+                    let (a, b) = chunk.as_mut_slices();
+                    let k = a.len();
+                    a.copy_from_slice(&buf[..k]);
+                    b.copy_from_slice(&buf[k..]);
+                    chunk.commit_all();
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+    });
+    let base = base_payload(size);
+    let mut reply = vec![0u8; size];
+    let mut h = histogram();
+    for i in 0..total {
+        let t0 = Instant::now();
+        rtrb_put(&mut to_tx, &base, i);
+        rtrb_take(&mut back_rx, &mut reply);
+        let dt = t0.elapsed().as_nanos() as u64;
+        if !verify(&reply, &base, i) {
+            return Err(format!("rtrb echo returned a wrong message at {i}").into());
+        }
+        if i >= counts.rtt_warmup {
+            h.saturating_record(dt);
+        }
+    }
+    echo.join().map_err(|_| "rtrb echo thread panicked")?;
+    Ok(h)
+}
+
+fn rtrb_stream(size: usize, count: u64) -> CliResult<Throughput> {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<u8>::new(RTRB_BYTES);
+    let sink = std::thread::spawn(move || {
+        pin_to(1);
+        let base = base_payload(size);
+        let mut buf = vec![0u8; size];
+        let mut ok = true;
+        for i in 0..count {
+            rtrb_take(&mut rx, &mut buf);
+            ok &= verify(&buf, &base, i);
+        }
+        ok
+    });
+    let base = base_payload(size);
+    let t0 = Instant::now();
+    for i in 0..count {
+        rtrb_put(&mut tx, &base, i);
+    }
+    let ok = sink.join().map_err(|_| "rtrb sink panicked")?;
+    let elapsed = t0.elapsed();
+    if !ok {
+        return Err("rtrb sink saw a wrong message".into());
     }
     Ok(Throughput::new(count, size, elapsed))
 }
