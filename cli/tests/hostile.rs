@@ -439,3 +439,44 @@ fn redis_echo_outlives_a_redis_outage() {
         }
     });
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// 200 connections that each send one 8-byte header announcing the largest message (1 MiB) and then
+/// nothing: the server holds memory for what arrived (a few KiB of buffer and a thread's stack each),
+/// not for what was announced (200 MiB).
+#[test]
+fn announced_sizes_cost_no_memory_until_the_bytes_arrive() {
+    watchdog(LIMIT, || {
+        let echo = Echo::start(&["--transport", "tcp", "--listen", "127.0.0.1:0"]);
+        let pid = echo.pid();
+        let before = rss_kib(pid);
+        let t0 = threads(pid);
+        let header = [0u8, 0, 0x10, 0, 1, 0, 0, 0]; // len = 1 MiB, kind 1
+        let conns: Vec<TcpStream> = (0..200)
+            .map(|_| {
+                let mut s = TcpStream::connect(&echo.addr).unwrap();
+                s.write_all(&header).unwrap();
+                s
+            })
+            .collect();
+        settle("200 connection threads", || threads(pid) >= t0 + 200);
+        // Each connection's thread has read its header by now or will without allocating more; give the
+        // reads a chance, then measure.
+        settle("the headers read", || fds(pid) >= 200);
+        let grown = rss_kib(pid).saturating_sub(before);
+        assert!(grown < 200 * 128, "RSS grew {grown} KiB for 200 eight-byte headers");
+        drop(conns);
+    });
+}
