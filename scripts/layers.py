@@ -24,6 +24,7 @@ ALLOWED = {
     "shm": {"sync", "ring", "wait", "process"},
     "transport": {"sync", "wire", "ring", "shm", "wait", "process"},
     "events": set(),
+    "socket": {"wire", "ring", "transport", "events"},
 }
 
 

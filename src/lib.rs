@@ -14,7 +14,9 @@
 //!    WebSocket and Redis, and the stream codec.
 //!
 //! Beside them, `events` (feature `events`): Node's `EventEmitter` in one process, a leaf that uses
-//! no other layer.
+//! no other layer; and above the transports and rings, `socket` (feature `events`): named events on
+//! the wire (the frame header's `ext`), typed payloads, a duplex `Socket` that dispatches to an
+//! `EventEmitter`, acknowledgements.
 //!
 //! With default features the crate is the rings and nothing else (its dependencies: crossbeam-utils,
 //! libc, memmap2, thiserror). The `ringwire` command is the separate `ringwire-cli` crate.
@@ -43,6 +45,8 @@ pub mod events;
 pub mod process;
 pub mod ring;
 pub mod shm;
+#[cfg(feature = "events")]
+pub mod socket;
 #[cfg(feature = "transport")]
 pub mod transport;
 pub mod wait;

@@ -16,8 +16,10 @@
 //! * `kind`: [`Kind`]. `0` is never a valid kind, so an all-zero header word never is a frame: the ring
 //!   uses zero as its "nothing committed here yet" marker. `0x7f` ([`Kind::Pad`]) exists only in the ring.
 //! * `flags`: reserved, must be 0 in layout version 1.
-//! * `ext`: length of an extension block that a later event-name layer will put in front of the payload;
-//!   must be 0 in layout version 1.
+//! * `ext`: length of an event name placed at the start of the payload (the events layer, feature
+//!   `events`): the first `ext` of the `len` payload bytes are the name, the rest the event's payload.
+//!   0 for a plain message. `ext <= len` always (a header with `ext > len` is refused:
+//!   [`HeaderDecodeError::ExtTooLong`]); a [`Kind::Pad`] has `ext = 0`.
 //!
 //! In the ring a record is a frame padded with zeros to the next multiple of 8 bytes, so every header
 //! is 8-byte aligned and can be read and published as one atomic `u64`.
@@ -52,6 +54,8 @@ pub struct FrameHeader {
     pub len: u32,
     /// Frame kind.
     pub kind: Kind,
+    /// How many of the `len` payload bytes, at its start, are an event name (0: a plain message).
+    pub ext: u16,
 }
 
 /// Why 8 header bytes are not a valid frame header.
@@ -60,13 +64,21 @@ pub enum HeaderDecodeError {
     /// The kind byte names no known kind.
     #[error("unknown frame kind {0}")]
     UnknownKind(u8),
-    /// A reserved field (flags or ext) is not zero.
+    /// The reserved flags byte is not zero (or a padding record has a non-zero `ext`).
     #[error("reserved frame header bits set: flags={flags:#x} ext={ext:#x}")]
     Reserved {
         /// The flags byte found.
         flags: u8,
         /// The ext field found.
         ext: u16,
+    },
+    /// `ext` (the event-name length) is larger than the whole payload.
+    #[error("event name of {ext} bytes in a payload of {len}")]
+    ExtTooLong {
+        /// The ext field found.
+        ext: u16,
+        /// The payload length found.
+        len: u32,
     },
 }
 
@@ -75,7 +87,13 @@ impl FrameHeader {
     /// atomic store).
     #[inline]
     pub const fn to_word(self) -> u64 {
-        self.len as u64 | (self.kind as u64) << 32
+        self.len as u64 | (self.kind as u64) << 32 | (self.ext as u64) << 48
+    }
+
+    /// A data frame header with a `len`-byte payload, no event name.
+    #[inline]
+    pub const fn data(len: u32) -> Self {
+        FrameHeader { len, kind: Kind::Data, ext: 0 }
     }
 
     /// Unpacks a header from its little-endian `u64` form. Validates everything but `len`, whose bound
@@ -86,15 +104,19 @@ impl FrameHeader {
         let kind = (word >> 32) as u8;
         let flags = (word >> 40) as u8;
         let ext = (word >> 48) as u16;
-        if flags != 0 || ext != 0 {
+        if flags != 0 {
             return Err(HeaderDecodeError::Reserved { flags, ext });
+        }
+        if ext as u32 > len {
+            return Err(HeaderDecodeError::ExtTooLong { ext, len });
         }
         let kind = match kind {
             1 => Kind::Data,
-            0x7f => Kind::Pad,
+            0x7f if ext == 0 => Kind::Pad,
+            0x7f => return Err(HeaderDecodeError::Reserved { flags, ext }),
             k => return Err(HeaderDecodeError::UnknownKind(k)),
         };
-        Ok(FrameHeader { len, kind })
+        Ok(FrameHeader { len, kind, ext })
     }
 
     /// The 8 header bytes as they appear on a stream.
@@ -123,10 +145,12 @@ mod tests {
     #[test]
     fn header_round_trip() {
         for len in [0u32, 1, 7, 8, 4096, u32::MAX] {
-            let h = FrameHeader { len, kind: Kind::Data };
+            let h = FrameHeader::data(len);
             assert_eq!(FrameHeader::from_bytes(h.to_bytes()), Ok(h));
+            let e = FrameHeader { len, kind: Kind::Data, ext: len.min(u16::MAX as u32) as u16 };
+            assert_eq!(FrameHeader::from_bytes(e.to_bytes()), Ok(e));
         }
-        let pad = FrameHeader { len: 0, kind: Kind::Pad };
+        let pad = FrameHeader { len: 0, kind: Kind::Pad, ext: 0 };
         assert_ne!(pad.to_word(), 0, "an empty pad must not look uncommitted");
         assert_eq!(FrameHeader::from_word(pad.to_word()), Ok(pad));
         assert_eq!(FrameHeader::from_word(0), Err(HeaderDecodeError::UnknownKind(0)));
@@ -136,7 +160,9 @@ mod tests {
     fn header_rejects_unknown_and_reserved() {
         assert_eq!(FrameHeader::from_word(9 << 32), Err(HeaderDecodeError::UnknownKind(9)));
         assert!(matches!(FrameHeader::from_word(1 << 32 | 1 << 40), Err(HeaderDecodeError::Reserved { .. })));
-        assert!(matches!(FrameHeader::from_word(1 << 32 | 1 << 48), Err(HeaderDecodeError::Reserved { .. })));
+        assert_eq!(FrameHeader::from_word(1 << 32 | 1 << 48), Err(HeaderDecodeError::ExtTooLong { ext: 1, len: 0 }));
+        assert_eq!(FrameHeader::from_word(3 | 1 << 32 | 3 << 48).map(|h| h.ext), Ok(3));
+        assert!(matches!(FrameHeader::from_word(8 | 0x7f << 32 | 1 << 48), Err(HeaderDecodeError::Reserved { .. })));
     }
 
     #[test]

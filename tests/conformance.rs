@@ -4,7 +4,7 @@
 //! no test sleeps or asserts a duration. The redis adapters meet their peer at a private `redis-server`
 //! started for each test.
 
-use ringwire::transport::{TransportRecvError, TransportSendError};
+use ringwire::transport::{RecvFrame, TransportRecvError, TransportSendError, Wait};
 use ringwire_testkit::peers::{self, PeerConn};
 use ringwire_testkit::redis_server::RedisServer;
 use ringwire_testkit::{check, message, Adapter, PeerArgs, PeerMode};
@@ -192,6 +192,30 @@ fn peer_killed(make: fn() -> Conn) {
     }
 }
 
+/// An event frame (header `ext` = name length) goes through the echo peer and back with its `ext`; a raw
+/// receive sees name and payload as one message; `ext` above the length is refused and the sender stays
+/// usable.
+fn ext_round_trip(make: fn() -> Conn) {
+    let mut c = make();
+    let until = Wait::Until(Instant::now() + WATCHDOG);
+    c.tx.send_frame_wait(4, &[b"chat", b" hello"], until).unwrap();
+    let f = c.rx.recv_frame_wait(until).unwrap();
+    assert_eq!(f, RecvFrame { ext: 4, bytes: b"chat hello".to_vec() });
+    assert_eq!((f.name(), f.payload()), (&b"chat"[..], &b" hello"[..]));
+    // All name, no payload; then a plain message after it has ext 0.
+    c.tx.send_frame_wait(3, &[b"abc"], until).unwrap();
+    c.tx.send(b"plain").unwrap();
+    assert_eq!(c.rx.recv_frame_wait(until).unwrap(), RecvFrame { ext: 3, bytes: b"abc".to_vec() });
+    assert_eq!(c.rx.recv_frame_wait(until).unwrap(), RecvFrame { ext: 0, bytes: b"plain".to_vec() });
+    match c.tx.send_frame_wait(9, &[b"short"], until) {
+        Err(TransportSendError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    // A raw receiver sees the name bytes followed by the payload.
+    c.tx.send_frame_wait(2, &[b"ev", b"!"], until).unwrap();
+    assert_eq!(recv(&mut c).unwrap(), b"ev!");
+}
+
 macro_rules! conformance {
     ($($adapter:ident => $make:expr),* $(,)?) => {$(
         mod $adapter {
@@ -205,6 +229,8 @@ macro_rules! conformance {
             fn oversize_rejected_then_usable() { crate::watchdog(|| crate::oversize($make)) }
             #[test]
             fn peer_closes_cleanly() { crate::watchdog(|| crate::peer_closes($make)) }
+            #[test]
+            fn ext_round_trip() { crate::watchdog(|| crate::ext_round_trip($make)) }
             #[test]
             fn peer_killed_is_an_error_not_a_hang() { crate::watchdog(|| crate::peer_killed($make)) }
         }

@@ -58,6 +58,14 @@ fn event_emitter() {
 }
 
 #[test]
+fn fork_events() {
+    watchdog(LIMIT, || {
+        let o = stdout(&run(&mut example("fork_events")));
+        assert!(o.contains("Hello from parent") && o.contains("Hello from child"), "{o}");
+    });
+}
+
+#[test]
 fn child_stdio() {
     watchdog(LIMIT, || {
         let out = run(&mut example("child_stdio"));

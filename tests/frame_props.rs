@@ -95,7 +95,7 @@ proptest! {
 
     #[test]
     fn huge_claims_allocate_nothing_extra(len in (1u32 << 20)..u32::MAX, tail in prop::collection::vec(any::<u8>(), 0..5000)) {
-        let mut wire = ringwire::wire::FrameHeader { len, kind: Kind::Data }.to_bytes().to_vec();
+        let mut wire = ringwire::wire::FrameHeader::data(len).to_bytes().to_vec();
         wire.extend_from_slice(&tail);
         let mut dec = FrameDecoder::new(1024);
         prop_assert_eq!(dec.push(&wire), wire.len());
@@ -145,4 +145,33 @@ fn datagrams_must_match_their_header() {
     d.push(0);
     assert_eq!(decode_datagram(&d, 10), Err(FrameError::TrailingBytes { extra: 1 }));
     assert_eq!(decode_datagram(&d[..11], 2), Err(FrameError::Oversize { len: 3, max: 2 }));
+}
+
+#[test]
+fn ext_is_carried_and_checked_against_len() {
+    use ringwire::transport::codec::encode_parts_into;
+    use ringwire::wire::{FrameHeader, HeaderDecodeError};
+    let mut wire = Vec::new();
+    encode_parts_into(&mut wire, Kind::Data, 4, &[b"chat", b" msg"]).unwrap();
+    assert_eq!(&wire[6..8], &4u16.to_le_bytes(), "ext is bytes 6..8, little-endian");
+    let mut dec = FrameDecoder::new(100);
+    dec.push(&wire);
+    let f = dec.next_frame().unwrap().unwrap();
+    assert_eq!((f.ext, f.payload), (4, &b"chat msg"[..]));
+    assert_eq!(decode_datagram(&wire, 100).unwrap().ext, 4);
+    // Encoding refuses ext > len.
+    assert!(matches!(
+        encode_parts_into(&mut Vec::new(), Kind::Data, 9, &[b"abc"]),
+        Err(FrameError::BadHeader(HeaderDecodeError::ExtTooLong { ext: 9, len: 3 }))
+    ));
+    // A header with ext > len: a bad datagram, and a broken stream (nothing after it can be trusted).
+    let bad = FrameHeader { len: 2, kind: Kind::Data, ext: 3 }.to_word().to_le_bytes();
+    let mut d = bad.to_vec();
+    d.extend_from_slice(b"ab");
+    let e = FrameError::BadHeader(HeaderDecodeError::ExtTooLong { ext: 3, len: 2 });
+    assert_eq!(decode_datagram(&d, 100), Err(e));
+    let mut dec = FrameDecoder::new(100);
+    dec.push(&d);
+    assert_eq!(dec.next_frame().unwrap_err(), e);
+    assert_eq!(dec.next_frame().unwrap_err(), e, "stays failed");
 }

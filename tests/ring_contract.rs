@@ -244,6 +244,21 @@ fn recv_into_keeps_what_does_not_fit<R: Ring>() {
     assert_eq!(v, b"vec");
 }
 
+/// A frame committed with an `ext` (event-name length) is received with it; plain sends have ext 0.
+fn ext_round_trip<R: Ring>() {
+    let (mut tx, mut rx) = R::make();
+    let mut slot = tx.try_reserve(16).unwrap();
+    slot[..10].copy_from_slice(b"chat hello");
+    slot.commit_ext(10, 4);
+    tx.try_send(b"plain").unwrap();
+    let mut slot = tx.try_reserve(3).unwrap();
+    slot.copy_from_slice(b"abc");
+    slot.commit_ext(3, 3);
+    assert_eq!(rx.try_recv_frame().unwrap(), (4, b"chat hello".to_vec()));
+    assert_eq!(rx.recv_frame_deadline(Some(Instant::now() + LIMIT)).unwrap(), (0, b"plain".to_vec()));
+    assert_eq!(rx.recv_frame_deadline(None).unwrap(), (3, b"abc".to_vec()));
+}
+
 macro_rules! contract {
     ($($m:ident => $ring:ident),* $(,)?) => {$(
         mod $m {
@@ -264,6 +279,8 @@ macro_rules! contract {
             fn timeouts() { watchdog(LIMIT, super::timeouts::<super::$ring>) }
             #[test]
             fn zero_copy_abandon() { watchdog(LIMIT, super::zero_copy_abandon::<super::$ring>) }
+            #[test]
+            fn ext_round_trip() { watchdog(LIMIT, super::ext_round_trip::<super::$ring>) }
             #[test]
             fn recv_into_keeps_what_does_not_fit() {
                 watchdog(LIMIT, super::recv_into_keeps_what_does_not_fit::<super::$ring>)

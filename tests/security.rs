@@ -166,3 +166,20 @@ fn two_endpoints_of_one_role_in_one_process_are_refused() {
     drop(tx);
     ring.producer().expect("free after drop");
 }
+
+/// A record header whose `ext` (event-name length) exceeds its `len` is corruption: the consumer
+/// reports `Corrupt` instead of handing out a name longer than the message.
+#[test]
+fn record_with_ext_beyond_len_is_corrupt() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("ext");
+    let ring = ShmRing::create(&name, cfg()).unwrap();
+    let mut rx = ring.consumer().unwrap();
+    // The first record sits at the start of the data area (offset 0x1000): len 2, kind 1, ext 3.
+    let word: u64 = 2 | 1 << 32 | 3 << 48;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path(&name)).unwrap();
+    file.write_all_at(b"ab\0\0\0\0\0\0", 0x1008).unwrap();
+    file.write_all_at(&word.to_le_bytes(), 0x1000).unwrap();
+    let r = rx.try_recv().map(|m| m.to_vec());
+    assert!(matches!(r, Err(ringwire::spsc::RecvError::Corrupt(_))), "expected Corrupt, got {r:?}");
+}

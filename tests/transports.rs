@@ -231,7 +231,7 @@ fn tcp_reset_mid_frame_is_a_reset() {
     let listener = tcp::Listener::bind("127.0.0.1:0").unwrap();
     let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (_tx, mut rx, _) = listener.accept().unwrap();
-    let mut half = FrameHeader { len: 100, kind: Kind::Data }.to_bytes().to_vec();
+    let mut half = FrameHeader::data(100).to_bytes().to_vec();
     half.extend_from_slice(&[1; 10]);
     client.write_all(&half).unwrap();
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
@@ -365,7 +365,7 @@ fn a_stream_receiver_grows_with_bytes_received_not_bytes_announced() {
         let fd = ringwire::transport::StreamFd::new(std::os::fd::OwnedFd::from(ours)).unwrap();
         let mut rx = ringwire::transport::StreamReceiver::new(fd).unwrap();
         rx.set_max_message(1 << 20);
-        raw.write_all(&FrameHeader { len: 1 << 20, kind: Kind::Data }.to_bytes()).unwrap();
+        raw.write_all(&FrameHeader::data(1 << 20).to_bytes()).unwrap();
         assert!(matches!(rx.try_recv(), Err(TransportRecvError::Empty)));
         assert!(rx.buffer_allocated() <= 8 << 10, "holds {} bytes for an 8-byte header", rx.buffer_allocated());
         let chunk = vec![7u8; 1 << 16];

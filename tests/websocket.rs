@@ -6,7 +6,7 @@
 use ringwire::transport::codec::FrameError;
 use ringwire::transport::websocket::{self, Listener, Options, WsReceiver, WsSender};
 use ringwire::transport::{Receiver, Sender, TransportRecvError, TransportSendError};
-use ringwire::wire::{FrameHeader, Kind};
+use ringwire::wire::FrameHeader;
 use ringwire_testkit::{check, message};
 use ringwire_testkit::{Adapter, PeerArgs, PeerMode};
 use std::net::TcpStream;
@@ -45,7 +45,7 @@ fn raw_client(server: Options) -> (tungstenite::WebSocket<TcpStream>, WsSender, 
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut v = FrameHeader { len: payload.len() as u32, kind: Kind::Data }.to_bytes().to_vec();
+    let mut v = FrameHeader::data(payload.len() as u32).to_bytes().to_vec();
     v.extend_from_slice(payload);
     v
 }

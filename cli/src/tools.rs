@@ -9,9 +9,11 @@
 //! reported on stderr.
 
 use crate::util::CliResult;
-use ringwire::transport::codec::{decode_datagram, encode_into};
+use ringwire::transport::codec::{decode_datagram, encode_parts_into};
 use ringwire::transport::redis::{self as redis_transport, Publisher, Subscriber};
-use ringwire::transport::{shm, tcp, udp, unix, websocket, Receiver, Sender, TransportRecvError, TransportSendError};
+use ringwire::transport::{
+    shm, tcp, udp, unix, websocket, Receiver, Sender, TransportRecvError, TransportSendError, Wait,
+};
 use ringwire::wire::Kind;
 use ringwire::RingConfig;
 use std::io::{self, BufRead, Write};
@@ -67,9 +69,9 @@ fn say(line: &str) {
 /// peer is not an error: clients come and go).
 fn serve(mut tx: impl Sender, mut rx: impl Receiver, who: &str) -> Result<(), String> {
     loop {
-        match rx.recv() {
-            Ok(msg) => {
-                if let Err(e) = tx.send(&msg) {
+        match rx.recv_frame_wait(Wait::Forever) {
+            Ok(f) => {
+                if let Err(e) = tx.send_frame_wait(f.ext, &[&f.bytes], Wait::Forever) {
                     return match e {
                         TransportSendError::PeerReset | TransportSendError::PeerGone => Ok(()),
                         e => Err(format!("{who}: {e}")),
@@ -228,7 +230,7 @@ pub fn echo(args: EchoArgs) -> CliResult {
                 match decode_datagram(&buf[..n], max) {
                     Ok(frame) => {
                         out.clear();
-                        encode_into(&mut out, Kind::Data, frame.payload)?;
+                        encode_parts_into(&mut out, Kind::Data, frame.ext, &[frame.payload])?;
                         if let Err(e) = sock.send_to(&out, from) {
                             complain(format!("reply to {from}: {e}"));
                         }
@@ -283,14 +285,14 @@ pub fn echo(args: EchoArgs) -> CliResult {
             say(&format!("listening on {url}/{channel}"));
             let mut backoff = Duration::from_millis(100);
             loop {
-                let r = rx.recv();
+                let r = rx.recv_frame_wait(Wait::Forever);
                 if let Some(report) = rx.take_report() {
                     eprintln!("ringwire echo: {}", describe(&report));
                 }
                 match r {
-                    Ok(msg) => {
+                    Ok(f) => {
                         backoff = Duration::from_millis(100);
-                        if let Err(e) = tx.send(&msg) {
+                        if let Err(e) = tx.send_frame_wait(f.ext, &[&f.bytes], Wait::Forever) {
                             eprintln!("ringwire echo: a reply is lost: {e}");
                         }
                     }
@@ -344,8 +346,11 @@ fn describe(r: &redis_transport::DeliveryReport) -> String {
 struct Reporting(Subscriber);
 
 impl Receiver for Reporting {
-    fn recv_wait(&mut self, wait: ringwire::transport::Wait) -> Result<Vec<u8>, TransportRecvError> {
-        let r = self.0.recv_wait(wait);
+    fn recv_frame_wait(
+        &mut self,
+        wait: ringwire::transport::Wait,
+    ) -> Result<ringwire::transport::RecvFrame, TransportRecvError> {
+        let r = self.0.recv_frame_wait(wait);
         if let Some(report) = self.0.take_report() {
             eprintln!("ringwire cat: {}", describe(&report));
         }

@@ -221,6 +221,8 @@ pub struct Subscriber<S: Storage> {
     /// Where `recv`/`try_recv` copy a message and `recv_vec` copies it before cutting a vector of its
     /// exact length (allocated at first use, `max_message` bytes).
     scratch: Vec<u8>,
+    /// The `ext` (event-name length) of the last message returned.
+    last_ext: u16,
     storage: S,
 }
 
@@ -301,7 +303,7 @@ impl<S: Storage> Publisher<S> {
         }
         let pos = self.claim_opt(deadline, once)?;
         if self.take(pos, deadline, once)? {
-            self.publish(pos, Kind::Data, msg);
+            self.publish(pos, Kind::Data, msg, 0);
         }
         Ok(())
     }
@@ -515,7 +517,7 @@ impl<S: Storage> Publisher<S> {
 
     /// Writes a frame of `kind` with `payload` into the slot of `pos`, taken by [`take`](Self::take), and
     /// publishes it. [`Kind::Pad`] (empty) marks a position given up by an abandoned reservation.
-    fn publish(&self, pos: u64, kind: Kind, payload: &[u8]) {
+    fn publish(&self, pos: u64, kind: Kind, payload: &[u8], ext: u16) {
         let storage = &self.storage;
         let c = ctl(storage);
         let l = self.local;
@@ -527,7 +529,7 @@ impl<S: Storage> Publisher<S> {
         // the odd (or a later) sequence on its re-check.
         fence(Ordering::Release);
         // Relaxed: published by the Release store of the sequence below.
-        storage.word(off + 8).store(FrameHeader { len: payload.len() as u32, kind }.to_word(), Ordering::Relaxed);
+        storage.word(off + 8).store(FrameHeader { len: payload.len() as u32, kind, ext }.to_word(), Ordering::Relaxed);
         store_words(storage, off + SLOT_HEADER, payload);
         // SYNC POINT: Release publishes the header and payload; pairs with the subscriber's Acquire load.
         // A plain store: nobody else writes this word while it is odd and ours, because a slot is only
@@ -553,20 +555,28 @@ pub struct WriteGuard<'a, S: Storage> {
 impl<S: Storage> WriteGuard<'_, S> {
     /// Publishes the message.
     pub fn commit(mut self) {
-        self.finish(Kind::Data, self.len);
+        self.finish(Kind::Data, self.len, 0);
+    }
+
+    /// Publishes the first `len` bytes, of which the first `ext` are an event name (the frame header's
+    /// `ext`, see [`crate::wire`]). Panics if `len` exceeds the reservation or `ext` exceeds `len`.
+    pub fn commit_ext(mut self, len: usize, ext: u16) {
+        assert!(len <= self.len, "commit_ext({len}) beyond the reserved {} bytes", self.len);
+        assert!(ext as usize <= len, "an ext of {ext} bytes in a {len}-byte message");
+        self.finish(Kind::Data, len, ext);
     }
 
     /// Publishes the first `len` bytes only (`len` at most the reserved length).
     pub fn commit_len(mut self, len: usize) {
         assert!(len <= self.len, "commit_len({len}) beyond the reserved {} bytes", self.len);
-        self.finish(Kind::Data, len);
+        self.finish(Kind::Data, len, 0);
     }
 
-    fn finish(&mut self, kind: Kind, len: usize) {
+    fn finish(&mut self, kind: Kind, len: usize, ext: u16) {
         self.done = true;
         if self.owned {
             let p = &*self.publisher;
-            p.publish(self.pos, kind, &p.staging[..len]);
+            p.publish(self.pos, kind, &p.staging[..len], ext);
         }
     }
 }
@@ -574,7 +584,7 @@ impl<S: Storage> WriteGuard<'_, S> {
 impl<S: Storage> Drop for WriteGuard<'_, S> {
     fn drop(&mut self) {
         if !self.done {
-            self.finish(Kind::Pad, 0);
+            self.finish(Kind::Pad, 0, 0);
         }
     }
 }
@@ -620,7 +630,22 @@ impl<S: Storage> Subscriber<S> {
         fence(Ordering::SeqCst);
         let pos = c.tail.load(Ordering::SeqCst).max(guess);
         c.participants[me.index].cursor.store(pos, Ordering::Release);
-        Ok(Subscriber { local, me, watch: StuckWatch::default(), pos, empty_polls: 0, scratch: Vec::new(), storage })
+        Ok(Subscriber {
+            local,
+            me,
+            watch: StuckWatch::default(),
+            pos,
+            empty_polls: 0,
+            scratch: Vec::new(),
+            last_ext: 0,
+            storage,
+        })
+    }
+
+    /// How many of the first bytes of the message last returned (by any receive) are an event name: the
+    /// frame header's `ext`, validated `<= len` (0 for a plain message).
+    pub fn last_ext(&self) -> u16 {
+        self.last_ext
     }
 
     /// The position of the next message this subscriber will read (messages since the ring's creation).
@@ -779,9 +804,13 @@ impl<S: Storage> Subscriber<S> {
         // Relaxed: validated by the sequence re-check below.
         let word = storage.word(off + 8).load(Ordering::Relaxed);
         let hdr = FrameHeader::from_word(word);
-        let pad = matches!(hdr, Ok(FrameHeader { kind: Kind::Pad, len: 0 }));
+        let pad = matches!(hdr, Ok(FrameHeader { kind: Kind::Pad, len: 0, .. }));
+        let mut ext = 0;
         let len = match hdr {
-            Ok(FrameHeader { kind: Kind::Data, len }) if (len as usize) <= l.max_message => len as usize,
+            Ok(FrameHeader { kind: Kind::Data, len, ext: e }) if (len as usize) <= l.max_message => {
+                ext = e;
+                len as usize
+            }
             _ if pad => 0,
             _ => usize::MAX,
         };
@@ -809,6 +838,7 @@ impl<S: Storage> Subscriber<S> {
         if !copied {
             return Err(RecvError::BufferTooSmall { needed: len });
         }
+        self.last_ext = ext;
         self.advance(pos.wrapping_add(1));
         Ok(Some(len))
     }

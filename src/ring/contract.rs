@@ -61,6 +61,9 @@ pub trait Commit: DerefMut<Target = [u8]> {
     fn commit(self);
     /// Publishes the first `len` bytes (`len` at most the reserved length; more panics).
     fn commit_len(self, len: usize);
+    /// Publishes the first `len` bytes, of which the first `ext` are an event name: the frame header's
+    /// `ext` field ([`crate::wire`]). `len` beyond the reservation or `ext > len` panics.
+    fn commit_ext(self, len: usize, ext: u16);
 }
 
 /// The sending handle of any ring: SPSC [`Producer`](super::spsc::Producer), MPMC
@@ -121,6 +124,11 @@ pub trait RingReceiver {
     fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
     /// The next message in a new vector of exactly its length, waiting for one.
     fn recv_vec(&mut self) -> Result<Vec<u8>, Self::Error>;
+    /// The next message with its frame header's `ext` (how many of its first bytes are an event name,
+    /// validated `<= len`), copied, without waiting.
+    fn try_recv_frame(&mut self) -> Result<(u16, Vec<u8>), Self::Error>;
+    /// The next message with its `ext`, copied, waiting until `deadline` (`None`: as long as it takes).
+    fn recv_frame_deadline(&mut self, deadline: Option<Instant>) -> Result<(u16, Vec<u8>), Self::Error>;
 }
 
 // The three rings. Every method forwards to the handle's inherent method of the same name.
@@ -188,6 +196,23 @@ macro_rules! forward_receiver {
     };
 }
 
+/// The two frame receives of the rings whose messages are read guards with an `ext()` accessor.
+macro_rules! guard_frames {
+    ($err:ty) => {
+        fn try_recv_frame(&mut self) -> Result<(u16, Vec<u8>), $err> {
+            let m = Self::try_recv(self)?;
+            Ok((m.ext(), m.to_vec()))
+        }
+        fn recv_frame_deadline(&mut self, deadline: Option<Instant>) -> Result<(u16, Vec<u8>), $err> {
+            let m = match deadline {
+                Some(d) => Self::recv_deadline(self, d)?,
+                None => Self::recv(self)?,
+            };
+            Ok((m.ext(), m.to_vec()))
+        }
+    };
+}
+
 macro_rules! forward_commit {
     () => {
         fn commit(self) {
@@ -195,6 +220,9 @@ macro_rules! forward_commit {
         }
         fn commit_len(self, len: usize) {
             Self::commit_len(self, len)
+        }
+        fn commit_ext(self, len: usize, ext: u16) {
+            Self::commit_ext(self, len, ext)
         }
     };
 }
@@ -215,6 +243,7 @@ impl<S: Storage> RingReceiver for spsc::Consumer<S> {
     where
         Self: 'a;
     forward_receiver!(spsc::RecvError);
+    guard_frames!(spsc::RecvError);
 }
 
 impl<S: Storage> Commit for spsc::WriteGuard<'_, S> {
@@ -237,6 +266,7 @@ impl<S: Storage> RingReceiver for mpmc::Consumer<S> {
     where
         Self: 'a;
     forward_receiver!(mpmc::RecvError);
+    guard_frames!(mpmc::RecvError);
 }
 
 impl<S: Storage> Commit for mpmc::WriteGuard<'_, S> {
@@ -259,6 +289,17 @@ impl<S: Storage> RingReceiver for broadcast::Subscriber<S> {
     where
         Self: 'a;
     forward_receiver!(broadcast::RecvError);
+    fn try_recv_frame(&mut self) -> Result<(u16, Vec<u8>), broadcast::RecvError> {
+        let v = Self::try_recv_vec(self)?;
+        Ok((self.last_ext(), v))
+    }
+    fn recv_frame_deadline(&mut self, deadline: Option<Instant>) -> Result<(u16, Vec<u8>), broadcast::RecvError> {
+        let v = match deadline {
+            Some(d) => Self::recv_vec_deadline(self, d)?,
+            None => Self::recv_vec(self)?,
+        };
+        Ok((self.last_ext(), v))
+    }
 }
 
 impl<S: Storage> Commit for broadcast::WriteGuard<'_, S> {

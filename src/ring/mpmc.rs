@@ -402,16 +402,24 @@ pub struct WriteGuard<'a, S: Storage> {
 impl<S: Storage> WriteGuard<'_, S> {
     /// Publishes the message.
     pub fn commit(mut self) {
-        self.publish(Kind::Data, self.len);
+        self.publish(Kind::Data, self.len, 0);
+    }
+
+    /// Publishes the first `len` bytes, of which the first `ext` are an event name (the frame header's
+    /// `ext`, see [`crate::wire`]). Panics if `len` exceeds the reservation or `ext` exceeds `len`.
+    pub fn commit_ext(mut self, len: usize, ext: u16) {
+        assert!(len <= self.len, "commit_ext({len}) beyond the reserved {} bytes", self.len);
+        assert!(ext as usize <= len, "an ext of {ext} bytes in a {len}-byte message");
+        self.publish(Kind::Data, len, ext);
     }
 
     /// Publishes the first `len` bytes only (`len` at most the reserved length).
     pub fn commit_len(mut self, len: usize) {
         assert!(len <= self.len, "commit_len({len}) beyond the reserved {} bytes", self.len);
-        self.publish(Kind::Data, len);
+        self.publish(Kind::Data, len, 0);
     }
 
-    fn publish(&mut self, kind: Kind, len: usize) {
+    fn publish(&mut self, kind: Kind, len: usize, ext: u16) {
         let p = &mut *self.producer;
         let storage = &p.storage;
         let l = p.local;
@@ -420,7 +428,7 @@ impl<S: Storage> WriteGuard<'_, S> {
             storage.note_write(off + SLOT_HEADER, len);
         }
         // Relaxed: published by the Release store of the sequence below.
-        storage.word(off + 8).store(FrameHeader { len: len as u32, kind }.to_word(), Ordering::Relaxed);
+        storage.word(off + 8).store(FrameHeader { len: len as u32, kind, ext }.to_word(), Ordering::Relaxed);
         // SYNC POINT: Release publishes the frame header and payload; pairs with the consumer's Acquire
         // load of the sequence in `try_take`.
         storage.word(off).store(l.base(self.pos) + 1, Ordering::Release);
@@ -435,7 +443,7 @@ impl<S: Storage> Drop for WriteGuard<'_, S> {
     fn drop(&mut self) {
         if !self.done {
             // Abandoned: publish an empty pad, which consumers skip, so the slot does not look stuck.
-            self.publish(Kind::Pad, 0);
+            self.publish(Kind::Pad, 0, 0);
         }
     }
 }
@@ -590,7 +598,7 @@ impl<S: Storage> Consumer<S> {
                     // The committed slot does not change until someone claims it, so its length can be
                     // looked at first. Relaxed: ordered after the producer's writes by the Acquire above.
                     let word = storage.word(off + 8).load(Ordering::Relaxed);
-                    if let Ok(FrameHeader { kind: Kind::Data, len }) = FrameHeader::from_word(word) {
+                    if let Ok(FrameHeader { kind: Kind::Data, len, .. }) = FrameHeader::from_word(word) {
                         if len as usize > room && len as usize <= l.max_message {
                             return Err(RecvError::BufferTooSmall { needed: len as usize });
                         }
@@ -608,7 +616,7 @@ impl<S: Storage> Consumer<S> {
                 // Relaxed: the Acquire load of the sequence above ordered this after the producer's store.
                 let word = storage.word(off + 8).load(Ordering::Relaxed);
                 match FrameHeader::from_word(word) {
-                    Ok(FrameHeader { kind: Kind::Data, len }) if len as usize <= l.max_message => {
+                    Ok(FrameHeader { kind: Kind::Data, len, .. }) if len as usize <= l.max_message => {
                         return Ok((pos, len as usize));
                     }
                     Ok(FrameHeader { kind: Kind::Pad, .. }) => {
@@ -712,6 +720,18 @@ impl<S: Storage> std::ops::Deref for ReadGuard<'_, S> {
         // SAFETY: we claimed `pos` by CAS on `head` after its sequence said committed; no producer
         // writes the slot until we release it (on drop), and `len` <= max_message fits in the slot.
         unsafe { std::slice::from_raw_parts(l.data.add(off), self.len) }
+    }
+}
+
+impl<S: Storage> ReadGuard<'_, S> {
+    /// How many of the message's first bytes are an event name (the frame header's `ext`; 0 for a plain
+    /// message). Read from the slot header, which was validated (`ext <= len`) when the message was
+    /// taken; clamped to the length in case a hostile peer rewrote it since.
+    pub fn ext(&self) -> u16 {
+        let l = &self.consumer.local;
+        // Relaxed: the Acquire load of the slot's sequence in `try_take` ordered the header before us.
+        let word = self.consumer.storage.word(l.geo.offset(self.pos) + 8).load(Ordering::Relaxed);
+        ((word >> 48) as usize).min(self.len) as u16
     }
 }
 

@@ -74,6 +74,8 @@ pub enum FrameError {
 pub struct Frame<'a> {
     /// The frame's kind (only [`Kind::Data`] in this version).
     pub kind: Kind,
+    /// How many of the payload's first bytes are an event name (the header's `ext`, checked `<= len`).
+    pub ext: u16,
     /// The payload bytes.
     pub payload: &'a [u8],
 }
@@ -81,11 +83,23 @@ pub struct Frame<'a> {
 /// Appends one frame (header and payload, no padding) to `out`, as a stream transport writes it.
 /// Fails with [`FrameError::Oversize`] only for a payload that does not fit the 32-bit length field.
 pub fn encode_into(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) -> Result<(), FrameError> {
-    let len = u32::try_from(payload.len())
-        .map_err(|_| FrameError::Oversize { len: payload.len(), max: u32::MAX as usize })?;
-    out.reserve(HEADER_LEN + payload.len());
-    out.extend_from_slice(&FrameHeader { len, kind }.to_bytes());
-    out.extend_from_slice(payload);
+    encode_parts_into(out, kind, 0, &[payload])
+}
+
+/// Appends one frame whose payload is the concatenation of `parts`, the first `ext` bytes of which are
+/// an event name (the header's `ext` field). Fails with [`FrameError::Oversize`] for a payload that does
+/// not fit the 32-bit length field, and with [`FrameError::BadHeader`] if `ext` exceeds the payload.
+pub fn encode_parts_into(out: &mut Vec<u8>, kind: Kind, ext: u16, parts: &[&[u8]]) -> Result<(), FrameError> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(total).map_err(|_| FrameError::Oversize { len: total, max: u32::MAX as usize })?;
+    if ext as u32 > len {
+        return Err(FrameError::BadHeader(HeaderDecodeError::ExtTooLong { ext, len }));
+    }
+    out.reserve(HEADER_LEN + total);
+    out.extend_from_slice(&FrameHeader { len, kind, ext }.to_bytes());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
     Ok(())
 }
 
@@ -111,7 +125,7 @@ pub fn decode_datagram(datagram: &[u8], max: usize) -> Result<Frame<'_>, FrameEr
     match payload.len().cmp(&len) {
         std::cmp::Ordering::Less => Err(FrameError::Truncated { missing: len - payload.len() }),
         std::cmp::Ordering::Greater => Err(FrameError::TrailingBytes { extra: payload.len() - len }),
-        std::cmp::Ordering::Equal => Ok(Frame { kind: hdr.kind, payload }),
+        std::cmp::Ordering::Equal => Ok(Frame { kind: hdr.kind, ext: hdr.ext, payload }),
     }
 }
 
@@ -319,6 +333,6 @@ impl FrameDecoder {
         }
         let from = self.start + HEADER_LEN;
         self.start += total;
-        Ok(Some(Frame { kind: hdr.kind, payload: &self.buf[from..from + hdr.len as usize] }))
+        Ok(Some(Frame { kind: hdr.kind, ext: hdr.ext, payload: &self.buf[from..from + hdr.len as usize] }))
     }
 }

@@ -152,10 +152,42 @@ impl TransportRecvError {
     }
 }
 
+/// A received frame with its event-name length: `bytes` is the whole payload (`len` bytes), of which
+/// the first `ext` are an event name (the frame header's `ext` field, see [`crate::wire`]; `ext <=
+/// bytes.len()`, checked by every receiver). A plain message has `ext = 0`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecvFrame {
+    /// How many of the first bytes are an event name.
+    pub ext: u16,
+    /// The payload: name, then the event's own bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl RecvFrame {
+    /// The first `ext` bytes (empty for a plain message).
+    pub fn name(&self) -> &[u8] {
+        &self.bytes[..self.ext as usize]
+    }
+
+    /// The bytes after the name.
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[self.ext as usize..]
+    }
+}
+
 /// The sending half of a transport.
 pub trait Sender: Send {
-    /// Sends one message, waiting as `wait` allows. Adapters implement this; use the methods below.
-    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError>;
+    /// Sends one frame whose payload is the concatenation of `parts` and whose header says that its
+    /// first `ext` bytes are an event name, waiting as `wait` allows. The parts are written without
+    /// being concatenated where the medium allows (streams and the ring copy each part into place);
+    /// `max_message` bounds their total. `ext` above the total is refused (`Io`, `InvalidInput`).
+    /// Adapters implement this; the `send*` methods are it with `ext = 0` and one part.
+    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError>;
+
+    /// Sends one message, waiting as `wait` allows (`ext = 0`).
+    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        self.send_frame_wait(0, &[msg], wait)
+    }
 
     /// Sends one message, blocking until the transport has taken all of it.
     fn send(&mut self, msg: &[u8]) -> Result<(), TransportSendError> {
@@ -188,8 +220,16 @@ pub trait Sender: Send {
 
 /// The receiving half of a transport.
 pub trait Receiver: Send {
-    /// Receives one message, waiting as `wait` allows. Adapters implement this; use the methods below.
-    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError>;
+    /// Receives one frame with its `ext` (event-name length), waiting as `wait` allows. Adapters
+    /// implement this.
+    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError>;
+
+    /// Receives one message, waiting as `wait` allows: its whole payload. A raw receiver given an event
+    /// frame (`ext > 0`) gets the name bytes followed by the event's payload, and no way to tell where
+    /// one ends; use [`recv_frame_wait`](Self::recv_frame_wait) (or the events layer) to see `ext`.
+    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+        self.recv_frame_wait(wait).map(|f| f.bytes)
+    }
 
     /// Receives one message, blocking until one arrives or the peer is gone.
     fn recv(&mut self) -> Result<Vec<u8>, TransportRecvError> {
@@ -215,6 +255,9 @@ pub trait Receiver: Send {
 }
 
 impl<T: Sender + ?Sized> Sender for Box<T> {
+    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
+        (**self).send_frame_wait(ext, parts, wait)
+    }
     fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
         (**self).send_wait(msg, wait)
     }
@@ -230,6 +273,9 @@ impl<T: Sender + ?Sized> Sender for Box<T> {
 }
 
 impl<T: Receiver + ?Sized> Receiver for Box<T> {
+    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
+        (**self).recv_frame_wait(wait)
+    }
     fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
         (**self).recv_wait(wait)
     }
@@ -261,6 +307,21 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Checks a frame to send: its total payload length within `max` and `ext` within it.
+pub(crate) fn check_frame(ext: u16, parts: &[&[u8]], max: usize) -> Result<usize, TransportSendError> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > max {
+        return Err(TransportSendError::Oversize { len, max });
+    }
+    if ext as usize > len {
+        return Err(TransportSendError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("an event name of {ext} bytes in a {len}-byte frame"),
+        )));
+    }
+    Ok(len)
 }
 
 /// Whether an I/O error means the peer is gone without a clean close.

@@ -6,7 +6,7 @@
 //! [`create`]`(name)` (rings `NAME.down` and `NAME.up` under `/dev/shm`, removed when its halves are
 //! dropped), the other [`open`]`(name)`.
 
-use super::{Receiver, Sender, TransportRecvError, TransportSendError, Wait};
+use super::{check_frame, Receiver, RecvFrame, Sender, TransportRecvError, TransportSendError, Wait};
 use crate::shm::{ShmConsumer, ShmProducer};
 use crate::spsc::{RecvError, SendError};
 use crate::{OpenError, RingConfig, ShmRing};
@@ -94,7 +94,29 @@ fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+fn send_error(e: SendError) -> TransportSendError {
+    match e {
+        SendError::WouldBlock => TransportSendError::WouldBlock,
+        SendError::Timeout => TransportSendError::Timeout,
+        SendError::PeerGone => TransportSendError::PeerGone,
+        SendError::PeerReset => TransportSendError::PeerReset,
+        SendError::Oversize { len, max } => TransportSendError::Oversize { len, max },
+        e @ SendError::Corrupt(_) => TransportSendError::Io(corrupt(e)),
+    }
+}
+
+fn recv_error(e: RecvError) -> TransportRecvError {
+    match e {
+        RecvError::Empty => TransportRecvError::Empty,
+        RecvError::Timeout => TransportRecvError::Timeout,
+        RecvError::PeerGone => TransportRecvError::PeerGone,
+        RecvError::PeerReset => TransportRecvError::PeerReset,
+        e => TransportRecvError::Io(corrupt(e)),
+    }
+}
+
 impl Sender for ShmSender {
+    // The plain send keeps the ring's own copying path.
     fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
         let Some(tx) = self.0.as_mut() else { return Err(TransportSendError::Closed) };
         let r = match wait {
@@ -102,14 +124,26 @@ impl Sender for ShmSender {
             Wait::Forever => tx.send(msg),
             Wait::Until(d) => tx.send_deadline(msg, d),
         };
-        r.map_err(|e| match e {
-            SendError::WouldBlock => TransportSendError::WouldBlock,
-            SendError::Timeout => TransportSendError::Timeout,
-            SendError::PeerGone => TransportSendError::PeerGone,
-            SendError::PeerReset => TransportSendError::PeerReset,
-            SendError::Oversize { len, max } => TransportSendError::Oversize { len, max },
-            e @ SendError::Corrupt(_) => TransportSendError::Io(corrupt(e)),
-        })
+        r.map_err(send_error)
+    }
+
+    // An event frame: reserve once, copy each part into place, commit with its ext.
+    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
+        let Some(tx) = self.0.as_mut() else { return Err(TransportSendError::Closed) };
+        let len = check_frame(ext, parts, tx.max_message())?;
+        let mut slot = match wait {
+            Wait::Never => tx.try_reserve(len),
+            Wait::Forever => tx.reserve(len),
+            Wait::Until(d) => tx.reserve_deadline(len, d),
+        }
+        .map_err(send_error)?;
+        let mut at = 0;
+        for p in parts {
+            slot[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        slot.commit_ext(len, ext);
+        Ok(())
     }
 
     fn close(&mut self) -> Result<(), TransportSendError> {
@@ -130,14 +164,17 @@ impl Receiver for ShmReceiver {
             Wait::Forever => rx.recv(),
             Wait::Until(d) => rx.recv_deadline(d),
         };
-        match r {
-            Ok(msg) => Ok(msg.to_vec()),
-            Err(RecvError::Empty) => Err(TransportRecvError::Empty),
-            Err(RecvError::Timeout) => Err(TransportRecvError::Timeout),
-            Err(RecvError::PeerGone) => Err(TransportRecvError::PeerGone),
-            Err(RecvError::PeerReset) => Err(TransportRecvError::PeerReset),
-            Err(e) => Err(TransportRecvError::Io(corrupt(e))),
-        }
+        r.map(|msg| msg.to_vec()).map_err(recv_error)
+    }
+
+    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
+        let Some(rx) = self.0.as_mut() else { return Err(TransportRecvError::Closed) };
+        let r = match wait {
+            Wait::Never => rx.try_recv(),
+            Wait::Forever => rx.recv(),
+            Wait::Until(d) => rx.recv_deadline(d),
+        };
+        r.map(|msg| RecvFrame { ext: msg.ext(), bytes: msg.to_vec() }).map_err(recv_error)
     }
 
     fn close(&mut self) {

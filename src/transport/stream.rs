@@ -1,8 +1,11 @@
 //! The one stream transport: frames over any non-blocking byte stream with a file descriptor. Pipes,
 //! FIFOs, Unix and TCP sockets, a child's stdio and inherited socketpairs are all this type.
 
-use super::{is_reset, poll_fd, set_nonblocking, Receiver, Sender, TransportRecvError, TransportSendError, Wait};
-use crate::transport::codec::{encode_into, FrameDecoder, FrameError};
+use super::{
+    check_frame, is_reset, poll_fd, set_nonblocking, Receiver, RecvFrame, Sender, TransportRecvError,
+    TransportSendError, Wait,
+};
+use crate::transport::codec::{encode_parts_into, FrameDecoder, FrameError};
 use crate::wire::Kind;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -195,19 +198,17 @@ impl<W: Write + AsFd + Send> StreamSender<W> {
 }
 
 impl<W: Write + AsFd + Send> Sender for StreamSender<W> {
-    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
         if self.w.is_none() {
             return Err(TransportSendError::Closed);
         }
         if self.reset {
             return Err(TransportSendError::PeerReset);
         }
-        if msg.len() > self.max {
-            return Err(TransportSendError::Oversize { len: msg.len(), max: self.max });
-        }
+        check_frame(ext, parts, self.max)?;
         // An earlier accepted frame goes first; if it can't, this message is not accepted.
         self.drain(wait)?;
-        encode_into(&mut self.out, Kind::Data, msg).expect("max <= u32::MAX");
+        encode_parts_into(&mut self.out, Kind::Data, ext, parts).expect("checked: max <= u32::MAX, ext <= len");
         match self.drain(wait) {
             // Nothing of this frame went out: not accepted.
             Err(TransportSendError::WouldBlock | TransportSendError::Timeout) if self.pos == 0 => {
@@ -294,11 +295,11 @@ impl<R: Read + AsFd + Send> StreamReceiver<R> {
 }
 
 impl<R: Read + AsFd + Send> Receiver for StreamReceiver<R> {
-    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
         let Some(r) = self.r.as_mut() else { return Err(TransportRecvError::Closed) };
         loop {
             match self.dec.next_frame() {
-                Ok(Some(frame)) => return Ok(frame.payload.to_vec()),
+                Ok(Some(frame)) => return Ok(RecvFrame { ext: frame.ext, bytes: frame.payload.to_vec() }),
                 Ok(None) => {}
                 // Skipped (its payload is thrown away as it arrives): the stream goes on.
                 Err(e @ FrameError::Oversize { .. }) => return Err(TransportRecvError::BadFrame(e)),

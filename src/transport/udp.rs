@@ -11,8 +11,10 @@
 //! only if the kernel gets an ICMP "port unreachable" for something sent to it
 //! ([`PeerReset`](super::TransportRecvError::PeerReset)).
 
-use super::{is_reset, poll_fd, Receiver, Sender, TransportRecvError, TransportSendError, Wait};
-use crate::transport::codec::{decode_datagram, encode_into};
+use super::{
+    check_frame, is_reset, poll_fd, Receiver, RecvFrame, Sender, TransportRecvError, TransportSendError, Wait,
+};
+use crate::transport::codec::{decode_datagram, encode_parts_into};
 use crate::wire::{Kind, HEADER_LEN};
 use std::io;
 use std::net::{ToSocketAddrs, UdpSocket};
@@ -77,13 +79,11 @@ impl UdpSender {
 }
 
 impl Sender for UdpSender {
-    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
         let Some(sock) = self.sock.as_deref() else { return Err(TransportSendError::Closed) };
-        if msg.len() > self.max {
-            return Err(TransportSendError::Oversize { len: msg.len(), max: self.max });
-        }
+        check_frame(ext, parts, self.max)?;
         self.buf.clear();
-        encode_into(&mut self.buf, Kind::Data, msg).expect("max < u32::MAX");
+        encode_parts_into(&mut self.buf, Kind::Data, ext, parts).expect("checked: max < u32::MAX, ext <= len");
         loop {
             // SAFETY: `buf` is valid for reads of its length during the call.
             let n =
@@ -133,7 +133,7 @@ impl UdpReceiver {
 }
 
 impl Receiver for UdpReceiver {
-    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
         let Some(sock) = self.sock.as_deref() else { return Err(TransportRecvError::Closed) };
         let cap = self.max + HEADER_LEN;
         if self.buf.len() < cap {
@@ -153,7 +153,7 @@ impl Receiver for UdpReceiver {
                     }));
                 }
                 return match decode_datagram(&self.buf[..n], self.max) {
-                    Ok(frame) => Ok(frame.payload.to_vec()),
+                    Ok(frame) => Ok(RecvFrame { ext: frame.ext, bytes: frame.payload.to_vec() }),
                     Err(e) => Err(TransportRecvError::BadFrame(e)),
                 };
             }

@@ -18,7 +18,7 @@ pub use args::{Adapter, PeerArgs, PeerMode, RING_A_VAR, RING_B_VAR};
 use crate::probe::{self, SharedMem};
 use crate::util::{base_payload, parse_wait, pin_to, stamp, verify, CliResult};
 use ringwire::spsc::RecvError;
-use ringwire::transport::{Receiver, Sender, TransportRecvError};
+use ringwire::transport::{Receiver, Sender, TransportRecvError, Wait};
 use ringwire::{ShmRing, WaitStrategy};
 
 /// The child side: runs the peer `args` describes.
@@ -64,9 +64,15 @@ fn ring_echo(wait: WaitStrategy) -> CliResult {
             Err(RecvError::PeerGone) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        // The frame goes back with its ext (an event's name length), so event rows run through this peer.
+        let ext = msg.ext();
         let mut out = tx.reserve(msg.len())?;
         out.copy_from_slice(&msg);
-        out.commit();
+        if ext == 0 {
+            out.commit();
+        } else {
+            out.commit_ext(msg.len(), ext);
+        }
     }
 }
 
@@ -121,12 +127,14 @@ pub fn sink<S: Sender, R: Receiver>((mut tx, mut rx): (S, R), size: usize, count
     Ok(())
 }
 
-/// Echoes every message back; skips (and reports on stderr) frames over the limit; closes once the peer
-/// has closed.
+/// Echoes every frame back with its `ext` (so an event comes back as the same event, and an ack request
+/// as a valid ack reply: see `ringwire::events`); skips (and reports on stderr) frames over the limit;
+/// closes once the peer has closed.
 pub fn echo<S: Sender, R: Receiver>((mut tx, mut rx): (S, R)) -> CliResult {
     loop {
-        match rx.recv() {
-            Ok(msg) => tx.send(&msg)?,
+        match rx.recv_frame_wait(Wait::Forever) {
+            Ok(f) if f.ext == 0 => tx.send(&f.bytes)?,
+            Ok(f) => tx.send_frame_wait(f.ext, &[&f.bytes], Wait::Forever)?,
             Err(TransportRecvError::PeerGone) => {
                 tx.close()?;
                 return Ok(());

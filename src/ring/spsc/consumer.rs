@@ -306,6 +306,18 @@ impl<S: Storage> std::ops::Deref for ReadGuard<'_, S> {
     }
 }
 
+impl<S: Storage> ReadGuard<'_, S> {
+    /// How many of the message's first bytes are an event name (the frame header's `ext`; 0 for a plain
+    /// message). Read from the record header, which `poll` validated (`ext <= len`); clamped to the
+    /// length in case a hostile peer rewrote it since. Costs nothing unless called.
+    #[inline]
+    pub fn ext(&self) -> u16 {
+        // Relaxed: the Acquire load of this same word in `poll` ordered everything we need.
+        let word = self.consumer.storage.word(self.off).load(Ordering::Relaxed);
+        ((word >> 48) as usize).min(self.len) as u16
+    }
+}
+
 impl<S: Storage> Drop for ReadGuard<'_, S> {
     #[inline]
     fn drop(&mut self) {

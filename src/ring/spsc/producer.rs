@@ -250,7 +250,7 @@ impl ProducerState {
         if pad != 0 {
             // Terminator for the pad: offset 0 reads "nothing yet" until our record there commits.
             storage.word(0).store(0, Ordering::Relaxed);
-            let pad_hdr = FrameHeader { len: (pad - HEADER_LEN as u64) as u32, kind: Kind::Pad };
+            let pad_hdr = FrameHeader { len: (pad - HEADER_LEN as u64) as u32, kind: Kind::Pad, ext: 0 };
             // SYNC POINT: Release publishes the zeroed slot at offset 0 before the pad that leads there;
             // pairs with the consumer's Acquire load of this header in `poll`.
             storage.word(off).store(pad_hdr.to_word(), Ordering::Release);
@@ -263,17 +263,19 @@ impl ProducerState {
         Ok(off)
     }
 
-    /// Publishes the record reserved at `off` with a `len`-byte payload.
+    /// Publishes the record reserved at `off` with a `len`-byte payload whose first `ext` bytes are an
+    /// event name (`ext <= len`, checked by the callers).
     #[inline]
-    fn commit_at<S: Storage>(&mut self, storage: &S, off: usize, reserved: usize, len: usize) {
+    fn commit_at<S: Storage>(&mut self, storage: &S, off: usize, reserved: usize, len: usize, ext: u16) {
         debug_assert!(len <= reserved && off == (self.tail as usize) & self.mask);
+        debug_assert!(ext as usize <= len);
         let rec = record_len(len);
         if rec != record_len(reserved) {
             // The record shrank: move the terminator to its new end (still inside the reserved space).
             storage.word((off + rec) & self.mask).store(0, Ordering::Relaxed);
         }
         storage.note_write(off + HEADER_LEN, len);
-        let hdr = FrameHeader { len: len as u32, kind: Kind::Data };
+        let hdr = FrameHeader { len: len as u32, kind: Kind::Data, ext };
         // SYNC POINT: Release publishes the payload and the terminator after it; pairs with the consumer's
         // Acquire load of this header word in `poll`.
         storage.word(off).store(hdr.to_word(), Ordering::Release);
@@ -317,7 +319,19 @@ impl<S: Storage> WriteGuard<'_, S> {
     #[inline]
     pub fn commit_len(self, len: usize) {
         assert!(len <= self.len, "commit_len({len}) exceeds the reserved {} bytes", self.len);
-        self.producer.st.commit_at(&self.producer.storage, self.off, self.len, len);
+        self.producer.st.commit_at(&self.producer.storage, self.off, self.len, len, 0);
+    }
+
+    /// Publishes the first `len` bytes as the message, of which the first `ext` are an event name (the
+    /// frame header's `ext` field, see [`crate::wire`]).
+    ///
+    /// # Panics
+    /// If `len` exceeds the reserved length or `ext` exceeds `len`.
+    #[inline]
+    pub fn commit_ext(self, len: usize, ext: u16) {
+        assert!(len <= self.len, "commit_ext({len}) exceeds the reserved {} bytes", self.len);
+        assert!(ext as usize <= len, "an ext of {ext} bytes in a {len}-byte message");
+        self.producer.st.commit_at(&self.producer.storage, self.off, self.len, len, ext);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::transport::codec::{decode_datagram, FrameError};
-use crate::wire::{FrameHeader, Kind};
+use crate::wire::{FrameHeader, HeaderDecodeError, Kind};
 use std::collections::HashMap;
 
 /// A message lost: `count` messages of `publisher`, from sequence number `first` on, never arrived.
@@ -131,18 +131,24 @@ pub(super) fn new_publisher_id() -> u64 {
     h.finish() | 1
 }
 
-/// Encodes message `msg` of `publisher` number `seq` as the value stored in Redis.
-pub(super) fn encode(out: &mut Vec<u8>, publisher: u64, seq: u64, msg: &[u8]) {
+/// Encodes the message made of `parts` (whose first `ext` bytes are an event name) of `publisher`
+/// number `seq` as the value stored in Redis: header (`ext` as given), envelope, message. The caller
+/// checked `ext <= ` the message's length.
+pub(super) fn encode(out: &mut Vec<u8>, publisher: u64, seq: u64, ext: u16, parts: &[&[u8]]) {
     out.clear();
-    let len = (ENVELOPE_LEN + msg.len()) as u32;
-    out.extend_from_slice(&FrameHeader { len, kind: Kind::Data }.to_bytes());
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    let len = (ENVELOPE_LEN + n) as u32;
+    out.extend_from_slice(&FrameHeader { len, kind: Kind::Data, ext }.to_bytes());
     out.extend_from_slice(&publisher.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(msg);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
 }
 
-/// Decodes a value read from Redis: (publisher, seq, message).
-pub(super) fn decode(value: &[u8], max: usize) -> Result<(u64, u64, &[u8]), FrameError> {
+/// Decodes a value read from Redis: (publisher, seq, ext, message). `ext` counts the event-name bytes
+/// at the start of the message (after the envelope); more than the message holds is a bad frame.
+pub(super) fn decode(value: &[u8], max: usize) -> Result<(u64, u64, u16, &[u8]), FrameError> {
     let frame = decode_datagram(value, max + ENVELOPE_LEN).map_err(|e| match e {
         FrameError::Oversize { len, .. } => FrameError::Oversize { len: len.saturating_sub(ENVELOPE_LEN), max },
         e => e,
@@ -152,7 +158,10 @@ pub(super) fn decode(value: &[u8], max: usize) -> Result<(u64, u64, &[u8]), Fram
     };
     let publisher = u64::from_le_bytes(env[..8].try_into().expect("8 bytes"));
     let seq = u64::from_le_bytes(env[8..].try_into().expect("8 bytes"));
-    Ok((publisher, seq, msg))
+    if frame.ext as usize > msg.len() {
+        return Err(FrameError::BadHeader(HeaderDecodeError::ExtTooLong { ext: frame.ext, len: msg.len() as u32 }));
+    }
+    Ok((publisher, seq, frame.ext, msg))
 }
 
 #[cfg(test)]
@@ -164,13 +173,18 @@ mod tests {
     #[test]
     fn envelope_round_trip() {
         let mut v = Vec::new();
-        encode(&mut v, 7, 42, b"hello");
+        encode(&mut v, 7, 42, 0, &[b"hello"]);
         assert_eq!(v.len(), HEADER_LEN + ENVELOPE_LEN + 5);
         assert_eq!(&v[..4], &21u32.to_le_bytes());
         assert_eq!(v[4], 1);
-        assert_eq!(decode(&v, 5).unwrap(), (7, 42, &b"hello"[..]));
+        assert_eq!(decode(&v, 5).unwrap(), (7, 42, 0, &b"hello"[..]));
         assert_eq!(decode(&v, 4), Err(FrameError::Oversize { len: 5, max: 4 }));
-        encode(&mut v, 7, 42, b"");
+        encode(&mut v, 7, 43, 2, &[b"hi", b"!"]);
+        assert_eq!(&v[6..8], &2u16.to_le_bytes());
+        assert_eq!(decode(&v, 5).unwrap(), (7, 43, 2, &b"hi!"[..]));
+        v[6] = 4; // ext 4 > the 3 message bytes, though <= len (16 + 3)
+        assert!(matches!(decode(&v, 5), Err(FrameError::BadHeader(HeaderDecodeError::ExtTooLong { .. }))));
+        encode(&mut v, 7, 42, 0, &[]);
         v.truncate(HEADER_LEN + 3);
         v[0] = 3;
         assert_eq!(decode(&v, 10), Err(FrameError::Truncated { missing: 13 }));

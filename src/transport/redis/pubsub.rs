@@ -4,7 +4,7 @@ use super::envelope::{decode, encode, new_publisher_id, DeliveryReport, Tracker}
 use super::link::*;
 use super::*;
 use crate::transport::codec::FrameError;
-use crate::transport::{Receiver, Sender, TransportRecvError, TransportSendError, Wait};
+use crate::transport::{check_frame, Receiver, RecvFrame, Sender, TransportRecvError, TransportSendError, Wait};
 use redis::Client;
 use std::io;
 use std::sync::mpsc;
@@ -65,15 +65,12 @@ impl Publisher {
 }
 
 impl Sender for Publisher {
-    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
         if self.closed {
             return Err(TransportSendError::Closed);
         }
-        let max = self.link.opts.max_message;
-        if msg.len() > max {
-            return Err(TransportSendError::Oversize { len: msg.len(), max });
-        }
-        encode(&mut self.buf, self.id, self.seq, msg);
+        check_frame(ext, parts, self.link.opts.max_message)?;
+        encode(&mut self.buf, self.id, self.seq, ext, parts);
         let (channel, buf) = (&self.channel, &self.buf);
         let mut written = false;
         let deadline = deadline_of(wait, self.link.opts.io_timeout);
@@ -277,7 +274,7 @@ fn reader(
 }
 
 impl Receiver for Subscriber {
-    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
         let Some(events) = self.events.as_ref() else { return Err(TransportRecvError::Closed) };
         loop {
             let ev = match wait {
@@ -295,9 +292,9 @@ impl Receiver for Subscriber {
             }?;
             match ev {
                 Event::Message(value) => {
-                    let (publisher, seq, msg) = decode(&value, self.max).map_err(TransportRecvError::BadFrame)?;
+                    let (publisher, seq, ext, msg) = decode(&value, self.max).map_err(TransportRecvError::BadFrame)?;
                     self.tracker.observe(publisher, seq, false);
-                    return Ok(msg.to_vec());
+                    return Ok(RecvFrame { ext, bytes: msg.to_vec() });
                 }
                 Event::Oversize(len) => {
                     return Err(TransportRecvError::BadFrame(FrameError::Oversize { len, max: self.max }))

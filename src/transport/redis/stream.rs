@@ -4,7 +4,7 @@
 use super::envelope::{decode, encode, new_publisher_id, DeliveryReport, Tracker};
 use super::link::*;
 use super::*;
-use crate::transport::{Receiver, Sender, TransportRecvError, TransportSendError, Wait};
+use crate::transport::{check_frame, Receiver, RecvFrame, Sender, TransportRecvError, TransportSendError, Wait};
 use redis::Value;
 use std::collections::VecDeque;
 use std::io;
@@ -68,15 +68,12 @@ impl StreamProducer {
 }
 
 impl Sender for StreamProducer {
-    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
         if self.closed {
             return Err(TransportSendError::Closed);
         }
-        let max = self.link.opts.max_message;
-        if msg.len() > max {
-            return Err(TransportSendError::Oversize { len: msg.len(), max });
-        }
-        encode(&mut self.buf, self.id, self.seq, msg);
+        check_frame(ext, parts, self.link.opts.max_message)?;
+        encode(&mut self.buf, self.id, self.seq, ext, parts);
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&self.key);
         if let Some(n) = self.max_len {
@@ -420,7 +417,7 @@ fn push_entries(out: &mut VecDeque<Entry>, reply: &Value, redelivered: bool) {
 }
 
 impl Receiver for StreamConsumer {
-    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
         if self.closed {
             return Err(TransportRecvError::Closed);
         }
@@ -435,9 +432,9 @@ impl Receiver for StreamConsumer {
                     continue;
                 };
                 let max = self.link.opts.max_message;
-                let (publisher, seq, msg) = decode(&value, max).map_err(TransportRecvError::BadFrame)?;
+                let (publisher, seq, ext, msg) = decode(&value, max).map_err(TransportRecvError::BadFrame)?;
                 self.tracker.observe(publisher, seq, entry.redelivered);
-                return Ok(msg.to_vec());
+                return Ok(RecvFrame { ext, bytes: msg.to_vec() });
             }
             let before = self.link.reconnects;
             let r = self.fetch(wait);

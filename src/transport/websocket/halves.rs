@@ -3,7 +3,7 @@
 use super::conn::*;
 use super::*;
 use crate::transport::codec::{decode_datagram, FrameError};
-use crate::transport::{Receiver, Sender, TransportRecvError, TransportSendError, Wait};
+use crate::transport::{check_frame, Receiver, RecvFrame, Sender, TransportRecvError, TransportSendError, Wait};
 use crate::wire::{FrameHeader, Kind, HEADER_LEN};
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -114,17 +114,17 @@ impl WsSender {
 }
 
 impl Sender for WsSender {
-    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
         if self.closed {
             return Err(TransportSendError::Closed);
         }
-        let max = self.shared.opts.max_message;
-        if msg.len() > max {
-            return Err(TransportSendError::Oversize { len: msg.len(), max });
+        let len = check_frame(ext, parts, self.shared.opts.max_message)?;
+        // One binary WebSocket message holds the whole frame (tungstenite takes an owned buffer).
+        let mut frame = Vec::with_capacity(HEADER_LEN + len);
+        frame.extend_from_slice(&FrameHeader { len: len as u32, kind: Kind::Data, ext }.to_bytes());
+        for p in parts {
+            frame.extend_from_slice(p);
         }
-        let mut frame = Vec::with_capacity(HEADER_LEN + msg.len());
-        frame.extend_from_slice(&FrameHeader { len: msg.len() as u32, kind: Kind::Data }.to_bytes());
-        frame.extend_from_slice(msg);
         let mut message = Message::Binary(frame.into());
         loop {
             let until = {
@@ -225,7 +225,7 @@ impl WsReceiver {
 }
 
 impl Receiver for WsReceiver {
-    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
         if self.closed {
             return Err(TransportRecvError::Closed);
         }
@@ -243,7 +243,7 @@ impl Receiver for WsReceiver {
                         match msg {
                             Message::Binary(b) => {
                                 return match decode_datagram(&b, opts.max_message) {
-                                    Ok(frame) => Ok(frame.payload.to_vec()),
+                                    Ok(frame) => Ok(RecvFrame { ext: frame.ext, bytes: frame.payload.to_vec() }),
                                     Err(e) => Err(TransportRecvError::BadFrame(e)),
                                 };
                             }

@@ -4,7 +4,7 @@ use super::{park_forever, say, PeerResult};
 use ringwire::transport::redis::{split_addr, StreamConsumer};
 use ringwire::transport::{fork, recv_json, send_json, stdio, JsonError, Receiver, Sender};
 use ringwire::transport::{TransportRecvError, TransportSendError};
-use ringwire::wire::{FrameHeader, Kind};
+use ringwire::wire::FrameHeader;
 use std::io::Write;
 
 /// What a misbehaving peer does.
@@ -58,7 +58,7 @@ pub fn run(args: Args) -> PeerResult {
             let (mut tx, _rx) = stdio::from_process_stdio()?;
             tx.send(b"whole")?;
             let mut raw = tx.get_ref().ok_or("closed")?;
-            let mut partial = FrameHeader { len: 100, kind: Kind::Data }.to_bytes().to_vec();
+            let mut partial = FrameHeader::data(100).to_bytes().to_vec();
             partial.extend_from_slice(&[7; 10]);
             raw.write_all(&partial)?;
             std::process::exit(0);
