@@ -210,6 +210,19 @@ pub struct Publisher<S: Storage> {
 }
 
 /// A subscribing end. Any number may be attached; each sees every message published after it joined.
+///
+/// ```
+/// use ringwire::broadcast::{self, Mode, RecvError};
+/// let (mut tx, mut a) = broadcast::channel(ringwire::RingConfig::new(1 << 16, 64), Mode::Overwrite)?;
+/// let mut b = a.clone_handle()?; // a second subscriber
+/// tx.send(b"tick")?;
+/// assert_eq!(a.recv()?, b"tick"); // a view of `a`'s own copy
+/// let mut buf = [0u8; 64];
+/// assert_eq!(b.try_recv_into(&mut buf)?, 4);
+/// drop(tx);
+/// assert_eq!(a.recv_vec(), Err(RecvError::PeerGone)); // every publisher has gone
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Subscriber<S: Storage> {
     local: Local,
     me: Membership,

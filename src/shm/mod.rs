@@ -188,7 +188,21 @@ impl ShmBroadcast {
     }
 }
 
-/// Options for creating a named ring.
+/// Options for creating a named ring: the directory, taking over a ring left by a process that died
+/// ([`reuse_stale`](Self::reuse_stale)), the fence mode.
+///
+/// ```
+/// use ringwire::{RingConfig, ShmOptions};
+/// let dir = std::env::temp_dir();
+/// let name = format!("ringwire-doc-opts-{}", std::process::id());
+/// let opts = ShmOptions::new(RingConfig::new(1 << 16, 1024)).dir(&dir).reuse_stale(true);
+/// let ring = opts.create(&name)?;
+/// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+/// tx.send(b"in a private directory")?;
+/// assert_eq!(&*rx.recv()?, b"in a private directory");
+/// assert!(dir.join(&name).exists()); // removed when `ring` (the creator's handle) drops
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct ShmOptions {
     config: RingConfig,

@@ -8,6 +8,22 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 
 /// A listening TCP socket; each accepted connection is a transport.
+///
+/// ```
+/// use ringwire::transport::{tcp, Receiver, Sender};
+/// let listener = tcp::Listener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let client = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+///     let (mut tx, mut rx) = tcp::connect(addr)?;
+///     tx.send(b"ping").map_err(std::io::Error::other)?;
+///     rx.recv().map_err(std::io::Error::other)
+/// });
+/// let (mut tx, mut rx, _peer) = listener.accept()?;
+/// let msg = rx.recv()?;
+/// tx.send(&[b"re: ".as_slice(), &msg].concat())?;
+/// assert_eq!(client.join().unwrap()?, b"re: ping");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Listener {
     inner: TcpListener,

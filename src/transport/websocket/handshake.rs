@@ -12,6 +12,21 @@ use tungstenite::handshake::HandshakeRole;
 use tungstenite::{Error as WsError, HandshakeError};
 
 /// A listening socket that accepts WebSocket clients on one path.
+///
+/// ```
+/// use ringwire::transport::{websocket, Receiver, Sender};
+/// let listener = websocket::Listener::bind("127.0.0.1:0", "/chat")?;
+/// let url = listener.url()?; // ws://127.0.0.1:PORT/chat
+/// let client = std::thread::spawn(move || -> std::io::Result<()> {
+///     let (mut tx, _rx) = websocket::connect(&url)?;
+///     tx.send(b"hello").map_err(std::io::Error::other)?;
+///     tx.close().map_err(std::io::Error::other)
+/// });
+/// let (_tx, mut rx, _peer) = listener.accept()?;
+/// assert_eq!(rx.recv()?, b"hello");
+/// client.join().unwrap()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Listener {
     inner: TcpListener,
