@@ -141,7 +141,8 @@ struct Peer {
 fn spawn_peer(mode: PeerMode, size: usize, count: u64) -> Peer {
     let a = ShmRing::anonymous(RingConfig::default()).unwrap();
     let b = ShmRing::anonymous(RingConfig::default()).unwrap();
-    let mut cmd = ringwire_testkit::peer::bench_command(&PeerArgs { size, count, ..PeerArgs::new(mode) });
+    let mut cmd =
+        ringwire_testkit::peer::bench_command(&PeerArgs { size, count, wait: "spin".into(), ..PeerArgs::new(mode) });
     cmd.stdin(Stdio::null());
     a.share_with(&mut cmd, ringwire_cli::peer::RING_A_VAR);
     b.share_with(&mut cmd, ringwire_cli::peer::RING_B_VAR);

@@ -433,3 +433,41 @@ fn a_stream_sender_gives_up_on_a_peer_that_never_reads() {
         assert!(matches!(tx.send(b"x"), Err(TransportSendError::PeerReset)));
     });
 }
+
+/// Kernel transports in `Spin` and `Adaptive` modes: messages flow, `try_` calls never spin, deadlines
+/// still end a spinning wait, and a peer that goes away is seen at once (the syscall says so).
+#[test]
+fn spinning_kernel_transports_keep_the_contract() {
+    use ringwire::transport::IoWait;
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        for mode in [IoWait::Spin, IoWait::Adaptive { spin: Duration::from_micros(50) }] {
+            let listener = ringwire::transport::tcp::Listener::bind("127.0.0.1:0").unwrap();
+            let (mut ctx, mut crx) = ringwire::transport::tcp::connect(listener.local_addr().unwrap()).unwrap();
+            let (mut stx, mut srx, _) = listener.accept().unwrap();
+            for h in [&mut ctx as &mut dyn Sender, &mut stx] {
+                h.set_io_wait(mode);
+            }
+            for h in [&mut crx as &mut dyn Receiver, &mut srx] {
+                h.set_io_wait(mode);
+            }
+            assert!(matches!(srx.try_recv(), Err(TransportRecvError::Empty)));
+            assert!(matches!(
+                srx.recv_deadline(Instant::now() + Duration::from_millis(20)),
+                Err(TransportRecvError::Timeout)
+            ));
+            let echo = std::thread::spawn(move || {
+                while let Ok(m) = srx.recv() {
+                    stx.send(&m).unwrap();
+                }
+                stx.close().unwrap();
+            });
+            for i in 0..1000u32 {
+                ctx.send(&i.to_le_bytes()).unwrap();
+                assert_eq!(crx.recv().unwrap(), i.to_le_bytes());
+            }
+            ctx.close().unwrap();
+            assert!(matches!(crx.recv(), Err(TransportRecvError::PeerGone)), "{mode:?}");
+            echo.join().unwrap();
+        }
+    });
+}

@@ -52,7 +52,20 @@ pub fn parse_wait(s: &str) -> CliResult<WaitStrategy> {
     Ok(match s {
         "spin" => WaitStrategy::Spin,
         "yield" => WaitStrategy::SpinYield,
-        "adaptive" => WaitStrategy::default(),
-        other => return Err(format!("unknown wait strategy {other:?} (spin, yield, adaptive)").into()),
+        // A ring's blocking wait is the adaptive one (spin briefly, then sleep on the futex).
+        "adaptive" | "block" => WaitStrategy::default(),
+        other => return Err(format!("unknown wait strategy {other:?} (spin, yield, adaptive, block)").into()),
+    })
+}
+
+/// Parses a `--wait` value for a kernel transport: `block` (poll at once), `spin` (busy-poll the
+/// syscall), `adaptive` (busy-poll 50 µs, then poll).
+pub fn parse_io_wait(s: &str) -> CliResult<ringwire::transport::IoWait> {
+    use ringwire::transport::IoWait;
+    Ok(match s {
+        "block" => IoWait::Block,
+        "spin" => IoWait::Spin,
+        "adaptive" => IoWait::Adaptive { spin: std::time::Duration::from_micros(50) },
+        other => return Err(format!("unknown wait {other:?} for a kernel transport (block, spin, adaptive)").into()),
     })
 }

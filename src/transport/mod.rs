@@ -60,7 +60,7 @@ pub use stream::{FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender, D
 use crate::transport::codec::FrameError;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The largest message stream adapters accept unless told otherwise (`set_max_message`).
 pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
@@ -216,6 +216,10 @@ pub trait Sender: Send {
 
     /// The largest message this half sends.
     fn max_message(&self) -> usize;
+
+    /// Sets how this half waits for its descriptor ([`IoWait`]); kernel transports only, a no-op for the
+    /// others (rings have their own `set_wait_strategy`).
+    fn set_io_wait(&mut self, _wait: IoWait) {}
 }
 
 /// The receiving half of a transport.
@@ -252,6 +256,10 @@ pub trait Receiver: Send {
 
     /// The largest message this half accepts.
     fn max_message(&self) -> usize;
+
+    /// Sets how this half waits for its descriptor ([`IoWait`]); kernel transports only, a no-op for the
+    /// others.
+    fn set_io_wait(&mut self, _wait: IoWait) {}
 }
 
 impl<T: Sender + ?Sized> Sender for Box<T> {
@@ -270,6 +278,9 @@ impl<T: Sender + ?Sized> Sender for Box<T> {
     fn max_message(&self) -> usize {
         (**self).max_message()
     }
+    fn set_io_wait(&mut self, wait: IoWait) {
+        (**self).set_io_wait(wait)
+    }
 }
 
 impl<T: Receiver + ?Sized> Receiver for Box<T> {
@@ -284,6 +295,62 @@ impl<T: Receiver + ?Sized> Receiver for Box<T> {
     }
     fn max_message(&self) -> usize {
         (**self).max_message()
+    }
+    fn set_io_wait(&mut self, wait: IoWait) {
+        (**self).set_io_wait(wait)
+    }
+}
+
+/// How a kernel transport (pipe, FIFO, unix, tcp, udp, stdio, fork) waits when its non-blocking
+/// descriptor has nothing to read or no room to write: the rings' wait strategies, for syscalls.
+///
+/// * `Block` (default): sleep in `poll(2)` at once. No CPU while idle; each wake-up goes through the
+///   scheduler (tens of microseconds on a VM).
+/// * `Spin`: retry the syscall in a loop (a CPU pause between tries) until it succeeds or the deadline
+///   passes; never sleeps. Lowest latency; burns a core while waiting. `try_` calls never spin.
+/// * `Adaptive { spin }`: spin for `spin`, then sleep in `poll(2)`.
+///
+/// A peer that goes away is still seen at once (the syscall reports it), and the stall bound of senders
+/// holds in every mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IoWait {
+    /// Sleep in `poll(2)` at once.
+    #[default]
+    Block,
+    /// Busy-poll the syscall.
+    Spin,
+    /// Busy-poll for `spin`, then sleep in `poll(2)`.
+    Adaptive {
+        /// How long to busy-poll before sleeping.
+        spin: Duration,
+    },
+}
+
+impl IoWait {
+    /// Whether to retry the syscall now (spinning) rather than sleep: `spinning_since` is when this wait
+    /// began (set on the first call). Never for `try_` calls, and never past the caller's deadline.
+    #[inline]
+    pub(crate) fn keep_spinning(self, wait: Wait, spinning_since: &mut Option<Instant>) -> bool {
+        let limit = match self {
+            IoWait::Block => return false,
+            IoWait::Spin => None,
+            IoWait::Adaptive { spin } => Some(spin),
+        };
+        if wait == Wait::Never {
+            return false;
+        }
+        let now = Instant::now();
+        let since = *spinning_since.get_or_insert(now);
+        if limit.is_some_and(|l| now.duration_since(since) >= l) {
+            return false;
+        }
+        if let Wait::Until(d) = wait {
+            if now >= d {
+                return false;
+            }
+        }
+        std::hint::spin_loop();
+        true
     }
 }
 

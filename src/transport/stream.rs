@@ -2,7 +2,7 @@
 //! FIFOs, Unix and TCP sockets, a child's stdio and inherited socketpairs are all this type.
 
 use super::{
-    check_frame, is_reset, poll_fd, set_nonblocking, Receiver, RecvFrame, Sender, TransportRecvError,
+    check_frame, is_reset, poll_fd, set_nonblocking, IoWait, Receiver, RecvFrame, Sender, TransportRecvError,
     TransportSendError, Wait,
 };
 use crate::transport::codec::{encode_parts_into, FrameDecoder, FrameError};
@@ -111,6 +111,8 @@ pub struct StreamSender<W: Write + AsFd + Send> {
     /// A blocking send (or flush, or close) that writes nothing for this long gives up: the peer is
     /// treated as gone (`PeerReset`). `None`: wait as long as the caller's wait allows.
     stall: Option<Duration>,
+    /// How to wait for room in the descriptor.
+    io_wait: IoWait,
 }
 
 /// How long a stream sender waits for a peer that takes no bytes before treating it as gone (the
@@ -129,6 +131,7 @@ impl<W: Write + AsFd + Send> StreamSender<W> {
             pos: 0,
             reset: false,
             stall: Some(DEFAULT_STALL_TIMEOUT),
+            io_wait: IoWait::Block,
         })
     }
 
@@ -155,16 +158,24 @@ impl<W: Write + AsFd + Send> StreamSender<W> {
         let Some(w) = self.w.as_mut() else { return Err(TransportSendError::Closed) };
         // When the peer last took bytes (for the stall bound); read from the clock only once we wait.
         let mut progress: Option<Instant> = None;
+        let mut spinning: Option<Instant> = None;
         while self.pos < self.out.len() {
             match w.write(&self.out[self.pos..]) {
                 Ok(0) => return Err(TransportSendError::PeerReset),
                 Ok(n) => {
                     self.pos += n;
                     progress = None;
+                    spinning = None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let since = *progress.get_or_insert_with(Instant::now);
+                    // Busy-poll first if asked (within the stall bound and the caller's deadline).
+                    if self.stall.map_or(true, |st| since.elapsed() < st)
+                        && self.io_wait.keep_spinning(wait, &mut spinning)
+                    {
+                        continue;
+                    }
                     let stall_at = self.stall.and_then(|s| since.checked_add(s));
                     // Wait for the caller's deadline or the stall bound, whichever comes first.
                     let (until, stalled) = match (wait, stall_at) {
@@ -240,6 +251,10 @@ impl<W: Write + AsFd + Send> Sender for StreamSender<W> {
     fn max_message(&self) -> usize {
         self.max
     }
+
+    fn set_io_wait(&mut self, wait: IoWait) {
+        self.io_wait = wait;
+    }
 }
 
 /// `shutdown(SHUT_WR)` if `w` is a socket: a dup'ed descriptor (the other half) would otherwise keep the
@@ -268,6 +283,8 @@ pub struct StreamReceiver<R: Read + AsFd + Send> {
     r: Option<R>,
     dec: FrameDecoder,
     eof: bool,
+    /// How to wait for input.
+    io_wait: IoWait,
 }
 
 impl<R: Read + AsFd + Send> StreamReceiver<R> {
@@ -275,7 +292,12 @@ impl<R: Read + AsFd + Send> StreamReceiver<R> {
     /// [`DEFAULT_MAX_MESSAGE`](super::DEFAULT_MAX_MESSAGE) bytes.
     pub fn new(r: R) -> io::Result<Self> {
         set_nonblocking(r.as_fd())?;
-        Ok(StreamReceiver { r: Some(r), dec: FrameDecoder::new(super::DEFAULT_MAX_MESSAGE), eof: false })
+        Ok(StreamReceiver {
+            r: Some(r),
+            dec: FrameDecoder::new(super::DEFAULT_MAX_MESSAGE),
+            eof: false,
+            io_wait: IoWait::Block,
+        })
     }
 
     /// Sets the largest message accepted; a longer one is [`FrameError::Oversize`], skipped.
@@ -297,6 +319,7 @@ impl<R: Read + AsFd + Send> StreamReceiver<R> {
 impl<R: Read + AsFd + Send> Receiver for StreamReceiver<R> {
     fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
         let Some(r) = self.r.as_mut() else { return Err(TransportRecvError::Closed) };
+        let mut spinning: Option<Instant> = None;
         loop {
             match self.dec.next_frame() {
                 Ok(Some(frame)) => return Ok(RecvFrame { ext: frame.ext, bytes: frame.payload.to_vec() }),
@@ -318,6 +341,9 @@ impl<R: Read + AsFd + Send> Receiver for StreamReceiver<R> {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.io_wait.keep_spinning(wait, &mut spinning) {
+                        continue;
+                    }
                     if !poll_fd(r.as_fd(), libc::POLLIN, wait)? {
                         return Err(match wait {
                             Wait::Never => TransportRecvError::Empty,
@@ -340,6 +366,10 @@ impl<R: Read + AsFd + Send> Receiver for StreamReceiver<R> {
 
     fn max_message(&self) -> usize {
         self.dec.max_payload()
+    }
+
+    fn set_io_wait(&mut self, wait: IoWait) {
+        self.io_wait = wait;
     }
 }
 

@@ -12,7 +12,7 @@
 //! ([`PeerReset`](super::TransportRecvError::PeerReset)).
 
 use super::{
-    check_frame, is_reset, poll_fd, Receiver, RecvFrame, Sender, TransportRecvError, TransportSendError, Wait,
+    check_frame, is_reset, poll_fd, IoWait, Receiver, RecvFrame, Sender, TransportRecvError, TransportSendError, Wait,
 };
 use crate::transport::codec::{decode_datagram, encode_parts_into};
 use crate::wire::{Kind, HEADER_LEN};
@@ -32,6 +32,7 @@ pub struct UdpSender {
     sock: Option<Arc<UdpSocket>>,
     max: usize,
     buf: Vec<u8>,
+    io_wait: IoWait,
 }
 
 /// The receiving half of a UDP transport.
@@ -40,6 +41,7 @@ pub struct UdpReceiver {
     sock: Option<Arc<UdpSocket>>,
     max: usize,
     buf: Vec<u8>,
+    io_wait: IoWait,
 }
 
 /// Binds a socket to `local`, connects it to `remote`, and returns its halves.
@@ -56,8 +58,8 @@ pub fn from_socket(sock: UdpSocket) -> io::Result<(UdpSender, UdpReceiver)> {
     let sock = Arc::new(sock);
     let max = DEFAULT_MAX_DATAGRAM - HEADER_LEN;
     Ok((
-        UdpSender { sock: Some(sock.clone()), max, buf: Vec::new() },
-        UdpReceiver { sock: Some(sock), max, buf: Vec::new() },
+        UdpSender { sock: Some(sock.clone()), max, buf: Vec::new(), io_wait: IoWait::Block },
+        UdpReceiver { sock: Some(sock), max, buf: Vec::new(), io_wait: IoWait::Block },
     ))
 }
 
@@ -84,6 +86,7 @@ impl Sender for UdpSender {
         check_frame(ext, parts, self.max)?;
         self.buf.clear();
         encode_parts_into(&mut self.buf, Kind::Data, ext, parts).expect("checked: max < u32::MAX, ext <= len");
+        let mut spinning = None;
         loop {
             // SAFETY: `buf` is valid for reads of its length during the call.
             let n =
@@ -95,6 +98,9 @@ impl Sender for UdpSender {
             match e.kind() {
                 io::ErrorKind::Interrupted => {}
                 io::ErrorKind::WouldBlock => {
+                    if self.io_wait.keep_spinning(wait, &mut spinning) {
+                        continue;
+                    }
                     if !poll_fd(sock.as_fd(), libc::POLLOUT, wait)? {
                         return Err(if wait == Wait::Never {
                             TransportSendError::WouldBlock
@@ -116,6 +122,10 @@ impl Sender for UdpSender {
 
     fn max_message(&self) -> usize {
         self.max
+    }
+
+    fn set_io_wait(&mut self, wait: IoWait) {
+        self.io_wait = wait;
     }
 }
 
@@ -139,6 +149,7 @@ impl Receiver for UdpReceiver {
         if self.buf.len() < cap {
             self.buf.resize(cap, 0);
         }
+        let mut spinning = None;
         loop {
             // MSG_TRUNC: the return value is the datagram's real length even when it did not fit.
             // SAFETY: `buf` is valid for writes of `cap` bytes during the call.
@@ -161,6 +172,9 @@ impl Receiver for UdpReceiver {
             match e.kind() {
                 io::ErrorKind::Interrupted => {}
                 io::ErrorKind::WouldBlock => {
+                    if self.io_wait.keep_spinning(wait, &mut spinning) {
+                        continue;
+                    }
                     if !poll_fd(sock.as_fd(), libc::POLLIN, wait)? {
                         return Err(if wait == Wait::Never {
                             TransportRecvError::Empty
@@ -181,5 +195,9 @@ impl Receiver for UdpReceiver {
 
     fn max_message(&self) -> usize {
         self.max
+    }
+
+    fn set_io_wait(&mut self, wait: IoWait) {
+        self.io_wait = wait;
     }
 }

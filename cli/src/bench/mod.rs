@@ -102,6 +102,8 @@ pub fn run(args: BenchArgs) -> CliResult {
                 "limit" => &["spin"],
                 "shm-spsc" => &["spin", "adaptive"],
                 "shm-mpmc" | "shm-broadcast" | "rtrb" => &["spin"],
+                // Kernel transports: sleeping in poll (block), busy-polling the syscall (spin), or both.
+                "pipe" | "stdio" | "fork" | "unix" | "tcp" | "udp" => &["block", "spin", "adaptive"],
                 _ => &["block"],
             };
             for &wait in waits {
@@ -236,9 +238,9 @@ fn measure(plan: &Plan, counts: &Counts, redis: &str) -> CliResult<Measured> {
             // message sent, a 250th. This keeps the default run near two minutes on two cores.
             let div = if transports::is_redis(t) { 250 } else { 25 };
             let (warmup, samples) = (counts.rtt_warmup / div, counts.rtt_samples / div);
-            transports::rtt(t, plan.size, warmup, samples, redis, &mut rtt)?;
+            transports::rtt(t, plan.wait, plan.size, warmup, samples, redis, &mut rtt)?;
             let n = counts.stream(plan.size) / div;
-            let elapsed = transports::stream(t, plan.size, n, redis)?;
+            let elapsed = transports::stream(t, plan.wait, plan.size, n, redis)?;
             Ok(Measured { rtt, throughput: Throughput::new(n, plan.size, elapsed) })
         }
         "crossbeam" => Ok(Measured {

@@ -42,7 +42,7 @@ pub fn redis_check(url: &str) -> Result<(), String> {
 const STALL: Duration = Duration::from_secs(10);
 
 /// Connects to a fresh echo or sink peer over the transport of row `transport`.
-fn connect(transport: &str, mode: PeerMode, size: usize, count: u64, redis: &str) -> CliResult<PeerConn> {
+fn connect(transport: &str, wait: &str, mode: PeerMode, size: usize, count: u64, redis: &str) -> CliResult<PeerConn> {
     let adapter = match transport {
         // The bench's `pipe` row runs over named FIFOs (the peer's stdio is the `stdio` row).
         "pipe" => Adapter::Fifo,
@@ -56,13 +56,27 @@ fn connect(transport: &str, mode: PeerMode, size: usize, count: u64, redis: &str
         "redis-stream" => Adapter::RedisStream,
         other => return Err(format!("no transport row {other}").into()),
     };
-    let args = PeerArgs { size, count, max_message: size + 64, ..PeerArgs::transport(mode, adapter) };
-    Ok(peers::connect_via(peer_process(&args)?, adapter, redis)?)
+    let args =
+        PeerArgs { size, count, max_message: size + 64, wait: wait.into(), ..PeerArgs::transport(mode, adapter) };
+    let mut c = peers::connect_via(peer_process(&args)?, adapter, redis)?;
+    let io_wait = crate::util::parse_io_wait(wait)?;
+    c.tx.set_io_wait(io_wait);
+    c.rx.set_io_wait(io_wait);
+    Ok(c)
 }
 
 /// Round trips through an echo peer: `warmup + samples` messages, the last `samples` recorded.
-pub fn rtt(transport: &str, size: usize, warmup: u64, samples: u64, redis: &str, h: &mut Histogram<u64>) -> CliResult {
-    let mut c = connect(transport, PeerMode::Echo, size, 0, redis)?;
+#[allow(clippy::too_many_arguments)]
+pub fn rtt(
+    transport: &str,
+    wait: &str,
+    size: usize,
+    warmup: u64,
+    samples: u64,
+    redis: &str,
+    h: &mut Histogram<u64>,
+) -> CliResult {
+    let mut c = connect(transport, wait, PeerMode::Echo, size, 0, redis)?;
     let base = base_payload(size);
     let mut msg = base.clone();
     for i in 0..warmup + samples {
@@ -85,8 +99,8 @@ pub fn rtt(transport: &str, size: usize, warmup: u64, samples: u64, redis: &str,
 /// One-way stream of `count` messages into a sink peer that checks each one, with at most four
 /// acknowledgement intervals (about 64 KiB) unacknowledged; returns the time from the first send to the
 /// sink's verdict.
-pub fn stream(transport: &str, size: usize, count: u64, redis: &str) -> CliResult<Duration> {
-    let mut c = connect(transport, PeerMode::Sink, size, count, redis)?;
+pub fn stream(transport: &str, wait: &str, size: usize, count: u64, redis: &str) -> CliResult<Duration> {
+    let mut c = connect(transport, wait, PeerMode::Sink, size, count, redis)?;
     let base = base_payload(size);
     let mut msg = base.clone();
     let mut acked = 0u64;

@@ -126,8 +126,8 @@ pub struct PeerArgs {
     /// Messages a sink checks.
     #[arg(long, default_value_t = 0)]
     pub count: u64,
-    /// spin | yield | adaptive
-    #[arg(long, default_value = "spin")]
+    /// Rings: spin | yield | adaptive | block (= adaptive). Kernel transports: block | spin | adaptive.
+    #[arg(long, default_value = "block")]
     pub wait: String,
     /// The CPU to pin the peer to.
     #[arg(long)]
@@ -149,7 +149,7 @@ impl PeerArgs {
             adapter: None,
             size: 64,
             count: 0,
-            wait: "spin".into(),
+            wait: "block".into(),
             cpu: None,
             addr: None,
             max_message: ringwire::transport::DEFAULT_MAX_MESSAGE,

@@ -259,7 +259,8 @@ pub fn child(adapter: Adapter, args: &PeerArgs) -> CliResult<(Box<dyn Sender>, B
         (Box::new(tx) as Box<dyn Sender>, Box::new(rx) as Box<dyn Receiver>)
     };
     let redis_opts = || redis_transport::Options { max_message: args.max_message, ..Default::default() };
-    Ok(match adapter {
+    let io_wait = crate::util::parse_io_wait(&args.wait)?;
+    let (mut tx, mut rx): (Box<dyn Sender>, Box<dyn Receiver>) = match adapter {
         Adapter::Stdio => limit(stdio::from_process_stdio()?),
         Adapter::Fork => limit(fork::from_env()?),
         Adapter::Fifo => {
@@ -302,5 +303,9 @@ pub fn child(adapter: Adapter, args: &PeerArgs) -> CliResult<(Box<dyn Sender>, B
             tx.set_max_len(Some(STREAM_CAP));
             (Box::new(tx), Box::new(rx))
         }
-    })
+    };
+    // Kernel transports wait as asked (a no-op for the others).
+    tx.set_io_wait(io_wait);
+    rx.set_io_wait(io_wait);
+    Ok((tx, rx))
 }
