@@ -47,19 +47,48 @@ fn transport(adapter: Adapter) -> Setup {
     let cmd = ringwire_testkit::peer::bench_command(&PeerArgs::transport(PeerMode::Echo, adapter));
     let c = peers::connect_via(cmd, adapter, &url).expect("connect to the echo peer");
     let sees_end = !(c.datagram || c.brokered);
-    let peers::PeerConn { tx, rx, peer, .. } = c;
-    let peer = Arc::new(Mutex::new(peer));
-    let p = peer.clone();
-    let mut keep: Vec<Box<dyn Send>> = vec![Box::new(peer)];
+    // Take the halves, keep the rest (the peer process, a redis connection's stream keys) alive.
+    let mut c = c;
+    let tx = std::mem::replace(&mut c.tx, Box::new(Gone));
+    let rx = std::mem::replace(&mut c.rx, Box::new(Gone));
+    let conn = Arc::new(Mutex::new(c));
+    let p = conn.clone();
+    let mut keep: Vec<Box<dyn Send>> = vec![Box::new(conn)];
     if let Some(s) = server {
         keep.push(Box::new(s));
     }
     Setup {
         tx: Box::new(tx),
         rx: Box::new(rx),
-        kill: Box::new(move || p.lock().unwrap().kill()),
+        kill: Box::new(move || p.lock().unwrap().peer.kill()),
         sees_end,
         _keep: keep,
+    }
+}
+
+/// A placeholder for the halves taken out of a `PeerConn`.
+struct Gone;
+impl ringwire::transport::Sender for Gone {
+    fn send_frame_wait(&mut self, _: u16, _: &[&[u8]], _: Wait) -> Result<(), ringwire::transport::TransportSendError> {
+        Err(ringwire::transport::TransportSendError::Closed)
+    }
+    fn close(&mut self) -> Result<(), ringwire::transport::TransportSendError> {
+        Ok(())
+    }
+    fn max_message(&self) -> usize {
+        0
+    }
+}
+impl ringwire::transport::Receiver for Gone {
+    fn recv_frame_wait(
+        &mut self,
+        _: Wait,
+    ) -> Result<ringwire::transport::RecvFrame, ringwire::transport::TransportRecvError> {
+        Err(ringwire::transport::TransportRecvError::Closed)
+    }
+    fn close(&mut self) {}
+    fn max_message(&self) -> usize {
+        0
     }
 }
 
