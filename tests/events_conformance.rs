@@ -96,7 +96,8 @@ impl ringwire::transport::Receiver for Gone {
 /// (dropping its handles, which the near side sees as the peer closing).
 fn ring_echo<T: RingSender + Send + 'static, R: RingReceiver + Send + 'static>(mut tx: T, mut rx: R) {
     std::thread::spawn(move || {
-        while let Ok((ext, msg)) = rx.recv_frame_deadline(None) {
+        let mut msg = Vec::new();
+        while let Ok(ext) = rx.recv_frame_into(None, &mut msg) {
             if ext == 0 && msg == b"stop" {
                 return;
             }
@@ -207,7 +208,8 @@ fn round_trip(make: fn() -> Setup) {
     tx.emit_bytes_wait("raw", &[0, 1, 2, 255], deadline()).unwrap();
     let ev = rx.recv_wait(deadline()).unwrap();
     assert_eq!((ev.name(), ev.bytes()), (long.as_str(), &b""[..]));
-    let ev = rx.recv_wait(deadline()).unwrap();
+    // The borrowing receive sees the same.
+    let ev = rx.recv_ref_wait(deadline()).unwrap();
     assert_eq!((ev.name(), ev.bytes()), ("raw", &[0, 1, 2, 255][..]));
     // A body of the wrong type is an error of decode alone.
     tx.emit_wait("n", &json!("not a Chat"), deadline()).unwrap();
@@ -260,8 +262,8 @@ fn malformed_name(make: fn() -> Setup) {
     let (mut tx, mut rx) = (EventSender::new(s.tx), EventReceiver::new(s.rx));
     tx.emit_wait("good", &1, deadline()).unwrap();
     assert!(matches!(rx.recv_wait(deadline()), Err(EventRecvError::BadName)));
-    assert!(matches!(rx.recv_wait(deadline()), Err(EventRecvError::NotAnEvent(5))));
-    assert_eq!(rx.recv_wait(deadline()).unwrap().name(), "good");
+    assert!(matches!(rx.recv_ref_wait(deadline()), Err(EventRecvError::NotAnEvent(5))));
+    assert_eq!(rx.recv_ref_wait(deadline()).unwrap().name(), "good");
 }
 
 fn socket_dispatch_and_unknown(make: fn() -> Setup) {

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use plan::{histogram, peer_command, reap, Counts, Plan};
 use report::{Machine, ProbeSample, Row, Skipped, Throughput};
 use ringwire::socket::{EventReceiver, EventSender, Ring};
+use ringwire::transport::Wait;
 use ringwire::{RingConfig, ShmRing};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -321,7 +322,7 @@ fn shm_events_rtt(plan: &Plan, counts: &Counts) -> CliResult<Histogram<u64>> {
         let t0 = Instant::now();
         stamp(&mut msg, &base, i);
         tx.emit_bytes(transports::EVENT_NAME, &msg)?;
-        let reply = rx.recv()?;
+        let reply = rx.recv_ref_wait(Wait::Forever)?;
         let dt = t0.elapsed().as_nanos() as u64;
         if reply.name() != transports::EVENT_NAME || !verify(reply.bytes(), &base, i) {
             return Err(format!("shm-spsc echo returned a wrong event at {i}").into());

@@ -114,7 +114,7 @@ fn rtt_events(
         stamp(&mut msg, &base, i);
         let t0 = Instant::now();
         tx.emit_bytes_deadline(EVENT_NAME, &msg, t0 + STALL)?;
-        let reply = rx.recv_deadline(t0 + STALL)?;
+        let reply = rx.recv_ref_wait(ringwire::transport::Wait::Until(t0 + STALL))?;
         let dt = t0.elapsed().as_nanos() as u64;
         if reply.name() != EVENT_NAME || !verify(reply.bytes(), &base, i) {
             return Err(format!("{transport} echo returned a wrong event at {i}").into());
