@@ -266,6 +266,8 @@ impl<S: FrameSink + 'static, R: FrameSource + 'static> Socket<S, R> {
             lock(&self.acks).pending.remove(&id);
             return Err(match e {
                 EmitError::Send(TransportSendError::Timeout | TransportSendError::WouldBlock) => AckError::Timeout,
+                // Closed by `close` from another thread between our check and the send.
+                EmitError::Send(TransportSendError::Closed) => AckError::Closed,
                 e => AckError::Emit(e),
             });
         }
