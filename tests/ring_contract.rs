@@ -254,9 +254,13 @@ fn ext_round_trip<R: Ring>() {
     let mut slot = tx.try_reserve(3).unwrap();
     slot.copy_from_slice(b"abc");
     slot.commit_ext(3, 3);
-    assert_eq!(rx.try_recv_frame().unwrap(), (4, b"chat hello".to_vec()));
-    assert_eq!(rx.recv_frame_deadline(Some(Instant::now() + LIMIT)).unwrap(), (0, b"plain".to_vec()));
-    assert_eq!(rx.recv_frame_deadline(None).unwrap(), (3, b"abc".to_vec()));
+    let mut buf = b"old bytes, replaced".to_vec();
+    assert_eq!(rx.try_recv_frame_into(&mut buf).unwrap(), 4);
+    assert_eq!(buf, b"chat hello");
+    assert_eq!(rx.recv_frame_into(Some(Instant::now() + LIMIT), &mut buf).unwrap(), 0);
+    assert_eq!(buf, b"plain");
+    assert_eq!(rx.recv_frame_into(None, &mut buf).unwrap(), 3);
+    assert_eq!(buf, b"abc");
 }
 
 macro_rules! contract {

@@ -5,7 +5,7 @@
 use ringwire::transport::codec::{encode_into, FrameError};
 use ringwire::transport::{
     pipe, stdio, tcp, udp, Receiver, Sender, StreamFd, StreamReceiver, StreamSender, TransportRecvError,
-    TransportSendError,
+    TransportSendError, Wait,
 };
 use ringwire::wire::{FrameHeader, Kind};
 use ringwire_testkit::peer::misbehave::Mode;
@@ -323,6 +323,41 @@ fn udp_bad_datagrams_are_typed_errors_and_the_receiver_goes_on() {
     assert!(matches!(next(), Err(TransportRecvError::BadFrame(FrameError::Truncated { missing: 5 }))));
     assert!(matches!(next(), Err(TransportRecvError::BadFrame(FrameError::Oversize { len: 500, max: 100 }))));
     assert_eq!(next().unwrap(), [5; 50]);
+}
+
+/// A header whose `ext` (event-name length) exceeds its `len`: on a datagram transport that message
+/// alone is refused (`BadFrame`); on a stream nothing after it can be trusted (`Broken`, for good).
+#[test]
+fn ext_beyond_len_is_bad_frame_on_datagrams_and_broken_on_streams() {
+    use ringwire::wire::HeaderDecodeError;
+    let bad = |ext: u16| {
+        let mut v = FrameHeader { len: 2, kind: Kind::Data, ext }.to_bytes().to_vec();
+        v.extend_from_slice(b"ab");
+        v
+    };
+    let e = FrameError::BadHeader(HeaderDecodeError::ExtTooLong { ext: 3, len: 2 });
+
+    let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (_tx, mut rx) = udp::connect("127.0.0.1:0", raw.local_addr().unwrap()).unwrap();
+    raw.connect(rx.socket().unwrap().local_addr().unwrap()).unwrap();
+    raw.send(&bad(3)).unwrap();
+    raw.send(&bad(2)).unwrap(); // ext = len: a name and an empty body, fine
+    assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::BadFrame(f)) if f == e));
+    let f = rx.recv_frame_wait(Wait::Until(soon())).unwrap();
+    assert_eq!((f.ext, f.bytes.as_slice()), (2, &b"ab"[..]));
+
+    let (r, w) = pipe::raw_pipe().unwrap();
+    let mut rx = StreamReceiver::new(StreamFd::new(r).unwrap()).unwrap();
+    let mut w = std::fs::File::from(w);
+    let mut good = Vec::new();
+    ringwire::transport::codec::encode_parts_into(&mut good, Kind::Data, 2, &[b"ab", b"c"]).unwrap();
+    w.write_all(&good).unwrap();
+    w.write_all(&bad(3)).unwrap();
+    w.write_all(&good).unwrap();
+    let f = rx.recv_frame_wait(Wait::Until(soon())).unwrap();
+    assert_eq!((f.ext, f.bytes.as_slice()), (2, &b"abc"[..]));
+    assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::Broken(f)) if f == e));
+    assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::Broken(_))), "for good");
 }
 
 #[test]

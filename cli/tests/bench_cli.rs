@@ -67,6 +67,22 @@ fn transports_and_sizes_select_rows() {
 }
 
 #[test]
+fn events_rows_report_their_raw_ratio() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let doc =
+            run(&["--quick", "--json", "--transports", "shm-spsc,shm-spsc+events,tcp,tcp+events", "--sizes", "64"]);
+        let rows = doc["results"].as_array().unwrap();
+        let find = |t: &str, w: &str| rows.iter().find(|r| r["transport"] == t && r["wait"] == w).expect(t);
+        for (t, w) in [("shm-spsc+events", "spin"), ("tcp+events", "block")] {
+            let r = find(t, w);
+            assert!(number(r, &["raw_ratio", "rtt_p50"]) > 0.0, "{t}: raw_ratio");
+            assert!(number(r, &["raw_ratio", "throughput"]) > 0.0, "{t}: raw_ratio");
+        }
+        assert!(find("tcp", "block")["raw_ratio"].is_null(), "raw rows have no raw_ratio");
+    });
+}
+
+#[test]
 fn unknown_transport_is_an_error() {
     ringwire_testkit::watchdog(TEST_LIMIT, || {
         let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))

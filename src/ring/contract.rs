@@ -124,11 +124,13 @@ pub trait RingReceiver {
     fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
     /// The next message in a new vector of exactly its length, waiting for one.
     fn recv_vec(&mut self) -> Result<Vec<u8>, Self::Error>;
-    /// The next message with its frame header's `ext` (how many of its first bytes are an event name,
-    /// validated `<= len`), copied, without waiting.
-    fn try_recv_frame(&mut self) -> Result<(u16, Vec<u8>), Self::Error>;
-    /// The next message with its `ext`, copied, waiting until `deadline` (`None`: as long as it takes).
-    fn recv_frame_deadline(&mut self, deadline: Option<Instant>) -> Result<(u16, Vec<u8>), Self::Error>;
+    /// Copies the next message into `buf` (cleared first; it grows as needed, so a reused buffer makes
+    /// no allocation) and returns its frame header's `ext` (how many of its first bytes are an event
+    /// name, validated `<= len`), without waiting.
+    fn try_recv_frame_into(&mut self, buf: &mut Vec<u8>) -> Result<u16, Self::Error>;
+    /// As [`try_recv_frame_into`](Self::try_recv_frame_into), waiting until `deadline` (`None`: as long
+    /// as it takes).
+    fn recv_frame_into(&mut self, deadline: Option<Instant>, buf: &mut Vec<u8>) -> Result<u16, Self::Error>;
 }
 
 // The three rings. Every method forwards to the handle's inherent method of the same name.
@@ -199,16 +201,22 @@ macro_rules! forward_receiver {
 /// The two frame receives of the rings whose messages are read guards with an `ext()` accessor.
 macro_rules! guard_frames {
     ($err:ty) => {
-        fn try_recv_frame(&mut self) -> Result<(u16, Vec<u8>), $err> {
+        #[inline]
+        fn try_recv_frame_into(&mut self, buf: &mut Vec<u8>) -> Result<u16, $err> {
             let m = Self::try_recv(self)?;
-            Ok((m.ext(), m.to_vec()))
+            buf.clear();
+            buf.extend_from_slice(&m);
+            Ok(m.ext())
         }
-        fn recv_frame_deadline(&mut self, deadline: Option<Instant>) -> Result<(u16, Vec<u8>), $err> {
+        #[inline]
+        fn recv_frame_into(&mut self, deadline: Option<Instant>, buf: &mut Vec<u8>) -> Result<u16, $err> {
             let m = match deadline {
                 Some(d) => Self::recv_deadline(self, d)?,
                 None => Self::recv(self)?,
             };
-            Ok((m.ext(), m.to_vec()))
+            buf.clear();
+            buf.extend_from_slice(&m);
+            Ok(m.ext())
         }
     };
 }
@@ -289,16 +297,20 @@ impl<S: Storage> RingReceiver for broadcast::Subscriber<S> {
     where
         Self: 'a;
     forward_receiver!(broadcast::RecvError);
-    fn try_recv_frame(&mut self) -> Result<(u16, Vec<u8>), broadcast::RecvError> {
-        let v = Self::try_recv_vec(self)?;
-        Ok((self.last_ext(), v))
+    fn try_recv_frame_into(&mut self, buf: &mut Vec<u8>) -> Result<u16, broadcast::RecvError> {
+        let m = Self::try_recv(self)?;
+        buf.clear();
+        buf.extend_from_slice(m);
+        Ok(self.last_ext())
     }
-    fn recv_frame_deadline(&mut self, deadline: Option<Instant>) -> Result<(u16, Vec<u8>), broadcast::RecvError> {
-        let v = match deadline {
-            Some(d) => Self::recv_vec_deadline(self, d)?,
-            None => Self::recv_vec(self)?,
+    fn recv_frame_into(&mut self, deadline: Option<Instant>, buf: &mut Vec<u8>) -> Result<u16, broadcast::RecvError> {
+        let m = match deadline {
+            Some(d) => Self::recv_deadline(self, d)?,
+            None => Self::recv(self)?,
         };
-        Ok((self.last_ext(), v))
+        buf.clear();
+        buf.extend_from_slice(m);
+        Ok(self.last_ext())
     }
 }
 

@@ -152,11 +152,59 @@ impl Event {
     }
 }
 
+/// A received event borrowed from its receiver's buffer ([`EventReceiver::recv_ref_wait`]): no
+/// allocation per event once the buffer has grown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    name: &'a str,
+    body: &'a [u8],
+    codec: Codec,
+}
+
+impl<'a> EventRef<'a> {
+    /// The event's name.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// The body as it arrived.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The body decoded with the receiver's codec.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, CodecError> {
+        self.codec.decode(self.body)
+    }
+
+    /// An owned copy.
+    pub fn to_event(&self) -> Event {
+        Event::new(self.name, self.body, self.codec)
+    }
+}
+
+/// Checks an event frame's name: `Ok(n)` (the name's length) or the typed error for that frame.
+#[inline]
+fn check_received(ext: u16, bytes: &[u8]) -> Result<usize, EventRecvError> {
+    let ext = ext as usize;
+    if ext == 0 {
+        return Err(EventRecvError::NotAnEvent(bytes.len()));
+    }
+    let name = &bytes[..ext];
+    // Short ASCII names (the common case) skip the general UTF-8 validation.
+    if !name.is_ascii() && std::str::from_utf8(name).is_err() {
+        return Err(EventRecvError::BadName);
+    }
+    Ok(ext)
+}
+
 /// Receives named events from a transport half or a ring handle (see the [module docs](super)).
 #[derive(Debug)]
 pub struct EventReceiver<R: FrameSource> {
     source: R,
     codec: Codec,
+    /// Where [`recv_ref_wait`](Self::recv_ref_wait) receives (reused).
+    buf: Vec<u8>,
 }
 
 impl<R: FrameSource> EventReceiver<R> {
@@ -167,7 +215,7 @@ impl<R: FrameSource> EventReceiver<R> {
 
     /// Events with bodies in `codec` from `source`.
     pub fn with_codec(source: R, codec: Codec) -> Self {
-        EventReceiver { source, codec }
+        EventReceiver { source, codec, buf: Vec::new() }
     }
 
     /// The transport half or ring handle underneath.
@@ -200,14 +248,21 @@ impl<R: FrameSource> EventReceiver<R> {
     #[inline]
     pub fn recv_wait(&mut self, wait: Wait) -> Result<Event, EventRecvError> {
         let f = self.source.recv_frame(wait)?;
-        let ext = f.ext as usize;
-        if ext == 0 {
-            return Err(EventRecvError::NotAnEvent(f.bytes.len()));
-        }
-        if std::str::from_utf8(&f.bytes[..ext]).is_err() {
-            return Err(EventRecvError::BadName);
-        }
+        let ext = check_received(f.ext, &f.bytes)?;
         Ok(Event { frame: f.bytes, ext, codec: self.codec })
+    }
+
+    /// The next event, borrowed from this receiver's buffer until the next call: over a ring, no
+    /// allocation per event (the bytes are copied once, out of the ring); over a transport, no more than
+    /// the transport makes. Errors as [`recv_wait`](Self::recv_wait).
+    #[inline]
+    pub fn recv_ref_wait(&mut self, wait: Wait) -> Result<EventRef<'_>, EventRecvError> {
+        let ext = self.source.recv_frame_into(wait, &mut self.buf)?;
+        let n = check_received(ext, &self.buf)?;
+        let (name, body) = self.buf.split_at(n);
+        // SAFETY: check_received validated exactly these bytes as UTF-8 (ASCII, or `from_utf8`).
+        let name = unsafe { std::str::from_utf8_unchecked(name) };
+        Ok(EventRef { name, body, codec: self.codec })
     }
 
     /// Closes the receiving side.

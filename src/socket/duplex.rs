@@ -27,7 +27,8 @@ pub enum AckError {
     /// No reply within the timeout. The pending entry is gone; a late reply is dropped and counted.
     #[error("no acknowledgement within the timeout")]
     Timeout,
-    /// The connection ended (the peer closed or died, or [`Socket::close`] was called) before the reply.
+    /// The connection ended (the peer closed or died, or [`Socket::close`] was called) before the reply,
+    /// or before the request could be sent.
     #[error("the connection closed before the acknowledgement arrived")]
     Closed,
 }
@@ -266,6 +267,11 @@ impl<S: FrameSink + 'static, R: FrameSource + 'static> Socket<S, R> {
             lock(&self.acks).pending.remove(&id);
             return Err(match e {
                 EmitError::Send(TransportSendError::Timeout | TransportSendError::WouldBlock) => AckError::Timeout,
+                // The connection is gone (the peer closed or died, or `close` from another thread
+                // between our check and the send): as for a request already waiting.
+                EmitError::Send(
+                    TransportSendError::Closed | TransportSendError::PeerGone | TransportSendError::PeerReset,
+                ) => AckError::Closed,
                 e => AckError::Emit(e),
             });
         }

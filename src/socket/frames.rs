@@ -25,7 +25,14 @@ pub trait FrameSink: Send {
 /// The receiving side of a medium, as the event layer uses it.
 pub trait FrameSource: Send {
     /// Receives one frame with its `ext`.
-    fn recv_frame(&mut self, wait: Wait) -> Result<RecvFrame, EventRecvError>;
+    fn recv_frame(&mut self, wait: Wait) -> Result<RecvFrame, EventRecvError> {
+        let mut bytes = Vec::new();
+        let ext = self.recv_frame_into(wait, &mut bytes)?;
+        Ok(RecvFrame { ext, bytes })
+    }
+    /// Receives one frame into `buf` (its previous contents replaced) and returns its `ext`. Rings copy
+    /// into the buffer, so a reused one makes no allocation.
+    fn recv_frame_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<u16, EventRecvError>;
     /// Closes the receiving side.
     fn close(&mut self);
 }
@@ -45,6 +52,11 @@ impl<S: Sender> FrameSink for S {
 impl<R: Receiver> FrameSource for R {
     fn recv_frame(&mut self, wait: Wait) -> Result<RecvFrame, EventRecvError> {
         Ok(self.recv_frame_wait(wait)?)
+    }
+    fn recv_frame_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<u16, EventRecvError> {
+        let f = self.recv_frame_wait(wait)?;
+        *buf = f.bytes;
+        Ok(f.ext)
     }
     fn close(&mut self) {
         Receiver::close(self)
@@ -66,6 +78,9 @@ impl FrameSink for Box<dyn FrameSink> {
 impl FrameSource for Box<dyn FrameSource> {
     fn recv_frame(&mut self, wait: Wait) -> Result<RecvFrame, EventRecvError> {
         (**self).recv_frame(wait)
+    }
+    fn recv_frame_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<u16, EventRecvError> {
+        (**self).recv_frame_into(wait, buf)
     }
     fn close(&mut self) {
         (**self).close()
@@ -122,13 +137,14 @@ impl<T: RingSender + Send> FrameSink for Ring<T> {
 }
 
 impl<T: RingReceiver + Send> FrameSource for Ring<T> {
-    fn recv_frame(&mut self, wait: Wait) -> Result<RecvFrame, EventRecvError> {
-        let r = match wait {
-            Wait::Never => self.0.try_recv_frame(),
-            Wait::Forever => self.0.recv_frame_deadline(None),
-            Wait::Until(d) => self.0.recv_frame_deadline(Some(d)),
-        };
-        r.map(|(ext, bytes)| RecvFrame { ext, bytes }).map_err(recv_error)
+    #[inline]
+    fn recv_frame_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<u16, EventRecvError> {
+        match wait {
+            Wait::Never => self.0.try_recv_frame_into(buf),
+            Wait::Forever => self.0.recv_frame_into(None, buf),
+            Wait::Until(d) => self.0.recv_frame_into(Some(d), buf),
+        }
+        .map_err(recv_error)
     }
     fn close(&mut self) {}
 }

@@ -61,7 +61,7 @@ mod channel;
 mod duplex;
 mod frames;
 
-pub use channel::{Event, EventReceiver, EventSender};
+pub use channel::{Event, EventReceiver, EventRef, EventSender};
 pub use duplex::{AckError, Incoming, Socket, SocketStats};
 pub use frames::{FrameSink, FrameSource, Ring};
 

@@ -354,6 +354,39 @@ impl IoWait {
     }
 }
 
+impl<T: Sender + ?Sized> Sender for &mut T {
+    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
+        (**self).send_frame_wait(ext, parts, wait)
+    }
+    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        (**self).send_wait(msg, wait)
+    }
+    fn flush(&mut self) -> Result<(), TransportSendError> {
+        (**self).flush()
+    }
+    fn close(&mut self) -> Result<(), TransportSendError> {
+        (**self).close()
+    }
+    fn max_message(&self) -> usize {
+        (**self).max_message()
+    }
+}
+
+impl<T: Receiver + ?Sized> Receiver for &mut T {
+    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
+        (**self).recv_frame_wait(wait)
+    }
+    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+        (**self).recv_wait(wait)
+    }
+    fn close(&mut self) {
+        (**self).close()
+    }
+    fn max_message(&self) -> usize {
+        (**self).max_message()
+    }
+}
+
 /// Waits with `poll(2)` until `fd` reports one of `events` (or an error / hang-up), as `wait` allows.
 /// `Ok(false)`: the wait ran out.
 pub(crate) fn poll_fd(fd: BorrowedFd<'_>, events: libc::c_short, wait: Wait) -> io::Result<bool> {

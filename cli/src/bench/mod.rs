@@ -18,6 +18,8 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use plan::{histogram, peer_command, reap, Counts, Plan};
 use report::{Machine, ProbeSample, Row, Skipped, Throughput};
+use ringwire::socket::{EventReceiver, EventSender, Ring};
+use ringwire::transport::Wait;
 use ringwire::{RingConfig, ShmRing};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 pub const TRANSPORTS: &[&str] = &[
     "limit",
     "shm-spsc",
+    "shm-spsc+events",
     "shm-mpmc",
     "shm-broadcast",
     "pipe",
@@ -33,6 +36,7 @@ pub const TRANSPORTS: &[&str] = &[
     "fork",
     "unix",
     "tcp",
+    "tcp+events",
     "udp",
     "websocket",
     "redis-pubsub",
@@ -46,8 +50,11 @@ pub struct BenchArgs {
     /// Print the results as JSON (schema in README.md) instead of a table.
     #[arg(long)]
     json: bool,
-    /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, shm-mpmc, shm-broadcast,
-    /// pipe, stdio, fork, unix, tcp, udp, websocket, redis-pubsub, redis-stream, crossbeam, rtrb.
+    /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, shm-spsc+events,
+    /// shm-mpmc, shm-broadcast, pipe, stdio, fork, unix, tcp, tcp+events, udp, websocket, redis-pubsub,
+    /// redis-stream, crossbeam, rtrb. A `+events` row sends each message as a named event
+    /// (`ringwire::socket`, raw body, name "msg") through the same peers, and is compared with its raw
+    /// row (`raw_ratio`). Kernel transports run with each wait: block, spin, adaptive.
     #[arg(long, value_delimiter = ',')]
     transports: Option<Vec<String>>,
     /// The Redis server of the redis-pubsub and redis-stream rows (redis://host:port or host:port). When
@@ -101,6 +108,7 @@ pub fn run(args: BenchArgs) -> CliResult {
             let waits: &[&'static str] = match t {
                 "limit" => &["spin"],
                 "shm-spsc" => &["spin", "adaptive"],
+                "shm-spsc+events" => &["spin"],
                 "shm-mpmc" | "shm-broadcast" | "rtrb" => &["spin"],
                 // Kernel transports: sleeping in poll (block), busy-polling the syscall (spin), or both.
                 "pipe" | "stdio" | "fork" | "unix" | "tcp" | "udp" => &["block", "spin", "adaptive"],
@@ -158,6 +166,7 @@ pub fn run(args: BenchArgs) -> CliResult {
     }
     bar.finish_and_clear();
     report::fill_spsc_ratios(&mut rows);
+    report::fill_raw_ratios(&mut rows);
     if let Some(path) = &args.plot {
         let title = format!(
             "ringwire bench: {} ({} cpus{})",
@@ -221,6 +230,10 @@ fn measure(plan: &Plan, counts: &Counts, redis: &str) -> CliResult<Measured> {
         "shm-spsc" => {
             Ok(Measured { rtt: shm_rtt(plan, counts)?, throughput: shm_stream(plan, counts.stream(plan.size))? })
         }
+        "shm-spsc+events" => Ok(Measured {
+            rtt: shm_events_rtt(plan, counts)?,
+            throughput: shm_events_stream(plan, counts.stream(plan.size))?,
+        }),
         "shm-mpmc" | "shm-broadcast" => {
             let wait = parse_wait(plan.wait)?;
             let (rtt, throughput) = if plan.transport == "shm-mpmc" {
@@ -230,7 +243,7 @@ fn measure(plan: &Plan, counts: &Counts, redis: &str) -> CliResult<Measured> {
             };
             Ok(Measured { rtt, throughput })
         }
-        t if transports::NAMES.contains(&t) => {
+        t if transports::NAMES.contains(&transports::base_of(t).0) => {
             let mut rtt = histogram();
             // Kernel transports wake a sleeping peer on every message (tens of microseconds here), so they
             // get a 25th of the ring's round trips and stream messages (40 000 round trips: still 40
@@ -302,6 +315,53 @@ fn shm_rtt(plan: &Plan, counts: &Counts) -> CliResult<Histogram<u64>> {
     drop(tx);
     reap(child)?;
     Ok(h)
+}
+
+/// `shm-spsc` through the event layer: each message emitted as an event (raw body, a short name) with
+/// `EventSender` over the ring producer, received as one with `EventReceiver`; the peer is the same ring
+/// echo (it sends frames back with their `ext`).
+fn shm_events_rtt(plan: &Plan, counts: &Counts) -> CliResult<Histogram<u64>> {
+    let (tx, rx, child) = shm_pair(PeerMode::RingEcho, plan, 0)?;
+    let (mut tx, mut rx) = (EventSender::new(Ring(tx)), EventReceiver::new(Ring(rx)));
+    let base = base_payload(plan.size);
+    let mut msg = base.clone();
+    let mut h = histogram();
+    for i in 0..counts.rtt_warmup + counts.rtt_samples {
+        let t0 = Instant::now();
+        stamp(&mut msg, &base, i);
+        tx.emit_bytes(transports::EVENT_NAME, &msg)?;
+        let reply = rx.recv_ref_wait(Wait::Forever)?;
+        let dt = t0.elapsed().as_nanos() as u64;
+        if reply.name() != transports::EVENT_NAME || !verify(reply.bytes(), &base, i) {
+            return Err(format!("shm-spsc echo returned a wrong event at {i}").into());
+        }
+        if i >= counts.rtt_warmup {
+            h.saturating_record(dt);
+        }
+    }
+    drop(tx);
+    reap(child)?;
+    Ok(h)
+}
+
+fn shm_events_stream(plan: &Plan, count: u64) -> CliResult<Throughput> {
+    let (tx, mut rx, child) = shm_pair(PeerMode::RingSink, plan, count)?;
+    let mut tx = EventSender::new(Ring(tx));
+    let base = base_payload(plan.size);
+    let mut msg = base.clone();
+    let t0 = Instant::now();
+    for i in 0..count {
+        stamp(&mut msg, &base, i);
+        tx.emit_bytes(transports::EVENT_NAME, &msg)?;
+    }
+    let verdict = rx.recv()?.to_vec();
+    let elapsed = t0.elapsed();
+    drop(tx);
+    reap(child)?;
+    if verdict != b"ok" {
+        return Err("shm-spsc sink saw a wrong event".into());
+    }
+    Ok(Throughput::new(count, plan.size, elapsed))
 }
 
 fn shm_stream(plan: &Plan, count: u64) -> CliResult<Throughput> {

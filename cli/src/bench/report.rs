@@ -7,6 +7,7 @@
 //!               "throughput": {"msgs_per_sec": .., "bytes_per_sec": ..},
 //!               "limit_ratio": {"rtt_p50": .., "throughput": ..},
 //!               "spsc_ratio": {"rtt_p50": .., "throughput": ..},
+//!               "raw_ratio": {"rtt_p50": .., "throughput": ..},
 //!               "limit_probe": {"before": {"rtt_p50": .., "msgs_per_sec": ..}, "after": {..}}}],
 //!  "skipped": [{"transport": "redis-pubsub", "wait": "block", "size": 64, "reason": "..."}]}
 //! ```
@@ -105,6 +106,9 @@ pub struct Row {
     pub limit_ratio: Ratio,
     /// Row / the `shm-spsc` spin row of the same size, when that row ran.
     pub spsc_ratio: Option<Ratio>,
+    /// `+events` rows: row / the same transport's raw row (same wait, same size) in this run, when that
+    /// row ran (null otherwise, and on every other row). Added after the first schema: new field only.
+    pub raw_ratio: Option<Ratio>,
     pub limit_probe: Probes,
 }
 
@@ -138,6 +142,7 @@ impl Row {
                 throughput: throughput.msgs_per_sec / probe_tput.max(1e-9),
             },
             spsc_ratio: None,
+            raw_ratio: None,
             limit_probe: Probes { before, after },
         }
     }
@@ -154,6 +159,22 @@ pub fn fill_spsc_ratios(rows: &mut [Row]) {
     for row in rows.iter_mut() {
         if let Some((_, base)) = refs.iter().find(|(s, _)| *s == row.size) {
             row.spsc_ratio = Some(Ratio {
+                rtt_p50: row.limit_ratio.rtt_p50 / base.rtt_p50,
+                throughput: row.limit_ratio.throughput / base.throughput,
+            });
+        }
+    }
+}
+
+/// Fills each `+events` row's ratio to its raw row (`tcp+events` / `tcp`), both normalised by their own
+/// adjacent probes as in [`fill_spsc_ratios`].
+pub fn fill_raw_ratios(rows: &mut [Row]) {
+    let refs: Vec<(&'static str, &'static str, usize, Ratio)> =
+        rows.iter().map(|r| (r.transport, r.wait, r.size, r.limit_ratio)).collect();
+    for row in rows.iter_mut() {
+        let Some(raw) = row.transport.strip_suffix("+events") else { continue };
+        if let Some((.., base)) = refs.iter().find(|(t, w, s, _)| *t == raw && *w == row.wait && *s == row.size) {
+            row.raw_ratio = Some(Ratio {
                 rtt_p50: row.limit_ratio.rtt_p50 / base.rtt_p50,
                 throughput: row.limit_ratio.throughput / base.throughput,
             });
@@ -215,7 +236,7 @@ pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> Str
     );
     let _ = writeln!(
         out,
-        "{:<14} {:<9} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10} | {:>7} {:>7} | {:>7} {:>7}",
+        "{:<15} {:<9} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10} | {:>7} {:>7} | {:>7} {:>7} | {:>7} {:>7}",
         "transport",
         "wait",
         "size",
@@ -229,16 +250,21 @@ pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> Str
         "rtt/lim",
         "tput/lim",
         "rtt/spsc",
-        "tput/sp"
+        "tput/sp",
+        "rtt/raw",
+        "tput/rw"
     );
-    let _ = writeln!(out, "{}", "-".repeat(150));
+    let _ = writeln!(out, "{}", "-".repeat(168));
     for r in rows {
         let sp = r
             .spsc_ratio
             .map_or(("-".into(), "-".into()), |s| (format!("{:.2}", s.rtt_p50), format!("{:.2}", s.throughput)));
+        let raw = r
+            .raw_ratio
+            .map_or(("-".into(), "-".into()), |s| (format!("{:.2}", s.rtt_p50), format!("{:.2}", s.throughput)));
         let _ = writeln!(
             out,
-            "{:<14} {:<9} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10.1} | {:>7.2} {:>8.2} | {:>7} {:>7}",
+            "{:<15} {:<9} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10.1} | {:>7.2} {:>8.2} | {:>7} {:>7} | {:>7} {:>7}",
             r.transport,
             r.wait,
             r.size,
@@ -252,16 +278,19 @@ pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> Str
             r.limit_ratio.rtt_p50,
             r.limit_ratio.throughput,
             sp.0,
-            sp.1
+            sp.1,
+            raw.0,
+            raw.1
         );
     }
     for s in skipped {
-        let _ = writeln!(out, "{:<14} {:<9} {:>6} | skipped: {}", s.transport, s.wait, s.size, s.reason);
+        let _ = writeln!(out, "{:<15} {:<9} {:>6} | skipped: {}", s.transport, s.wait, s.size, s.reason);
     }
     let _ = writeln!(
         out,
         "rtt/lim: round-trip p50 / the bare ping-pong probe taken just before and after the row (1.0 = hardware floor).\n\
-         tput/lim: one-way msgs/s / a bare fixed-slot ring's, same moment. rtt/spsc, tput/sp: the same ratios relative to shm-spsc (spin)."
+         tput/lim: one-way msgs/s / a bare fixed-slot ring's, same moment. rtt/spsc, tput/sp: the same ratios relative to shm-spsc (spin).\n\
+         rtt/raw, tput/rw (+events rows): the same ratios relative to the same transport's raw row (the event layer's cost)."
     );
     out
 }

@@ -8,6 +8,7 @@ use crate::peer::connect::{self as peers, PeerConn};
 use crate::peer::{sink_ack_every, Adapter, PeerArgs, PeerMode};
 use crate::util::{base_payload, stamp, verify, CliResult};
 use hdrhistogram::Histogram;
+use ringwire::socket::{EventReceiver, EventSender};
 use std::time::{Duration, Instant};
 
 /// The transports measured here, in table order.
@@ -65,7 +66,17 @@ fn connect(transport: &str, wait: &str, mode: PeerMode, size: usize, count: u64,
     Ok(c)
 }
 
-/// Round trips through an echo peer: `warmup + samples` messages, the last `samples` recorded.
+/// The event name of the `+events` rows: short, as most event names are.
+pub const EVENT_NAME: &str = "msg";
+
+/// Splits `tcp+events` into the raw transport and whether the row goes through the event layer.
+pub fn base_of(transport: &str) -> (&str, bool) {
+    transport.strip_suffix("+events").map_or((transport, false), |t| (t, true))
+}
+
+/// Round trips through an echo peer: `warmup + samples` messages, the last `samples` recorded. A
+/// `+events` row sends each message as an event (`EventSender::emit_bytes`, name [`EVENT_NAME`]) and
+/// receives it as one (`EventReceiver`), through the same echo peer.
 #[allow(clippy::too_many_arguments)]
 pub fn rtt(
     transport: &str,
@@ -76,7 +87,12 @@ pub fn rtt(
     redis: &str,
     h: &mut Histogram<u64>,
 ) -> CliResult {
-    let mut c = connect(transport, wait, PeerMode::Echo, size, 0, redis)?;
+    let (base_t, events) = base_of(transport);
+    let c = connect(base_t, wait, PeerMode::Echo, size, 0, redis)?;
+    if events {
+        return rtt_events(c, transport, size, warmup, samples, h);
+    }
+    let mut c = c;
     let base = base_payload(size);
     let mut msg = base.clone();
     for i in 0..warmup + samples {
@@ -96,11 +112,44 @@ pub fn rtt(
     Ok(())
 }
 
+fn rtt_events(
+    mut c: PeerConn,
+    transport: &str,
+    size: usize,
+    warmup: u64,
+    samples: u64,
+    h: &mut Histogram<u64>,
+) -> CliResult {
+    // Borrowed halves: `c` (and with it the peer process) lives to the end.
+    let (mut tx, mut rx) = (EventSender::new(&mut c.tx), EventReceiver::new(&mut c.rx));
+    let base = base_payload(size);
+    let mut msg = base.clone();
+    for i in 0..warmup + samples {
+        stamp(&mut msg, &base, i);
+        let t0 = Instant::now();
+        tx.emit_bytes_deadline(EVENT_NAME, &msg, t0 + STALL)?;
+        let reply = rx.recv_ref_wait(ringwire::transport::Wait::Until(t0 + STALL))?;
+        let dt = t0.elapsed().as_nanos() as u64;
+        if reply.name() != EVENT_NAME || !verify(reply.bytes(), &base, i) {
+            return Err(format!("{transport} echo returned a wrong event at {i}").into());
+        }
+        if i >= warmup {
+            h.saturating_record(dt);
+        }
+    }
+    tx.close()?;
+    Ok(())
+}
+
 /// One-way stream of `count` messages into a sink peer that checks each one, with at most four
 /// acknowledgement intervals (about 64 KiB) unacknowledged; returns the time from the first send to the
 /// sink's verdict.
 pub fn stream(transport: &str, wait: &str, size: usize, count: u64, redis: &str) -> CliResult<Duration> {
-    let mut c = connect(transport, wait, PeerMode::Sink, size, count, redis)?;
+    let (base_t, events) = base_of(transport);
+    let mut c = connect(base_t, wait, PeerMode::Sink, size, count, redis)?;
+    // A `+events` row emits each message as an event; the sink's acknowledgements stay plain frames.
+    // (Borrowed halves: `c`, and with it the peer process, lives to the end.)
+    let (mut tx, rx) = (EventSender::new(&mut c.tx), &mut c.rx);
     let base = base_payload(size);
     let mut msg = base.clone();
     let mut acked = 0u64;
@@ -108,20 +157,24 @@ pub fn stream(transport: &str, wait: &str, size: usize, count: u64, redis: &str)
     let t0 = Instant::now();
     for i in 0..count {
         while i - acked >= window {
-            let ack = c.rx.recv_deadline(Instant::now() + STALL)?;
+            let ack = rx.recv_deadline(Instant::now() + STALL)?;
             acked = u64::from_le_bytes(ack.as_slice().try_into().map_err(|_| "bad acknowledgement")?);
         }
         stamp(&mut msg, &base, i);
-        c.tx.send_deadline(&msg, Instant::now() + STALL)?;
+        if events {
+            tx.emit_bytes_deadline(EVENT_NAME, &msg, Instant::now() + STALL)?;
+        } else {
+            tx.get_mut().send_deadline(&msg, Instant::now() + STALL)?;
+        }
     }
     let verdict = loop {
-        let m = c.rx.recv_deadline(Instant::now() + STALL)?;
+        let m = rx.recv_deadline(Instant::now() + STALL)?;
         if m.len() != 8 {
             break m;
         }
     };
     let elapsed = t0.elapsed();
-    c.tx.close()?;
+    tx.close()?;
     if verdict != b"ok" {
         return Err(format!("{transport} sink saw a wrong message").into());
     }

@@ -87,7 +87,8 @@ fn ring_sink(wait: WaitStrategy, size: usize, count: u64) -> CliResult {
     let mut bad = None;
     for i in 0..count {
         let msg = rx.recv()?;
-        if bad.is_none() && !verify(&msg, &base, i) {
+        // An event's name (the first `ext` bytes) is not part of the checked stream.
+        if bad.is_none() && !verify(&msg[msg.ext() as usize..], &base, i) {
             bad = Some(i);
         }
     }
@@ -115,8 +116,9 @@ pub fn sink<S: Sender, R: Receiver>((mut tx, mut rx): (S, R), size: usize, count
     let base = base_payload(size);
     let mut ok = true;
     for i in 0..count {
-        let msg = rx.recv()?;
-        ok &= verify(&msg, &base, i);
+        let msg = rx.recv_frame_wait(Wait::Forever)?;
+        // An event's name (the first `ext` bytes) is not part of the checked stream.
+        ok &= verify(msg.payload(), &base, i);
         if (i + 1) % sink_ack_every(size) == 0 {
             tx.send(&(i + 1).to_le_bytes())?;
         }
