@@ -41,7 +41,11 @@
 //! before writing to pipes. Either way `EPIPE` and `ECONNRESET` are reported as
 //! [`TransportSendError::PeerReset`].
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod codec;
+#[cfg(any(feature = "redis", feature = "amqp"))]
+mod envelope;
 pub mod fork;
 pub mod pipe;
 #[cfg(feature = "redis")]
