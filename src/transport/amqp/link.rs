@@ -196,3 +196,41 @@ fn strip_password(uri: &str) -> String {
         _ => uri.to_string(),
     }
 }
+
+/// Deletes the queue `addr` names (`amqp://host:port/[VHOST/]QUEUE`) with whatever it holds; returns how
+/// many messages were in it. For clean-up of test and benchmark queues: the adapter itself never deletes
+/// a queue.
+pub fn delete_queue(addr: &str, opts: &Options) -> io::Result<u32> {
+    let a = parse_addr(addr)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not an amqp address: {addr}")))?;
+    let uri = format!("{}?heartbeat={}", a.broker, opts.heartbeat);
+    let fut = async move {
+        let conn = Connection::connect(&uri, ConnectionProperties::default()).await?;
+        let channel = conn.create_channel().await?;
+        let n = channel.queue_delete(a.queue.as_str().into(), Default::default()).await?;
+        let _ = conn.close(200, "OK".into()).await;
+        Ok::<_, lapin::Error>(n)
+    };
+    match block_on(Some(Instant::now() + opts.connect_timeout + opts.io_timeout), fut) {
+        None => Err(io::Error::new(io::ErrorKind::TimedOut, "amqp: no answer from the broker")),
+        Some(r) => r.map_err(io::Error::other),
+    }
+}
+
+/// Whether a broker answers at `url` (`amqp://[user:password@]host:port[/VHOST]`): connects (the whole
+/// AMQP handshake, bounded by `opts.connect_timeout`) and closes again. The error says why not.
+pub fn check_broker(url: &str, opts: &Options) -> io::Result<()> {
+    let addr = format!("{}/{}", url.trim_end_matches('/'), "-");
+    let a = parse_addr(&addr)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not an amqp URL: {url}")))?;
+    let uri = a.broker;
+    let fut = async move {
+        let conn = Connection::connect(&uri, ConnectionProperties::default()).await?;
+        let _ = conn.close(200, "OK".into()).await;
+        Ok::<_, lapin::Error>(())
+    };
+    match block_on(Some(Instant::now() + opts.connect_timeout), fut) {
+        None => Err(io::Error::new(io::ErrorKind::TimedOut, format!("no AMQP broker answers at {url} in time"))),
+        Some(r) => r.map_err(|e| io::Error::other(format!("no AMQP broker answers at {url} ({e})"))),
+    }
+}

@@ -49,6 +49,7 @@ mod producer;
 
 pub use crate::transport::envelope::{DeliveryReport, Gap, ENVELOPE_LEN, MAX_PLAUSIBLE_GAP, MAX_TRACKED_PUBLISHERS};
 pub use consumer::{AckMode, Consumer};
+pub use link::{check_broker, delete_queue};
 pub use producer::Producer;
 
 use crate::transport::DEFAULT_MAX_MESSAGE;
