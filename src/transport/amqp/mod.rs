@@ -42,6 +42,14 @@
 //! that long is taken as gone (the connection is dropped and the message published again on a new one).
 //! Connections use AMQP heartbeats ([`Options::heartbeat`]), so a broker that vanished is noticed by a
 //! blocked receive too.
+//!
+//! # Threads
+//!
+//! The halves are synchronous. One tokio runtime per process, with one worker thread
+//! (`ringwire-amqp`, started on first use), runs lapin's background tasks; each call drives its own
+//! future on the caller's thread (`block_on`), and lapin adds one I/O thread per connection. Like every
+//! blocking API, these calls must not be made from inside an async task (tokio panics when a runtime is
+//! entered from within another): use `spawn_blocking` there.
 
 mod consumer;
 mod link;
