@@ -2,7 +2,7 @@
 //! `$RINGWIRE_AMQP_URL`), each test in a virtual host of its own that is deleted when it ends: round trip
 //! and order, size limits on both sides, publisher confirms, manual acknowledgements and prefetch, a
 //! consumer process killed with SIGKILL while holding messages, connections closed by the broker in the
-//! middle of a stream, and no broker at all. Every test runs under a watchdog; none sleeps or asserts a
+//! middle of a stream, a broker that stays away (its vhost deleted), and no broker at all. Every test runs under a watchdog; none sleeps or asserts a
 //! duration.
 
 use ringwire::transport::amqp::{AckMode, Consumer, Options, Producer};
@@ -120,13 +120,13 @@ fn publisher_confirms() {
         let v = Vhost::create().unwrap();
         let mut tx = Producer::connect(&v.addr("confirmed")).unwrap();
         // A send returns once the broker has the message: with no consumer, the queue holds every one.
-        for seq in 0..50 {
+        for seq in 0..20 {
             tx.send(&message(seq, 500)).unwrap();
             assert_eq!(v.queue_len("confirmed").unwrap(), seq + 1);
         }
         // The queue is durable and the messages persistent: a consumer that comes later gets them all.
         let mut rx = Consumer::connect(&v.addr("confirmed")).unwrap();
-        for seq in 0..50 {
+        for seq in 0..20 {
             assert!(check(&rx.recv_deadline(soon()).unwrap(), seq, 500));
         }
         rx.close();
@@ -260,6 +260,29 @@ fn connections_closed_by_the_broker_mid_stream() {
         assert!(extra <= report.redelivered + report.duplicates, "{extra} extra, {report:?}");
         assert_eq!(report.lost(), 0, "{report:?}");
         rx.close();
+    })
+}
+
+#[test]
+fn a_broker_that_stays_away_is_an_error_not_a_hang() {
+    watchdog(LIMIT, || {
+        let v = Vhost::create().unwrap();
+        let o = Options { give_up: Some(Duration::from_secs(1)), ..Options::default() };
+        let mut tx = Producer::with_options(&v.addr("q"), o.clone()).unwrap();
+        let mut rx = Consumer::with_options(&v.addr("q"), o).unwrap();
+        tx.send(b"one").unwrap();
+        assert_eq!(rx.recv_deadline(soon()).unwrap(), b"one");
+        // Deleting the vhost closes its connections, and the broker refuses new ones: to both halves the
+        // broker is gone. Blocking calls give up after `give_up`, deadline calls time out, try_ calls fail
+        // at once.
+        drop(v);
+        assert!(matches!(tx.send(b"two"), Err(TransportSendError::PeerReset)));
+        assert!(matches!(rx.recv(), Err(TransportRecvError::PeerReset)));
+        let soon_over = Instant::now() + Duration::from_millis(300);
+        assert!(matches!(tx.send_deadline(b"three", soon_over), Err(TransportSendError::Timeout)));
+        assert!(matches!(rx.recv_deadline(soon_over), Err(TransportRecvError::Timeout)));
+        assert!(matches!(tx.try_send(b"four"), Err(TransportSendError::PeerReset)));
+        assert!(matches!(rx.try_recv(), Err(TransportRecvError::PeerReset)));
     })
 }
 
