@@ -287,6 +287,24 @@ fn a_broker_that_stays_away_is_an_error_not_a_hang() {
 }
 
 #[test]
+fn closed_halves_leave_no_connection_behind() {
+    watchdog(LIMIT, || {
+        let v = Vhost::create().unwrap();
+        for round in 0..10u8 {
+            let mut tx = Producer::connect(&v.addr("q")).unwrap();
+            let mut rx = Consumer::connect(&v.addr("q")).unwrap();
+            tx.send(&[round]).unwrap();
+            assert_eq!(rx.recv_deadline(soon()).unwrap(), [round]);
+            tx.close().unwrap();
+            rx.close();
+        }
+        // close() returns once the broker has closed the connection.
+        assert_eq!(v.connections().unwrap(), 0);
+        assert_eq!(v.queue_len("q").unwrap(), 0, "every message was acknowledged at close");
+    })
+}
+
+#[test]
 fn no_broker_is_an_error_not_a_hang() {
     watchdog(LIMIT, || {
         // A port with nothing listening on it.

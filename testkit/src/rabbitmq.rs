@@ -70,6 +70,12 @@ impl Vhost {
         Err(io::Error::other(format!("no queue {queue} in {out}")))
     }
 
+    /// Client connections the broker has open to this vhost now.
+    pub fn connections(&self) -> io::Result<usize> {
+        let out = rabbitmqctl(&["list_connections", "-q", "--no-table-headers", "vhost"])?;
+        Ok(out.lines().filter(|l| l.trim() == self.name).count())
+    }
+
     /// Deletes `queue`.
     pub fn delete_queue(&self, queue: &str) -> io::Result<()> {
         rabbitmqctl(&["delete_queue", "-p", &self.name, queue]).map(drop)
