@@ -3,7 +3,8 @@
 //! 4 KiB messages through a `ringwire-testpeer bench echo --adapter T` process (the peers `ringwire bench` uses):
 //! `rtt/SIZE`, one message out and its echo back at a time; `stream/SIZE`, messages streamed through the
 //! echo with up to 16 in flight (reported as messages per second). Each reply is checked. The redis groups use the server at `$RINGWIRE_REDIS_URL` (default
-//! redis://127.0.0.1:6379) and are skipped, with a note, when none answers there.
+//! redis://127.0.0.1:6379) and are skipped, with a note, when none answers there; the `amqp` group
+//! likewise uses the broker at `$RINGWIRE_AMQP_URL` (default amqp://127.0.0.1:5672).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringwire_testkit::peers::{self, PeerConn};
@@ -31,9 +32,16 @@ fn redis_missing() -> Option<String> {
 
 fn transports(c: &mut Criterion) {
     let redis_missing = redis_missing();
-    for transport in ["shm", "pipe", "stdio", "fork", "unix", "tcp", "udp", "websocket", "redis-pubsub", "redis-stream"]
+    let amqp_missing =
+        ringwire::transport::amqp::check_broker(&peers::amqp_url(), &Default::default()).err().map(|e| e.to_string());
+    for transport in
+        ["shm", "pipe", "stdio", "fork", "unix", "tcp", "udp", "websocket", "redis-pubsub", "redis-stream", "amqp"]
     {
         if let (true, Some(why)) = (transport.starts_with("redis"), &redis_missing) {
+            eprintln!("{transport}: skipped: {why}");
+            continue;
+        }
+        if let (true, Some(why)) = (transport == "amqp", &amqp_missing) {
             eprintln!("{transport}: skipped: {why}");
             continue;
         }

@@ -4,6 +4,9 @@
 #
 # * redis-server (tests start private servers on free ports; `ringwire bench` and the criterion benches
 #   use the one on 127.0.0.1:6379, started here if it does not answer).
+# * RabbitMQ (tests/amqp.rs, the amqp conformance suite and the `amqp` bench row use the broker on
+#   127.0.0.1:5672, guest/guest; tests make private vhosts with rabbitmqctl). Started here if
+#   `rabbitmqctl status` fails.
 # * Node.js 20+ (tests/websocket.rs talks to Node's built-in WebSocket client).
 # * cargo-fuzz (scripts/fuzz.sh).
 set -euo pipefail
@@ -25,6 +28,7 @@ apt_install() {
 
 command -v redis-server >/dev/null || apt_install redis-server
 command -v node >/dev/null || apt_install nodejs
+command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
 
 # The machine's Redis: started the way this machine kind starts it, if it is not answering.
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
@@ -32,5 +36,13 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
         --dir /tmp --logfile /tmp/ringwire-redis.log || echo "setup: could not start redis-server" >&2
 fi
+
+# The machine's RabbitMQ: started detached if it does not answer, then waited for (the broker takes a few
+# seconds to boot).
+if ! rabbitmqctl status >/dev/null 2>&1; then
+    echo "setup: starting rabbitmq-server"
+    rabbitmq-server -detached || echo "setup: could not start rabbitmq-server" >&2
+fi
+rabbitmqctl await_startup --timeout 120 >/dev/null || echo "setup: RabbitMQ did not start; the amqp tests will fail" >&2
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

@@ -2,7 +2,8 @@
 //! receiver) pair to an echo peer in another process (`ringwire-testpeer bench echo --adapter A`, the peer `ringwire bench` uses), and every test
 //! below runs once per adapter. Blocking calls are guarded by a watchdog that fails the test as a hang;
 //! no test sleeps or asserts a duration. The redis adapters meet their peer at a private `redis-server`
-//! started for each test.
+//! started for each test; the amqp adapter at the machine's RabbitMQ broker (`$RINGWIRE_AMQP_URL`,
+//! default 127.0.0.1:5672), on queues of its own that are deleted afterwards.
 
 use ringwire::transport::{RecvFrame, TransportRecvError, TransportSendError, Wait};
 use ringwire_testkit::peers::{self, PeerConn};
@@ -77,6 +78,9 @@ fn make_redis_pubsub() -> Conn {
 }
 fn make_redis_stream() -> Conn {
     make(Adapter::RedisStream)
+}
+fn make_amqp() -> Conn {
+    make(Adapter::Amqp)
 }
 
 /// Runs `f` on a thread; a test that takes longer than the watchdog fails as a hang.
@@ -251,5 +255,6 @@ mod on {
         websocket => crate::make_websocket,
         redis_pubsub => crate::make_redis_pubsub,
         redis_stream => crate::make_redis_stream,
+        amqp => crate::make_amqp,
     }
 }

@@ -1,6 +1,7 @@
 //! Smoke tests of `examples/`: each example (and each pair, started in order) runs as a real process
 //! and prints what its docs say, under a watchdog. The binaries are the ones `cargo test --workspace
-//! --all-targets` builds (target/PROFILE/examples/NAME); the redis ones use a private redis-server.
+//! --all-targets` builds (target/PROFILE/examples/NAME); the redis ones use a private redis-server, the
+//! amqp one a private vhost on the machine's RabbitMQ.
 
 use ringwire_testkit::redis_server::RedisServer;
 use ringwire_testkit::watchdog;
@@ -133,6 +134,16 @@ fn redis_pubsub_pair_and_work_queue() {
         assert!(consumer.wait().unwrap().success());
         assert!(rest(out).contains("Received from channel: Hello from producer"));
         let o = stdout(&run(example("redis_work_queue").env("REDIS_URL", server.url())));
+        assert!(o.contains("12 of 12 jobs handled"), "{o}");
+    });
+}
+
+#[test]
+fn amqp_work_queue() {
+    watchdog(LIMIT, || {
+        let vhost = ringwire_testkit::rabbitmq::Vhost::create().expect("a private RabbitMQ vhost");
+        let url = format!("{}/{}", ringwire_testkit::rabbitmq::broker(), vhost.name());
+        let o = stdout(&run(example("amqp_work_queue").env("AMQP_URL", url)));
         assert!(o.contains("12 of 12 jobs handled"), "{o}");
     });
 }

@@ -39,10 +39,10 @@ enum Command {
     /// Measure round-trip latency and streaming throughput of each transport, each row next to a
     /// bare-hardware probe taken right before and after it.
     Bench(bench::BenchArgs),
-    /// Serve an echo endpoint: every frame received is sent back (tcp, unix, udp, shm, websocket, redis).
+    /// Serve an echo endpoint: every frame received is sent back (tcp, unix, udp, shm, websocket, redis, amqp).
     Echo(tools::EchoArgs),
     /// Send each line of stdin as one frame and print each frame received as a line (tcp, unix, udp, shm,
-    /// websocket, redis).
+    /// websocket, redis, amqp).
     Cat(tools::CatArgs),
     /// List every ringwire region on this host (/dev/shm): kind, sizes, fill, endpoints (pid, alive),
     /// subscriber lag, counters.

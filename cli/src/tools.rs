@@ -6,9 +6,12 @@
 //! `redis://host:port/CHANNEL` for redis (pub/sub). Over redis, `echo` subscribes to CHANNEL and publishes
 //! each reply on `CHANNEL.reply`; `cat` subscribes to `CHANNEL.reply` before it sends anything, then
 //! publishes on CHANNEL. Pub/sub is at most once: messages lost while a connection was down are
-//! reported on stderr.
+//! reported on stderr. Over amqp (`amqp://host:port/[VHOST/]QUEUE`, a RabbitMQ work queue), `echo`
+//! consumes QUEUE and publishes each reply on `QUEUE.reply`; `cat` consumes `QUEUE.reply` and publishes
+//! on QUEUE. Both queues are durable: replies nobody took wait there for the next `cat`.
 
 use crate::util::CliResult;
+use ringwire::transport::amqp;
 use ringwire::transport::codec::{decode_datagram, encode_parts_into};
 use ringwire::transport::redis::{self as redis_transport, Publisher, Subscriber};
 use ringwire::transport::{
@@ -23,12 +26,13 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub struct EchoArgs {
-    /// tcp | unix | udp | shm | websocket | redis
+    /// tcp | unix | udp | shm | websocket | redis | amqp
     #[arg(long)]
     transport: String,
     /// Where to listen: host:port (tcp, udp; port 0 picks one), a socket path (unix), a ring name (shm),
     /// ws://host:port/path (websocket; port 0 picks one), redis://host:port/CHANNEL (redis: serves
-    /// CHANNEL, replies on CHANNEL.reply).
+    /// CHANNEL, replies on CHANNEL.reply), amqp://host:port/[VHOST/]QUEUE (amqp: consumes QUEUE,
+    /// replies on QUEUE.reply).
     #[arg(long)]
     listen: String,
     /// Largest message accepted.
@@ -45,12 +49,12 @@ pub struct EchoArgs {
 (cannot connect, the server closed or reset the connection, a broken stream); 3 when --timeout ran out \
 with replies missing (stderr says how many).")]
 pub struct CatArgs {
-    /// tcp | unix | udp | shm | websocket | redis
+    /// tcp | unix | udp | shm | websocket | redis | amqp
     #[arg(long)]
     transport: String,
     /// What to connect to: host:port (tcp, udp), a socket path (unix), a ring name (shm),
     /// ws://host:port/path (websocket), redis://host:port/CHANNEL (redis: sends on CHANNEL, reads
-    /// CHANNEL.reply).
+    /// CHANNEL.reply), amqp://host:port/[VHOST/]QUEUE (amqp: publishes on QUEUE, consumes QUEUE.reply).
     #[arg(long)]
     connect: String,
     /// Give up waiting for replies after this many seconds once stdin has ended (exit status 3 if some
@@ -308,12 +312,94 @@ pub fn echo(args: EchoArgs) -> CliResult {
                 }
             }
         }
+        "amqp" => echo_amqp(&args.listen, max),
         other => Err(unsupported(other)),
     }
 }
 
+/// `ringwire echo --transport amqp`: consumes QUEUE, publishes each reply on `QUEUE.reply`; a message is
+/// acknowledged once its reply is confirmed (when the next one is asked for). Keeps going through a
+/// broker outage.
+fn echo_amqp(listen: &str, max: usize) -> CliResult {
+    let reply = format!("{listen}.reply");
+    let opts = amqp::Options { max_message: max, give_up: Some(Duration::from_secs(5)), ..Default::default() };
+    let mut rx = amqp::Consumer::with_options(listen, opts.clone())?;
+    let mut tx = amqp::Producer::with_options(&reply, opts)?;
+    say(&format!("listening on {listen}"));
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let r = rx.recv_frame_wait(Wait::Forever);
+        if let Some(report) = rx.take_report() {
+            eprintln!("ringwire echo: {}", describe_amqp(&report));
+        }
+        match r {
+            // Frames come back as they came, an event with its name.
+            Ok(f) => {
+                backoff = Duration::from_millis(100);
+                if let Err(e) = tx.send_frame_wait(f.ext, &[&f.bytes], Wait::Forever) {
+                    eprintln!("ringwire echo: a reply is lost: {e}");
+                }
+            }
+            Err(TransportRecvError::BadFrame(e)) => eprintln!("ringwire echo: skipped a bad frame: {e}"),
+            Err(TransportRecvError::PeerReset) => {
+                eprintln!("ringwire echo: the AMQP broker does not answer; still trying")
+            }
+            Err(e) => {
+                eprintln!("ringwire echo: {e}; retrying in {backoff:?}");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// An amqp delivery report as one line for stderr.
+fn describe_amqp(r: &amqp::DeliveryReport) -> String {
+    let mut parts = Vec::new();
+    if r.reconnects > 0 {
+        parts.push(format!("reconnected {} time(s); unacknowledged messages come again", r.reconnects));
+    }
+    if r.redelivered > 0 {
+        parts.push(format!("{} message(s) redelivered", r.redelivered));
+    }
+    let rest = describe(&amqp::DeliveryReport { reconnects: 0, ..r.clone() });
+    if !rest.is_empty() {
+        parts.push(rest);
+    }
+    parts.join("; ")
+}
+
+/// An amqp consumer that reports redeliveries and losses on stderr as it goes, and acknowledges what it
+/// delivered when dropped (so that the last reply is not delivered again to the next `cat`).
+struct AmqpReporting(amqp::Consumer);
+
+impl Receiver for AmqpReporting {
+    fn recv_frame_wait(
+        &mut self,
+        wait: ringwire::transport::Wait,
+    ) -> Result<ringwire::transport::RecvFrame, TransportRecvError> {
+        let r = self.0.recv_frame_wait(wait);
+        if let Some(report) = self.0.take_report() {
+            eprintln!("ringwire cat: {}", describe_amqp(&report));
+        }
+        r
+    }
+    fn close(&mut self) {
+        self.0.close()
+    }
+    fn max_message(&self) -> usize {
+        self.0.max_message()
+    }
+}
+
+impl Drop for AmqpReporting {
+    fn drop(&mut self) {
+        self.0.close()
+    }
+}
+
 fn unsupported(t: &str) -> Box<dyn std::error::Error + Send + Sync> {
-    format!("unknown transport {t:?} (tcp, unix, udp, shm, websocket, redis)").into()
+    format!("unknown transport {t:?} (tcp, unix, udp, shm, websocket, redis, amqp)").into()
 }
 
 fn redis_addr(addr: &str) -> CliResult<(String, String)> {
@@ -397,6 +483,12 @@ pub fn cat(args: CatArgs) -> CliResult {
             let rx = Subscriber::connect(&url, &format!("{channel}.reply"))?;
             let tx = Publisher::connect(&url, &channel)?;
             (Box::new(tx), Box::new(Reporting(rx)))
+        }
+        "amqp" => {
+            // Consuming the replies before the first message goes out.
+            let rx = amqp::Consumer::connect(&format!("{}.reply", args.connect))?;
+            let tx = amqp::Producer::connect(&args.connect)?;
+            (Box::new(tx), Box::new(AmqpReporting(rx)))
         }
         other => return Err(unsupported(other)),
     };

@@ -176,3 +176,40 @@ fn quick_redis_rows_run_against_a_private_server() {
         assert!(keys.is_empty(), "{keys:?}");
     });
 }
+
+#[test]
+fn the_amqp_row_without_a_broker_is_listed_as_skipped() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        // Port 1: nothing listens there.
+        let doc = run(&["--quick", "--json", "--transports", "amqp", "--sizes", "64", "--amqp", "amqp://127.0.0.1:1"]);
+        assert_eq!(doc["results"].as_array().map(Vec::len), Some(0), "{doc}");
+        let skipped = doc["skipped"].as_array().expect("skipped array");
+        assert_eq!(skipped.len(), 1, "{doc}");
+        assert_eq!(skipped[0]["transport"], "amqp");
+        assert!(skipped[0]["reason"].as_str().unwrap().contains("127.0.0.1:1"), "{doc}");
+    });
+}
+
+#[test]
+fn a_quick_amqp_row_runs_in_a_private_vhost() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let vhost = ringwire_testkit::rabbitmq::Vhost::create().expect("a private RabbitMQ vhost");
+        let broker = format!("{}/{}", ringwire_testkit::rabbitmq::broker(), vhost.name());
+        let doc = run(&["--quick", "--json", "--transports", "amqp", "--sizes", "64", "--amqp", &broker]);
+        let rows = doc["results"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{doc}");
+        assert_eq!(rows[0]["transport"], "amqp");
+        assert!(number(&rows[0], &["throughput", "msgs_per_sec"]) > 0.0);
+        // The row's queues were deleted afterwards.
+        let queues = ringwire_testkit::rabbitmq::rabbitmqctl(&[
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "-p",
+            vhost.name(),
+            "name",
+        ])
+        .unwrap();
+        assert!(queues.trim().is_empty(), "{queues}");
+    });
+}

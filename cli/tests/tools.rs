@@ -102,11 +102,32 @@ fn echo_and_cat_over_redis_pubsub() {
 }
 
 #[test]
+fn echo_and_cat_over_amqp() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        // A vhost of our own on the machine's RabbitMQ, deleted (queues and all) at the end.
+        let vhost = ringwire_testkit::rabbitmq::Vhost::create().expect("a private RabbitMQ vhost");
+        let (_server, addr) = start_echo("amqp", &vhost.addr("chat"));
+        assert_eq!(addr, vhost.addr("chat"));
+        assert_eq!(cat("amqp", &addr, INPUT), INPUT);
+        // Each cat acknowledges its replies: the next one gets only its own.
+        assert_eq!(cat("amqp", &addr, "again\n"), "again\n");
+        // The broker closes every connection of the vhost; echo reconnects and serves again.
+        vhost.close_connections().unwrap();
+        assert_eq!(cat("amqp", &addr, "after the outage\n"), "after the outage\n");
+    });
+}
+
+#[test]
 fn unknown_transport_or_bad_address_is_an_error() {
     ringwire_testkit::watchdog(TEST_LIMIT, || {
-        for (t, addr) in
-            [("carrier-pigeon", "x"), ("redis", "x"), ("websocket", "x"), ("redis", "redis://127.0.0.1:1/c")]
-        {
+        for (t, addr) in [
+            ("carrier-pigeon", "x"),
+            ("redis", "x"),
+            ("websocket", "x"),
+            ("redis", "redis://127.0.0.1:1/c"),
+            ("amqp", "x"),
+            ("amqp", "amqp://127.0.0.1:1/q"),
+        ] {
             let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
                 .args(["cat", "--transport", t, "--connect", addr])
                 .stdin(Stdio::null())

@@ -20,6 +20,7 @@
 //! | [`fork`] | `fork::spawn` (parent), `fork::from_env` (child) | same |
 //! | `websocket` (feature `websocket`) | `websocket::Listener::{bind, bind_url}` + `accept`, `websocket::connect` | `websocket::WsSender` / `websocket::WsReceiver` |
 //! | `redis` (feature `redis`) | `redis::Publisher` + `redis::Subscriber`; `redis::StreamProducer` + `redis::StreamConsumer` | each type is one half |
+//! | `amqp` (feature `amqp`) | `amqp::Producer` + `amqp::Consumer` (RabbitMQ work queue) | each type is one half |
 //!
 //! Delivery guarantees per adapter are in ARCHITECTURE.md ("Transports").
 //!
@@ -41,7 +42,11 @@
 //! before writing to pipes. Either way `EPIPE` and `ECONNRESET` are reported as
 //! [`TransportSendError::PeerReset`].
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod codec;
+#[cfg(any(feature = "redis", feature = "amqp"))]
+mod envelope;
 pub mod fork;
 pub mod pipe;
 #[cfg(feature = "redis")]

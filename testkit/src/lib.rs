@@ -9,9 +9,11 @@
 //! * [`peers`]: starting a peer and reaching it over one transport adapter (the same code `ringwire
 //!   bench` uses, from `ringwire-cli`);
 //! * [`redis_server`]: a private `redis-server` on a free port;
+//! * [`rabbitmq`]: a private virtual host on the machine's RabbitMQ broker;
 //! * [`watchdog`]: runs a test body on a thread and fails the test if it does not finish in time.
 
 pub mod peer;
+pub mod rabbitmq;
 pub use ringwire_cli::peer::connect as peers;
 pub use ringwire_cli::peer::{Adapter, PeerArgs, PeerMode};
 

@@ -41,6 +41,7 @@ pub const TRANSPORTS: &[&str] = &[
     "websocket",
     "redis-pubsub",
     "redis-stream",
+    "amqp",
     "crossbeam",
     "rtrb",
 ];
@@ -52,7 +53,7 @@ pub struct BenchArgs {
     json: bool,
     /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, shm-spsc+events,
     /// shm-mpmc, shm-broadcast, pipe, stdio, fork, unix, tcp, tcp+events, udp, websocket, redis-pubsub,
-    /// redis-stream, crossbeam, rtrb. A `+events` row sends each message as a named event
+    /// redis-stream, amqp, crossbeam, rtrb. A `+events` row sends each message as a named event
     /// (`ringwire::socket`, raw body, name "msg") through the same peers, and is compared with its raw
     /// row (`raw_ratio`). Kernel transports run with each wait: block, spin, adaptive.
     #[arg(long, value_delimiter = ',')]
@@ -61,6 +62,10 @@ pub struct BenchArgs {
     /// none answers there, those rows are listed as skipped and the rest of the run goes on.
     #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379")]
     redis: String,
+    /// The AMQP broker (RabbitMQ) of the amqp row (amqp://[user:password@]host:port[/VHOST]; guest/guest
+    /// and vhost `/` by default). When none answers there, the row is listed as skipped.
+    #[arg(long, value_name = "URL", default_value = "amqp://127.0.0.1:5672")]
+    amqp: String,
     /// Comma-separated message sizes in bytes.
     #[arg(long, value_delimiter = ',', default_values_t = vec![64usize, 4096])]
     sizes: Vec<usize>,
@@ -102,6 +107,8 @@ pub fn run(args: BenchArgs) -> CliResult {
     // Checked once, before any row: a missing server skips the redis rows, not the run.
     let redis_down =
         if selected.iter().any(|t| transports::is_redis(t)) { transports::redis_check(&redis).err() } else { None };
+    let amqp = args.amqp.trim_end_matches('/').to_string();
+    let amqp_down = if selected.contains(&"amqp") { transports::amqp_check(&amqp).err() } else { None };
     let mut plans = Vec::new();
     for &size in &args.sizes {
         for &t in &selected {
@@ -139,6 +146,10 @@ pub fn run(args: BenchArgs) -> CliResult {
         bar.set_message(format!("{} ({}), {} B", plan.transport, plan.wait, plan.size));
         let measured = match (&redis_down, transports::is_redis(plan.transport)) {
             (Some(reason), true) => Err(reason.clone().into()),
+            _ if plan.transport == "amqp" => match &amqp_down {
+                Some(reason) => Err(reason.clone().into()),
+                None => measure(plan, &counts, &amqp),
+            },
             _ => measure(plan, &counts, &redis),
         };
         let m = match measured {
@@ -212,7 +223,8 @@ fn probe_stream(size: usize, count: u64) -> CliResult<Throughput> {
     Ok(Throughput::new(count, size, elapsed))
 }
 
-fn measure(plan: &Plan, counts: &Counts, redis: &str) -> CliResult<Measured> {
+/// `broker`: the Redis server of the redis rows, the AMQP broker of the amqp row.
+fn measure(plan: &Plan, counts: &Counts, broker: &str) -> CliResult<Measured> {
     match plan.transport {
         "limit" => {
             let mut rtt = histogram();
@@ -248,12 +260,17 @@ fn measure(plan: &Plan, counts: &Counts, redis: &str) -> CliResult<Measured> {
             // Kernel transports wake a sleeping peer on every message (tens of microseconds here), so they
             // get a 25th of the ring's round trips and stream messages (40 000 round trips: still 40
             // samples beyond p99.9); the redis rows, two hops through a server and a request-reply per
-            // message sent, a 250th. This keeps the default run near two minutes on two cores.
-            let div = if transports::is_redis(t) { 250 } else { 25 };
+            // message sent, a 250th; amqp, whose every send waits for the broker to write the message to
+            // disk and confirm it, a 1000th. This keeps the default run near two minutes on two cores.
+            let div = match t {
+                "amqp" => 1000,
+                t if transports::is_redis(t) => 250,
+                _ => 25,
+            };
             let (warmup, samples) = (counts.rtt_warmup / div, counts.rtt_samples / div);
-            transports::rtt(t, plan.wait, plan.size, warmup, samples, redis, &mut rtt)?;
+            transports::rtt(t, plan.wait, plan.size, warmup, samples, broker, &mut rtt)?;
             let n = counts.stream(plan.size) / div;
-            let elapsed = transports::stream(t, plan.wait, plan.size, n, redis)?;
+            let elapsed = transports::stream(t, plan.wait, plan.size, n, broker)?;
             Ok(Measured { rtt, throughput: Throughput::new(n, plan.size, elapsed) })
         }
         "crossbeam" => Ok(Measured {

@@ -1,7 +1,7 @@
 //! `ringwire bench` rows for the transports of `ringwire::transport`: each row talks to a
 //! `ringwire __peer echo --adapter T` (round trips) or `sink` (one-way stream) process, connected by
 //! [`crate::peer::connect`], the same code the conformance tests use. The redis rows meet their peer
-//! at the server `--redis` names.
+//! at the server `--redis` names, the amqp row at the broker `--amqp` names.
 
 use super::plan::peer_process;
 use crate::peer::connect::{self as peers, PeerConn};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// The transports measured here, in table order.
 pub const NAMES: &[&str] =
-    &["pipe", "stdio", "fork", "unix", "tcp", "udp", "websocket", "redis-pubsub", "redis-stream"];
+    &["pipe", "stdio", "fork", "unix", "tcp", "udp", "websocket", "redis-pubsub", "redis-stream", "amqp"];
 
 /// Whether a row goes through a Redis server.
 pub fn is_redis(transport: &str) -> bool {
@@ -39,6 +39,11 @@ pub fn redis_check(url: &str) -> Result<(), String> {
     answer.map(|_| ()).map_err(|e| format!("no Redis server answers at {url} ({e}); pass --redis URL"))
 }
 
+/// Checks that an AMQP broker answers at `url` (the AMQP handshake); the reason it does not, if not.
+pub fn amqp_check(url: &str) -> Result<(), String> {
+    ringwire::transport::amqp::check_broker(url, &Default::default()).map_err(|e| format!("{e}; pass --amqp URL"))
+}
+
 /// A peer that does not answer for this long has failed (no row waits forever).
 const STALL: Duration = Duration::from_secs(10);
 
@@ -55,6 +60,7 @@ fn connect(transport: &str, wait: &str, mode: PeerMode, size: usize, count: u64,
         "websocket" => Adapter::Websocket,
         "redis-pubsub" => Adapter::RedisPubsub,
         "redis-stream" => Adapter::RedisStream,
+        "amqp" => Adapter::Amqp,
         other => return Err(format!("no transport row {other}").into()),
     };
     let args =

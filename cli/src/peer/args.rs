@@ -32,7 +32,8 @@ pub enum PeerMode {
 }
 
 /// The transport adapters a peer can be reached over (see [`super::connect::connect_via`] for how each is set
-/// up). `fifo` is the named-pipe adapter; the redis ones go through a Redis server.
+/// up). `fifo` is the named-pipe adapter; the redis ones go through a Redis server, `amqp` through
+/// a RabbitMQ broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Adapter {
     /// The child's stdin/stdout.
@@ -57,11 +58,13 @@ pub enum Adapter {
     RedisPubsub,
     /// Redis streams.
     RedisStream,
+    /// An AMQP 0-9-1 broker (RabbitMQ): two durable work queues.
+    Amqp,
 }
 
 impl Adapter {
     /// Every adapter, in the conformance suites' order.
-    pub const ALL: [Adapter; 11] = [
+    pub const ALL: [Adapter; 12] = [
         Adapter::Stdio,
         Adapter::Fork,
         Adapter::Fifo,
@@ -73,6 +76,7 @@ impl Adapter {
         Adapter::Websocket,
         Adapter::RedisPubsub,
         Adapter::RedisStream,
+        Adapter::Amqp,
     ];
 
     /// The name on the command line (`unix-abstract`, `redis-pubsub`, ...).
@@ -89,6 +93,7 @@ impl Adapter {
             Adapter::Websocket => "websocket",
             Adapter::RedisPubsub => "redis-pubsub",
             Adapter::RedisStream => "redis-stream",
+            Adapter::Amqp => "amqp",
         }
     }
 }

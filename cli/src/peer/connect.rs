@@ -28,6 +28,12 @@ pub fn redis_url() -> String {
     std::env::var("RINGWIRE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The AMQP broker peers meet at unless told otherwise: `$RINGWIRE_AMQP_URL`, else
+/// `amqp://127.0.0.1:5672` (guest/guest, vhost `/`).
+pub fn amqp_url() -> String {
+    std::env::var("RINGWIRE_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672".into())
+}
+
 /// The peer's process; a plain child is killed and reaped on drop (a `ChildProcess` does that itself).
 pub enum PeerProcess {
     /// Started by the stdio or fork adapter.
@@ -86,6 +92,22 @@ pub struct PeerConn {
     /// Stream keys deleted when the connection is dropped.
     #[allow(dead_code)]
     keys: Option<StreamKeys>,
+    /// AMQP queues deleted when the connection is dropped.
+    #[allow(dead_code)]
+    queues: Option<AmqpQueues>,
+}
+
+/// Deletes a peer connection's AMQP queues when dropped (best effort).
+pub struct AmqpQueues {
+    addrs: Vec<String>,
+}
+
+impl Drop for AmqpQueues {
+    fn drop(&mut self) {
+        for a in &self.addrs {
+            let _ = ringwire::transport::amqp::delete_queue(a, &Default::default());
+        }
+    }
 }
 
 /// Deletes a peer connection's stream keys when dropped (best effort).
@@ -124,7 +146,9 @@ pub fn connect(cmd: Command, adapter: Adapter) -> io::Result<PeerConn> {
 /// As [`connect`], with the redis adapters meeting the peer at the server `redis_url`
 /// (`redis://host:port`). The peer's `--addr` is `redis_url/NAME`: pub/sub peers subscribe to `NAME`
 /// and reply on `NAME.reply`; stream peers consume `NAME.down` (group `ringwire`) and produce
-/// `NAME.up`.
+/// `NAME.up`. The amqp adapter meets its peer at the broker `redis_url` names if it is an `amqp://`
+/// URL, else at [`amqp_url`]: the peer consumes queue `NAME.down` and publishes on `NAME.up` (both
+/// deleted when the connection is dropped).
 pub fn connect_via(mut cmd: Command, adapter: Adapter, redis_url: &str) -> io::Result<PeerConn> {
     let conn = |tx: Box<dyn Sender>, rx: Box<dyn Receiver>, peer| PeerConn {
         tx,
@@ -133,6 +157,7 @@ pub fn connect_via(mut cmd: Command, adapter: Adapter, redis_url: &str) -> io::R
         datagram: false,
         brokered: false,
         keys: None,
+        queues: None,
     };
     let spawn_at = |cmd: &mut Command, addr: &str| -> io::Result<PeerProcess> {
         Ok(PeerProcess::Std(cmd.args(["--addr", addr]).stdin(Stdio::null()).spawn()?))
@@ -235,6 +260,18 @@ pub fn connect_via(mut cmd: Command, adapter: Adapter, redis_url: &str) -> io::R
             let peer = spawn_at(&mut cmd, &format!("{redis_url}/{name}"))?;
             PeerConn { brokered: true, keys: Some(keys), ..conn(Box::new(tx), Box::new(rx), peer) }
         }
+        Adapter::Amqp => {
+            use ringwire::transport::amqp;
+            let broker = if redis_url.starts_with("amqp://") { redis_url.to_string() } else { amqp_url() };
+            let name = unique("amqp");
+            let opts = amqp::Options { max_message: redis_options(&cmd).max_message, ..Default::default() };
+            let (down, up) = (format!("{broker}/{name}.down"), format!("{broker}/{name}.up"));
+            let queues = AmqpQueues { addrs: vec![down.clone(), up.clone()] };
+            let tx = amqp::Producer::with_options(&down, opts.clone())?;
+            let rx = amqp::Consumer::with_options(&up, opts)?;
+            let peer = spawn_at(&mut cmd, &format!("{broker}/{name}"))?;
+            PeerConn { brokered: true, queues: Some(queues), ..conn(Box::new(tx), Box::new(rx), peer) }
+        }
     })
 }
 
@@ -301,6 +338,14 @@ pub fn child(adapter: Adapter, args: &PeerArgs) -> CliResult<(Box<dyn Sender>, B
             let rx = StreamConsumer::with_options(&url, &format!("{name}.down"), "ringwire", "peer", redis_opts())?;
             let mut tx = StreamProducer::with_options(&url, &format!("{name}.up"), redis_opts())?;
             tx.set_max_len(Some(STREAM_CAP));
+            (Box::new(tx), Box::new(rx))
+        }
+        Adapter::Amqp => {
+            use ringwire::transport::amqp;
+            let opts = amqp::Options { max_message: args.max_message, ..Default::default() };
+            let a = addr()?;
+            let rx = amqp::Consumer::with_options(&format!("{a}.down"), opts.clone())?;
+            let tx = amqp::Producer::with_options(&format!("{a}.up"), opts)?;
             (Box::new(tx), Box::new(rx))
         }
     };

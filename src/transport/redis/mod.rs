@@ -53,12 +53,12 @@
 //! stream consumer's `try_recv`) waits for the server's reply like `send`, bounded by `io_timeout`, and
 //! makes at most one new connection, without pausing: a server that is gone is `PeerReset` at once.
 
-mod envelope;
+use crate::transport::envelope;
 mod link;
 mod pubsub;
 mod stream;
 
-pub use envelope::{DeliveryReport, Gap, MAX_PLAUSIBLE_GAP, MAX_TRACKED_PUBLISHERS};
+pub use envelope::{DeliveryReport, Gap, ENVELOPE_LEN, MAX_PLAUSIBLE_GAP, MAX_TRACKED_PUBLISHERS};
 pub use pubsub::{Publisher, Subscriber};
 pub use stream::{AckMode, StreamConsumer, StreamProducer};
 
@@ -66,9 +66,6 @@ pub use stream::{AckMode, StreamConsumer, StreamProducer};
 use crate::transport::TransportSendError;
 use crate::transport::DEFAULT_MAX_MESSAGE;
 use std::time::Duration;
-
-/// Bytes of the envelope in front of every message: publisher id and sequence number.
-pub const ENVELOPE_LEN: usize = 16;
 
 /// The stream entry field that holds the frame.
 pub const FIELD: &str = "frame";
@@ -113,4 +110,17 @@ pub fn split_addr(addr: &str) -> Option<(String, String)> {
         return None;
     }
     Some((format!("redis://{server}"), name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_addr;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(split_addr("redis://127.0.0.1:6379/chat"), Some(("redis://127.0.0.1:6379".into(), "chat".into())));
+        assert_eq!(split_addr("redis://h:1/a/b"), Some(("redis://h:1".into(), "a/b".into())));
+        assert_eq!(split_addr("redis://h:1/"), None);
+        assert_eq!(split_addr("tcp://h:1/x"), None);
+    }
 }

@@ -1,6 +1,7 @@
 //! Transport test peers that misbehave in one specific way each (`ringwire-testpeer misbehave MODE`).
 
 use super::{park_forever, say, PeerResult};
+use ringwire::transport::amqp;
 use ringwire::transport::redis::{split_addr, StreamConsumer};
 use ringwire::transport::{fork, recv_json, send_json, stdio, JsonError, Receiver, Sender};
 use ringwire::transport::{TransportRecvError, TransportSendError};
@@ -22,6 +23,9 @@ pub enum Mode {
     /// redis: takes one message from stream `--addr` as consumer `--name` of group `ringwire` (claiming
     /// nothing), prints `got MSG`, and waits to be killed without acknowledging it.
     TakeRedisStream,
+    /// amqp: takes `--count` messages from queue `--addr` (prefetch `--count`) without acknowledging
+    /// them, prints `got N`, and waits to be killed.
+    TakeAmqp,
     /// fork: answers every JSON value `v` with `{"got": v}` until the parent closes.
     EchoJsonFork,
 }
@@ -32,12 +36,15 @@ pub struct Args {
     /// What the peer does.
     #[arg(value_enum)]
     pub mode: Mode,
-    /// take-redis-stream: redis://host:port/KEY.
+    /// take-redis-stream: redis://host:port/KEY; take-amqp: amqp://host:port/[VHOST/]QUEUE.
     #[arg(long)]
     pub addr: Option<String>,
     /// take-redis-stream: the consumer name.
     #[arg(long)]
     pub name: Option<String>,
+    /// take-amqp: how many messages to take.
+    #[arg(long)]
+    pub count: Option<u16>,
     /// The largest message each half accepts.
     #[arg(long, default_value_t = ringwire::transport::DEFAULT_MAX_MESSAGE)]
     pub max_message: usize,
@@ -91,6 +98,18 @@ pub fn run(args: Args) -> PeerResult {
             rx.set_claim_idle(None);
             let msg = rx.recv()?;
             say(&format!("got {}", String::from_utf8_lossy(&msg)));
+            park_forever()
+        }
+        Mode::TakeAmqp => {
+            let addr = args.addr.as_deref().ok_or("this mode needs --addr")?;
+            let count = args.count.ok_or("this mode needs --count")?;
+            let opts = amqp::Options { max_message: args.max_message, prefetch: count, ..Default::default() };
+            let mut rx = amqp::Consumer::with_options(addr, opts)?;
+            rx.set_ack_mode(amqp::AckMode::Manual);
+            for _ in 0..count {
+                rx.recv()?;
+            }
+            say(&format!("got {count}"));
             park_forever()
         }
         Mode::EchoJsonFork => {

@@ -1,10 +1,12 @@
-//! The 16-byte envelope (publisher id, sequence number) in front of every message, and the receive-side
-//! bookkeeping that turns it into a [`DeliveryReport`].
+//! The 16-byte envelope (publisher id, sequence number) in front of every message of the brokered
+//! adapters (redis, amqp), and the receive-side bookkeeping that turns it into a [`DeliveryReport`].
 
-use super::*;
 use crate::transport::codec::{decode_datagram, FrameError};
 use crate::wire::{FrameHeader, HeaderDecodeError, Kind};
 use std::collections::HashMap;
+
+/// Bytes of the envelope in front of every message: publisher id and sequence number.
+pub const ENVELOPE_LEN: usize = 16;
 
 /// A message lost: `count` messages of `publisher`, from sequence number `first` on, never arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,8 +19,8 @@ pub struct Gap {
     pub count: u64,
 }
 
-/// What a redis receiver noticed about delivery since the last time it was asked
-/// ([`Subscriber::take_report`], [`StreamConsumer::take_report`]).
+/// What a brokered receiver noticed about delivery since the last time it was asked (`take_report()` of
+/// the redis `Subscriber` and `StreamConsumer` and of the amqp `Consumer`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
     /// Times the connection was lost and made again. On pub/sub each one may have lost messages: those
@@ -32,8 +34,10 @@ pub struct DeliveryReport {
     /// Messages delivered although their publisher's sequence number had been seen already (a sender that
     /// sent again after losing the server's reply).
     pub duplicates: u64,
-    /// Stream entries delivered again from a pending list: this consumer's own after it was created
-    /// again under the same name, or entries claimed from a consumer that stopped acknowledging.
+    /// Messages delivered again: redis stream entries from a pending list (this consumer's own after it
+    /// was created again under the same name, or entries claimed from a consumer that stopped
+    /// acknowledging); AMQP messages the broker marked `redelivered` (a consumer's connection or channel
+    /// closed before it acknowledged them).
     pub redelivered: u64,
     /// Sequence jumps too large to be real losses (more than [`MAX_PLAUSIBLE_GAP`]: a forged or corrupted
     /// envelope, or a publisher that starts its numbering over): not counted as lost; tracking of that
@@ -166,7 +170,6 @@ pub(super) fn decode(value: &[u8], max: usize) -> Result<(u64, u64, u16, &[u8]),
 
 #[cfg(test)]
 mod tests {
-    use super::super::split_addr;
     use super::*;
     use crate::wire::HEADER_LEN;
 
@@ -228,13 +231,5 @@ mod tests {
         // The most recent publishers are the ones kept: their next message is in order.
         t.observe(n - 1, 1, false);
         assert!(t.take().is_none());
-    }
-
-    #[test]
-    fn addresses() {
-        assert_eq!(split_addr("redis://127.0.0.1:6379/chat"), Some(("redis://127.0.0.1:6379".into(), "chat".into())));
-        assert_eq!(split_addr("redis://h:1/a/b"), Some(("redis://h:1".into(), "a/b".into())));
-        assert_eq!(split_addr("redis://h:1/"), None);
-        assert_eq!(split_addr("tcp://h:1/x"), None);
     }
 }
