@@ -166,19 +166,32 @@ pub fn fill_spsc_ratios(rows: &mut [Row]) {
     }
 }
 
-/// Fills each `+events` row's ratio to its raw row (`tcp+events` / `tcp`), both normalised by their own
-/// adjacent probes as in [`fill_spsc_ratios`].
+/// Fills each `+events` row's ratio to its raw row (`tcp+events` / `tcp`, same wait and size). Where the
+/// bare probe is the floor of the measurement (the rings: a round trip within 20x the probe) both rows are
+/// first normalised by their own adjacent probes, as in [`fill_spsc_ratios`], so that a vCPU placement
+/// flip between the two rows cancels out; where it is not (kernel and brokered transports, tens of
+/// microseconds of syscalls and wake-ups), the rows' own numbers are divided directly, since dividing by a
+/// 100 ns probe that moved 5x would only add noise.
 pub fn fill_raw_ratios(rows: &mut [Row]) {
-    let refs: Vec<(&'static str, &'static str, usize, Ratio)> =
-        rows.iter().map(|r| (r.transport, r.wait, r.size, r.limit_ratio)).collect();
+    let refs: Vec<(&'static str, &'static str, usize, Ratio, f64, f64)> = rows
+        .iter()
+        .map(|r| (r.transport, r.wait, r.size, r.limit_ratio, r.rtt_ns.p50 as f64, r.throughput.msgs_per_sec))
+        .collect();
     for row in rows.iter_mut() {
         let Some(raw) = row.transport.strip_suffix("+events") else { continue };
-        if let Some((.., base)) = refs.iter().find(|(t, w, s, _)| *t == raw && *w == row.wait && *s == row.size) {
-            row.raw_ratio = Some(Ratio {
+        let Some(&(.., base, base_p50, base_tput)) =
+            refs.iter().find(|(t, w, s, ..)| *t == raw && *w == row.wait && *s == row.size)
+        else {
+            continue;
+        };
+        row.raw_ratio = Some(if base.rtt_p50 <= 20.0 {
+            Ratio {
                 rtt_p50: row.limit_ratio.rtt_p50 / base.rtt_p50,
                 throughput: row.limit_ratio.throughput / base.throughput,
-            });
-        }
+            }
+        } else {
+            Ratio { rtt_p50: row.rtt_ns.p50 as f64 / base_p50, throughput: row.throughput.msgs_per_sec / base_tput }
+        });
     }
 }
 
