@@ -284,33 +284,10 @@ pub fn echo(args: EchoArgs) -> CliResult {
                 give_up: Some(Duration::from_secs(5)),
                 ..Default::default()
             };
-            let mut rx = Subscriber::with_options(&url, &channel, opts.clone())?;
-            let mut tx = Publisher::with_options(&url, &format!("{channel}.reply"), opts)?;
+            let rx = Subscriber::with_options(&url, &channel, opts.clone())?;
+            let tx = Publisher::with_options(&url, &format!("{channel}.reply"), opts)?;
             say(&format!("listening on {url}/{channel}"));
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let r = rx.recv_frame_wait(Wait::Forever);
-                if let Some(report) = rx.take_report() {
-                    eprintln!("ringwire echo: {}", describe(&report));
-                }
-                match r {
-                    Ok(f) => {
-                        backoff = Duration::from_millis(100);
-                        if let Err(e) = tx.send_frame_wait(f.ext, &[&f.bytes], Wait::Forever) {
-                            eprintln!("ringwire echo: a reply is lost: {e}");
-                        }
-                    }
-                    Err(TransportRecvError::BadFrame(e)) => eprintln!("ringwire echo: skipped a bad frame: {e}"),
-                    Err(TransportRecvError::PeerReset) => {
-                        eprintln!("ringwire echo: Redis at {url} does not answer; still trying");
-                    }
-                    Err(e) => {
-                        eprintln!("ringwire echo: {e}; retrying in {backoff:?}");
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
+            echo_brokered(rx, tx, &format!("Redis at {url}"))
         }
         "amqp" => echo_amqp(&args.listen, max),
         other => Err(unsupported(other)),
@@ -323,17 +300,24 @@ pub fn echo(args: EchoArgs) -> CliResult {
 fn echo_amqp(listen: &str, max: usize) -> CliResult {
     let reply = format!("{listen}.reply");
     let opts = amqp::Options { max_message: max, give_up: Some(Duration::from_secs(5)), ..Default::default() };
-    let mut rx = amqp::Consumer::with_options(listen, opts.clone())?;
-    let mut tx = amqp::Producer::with_options(&reply, opts)?;
+    let rx = amqp::Consumer::with_options(listen, opts.clone())?;
+    let tx = amqp::Producer::with_options(&reply, opts)?;
     say(&format!("listening on {listen}"));
+    echo_brokered(rx, tx, "the AMQP broker")
+}
+
+/// The echo loop of the brokered transports (redis, amqp): every frame goes back as it came (an event
+/// with its name), delivery reports go to stderr, and an outage of `broker` is waited out (each wait
+/// gives up after the receiver's `give_up`, which says so on stderr; other errors back off 100 ms
+/// doubling to 5 s). Never returns.
+fn echo_brokered(mut rx: impl Receiver + Reports, mut tx: impl Sender, broker: &str) -> CliResult {
     let mut backoff = Duration::from_millis(100);
     loop {
         let r = rx.recv_frame_wait(Wait::Forever);
-        if let Some(report) = rx.take_report() {
-            eprintln!("ringwire echo: {}", describe_amqp(&report));
+        if let Some(report) = rx.report() {
+            eprintln!("ringwire echo: {report}");
         }
         match r {
-            // Frames come back as they came, an event with its name.
             Ok(f) => {
                 backoff = Duration::from_millis(100);
                 if let Err(e) = tx.send_frame_wait(f.ext, &[&f.bytes], Wait::Forever) {
@@ -341,15 +325,31 @@ fn echo_amqp(listen: &str, max: usize) -> CliResult {
                 }
             }
             Err(TransportRecvError::BadFrame(e)) => eprintln!("ringwire echo: skipped a bad frame: {e}"),
-            Err(TransportRecvError::PeerReset) => {
-                eprintln!("ringwire echo: the AMQP broker does not answer; still trying")
-            }
+            Err(TransportRecvError::PeerReset) => eprintln!("ringwire echo: {broker} does not answer; still trying"),
             Err(e) => {
                 eprintln!("ringwire echo: {e}; retrying in {backoff:?}");
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// A receiver through a broker that keeps a delivery report: what it noticed since the last call, as
+/// one line for stderr.
+trait Reports {
+    fn report(&mut self) -> Option<String>;
+}
+
+impl Reports for Subscriber {
+    fn report(&mut self) -> Option<String> {
+        self.take_report().map(|r| describe(&r))
+    }
+}
+
+impl Reports for amqp::Consumer {
+    fn report(&mut self) -> Option<String> {
+        self.take_report().map(|r| describe_amqp(&r))
     }
 }
 
@@ -369,18 +369,19 @@ fn describe_amqp(r: &amqp::DeliveryReport) -> String {
     parts.join("; ")
 }
 
-/// An amqp consumer that reports redeliveries and losses on stderr as it goes, and acknowledges what it
-/// delivered when dropped (so that the last reply is not delivered again to the next `cat`).
-struct AmqpReporting(amqp::Consumer);
+/// A brokered receiver (redis pub/sub, amqp) that reports losses and redeliveries on stderr as it goes,
+/// and closes when dropped (for amqp: acknowledges what it delivered, so that the last reply is not
+/// delivered again to the next `cat`).
+struct Reporting<R: Receiver + Reports>(R);
 
-impl Receiver for AmqpReporting {
+impl<R: Receiver + Reports> Receiver for Reporting<R> {
     fn recv_frame_wait(
         &mut self,
         wait: ringwire::transport::Wait,
     ) -> Result<ringwire::transport::RecvFrame, TransportRecvError> {
         let r = self.0.recv_frame_wait(wait);
-        if let Some(report) = self.0.take_report() {
-            eprintln!("ringwire cat: {}", describe_amqp(&report));
+        if let Some(report) = self.0.report() {
+            eprintln!("ringwire cat: {report}");
         }
         r
     }
@@ -392,7 +393,7 @@ impl Receiver for AmqpReporting {
     }
 }
 
-impl Drop for AmqpReporting {
+impl<R: Receiver + Reports> Drop for Reporting<R> {
     fn drop(&mut self) {
         self.0.close()
     }
@@ -426,28 +427,6 @@ fn describe(r: &redis_transport::DeliveryReport) -> String {
         parts.push(format!("{} publisher(s) forgotten to bound memory", r.forgotten));
     }
     parts.join("; ")
-}
-
-/// A pub/sub receiver that reports losses on stderr as it goes.
-struct Reporting(Subscriber);
-
-impl Receiver for Reporting {
-    fn recv_frame_wait(
-        &mut self,
-        wait: ringwire::transport::Wait,
-    ) -> Result<ringwire::transport::RecvFrame, TransportRecvError> {
-        let r = self.0.recv_frame_wait(wait);
-        if let Some(report) = self.0.take_report() {
-            eprintln!("ringwire cat: {}", describe(&report));
-        }
-        r
-    }
-    fn close(&mut self) {
-        self.0.close()
-    }
-    fn max_message(&self) -> usize {
-        self.0.max_message()
-    }
 }
 
 /// `ringwire cat`: each stdin line goes out as one frame (split on `\n` only: the bytes between are sent
@@ -488,7 +467,7 @@ pub fn cat(args: CatArgs) -> CliResult {
             // Consuming the replies before the first message goes out.
             let rx = amqp::Consumer::connect(&format!("{}.reply", args.connect))?;
             let tx = amqp::Producer::connect(&args.connect)?;
-            (Box::new(tx), Box::new(AmqpReporting(rx)))
+            (Box::new(tx), Box::new(Reporting(rx)))
         }
         other => return Err(unsupported(other)),
     };

@@ -267,44 +267,57 @@ pub trait Receiver: Send {
     fn set_io_wait(&mut self, _wait: IoWait) {}
 }
 
-impl<T: Sender + ?Sized> Sender for Box<T> {
-    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
-        (**self).send_frame_wait(ext, parts, wait)
-    }
-    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
-        (**self).send_wait(msg, wait)
-    }
-    fn flush(&mut self) -> Result<(), TransportSendError> {
-        (**self).flush()
-    }
-    fn close(&mut self) -> Result<(), TransportSendError> {
-        (**self).close()
-    }
-    fn max_message(&self) -> usize {
-        (**self).max_message()
-    }
-    fn set_io_wait(&mut self, wait: IoWait) {
-        (**self).set_io_wait(wait)
-    }
+/// `Box<dyn Sender>` and `&mut S` are senders too: every method forwards (a method left out would fall
+/// back to its default and silently do nothing, as `set_io_wait` once did for `&mut T`).
+macro_rules! forward_sender {
+    ($($ty:ty),*) => {$(
+        impl<T: Sender + ?Sized> Sender for $ty {
+            fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
+                (**self).send_frame_wait(ext, parts, wait)
+            }
+            fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+                (**self).send_wait(msg, wait)
+            }
+            fn flush(&mut self) -> Result<(), TransportSendError> {
+                (**self).flush()
+            }
+            fn close(&mut self) -> Result<(), TransportSendError> {
+                (**self).close()
+            }
+            fn max_message(&self) -> usize {
+                (**self).max_message()
+            }
+            fn set_io_wait(&mut self, wait: IoWait) {
+                (**self).set_io_wait(wait)
+            }
+        }
+    )*};
 }
+forward_sender!(Box<T>, &mut T);
 
-impl<T: Receiver + ?Sized> Receiver for Box<T> {
-    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
-        (**self).recv_frame_wait(wait)
-    }
-    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
-        (**self).recv_wait(wait)
-    }
-    fn close(&mut self) {
-        (**self).close()
-    }
-    fn max_message(&self) -> usize {
-        (**self).max_message()
-    }
-    fn set_io_wait(&mut self, wait: IoWait) {
-        (**self).set_io_wait(wait)
-    }
+/// `Box<dyn Receiver>` and `&mut R` are receivers too: every method forwards.
+macro_rules! forward_receiver {
+    ($($ty:ty),*) => {$(
+        impl<T: Receiver + ?Sized> Receiver for $ty {
+            fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
+                (**self).recv_frame_wait(wait)
+            }
+            fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
+                (**self).recv_wait(wait)
+            }
+            fn close(&mut self) {
+                (**self).close()
+            }
+            fn max_message(&self) -> usize {
+                (**self).max_message()
+            }
+            fn set_io_wait(&mut self, wait: IoWait) {
+                (**self).set_io_wait(wait)
+            }
+        }
+    )*};
 }
+forward_receiver!(Box<T>, &mut T);
 
 /// How a kernel transport (pipe, FIFO, unix, tcp, udp, stdio, fork) waits when its non-blocking
 /// descriptor has nothing to read or no room to write: the rings' wait strategies, for syscalls.
@@ -356,39 +369,6 @@ impl IoWait {
         }
         std::hint::spin_loop();
         true
-    }
-}
-
-impl<T: Sender + ?Sized> Sender for &mut T {
-    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
-        (**self).send_frame_wait(ext, parts, wait)
-    }
-    fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
-        (**self).send_wait(msg, wait)
-    }
-    fn flush(&mut self) -> Result<(), TransportSendError> {
-        (**self).flush()
-    }
-    fn close(&mut self) -> Result<(), TransportSendError> {
-        (**self).close()
-    }
-    fn max_message(&self) -> usize {
-        (**self).max_message()
-    }
-}
-
-impl<T: Receiver + ?Sized> Receiver for &mut T {
-    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
-        (**self).recv_frame_wait(wait)
-    }
-    fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
-        (**self).recv_wait(wait)
-    }
-    fn close(&mut self) {
-        (**self).close()
-    }
-    fn max_message(&self) -> usize {
-        (**self).max_message()
     }
 }
 
