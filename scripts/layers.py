@@ -25,6 +25,7 @@ ALLOWED = {
     "transport": {"sync", "wire", "ring", "shm", "wait", "process"},
     "events": set(),
     "socket": {"wire", "ring", "transport", "events"},
+    "hub": {"wire", "events", "socket"},
 }
 
 

@@ -41,6 +41,8 @@ pub(crate) mod sync;
 
 #[cfg(feature = "events")]
 pub mod events;
+#[cfg(feature = "hub")]
+pub mod hub;
 
 pub mod process;
 pub mod ring;

@@ -10,12 +10,14 @@
 //!   adapter.
 //! * [`bench`](mod@bench): `ringwire bench` — plan, rows, report, plot.
 //! * [`tools`]: `ringwire echo` and `ringwire cat`.
+//! * [`hub`](mod@hub): `ringwire hub`, the socket.io-style chat server.
 //! * [`ops`]: `ringwire ls`, `inspect`, `clean`, `pub`, `sub`, `send`, `recv` (named rings of this host).
 //!
 //! This crate is a library as well as the binary so that the dev-only `ringwire-testkit` crate can run
 //! the same peers and connect to them the same way in the test suites and criterion benches.
 
 pub mod bench;
+pub mod hub;
 pub mod ops;
 pub mod peer;
 pub mod probe;
@@ -44,6 +46,9 @@ enum Command {
     /// Send each line of stdin as one frame and print each frame received as a line (tcp, unix, udp, shm,
     /// websocket, redis, amqp).
     Cat(tools::CatArgs),
+    /// Serve the socket.io-style hub: chat page at /, JavaScript client at /client.js, WebSocket at /ws
+    /// (rooms, broadcasts, acks, token and origin checks, heartbeats, limits).
+    Hub(hub::HubArgs),
     /// List every ringwire region on this host (/dev/shm): kind, sizes, fill, endpoints (pid, alive),
     /// subscriber lag, counters.
     Ls(ops::LsArgs),
@@ -71,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Echo(args) => tools::echo(args),
         Command::Cat(args) => tools::cat(args),
+        Command::Hub(args) => hub::run(args),
         Command::Ls(args) => ops::ls(args),
         Command::Inspect(args) => ops::inspect_cmd(args),
         Command::Clean(args) => ops::clean(args),

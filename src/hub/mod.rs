@@ -1,0 +1,300 @@
+//! The hub (feature `hub`): socket.io's real-time model — connections, rooms, broadcasts,
+//! acknowledgements both ways, server push — over WebSocket, with ringwire's framing on the wire, and
+//! the limits a server facing the internet needs (token and origin checks before the upgrade,
+//! heartbeats, a maximum message size, a bounded send queue per connection, a connection cap, a
+//! handshake deadline).
+//!
+//! One HTTP/1.1 listener serves the chat page at `/`, its ES-module JavaScript client at `/client.js`
+//! and the WebSocket endpoint at `/ws`. The wire protocol, byte for byte, is in ARCHITECTURE.md ("Hub
+//! protocol"); [`protocol`] has its names and close codes. `ringwire hub` runs one as is.
+//!
+//! ```no_run
+//! use ringwire::hub::{Hub, HubConfig};
+//! # async fn run() -> std::io::Result<()> {
+//! let hub = Hub::new(HubConfig { token: Some("secret".into()), ..HubConfig::default() });
+//! // Every "chat message" goes to the sender's rooms, the sender left out (socket.io's
+//! // `socket.to(room).emit`), and is acknowledged.
+//! hub.on("chat message", |ev| {
+//!     let text: String = ev.decode().unwrap_or_default();
+//!     for room in ev.conn().rooms() {
+//!         let _ = ev.conn().to(&room).emit("chat message", &text);
+//!     }
+//!     let _ = ev.ack(&"ok");
+//! });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! hub.serve(listener).await
+//! # }
+//! ```
+//!
+//! # Threads
+//!
+//! Listeners run on the connection's reader task, in the order that connection's events arrive; a
+//! listener that blocks holds up that connection only (use `tokio::spawn` for slow work). Emitting
+//! never waits: messages go to each connection's bounded queue, drained by its writer task.
+
+mod client;
+mod conn;
+mod handle;
+pub mod protocol;
+mod rooms;
+mod server;
+
+pub use client::{ClientEvent, HubClient};
+pub use conn::{ConnId, DisconnectReason};
+pub use handle::{Conn, HubEvent};
+pub use rooms::{BroadcastAck, Emit};
+pub use server::Handshake;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use crate::events::{EventEmitter, ListenerId};
+
+/// How a hub runs. `Default` gives socket.io's defaults where it has them.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// The token a client must present (`?token=` or `Authorization: Bearer`); `None`: no token check.
+    /// Replaced by [`Hub::auth`] when set.
+    pub token: Option<String>,
+    /// Which `Origin` headers may open a WebSocket (browsers send one; other clients usually don't, and
+    /// are not checked). Default: [`Origins::SameHost`].
+    pub origins: Origins,
+    /// How often the hub pings each client (socket.io's `pingInterval`, 25 s).
+    pub ping_interval: Duration,
+    /// How long a client has to answer a ping (socket.io's `pingTimeout`, 20 s): a stalled client is
+    /// dropped within `ping_interval + ping_timeout`.
+    pub ping_timeout: Duration,
+    /// The largest message a client may send, in bytes, frame header included (socket.io's
+    /// `maxHttpBufferSize`, 1 MB); over it the connection is closed with 1009. Also the largest the hub
+    /// sends.
+    pub max_message: usize,
+    /// Messages queued for one connection before it counts as a slow client and is dropped (4001).
+    pub send_queue: usize,
+    /// Open WebSocket connections at most; further handshakes get HTTP 503.
+    pub max_connections: usize,
+    /// How long a TCP connection may take to deliver its HTTP request headers (slow clients and idle
+    /// keep-alive connections are closed after it).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            token: None,
+            origins: Origins::SameHost,
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_message: 1 << 20,
+            send_queue: 1024,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The `Origin` policy of [`HubConfig::origins`]. A handshake with a refused origin gets HTTP 403.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origins {
+    /// Only pages served by the hub itself: the origin's `host[:port]` equals the `Host` header.
+    SameHost,
+    /// Any origin (socket.io's default without `cors`). Leaves cross-site pages free to connect with a
+    /// token they know; fine for a token-less local hub.
+    Any,
+    /// Exactly these origins (`scheme://host[:port]`, compared case-insensitively).
+    List(Vec<String>),
+}
+
+/// The hub's errors (one vocabulary for emits, acks and the server).
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// An event name that is empty, longer than 255 bytes, or starts with `ringwire:`.
+    #[error("event name of {0} bytes: names are 1 to 255 bytes and may not start with \"ringwire:\"")]
+    BadName(usize),
+    /// A message over `max_message` (`size` counts the 8-byte header).
+    #[error("message of {size} bytes exceeds the limit of {max}")]
+    Oversize {
+        /// The encoded message size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A payload that does not encode, or a body that does not decode as the type asked for.
+    #[error("event payload: {0}")]
+    Json(#[from] serde_json::Error),
+    /// No reply within the timeout.
+    #[error("no acknowledgement within the timeout")]
+    Timeout,
+    /// The hub refused: the HTTP status of a refused handshake (401 token, 403 origin, 503 full) or 0
+    /// for a refused request (a join), and the hub's reason.
+    #[error("refused ({status}): {reason}")]
+    Refused {
+        /// The HTTP status, or 0 for a refusal after the handshake.
+        status: u16,
+        /// What the hub said.
+        reason: String,
+    },
+    /// The connection (or the hub) is closed.
+    #[error("the connection is closed")]
+    Closed,
+    /// The listener or the connection failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The checks on a name an application emits.
+pub(crate) fn check_user_name(name: &str) -> Result<(), HubError> {
+    if name.is_empty() || name.len() > crate::socket::MAX_NAME || name.starts_with(crate::socket::RESERVED_PREFIX) {
+        return Err(HubError::BadName(name.len()));
+    }
+    Ok(())
+}
+
+type ConnHook = Arc<dyn Fn(&Conn) + Send + Sync>;
+type EndHook = Arc<dyn Fn(&Conn, &DisconnectReason) + Send + Sync>;
+type JoinCheck = Arc<dyn Fn(&Conn, &str) -> Result<(), String> + Send + Sync>;
+type AuthCheck = Arc<dyn Fn(&Handshake) -> Result<(), String> + Send + Sync>;
+
+#[derive(Default)]
+struct Hooks {
+    connection: Vec<ConnHook>,
+    disconnecting: Vec<EndHook>,
+    disconnect: Vec<EndHook>,
+    join: Option<JoinCheck>,
+    auth: Option<AuthCheck>,
+}
+
+/// What the hub's tasks and handles share.
+pub(crate) struct Shared {
+    config: HubConfig,
+    registry: RwLock<rooms::Registry>,
+    events: EventEmitter<HubEvent>,
+    hooks: RwLock<Hooks>,
+    /// This hub's ack token (the `<token>` of the acks it asks for).
+    token: u64,
+    next_ack: AtomicU64,
+    /// WebSocket connections open or being opened (the cap counts these).
+    open: AtomicUsize,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    /// Notified when the last open connection ends.
+    drained: tokio::sync::Notify,
+    stats: server::Stats,
+}
+
+/// A hub: the registry of connections and rooms, the application's listeners, and the server that
+/// feeds them ([`Hub::serve`]). Cheap to clone (one shared hub); every method may be called from any
+/// thread, inside or outside the tokio runtime, except [`serve`](Self::serve) and the `_with_ack`
+/// emits, which are async.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("connections", &self.connection_count()).finish()
+    }
+}
+
+impl Hub {
+    /// A hub with this configuration; nothing listens until [`serve`](Self::serve).
+    pub fn new(config: HubConfig) -> Hub {
+        Hub {
+            shared: Arc::new(Shared {
+                config,
+                registry: RwLock::default(),
+                events: EventEmitter::new(),
+                hooks: RwLock::default(),
+                token: protocol::random_u64(),
+                next_ack: AtomicU64::new(1),
+                open: AtomicUsize::new(0),
+                shutdown: tokio::sync::watch::channel(false).0,
+                drained: tokio::sync::Notify::new(),
+                stats: server::Stats::default(),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.shared.config
+    }
+
+    /// Calls `listener` for every event `name` a client sends (socket.io's `socket.on(name, ...)`,
+    /// registered once for all connections). Events nobody listens to are dropped (counted in
+    /// [`HubStats::unhandled`]). More registration forms (`once`, `off`, ...) are on
+    /// [`emitter`](Self::emitter).
+    pub fn on(&self, name: &str, listener: impl Fn(&HubEvent) + Send + Sync + 'static) -> ListenerId {
+        self.shared.events.on(name, listener)
+    }
+
+    /// The emitter client events are dispatched to.
+    pub fn emitter(&self) -> &EventEmitter<HubEvent> {
+        &self.shared.events
+    }
+
+    fn hooks(&self) -> std::sync::RwLockWriteGuard<'_, Hooks> {
+        self.shared.hooks.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Calls `f` for each new connection, after its hello was queued and before any of its events
+    /// is dispatched (socket.io's `io.on("connection")`).
+    pub fn on_connection(&self, f: impl Fn(&Conn) + Send + Sync + 'static) {
+        self.hooks().connection.push(Arc::new(f));
+    }
+
+    /// Calls `f` when a connection is ending, while it is still in its rooms (socket.io's
+    /// `disconnecting`).
+    pub fn on_disconnecting(&self, f: impl Fn(&Conn, &DisconnectReason) + Send + Sync + 'static) {
+        self.hooks().disconnecting.push(Arc::new(f));
+    }
+
+    /// Calls `f` after a connection ended and left every room (socket.io's `disconnect`).
+    pub fn on_disconnect(&self, f: impl Fn(&Conn, &DisconnectReason) + Send + Sync + 'static) {
+        self.hooks().disconnect.push(Arc::new(f));
+    }
+
+    /// Decides the clients' `ringwire:join` requests (`Err(reason)` refuses, and the client's ack gets
+    /// `{"ok": false, "error": reason}`). Without one, any room may be joined except another
+    /// connection's own room.
+    pub fn on_join(&self, f: impl Fn(&Conn, &str) -> Result<(), String> + Send + Sync + 'static) {
+        self.hooks().join = Some(Arc::new(f));
+    }
+
+    /// Replaces the token check of [`HubConfig::token`] with `f`: `Err(reason)` refuses the handshake
+    /// with HTTP 401 and `reason` as the body. Runs after the origin check.
+    pub fn auth(&self, f: impl Fn(&Handshake) -> Result<(), String> + Send + Sync + 'static) {
+        self.hooks().auth = Some(Arc::new(f));
+    }
+
+    /// Counters since the hub started.
+    pub fn stats(&self) -> HubStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Stops accepting, closes every connection with 1001 and makes [`serve`](Self::serve) return.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+        let reg = self.shared.registry.read().unwrap_or_else(PoisonError::into_inner);
+        for m in reg.conns.values() {
+            m.conn.close(protocol::close::GOING_AWAY, "the hub is shutting down");
+        }
+    }
+}
+
+/// Hub counters ([`Hub::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// WebSocket connections accepted.
+    pub connections: u64,
+    /// Handshakes refused (401, 403, 503, 426, 400).
+    pub refused: u64,
+    /// TCP connections closed at accept because too many were open.
+    pub shed: u64,
+    /// Connections dropped because their send queue was full.
+    pub slow_clients: u64,
+    /// Client events no listener handled.
+    pub unhandled: u64,
+    /// Ack replies that arrived after their timeout, or for no pending ack.
+    pub stale_acks: u64,
+}

@@ -1,0 +1,597 @@
+//! The hub's server: the accept loop, HTTP routing and the checks before the WebSocket upgrade (hyper),
+//! and each connection's reader and writer tasks (tokio-tungstenite).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::conn::{ConnShared, DisconnectReason, Push};
+use super::handle::HubEvent;
+use super::protocol::{self, close};
+use super::{Conn, Hub, HubStats, Origins, Shared};
+
+/// The chat page served at `/`.
+const INDEX_HTML: &str = include_str!("assets/index.html");
+/// The ES-module client served at `/client.js`.
+const CLIENT_JS: &str = include_str!("assets/client.js");
+
+/// TCP connections still in their HTTP phase, beyond `max_connections`, before new ones are shed at
+/// accept: bounds the descriptors and tasks slow or idle HTTP clients can hold.
+const HTTP_SLACK: usize = 256;
+/// How long the writer may take to send the close frame to a client that may not be reading.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Messages the writer hands to the socket before one flush.
+const WRITE_BATCH: usize = 256;
+
+/// A WebSocket handshake as [`Hub::auth`] sees it.
+#[derive(Debug)]
+pub struct Handshake {
+    /// The token from `?token=` or `Authorization: Bearer` (the query wins when both are present).
+    pub token: Option<String>,
+    /// The `Origin` header (already allowed by the origin policy).
+    pub origin: Option<String>,
+    /// All request headers.
+    pub headers: hyper::HeaderMap,
+    /// The query string's pairs.
+    pub query: Vec<(String, String)>,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    connections: AtomicU64,
+    refused: AtomicU64,
+    shed: AtomicU64,
+    slow_clients: AtomicU64,
+    unhandled: AtomicU64,
+    stale_acks: AtomicU64,
+}
+
+// Relaxed everywhere: independent counters, read as a snapshot that need not be consistent.
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Stats {
+    pub fn slow_client(&self) {
+        bump(&self.slow_clients)
+    }
+
+    pub fn snapshot(&self) -> HubStats {
+        HubStats {
+            connections: self.connections.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            shed: self.shed.load(Ordering::Relaxed),
+            slow_clients: self.slow_clients.load(Ordering::Relaxed),
+            unhandled: self.unhandled.load(Ordering::Relaxed),
+            stale_acks: self.stale_acks.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// Compares in time independent of where the first difference is (a token check must not say how
+/// many leading bytes were right).
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether a header's comma-separated tokens include `token` (case-insensitive), as `Connection:
+/// keep-alive, Upgrade`.
+fn has_token(headers: &hyper::HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn origin_allowed(policy: &Origins, origin: &str, host: Option<&str>) -> bool {
+    match policy {
+        Origins::Any => true,
+        Origins::List(list) => {
+            list.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin.trim_end_matches('/')))
+        }
+        Origins::SameHost => {
+            let Some(host) = host else { return false };
+            let authority = origin.split_once("://").map_or("", |(_, a)| a);
+            authority.eq_ignore_ascii_case(host)
+        }
+    }
+}
+
+/// Gives back a connection slot when dropped.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Relaxed: a counter for the cap; nothing else is published through it.
+        if self.0.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+impl Hub {
+    /// Accepts connections on `listener` until [`shutdown`](Self::shutdown); each is served on its own
+    /// tasks on the current tokio runtime (which needs the `net` and `time` drivers). Returns after
+    /// shutdown, or an accept error that is not about one connection.
+    pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
+        let mut shutdown = self.shared.shutdown.subscribe();
+        let http_slots = Arc::new(Semaphore::new(self.shared.config.max_connections.saturating_add(HTTP_SLACK)));
+        loop {
+            tokio::select! {
+                // (In its own block: the guard `wait_for` returns must not live in the select's output.)
+                _ = async { drop(shutdown.wait_for(|s| *s).await) } => {
+                    // Every connection was asked to close; wait for them (each takes at most a few
+                    // close graces) so their close frames go out before the caller exits.
+                    let drained = self.shared.drained.notified();
+                    if self.shared.open.load(Ordering::Relaxed) > 0 {
+                        let _ = tokio::time::timeout(4 * CLOSE_GRACE, drained).await;
+                    }
+                    return Ok(());
+                }
+                r = listener.accept() => {
+                    let (stream, peer) = match r {
+                        Ok(x) => x,
+                        Err(e) if is_per_connection(&e) => continue,
+                        Err(e) if is_out_of_descriptors(&e) => {
+                            // Out of descriptors: the only way on is for some to close; retry shortly
+                            // rather than spin on the error.
+                            log::warn!("hub: accept: {e}; retrying in 50 ms");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let Ok(permit) = http_slots.clone().try_acquire_owned() else {
+                        bump(&self.shared.stats.shed);
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let hub = self.clone();
+                    tokio::spawn(async move { hub.serve_http(stream, peer, permit).await });
+                }
+            }
+        }
+    }
+
+    /// One TCP connection's HTTP phase: requests until an upgrade hands the stream over, bounded in
+    /// time by the handshake deadline.
+    async fn serve_http(self, stream: TcpStream, peer: SocketAddr, _permit: OwnedSemaphorePermit) {
+        let hub = self.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let hub = hub.clone();
+            async move { Ok::<_, Infallible>(hub.route(req, peer)) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.shared.config.handshake_timeout)
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        // The whole HTTP phase within the deadline: a client that sends nothing at all, or keeps an idle
+        // keep-alive connection, is closed too. An upgraded connection has left this future by then.
+        let _ = tokio::time::timeout(self.shared.config.handshake_timeout, conn).await;
+    }
+
+    fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
+        }
+        match req.uri().path() {
+            "/" | "/index.html" => asset("text/html; charset=utf-8", INDEX_HTML),
+            "/client.js" => asset("text/javascript; charset=utf-8", CLIENT_JS),
+            "/ws" => {
+                let r = self.upgrade(req, peer);
+                if r.status() != StatusCode::SWITCHING_PROTOCOLS {
+                    bump(&self.shared.stats.refused);
+                }
+                r
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    /// The checks of the handshake, in the documented order (origin 403, token 401, cap 503, upgrade
+    /// 426), then the 101 response and the connection's task.
+    fn upgrade(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let shared = &self.shared;
+        let headers = req.headers();
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if let Some(o) = &origin {
+            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+            if !origin_allowed(&shared.config.origins, o, host) {
+                return text(StatusCode::FORBIDDEN, format!("origin {o} is not allowed\n"));
+            }
+        }
+        let query: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_owned());
+        let token = query.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone()).or(bearer);
+        let auth = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).auth.clone();
+        let verdict = match auth {
+            Some(check) => {
+                let hs = Handshake { token, origin, headers: headers.clone(), query, peer };
+                check(&hs)
+            }
+            None => match (&shared.config.token, &token) {
+                (None, _) => Ok(()),
+                (Some(_), None) => Err("a token is required (?token= or Authorization: Bearer)".to_owned()),
+                (Some(want), Some(got)) if same_secret(want, got) => Ok(()),
+                (Some(_), Some(_)) => Err("wrong token".to_owned()),
+            },
+        };
+        if let Err(why) = verdict {
+            let mut r = text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        // Relaxed: a counter for the cap (no data published through it); the fetch_add reserves.
+        if shared.open.fetch_add(1, Ordering::Relaxed) >= shared.config.max_connections {
+            shared.open.fetch_sub(1, Ordering::Relaxed);
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+        let slot = Slot(shared.clone());
+        let headers = req.headers();
+        let key = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes()));
+        let is_upgrade = has_token(headers, header::CONNECTION, "upgrade")
+            && has_token(headers, header::UPGRADE, "websocket")
+            && headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+        let (Some(accept), true) = (key, is_upgrade) else {
+            let mut r =
+                text(StatusCode::UPGRADE_REQUIRED, "this is the WebSocket endpoint: send a WebSocket upgrade\n");
+            r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            return r;
+        };
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else { return };
+            let mut cfg = WebSocketConfig::default();
+            // Small eager read buffer: an idle connection's memory is mostly this (tungstenite's default
+            // is 128 KiB); messages larger than it are read in several steps.
+            cfg.read_buffer_size = 4096;
+            cfg.write_buffer_size = 0;
+            cfg.max_message_size = Some(hub.shared.config.max_message);
+            cfg.max_frame_size = Some(hub.shared.config.max_message);
+            let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
+            hub.run_conn(ws, slot).await;
+        });
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = r.headers_mut();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        r
+    }
+
+    /// One WebSocket connection, from hello to the `disconnect` hooks.
+    async fn run_conn(&self, ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, _slot: Slot) {
+        let shared = &self.shared;
+        let cfg = &shared.config;
+        let (sink, mut stream) = ws.split();
+        let id: Arc<str> = format!("{:016x}", protocol::random_u64()).into();
+        let (qtx, qrx) = mpsc::channel(cfg.send_queue.max(1));
+        let conn = Arc::new(ConnShared::new(id.clone(), shared.clone(), qtx));
+        let hello = serde_json::json!({
+            "id": &*id,
+            "pingInterval": cfg.ping_interval.as_millis() as u64,
+            "pingTimeout": cfg.ping_timeout.as_millis() as u64,
+            "maxMessage": cfg.max_message,
+        });
+        conn.push(Push::Frame(protocol::encode(protocol::HELLO, hello.to_string().as_bytes())));
+        shared.registry.write().unwrap_or_else(PoisonError::into_inner).insert(conn.clone());
+        bump(&shared.stats.connections);
+        let writer = tokio::spawn(write_loop(sink, qrx, conn.clone()));
+        let hooks = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).connection.clone();
+        for h in &hooks {
+            h(&Conn(conn.clone()));
+        }
+        let shutting_down = *shared.shutdown.borrow();
+        if shutting_down {
+            conn.close(close::GOING_AWAY, "the hub is shutting down");
+        }
+        self.read_loop(&conn, &mut stream).await;
+        // Let the writer send the close frame (bounded: it gives up on a client that does not read),
+        // then read what the client still sends until its close or the grace ends, so that closing the
+        // socket with unread input does not reset the connection before the close frame arrives.
+        let _ = writer.await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = stream.next().await {} }).await;
+        let reason = conn.closing.borrow().clone().unwrap_or(DisconnectReason { code: 1006, reason: String::new() });
+        let hooks = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).disconnecting.clone();
+        let handle = Conn(conn.clone());
+        for h in &hooks {
+            h(&handle, &reason);
+        }
+        shared.registry.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        conn.end_acks();
+        let hooks = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).disconnect.clone();
+        for h in &hooks {
+            h(&handle, &reason);
+        }
+    }
+
+    /// Reads and dispatches until a close is asked for (by either side, a limit, the heartbeat);
+    /// returns with `conn.closing` set.
+    async fn read_loop<S>(&self, conn: &Arc<ConnShared>, stream: &mut S)
+    where
+        S: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        let cfg = &self.shared.config;
+        let ping = protocol::encode(protocol::PING, b"");
+        let mut closing = conn.closing.subscribe();
+        let mut ping_due = Instant::now() + cfg.ping_interval;
+        let mut pong_due: Option<Instant> = None;
+        loop {
+            // A receiver sees changes after it subscribed only: a close asked for before (by a
+            // connection hook, say) is read here.
+            if closing.borrow_and_update().is_some() {
+                return;
+            }
+            let wake = pong_due.unwrap_or(ping_due);
+            tokio::select! {
+                _ = closing.changed() => return,
+                _ = tokio::time::sleep_until(wake) => {
+                    if pong_due.is_some() {
+                        conn.close(close::PING_TIMEOUT, "no pong within the ping timeout");
+                        return;
+                    }
+                    if !conn.push(Push::Frame(ping.clone())) {
+                        return;
+                    }
+                    pong_due = Some(Instant::now() + cfg.ping_timeout);
+                }
+                m = stream.next() => {
+                    let msg = match m {
+                        None => {
+                            conn.close(1006, "the connection dropped without a close frame");
+                            return;
+                        }
+                        Some(Err(e)) => {
+                            let (code, why) = match e {
+                                WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
+                                    close::TOO_BIG,
+                                    format!("message of {size} bytes exceeds the limit of {max_size}"),
+                                ),
+                                WsError::Capacity(e) => (close::TOO_BIG, e.to_string()),
+                                WsError::Protocol(e) => (close::PROTOCOL, e.to_string()),
+                                e => (1006, e.to_string()),
+                            };
+                            conn.close(code, &why);
+                            return;
+                        }
+                        Some(Ok(msg)) => msg,
+                    };
+                    match msg {
+                        Message::Binary(b) => match protocol::decode(b) {
+                            Ok(ev) => {
+                                if self.dispatch(conn, ev) {
+                                    pong_due = None;
+                                    ping_due = Instant::now() + cfg.ping_interval;
+                                }
+                            }
+                            Err(e) => {
+                                conn.close(close::PROTOCOL, &e.to_string());
+                                return;
+                            }
+                        },
+                        Message::Text(_) => {
+                            conn.close(close::UNSUPPORTED, "text messages are not part of the protocol: send binary frames");
+                            return;
+                        }
+                        Message::Close(frame) => {
+                            let (code, why) = frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string()));
+                            conn.close(code, &why);
+                            return;
+                        }
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one client event; true when it was the heartbeat's pong.
+    fn dispatch(&self, conn: &Arc<ConnShared>, ev: protocol::WireEvent) -> bool {
+        let shared = &self.shared;
+        let name = ev.name();
+        let (event, ack) = match name.strip_prefix(protocol::ACK_PREFIX) {
+            Some(rest) => match protocol::parse_ack(rest) {
+                Some((token, id, _)) if token == shared.token => {
+                    if !conn.resolve_ack(id, ev.body()) {
+                        bump(&shared.stats.stale_acks);
+                    }
+                    return false;
+                }
+                Some((_, _, event)) => (event, Some(name.to_owned())),
+                None => {
+                    complain(conn, "bad_ack", &format!("malformed ack name {name:?}"));
+                    return false;
+                }
+            },
+            None => (name, None),
+        };
+        let reply = |value: serde_json::Value| {
+            if let Some(ack) = &ack {
+                conn.push(Push::Frame(protocol::encode(ack, value.to_string().as_bytes())));
+            }
+        };
+        match event {
+            protocol::PONG => return true,
+            protocol::JOIN | protocol::LEAVE => {
+                let room = match serde_json::from_slice::<String>(&ev.body()) {
+                    Ok(r) if !r.is_empty() && r.len() <= crate::socket::MAX_NAME => r,
+                    _ => {
+                        let why = "the body of ringwire:join / ringwire:leave is a room name, a JSON string of 1 to 255 bytes";
+                        reply(serde_json::json!({"ok": false, "error": why}));
+                        if ack.is_none() {
+                            complain(conn, "bad_room", why);
+                        }
+                        return false;
+                    }
+                };
+                let handle = Conn(conn.clone());
+                let verdict = if event == protocol::JOIN {
+                    self.check_join(&handle, &room).map(|()| {
+                        handle.join(&room);
+                    })
+                } else if room == *conn.id {
+                    Err("a connection can't leave its own room".to_owned())
+                } else {
+                    handle.leave(&room);
+                    Ok(())
+                };
+                match verdict {
+                    Ok(()) => reply(serde_json::json!({"ok": true})),
+                    Err(why) => {
+                        reply(serde_json::json!({"ok": false, "error": why}));
+                        if ack.is_none() {
+                            complain(conn, "join_refused", &why);
+                        }
+                    }
+                }
+            }
+            e if e.starts_with(crate::socket::RESERVED_PREFIX) => {
+                conn.close(close::POLICY, &format!("{e} is reserved to the server"));
+            }
+            user => {
+                let hev = HubEvent {
+                    conn: Conn(conn.clone()),
+                    name: Arc::from(user),
+                    body: ev.body(),
+                    ack: std::sync::Mutex::new(ack),
+                };
+                if !matches!(shared.events.emit(user, hev), Ok(true)) {
+                    bump(&shared.stats.unhandled);
+                }
+            }
+        }
+        false
+    }
+
+    fn check_join(&self, conn: &Conn, room: &str) -> Result<(), String> {
+        let check = self.shared.hooks.read().unwrap_or_else(PoisonError::into_inner).join.clone();
+        match check {
+            Some(f) => f(conn, room),
+            None => {
+                let reg = self.shared.registry.read().unwrap_or_else(PoisonError::into_inner);
+                if room != &**conn.id() && reg.conns.contains_key(room) {
+                    return Err("that room is another connection's own".to_owned());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Sends `ringwire:error` (non-fatal) to one connection.
+fn complain(conn: &ConnShared, code: &str, message: &str) {
+    let body = serde_json::json!({"code": code, "message": message}).to_string();
+    conn.push(Push::Frame(protocol::encode(protocol::ERROR, body.as_bytes())));
+}
+
+/// Drains the connection's queue into the socket, batching what is already queued into one flush;
+/// on a close request sends the close frame (bounded by [`CLOSE_GRACE`]).
+async fn write_loop<S>(mut sink: S, mut rx: mpsc::Receiver<Push>, conn: Arc<ConnShared>)
+where
+    S: futures_util::Sink<Message, Error = WsError> + Unpin,
+{
+    let mut closing = conn.closing.subscribe();
+    loop {
+        // The task may start after a close was asked for; `changed` would not report that one.
+        if closing.borrow_and_update().is_some() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            _ = closing.changed() => break,
+            m = rx.recv() => {
+                let Some(Push::Frame(first)) = m else { break };
+                let write = async {
+                    sink.feed(Message::Binary(first)).await?;
+                    for _ in 1..WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(Push::Frame(b)) => sink.feed(Message::Binary(b)).await?,
+                            Err(_) => break,
+                        }
+                    }
+                    sink.flush().await
+                };
+                tokio::select! {
+                    r = write => if let Err(e) = r {
+                        // The socket is gone: no close frame can be sent either.
+                        conn.close(1006, &format!("write failed: {e}"));
+                        return;
+                    },
+                    // A close asked for while the socket does not take our bytes (a client that does
+                    // not read): give up the write.
+                    _ = closing.changed() => break,
+                }
+            }
+        }
+    }
+    rx.close();
+    let reason = closing.borrow().clone();
+    if let Some(r) = reason {
+        if r.code != 1006 && r.code != 1005 {
+            let frame = CloseFrame { code: r.code.into(), reason: r.reason.into() };
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+}
+
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock)
+}
+
+fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+}

@@ -1,0 +1,531 @@
+//! The hub (`ringwire::hub`) against real clients over real sockets: the Rust `HubClient`, and raw
+//! WebSocket / TCP clients that misbehave (never read, never answer pings, send garbage, text,
+//! oversize messages, reserved events, no token, a foreign origin, a slow handshake). The JavaScript
+//! client (Node and Chromium) is tested in cli/tests/hub_js.rs against `ringwire hub`.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use ringwire::hub::protocol::{self, close};
+use ringwire::hub::{ClientEvent, Hub, HubClient, HubConfig, HubError, Origins};
+use ringwire_testkit::watchdog;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::Receiver;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const TOKEN: &str = "s3cret";
+
+/// Runs an async test body on its own runtime under a watchdog.
+fn run<F: Future<Output = ()> + Send + 'static>(body: impl FnOnce() -> F + Send + 'static) {
+    watchdog(Duration::from_secs(120), move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(body());
+    })
+}
+
+fn config() -> HubConfig {
+    HubConfig { token: Some(TOKEN.into()), ..HubConfig::default() }
+}
+
+/// Starts `hub` on a free port; returns its `ws://` URL.
+async fn start(hub: &Hub) -> (String, std::net::SocketAddr) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = hub.clone();
+    tokio::spawn(async move { h.serve(l).await.unwrap() });
+    (format!("ws://{addr}/ws"), addr)
+}
+
+async fn connect(url: &str) -> (HubClient, Receiver<ClientEvent>) {
+    HubClient::connect(url, Some(TOKEN)).await.expect("connect")
+}
+
+/// The events a client receives up to (not including) the marker event `m` with body `tag`.
+async fn until_marker(rx: &mut Receiver<ClientEvent>, tag: u64) -> Vec<(String, Value)> {
+    let mut got = Vec::new();
+    loop {
+        let ev = rx.recv().await.expect("connection open");
+        let v: Value = ev.decode().unwrap();
+        if ev.name() == "m" && v == json!(tag) {
+            return got;
+        }
+        got.push((ev.name().to_owned(), v));
+    }
+}
+
+fn names(evs: &[(String, Value)]) -> Vec<&str> {
+    evs.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+#[test]
+fn rooms_and_every_emit_target() {
+    run(|| async {
+        let hub = Hub::new(config());
+        let (url, _) = start(&hub).await;
+        let (a, mut ra) = connect(&url).await;
+        let (b, mut rb) = connect(&url).await;
+        let (c, mut rc) = connect(&url).await;
+        a.join("A").await.unwrap();
+        b.join("A").await.unwrap();
+        b.join("B").await.unwrap();
+        c.join("B").await.unwrap();
+        let cb = hub.conn(b.id()).unwrap();
+        let mut want: HashSet<String> = ["A", "B"].iter().map(|s| s.to_string()).collect();
+        want.insert(b.id().to_owned());
+        assert_eq!(cb.rooms().into_iter().collect::<HashSet<_>>(), want);
+
+        hub.to("A").emit("to A", &1).unwrap();
+        // One copy per connection however many of the rooms it is in.
+        assert_eq!(hub.to("A").to("B").emit("to A and B", &2).unwrap(), 3);
+        hub.to("A").except("B").emit("A except B", &3).unwrap();
+        cb.to("A").emit("b to A", &4).unwrap();
+        cb.broadcast().emit("b broadcast", &5).unwrap();
+        hub.except("A").emit("except A", &6).unwrap();
+        hub.to(c.id()).emit("to c alone", &7).unwrap();
+        hub.emit("m", &1).unwrap();
+
+        assert_eq!(
+            names(&until_marker(&mut ra, 1).await),
+            ["to A", "to A and B", "A except B", "b to A", "b broadcast"]
+        );
+        assert_eq!(names(&until_marker(&mut rb, 1).await), ["to A", "to A and B"]);
+        assert_eq!(names(&until_marker(&mut rc, 1).await), ["to A and B", "b broadcast", "except A", "to c alone"]);
+
+        b.leave("A").await.unwrap();
+        hub.to("A").emit("after leave", &8).unwrap();
+        hub.emit("m", &2).unwrap();
+        assert_eq!(names(&until_marker(&mut ra, 2).await), ["after leave"]);
+        assert!(until_marker(&mut rb, 2).await.is_empty());
+        assert!(until_marker(&mut rc, 2).await.is_empty());
+        let members: HashSet<_> = hub.room_members("B").iter().map(|s| s.to_string()).collect();
+        assert_eq!(members, [b.id().to_owned(), c.id().to_owned()].into_iter().collect());
+
+        // A client can't join another connection's own room, nor leave its own.
+        assert!(matches!(c.join(a.id()).await, Err(HubError::Refused { status: 0, .. })));
+        assert!(matches!(c.leave(c.id()).await, Err(HubError::Refused { status: 0, .. })));
+    });
+}
+
+#[test]
+fn acks_both_ways_with_timeouts_and_disconnects() {
+    run(|| async {
+        let hub = Hub::new(config());
+        hub.on("echo", |ev| {
+            let v: Value = ev.decode().unwrap();
+            assert!(ev.wants_ack());
+            assert!(ev.ack(&json!({"echo": v})).unwrap());
+            assert!(!ev.ack(&"twice").unwrap(), "only the first ack is sent");
+        });
+        hub.on("no answer", |_| {});
+        let (url, _) = start(&hub).await;
+        let (a, mut ra) = connect(&url).await;
+
+        // Client to hub.
+        let reply = a.emit_with_ack("echo", &json!({"k": 1}), Duration::from_secs(10)).await.unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&reply).unwrap(), json!({"echo": {"k": 1}}));
+        assert!(matches!(a.emit_with_ack("no answer", &1, Duration::from_millis(50)).await, Err(HubError::Timeout)));
+        assert_eq!(a.pending_acks(), 0);
+
+        // Hub to client.
+        let ca = hub.conn(a.id()).unwrap();
+        let ask = tokio::spawn(async move { ca.emit_with_ack("question", &41, Duration::from_secs(10)).await });
+        let mut ev = ra.recv().await.unwrap();
+        assert_eq!((ev.name(), ev.decode::<u64>().unwrap(), ev.wants_ack()), ("question", 41, true));
+        ev.ack(&42).await.unwrap();
+        assert_eq!(&ask.await.unwrap().unwrap()[..], b"42");
+
+        // Timed out: bookkeeping freed, the late reply dropped and counted.
+        let ca = hub.conn(a.id()).unwrap();
+        let r = ca.emit_with_ack("question", &0, Duration::from_millis(20)).await;
+        assert!(matches!(r, Err(HubError::Timeout)), "{r:?}");
+        assert_eq!(ca.pending_acks(), 0);
+        let mut late = ra.recv().await.unwrap();
+        late.ack(&"late").await.unwrap();
+
+        // A broadcast ack: one reply per client; the silent one is reported missing on timeout.
+        let (b, mut rb) = connect(&url).await;
+        let (c, rc) = connect(&url).await;
+        for x in [&a, &b, &c] {
+            x.join("R").await.unwrap();
+        }
+        let answer = |mut rx: Receiver<ClientEvent>, with: u64| {
+            tokio::spawn(async move {
+                while let Some(mut ev) = rx.recv().await {
+                    if ev.name() == "vote" {
+                        ev.ack(&with).await.unwrap();
+                    }
+                }
+            })
+        };
+        let _ta = answer(ra, 1);
+        let _tb = answer(std::mem::replace(&mut rb, tokio::sync::mpsc::channel(1).1), 2);
+        let _keep_c_silent = rc;
+        let r = hub.to("R").emit_with_ack("vote", &"?", Duration::from_millis(300)).await.unwrap();
+        let mut replies: Vec<(String, Value)> =
+            r.replies.iter().map(|(id, b)| (id.to_string(), serde_json::from_slice(b).unwrap())).collect();
+        replies.sort_by_key(|(_, v)| v.as_u64());
+        assert_eq!(replies, [(a.id().to_owned(), json!(1)), (b.id().to_owned(), json!(2))]);
+        assert_eq!(r.missing.iter().map(|s| s.to_string()).collect::<Vec<_>>(), [c.id().to_owned()]);
+        assert!(!r.complete());
+        for x in [&a, &b, &c] {
+            assert_eq!(hub.conn(x.id()).unwrap().pending_acks(), 0);
+        }
+        // The stale reply above was counted (it arrived before these acks were asked).
+        assert!(hub.stats().stale_acks >= 1);
+
+        // The connection ends while the hub waits: Closed, at once, not at the timeout.
+        let cc = hub.conn(c.id()).unwrap();
+        let ask = tokio::spawn(async move { cc.emit_with_ack("vote", &"?", Duration::from_secs(3600)).await });
+        c.close().await;
+        assert!(matches!(ask.await.unwrap(), Err(HubError::Closed)));
+        // And the client's side: its pending ack ends when the hub goes away.
+        let pending = tokio::spawn({
+            let b = b.clone();
+            async move { b.emit_with_ack("no answer", &1, Duration::from_secs(3600)).await }
+        });
+        while b.pending_acks() == 0 {
+            tokio::task::yield_now().await;
+        }
+        hub.conn(b.id()).unwrap().disconnect("bye");
+        assert!(matches!(pending.await.unwrap(), Err(HubError::Closed)));
+        assert_eq!(b.closed().await.code, close::KICKED);
+    });
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = s.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4
+}
+
+/// socket.io keeps the callbacks of timed-out broadcast acks; the hub frees them.
+#[test]
+fn memory_stays_flat_over_100k_timed_out_broadcast_acks() {
+    run(|| async {
+        let hub = Hub::new(HubConfig { send_queue: 1 << 16, ..config() });
+        let (url, _) = start(&hub).await;
+        let (a, mut ra) = connect(&url).await;
+        let (b, mut rb) = connect(&url).await;
+        // Both read everything and answer nothing.
+        tokio::spawn(async move { while ra.recv().await.is_some() {} });
+        tokio::spawn(async move { while rb.recv().await.is_some() {} });
+        let round = |n: usize| {
+            let hub = hub.clone();
+            async move {
+                for _ in 0..n / 500 {
+                    let mut batch = Vec::new();
+                    for _ in 0..500 {
+                        let hub = hub.clone();
+                        batch.push(tokio::spawn(async move {
+                            let r = hub.all().emit_with_ack("ask", &0, Duration::from_millis(1)).await.unwrap();
+                            assert_eq!(r.missing.len() + r.replies.len(), 2);
+                        }));
+                    }
+                    for t in batch {
+                        t.await.unwrap();
+                    }
+                }
+            }
+        };
+        round(20_000).await;
+        let before = rss_kib();
+        round(100_000).await;
+        let after = rss_kib();
+        eprintln!("RSS {before} KiB after 20k timed-out broadcast acks, {after} KiB after 100k more");
+        for x in [&a, &b] {
+            assert_eq!(hub.conn(x.id()).unwrap().pending_acks(), 0);
+        }
+        assert!(after < before + 8 * 1024, "RSS grew from {before} KiB to {after} KiB over 100k acks");
+    });
+}
+
+#[test]
+fn handshake_checks_token_origin_cap_and_upgrade() {
+    run(|| async {
+        let hub = Hub::new(HubConfig { max_connections: 2, ..config() });
+        let (url, addr) = start(&hub).await;
+        let refused = |r: Result<(HubClient, Receiver<ClientEvent>), HubError>| match r {
+            Err(HubError::Refused { status, reason }) => (status, reason),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let (s, why) = refused(HubClient::connect(&url, None).await);
+        assert_eq!((s, why.contains("token is required")), (401, true), "{why}");
+        assert_eq!(refused(HubClient::connect(&url, Some("wrong")).await), (401, "wrong token".into()));
+        // The query parameter works as well as the header (a browser can't set headers).
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{url}?token={TOKEN}")).await.unwrap();
+        drop(ws);
+        // Origins: a browser on another site is refused; the hub's own pages are not.
+        let with_origin = |o: &str| {
+            let mut req = format!("{url}?token={TOKEN}").into_client_request().unwrap();
+            req.headers_mut().insert("origin", o.parse().unwrap());
+            req
+        };
+        match tokio_tungstenite::connect_async(with_origin("http://evil.example")).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+            other => panic!("expected 403, got {:?}", other.map(|_| ())),
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(with_origin(&format!("http://{addr}"))).await.unwrap();
+        drop(ws);
+
+        // Plain HTTP: the page, the client, the endpoint without an upgrade (426), anything else 404.
+        for (path, status, kind) in [
+            ("/", 200, "text/html"),
+            ("/client.js", 200, "text/javascript"),
+            ("/ws?token=s3cret", 426, "text/plain"),
+            ("/nope", 404, "text/plain"),
+        ] {
+            let resp = http_get(addr, path).await;
+            assert!(resp.starts_with(&format!("HTTP/1.1 {status}")), "{path}: {resp}");
+            assert!(resp.to_ascii_lowercase().contains(&format!("content-type: {kind}")), "{path}: {resp}");
+        }
+        // The cap: two open, the third gets 503 until one leaves.
+        let (a, _ra) = connect(&url).await;
+        let (_b, _rb) = connect(&url).await;
+        let (s, _) = refused(HubClient::connect(&url, Some(TOKEN)).await);
+        assert_eq!(s, 503);
+        a.close().await;
+        a.closed().await;
+        let (_c, _rc) = loop {
+            match HubClient::connect(&url, Some(TOKEN)).await {
+                Err(HubError::Refused { status: 503, .. }) => tokio::task::yield_now().await,
+                r => break r.unwrap(),
+            }
+        };
+
+        assert!(hub.stats().refused >= 4);
+    });
+}
+
+#[test]
+fn custom_auth_and_origin_list() {
+    run(|| async {
+        let hub = Hub::new(HubConfig { origins: Origins::List(vec!["https://app.example".into()]), ..config() });
+        hub.auth(|hs| match hs.token.as_deref() {
+            Some(t) if t.starts_with("user-") => Ok(()),
+            _ => Err("tokens start with user-".into()),
+        });
+        let (url, _) = start(&hub).await;
+        HubClient::connect(&url, Some("user-7")).await.unwrap();
+        assert!(matches!(HubClient::connect(&url, Some(TOKEN)).await, Err(HubError::Refused { status: 401, .. })));
+        for (origin, ok) in
+            [("https://app.example", true), ("https://APP.example/", true), ("http://app.example", false)]
+        {
+            let mut req = format!("{url}?token=user-1").into_client_request().unwrap();
+            req.headers_mut().insert("origin", origin.parse().unwrap());
+            assert_eq!(tokio_tungstenite::connect_async(req).await.is_ok(), ok, "{origin}");
+        }
+    });
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn a_slow_handshake_is_cut_off_at_the_deadline() {
+    run(|| async {
+        let hub = Hub::new(HubConfig { handshake_timeout: Duration::from_millis(200), ..config() });
+        let (_, addr) = start(&hub).await;
+        for partial in ["", "GET /ws HTTP/1.1\r\nHost: x\r\n"] {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(partial.as_bytes()).await.unwrap();
+            let mut buf = [0u8; 256];
+            // The hub closes (EOF, or a reset; maybe after a 408) instead of waiting for the rest.
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        }
+    });
+}
+
+type Raw = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn raw(url: &str) -> Raw {
+    tokio_tungstenite::connect_async(format!("{url}?token={TOKEN}")).await.unwrap().0
+}
+
+/// Reads until the close frame; returns its code and reason (hello and pings are read and ignored).
+async fn close_of(ws: &mut Raw) -> (u16, String) {
+    while let Some(m) = ws.next().await {
+        if let Message::Close(Some(f)) = m.unwrap() {
+            return (f.code.into(), f.reason.to_string());
+        }
+    }
+    panic!("the connection ended without a close frame")
+}
+
+#[test]
+fn bad_input_closes_that_connection_with_a_reason_and_no_other() {
+    run(|| async {
+        let hub = Hub::new(HubConfig { max_message: 1024, ..config() });
+        let (url, _) = start(&hub).await;
+        let (bystander, mut rb) = connect(&url).await;
+
+        let mut ws = raw(&url).await;
+        ws.send(Message::Binary(protocol::encode("big", &[b'x'; 2000]))).await.unwrap();
+        let (code, why) = close_of(&mut ws).await;
+        assert_eq!(code, close::TOO_BIG);
+        assert!(why.contains("exceeds the limit of 1024"), "{why}");
+
+        let mut ws = raw(&url).await;
+        ws.send(Message::Text("42[\"chat\",\"hi\"]".into())).await.unwrap();
+        assert_eq!(close_of(&mut ws).await.0, close::UNSUPPORTED);
+
+        for garbage in [vec![1, 2, 3], vec![0xff; 40], {
+            let mut m = protocol::encode("x", b"{}").to_vec();
+            m[0] = 9; // len disagrees with the message
+            m
+        }] {
+            let mut ws = raw(&url).await;
+            ws.send(Message::Binary(garbage.into())).await.unwrap();
+            let (code, why) = close_of(&mut ws).await;
+            assert_eq!(code, close::PROTOCOL, "{why}");
+        }
+
+        let mut ws = raw(&url).await;
+        ws.send(Message::Binary(protocol::encode(protocol::HELLO, b"{}"))).await.unwrap();
+        assert_eq!(close_of(&mut ws).await.0, close::POLICY);
+
+        // A malformed ack name and a bad room are complaints, not closes.
+        let mut ws = raw(&url).await;
+        ws.send(Message::Binary(protocol::encode("ringwire:ack:zz", b"1"))).await.unwrap();
+        ws.send(Message::Binary(protocol::encode(protocol::JOIN, b"17"))).await.unwrap();
+        let mut codes = Vec::new();
+        while codes.len() < 2 {
+            let Message::Binary(b) = ws.next().await.unwrap().unwrap() else { continue };
+            let ev = protocol::decode(b).unwrap();
+            if ev.name() == protocol::ERROR {
+                codes.push(serde_json::from_slice::<Value>(&ev.body()).unwrap()["code"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(codes, ["bad_ack", "bad_room"]);
+
+        hub.emit("m", &9).unwrap();
+        assert!(until_marker(&mut rb, 9).await.is_empty());
+        assert!(hub.conn(bystander.id()).is_some());
+    });
+}
+
+#[test]
+fn heartbeat_drops_a_stalled_client_and_keeps_a_live_one() {
+    run(|| async {
+        let hub = Hub::new(HubConfig {
+            ping_interval: Duration::from_millis(50),
+            ping_timeout: Duration::from_millis(100),
+            ..config()
+        });
+        let (url, _) = start(&hub).await;
+        let (live, _rl) = connect(&url).await;
+        // Reads (so its queue never fills) but never answers a ping.
+        let mut stalled = raw(&url).await;
+        let mut pings = 0;
+        let code = loop {
+            match stalled.next().await.unwrap().unwrap() {
+                Message::Binary(b) if protocol::decode(b.clone()).unwrap().name() == protocol::PING => pings += 1,
+                Message::Close(Some(f)) => break u16::from(f.code),
+                _ => {}
+            }
+        };
+        assert_eq!((code, pings), (close::PING_TIMEOUT, 1));
+        // The live client answered every ping meanwhile.
+        assert!(hub.conn(live.id()).is_some());
+    });
+}
+
+#[test]
+fn a_slow_client_is_dropped_while_the_others_keep_receiving() {
+    run(|| async {
+        let hub = Hub::new(HubConfig { send_queue: 8, ..config() });
+        let ends = Arc::new(Mutex::new(Vec::new()));
+        let e = ends.clone();
+        hub.on_disconnect(move |c, r| e.lock().unwrap().push((c.id().to_string(), r.code)));
+        let (url, _) = start(&hub).await;
+        let (fast, mut rf) = connect(&url).await;
+        fast.join("R").await.unwrap();
+        // Joins, then never reads again.
+        let mut slow = raw(&url).await;
+        let join = protocol::encode(&protocol::ack_name(1, 1, protocol::JOIN), b"\"R\"");
+        slow.send(Message::Binary(join)).await.unwrap();
+        while hub.room_members("R").len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let slow_id = hub.room_members("R").into_iter().find(|id| **id != *fast.id()).unwrap();
+        let body = vec![b'7'; 64 * 1024];
+        let mut sent = 0u64;
+        while hub.conn(&slow_id).is_some_and(|c| !c.is_closed()) {
+            assert!(sent < 100_000, "the slow client was never dropped");
+            hub.to("R").emit_bytes("chunk", &body).unwrap();
+            sent += 1;
+            // The fast client reads each one before the next is sent.
+            let ev = rf.recv().await.unwrap();
+            assert_eq!((ev.name(), ev.bytes().len()), ("chunk", body.len()));
+        }
+        hub.to("R").emit("m", &3).unwrap();
+        assert!(until_marker(&mut rf, 3).await.is_empty());
+        assert!(sent > 8, "the socket buffers took some before the queue filled: {sent}");
+        while !ends.lock().unwrap().iter().any(|(id, _)| *id == *slow_id) {
+            tokio::task::yield_now().await;
+        }
+        assert!(ends.lock().unwrap().contains(&(slow_id.to_string(), close::SLOW_CLIENT)));
+        assert_eq!(hub.stats().slow_clients, 1);
+        drop(slow);
+    });
+}
+
+#[test]
+fn disconnecting_sees_the_rooms_and_disconnect_does_not() {
+    run(|| async {
+        let hub = Hub::new(config());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        hub.on_disconnecting(move |c, _| s.lock().unwrap().push(("disconnecting", c.rooms().len())));
+        let s = seen.clone();
+        hub.on_disconnect(move |c, r| s.lock().unwrap().push(("disconnect", c.rooms().len() + r.code as usize * 0)));
+        let connected = Arc::new(Mutex::new(Vec::new()));
+        let c2 = connected.clone();
+        hub.on_connection(move |c| c2.lock().unwrap().push(c.id().to_string()));
+        let (url, _) = start(&hub).await;
+        let (a, _ra) = connect(&url).await;
+        assert_eq!(*connected.lock().unwrap(), [a.id().to_owned()]);
+        a.join("A").await.unwrap();
+        a.join("B").await.unwrap();
+        a.close().await;
+        assert_eq!(a.closed().await.code, close::NORMAL);
+        while seen.lock().unwrap().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*seen.lock().unwrap(), [("disconnecting", 3), ("disconnect", 0)]);
+        assert!(hub.rooms().is_empty());
+    });
+}
+
+#[test]
+fn server_push_from_any_thread_and_shutdown_closes_with_1001() {
+    run(|| async {
+        let hub = Hub::new(config());
+        let (url, _) = start(&hub).await;
+        let (a, mut ra) = connect(&url).await;
+        let h = hub.clone();
+        std::thread::spawn(move || h.emit("notification", &json!({"text": "tick"})).unwrap()).join().unwrap();
+        let ev = ra.recv().await.unwrap();
+        assert_eq!((ev.name(), ev.decode::<Value>().unwrap()), ("notification", json!({"text": "tick"})));
+        // Names the application may not emit.
+        assert!(matches!(hub.emit("ringwire:hello", &1), Err(HubError::BadName(_))));
+        assert!(matches!(hub.emit("", &1), Err(HubError::BadName(0))));
+        assert!(matches!(hub.all().emit_bytes("x", &vec![0; 2 << 20]), Err(HubError::Oversize { .. })));
+        hub.shutdown();
+        assert_eq!(a.closed().await.code, close::GOING_AWAY);
+    });
+}
