@@ -16,7 +16,8 @@
 //! Beside them, `events` (feature `events`): Node's `EventEmitter` in one process, a leaf that uses
 //! no other layer; and above the transports and rings, `socket` (feature `events`): named events on
 //! the wire (the frame header's `ext`), typed payloads, a duplex `Socket` that dispatches to an
-//! `EventEmitter`, acknowledgements.
+//! `EventEmitter`, acknowledgements. Above that, `hub` (feature `hub`): socket.io's model (rooms,
+//! broadcasts, acks, server push) over WebSocket, on tokio.
 //!
 //! With default features the crate is the rings and nothing else (its dependencies: crossbeam-utils,
 //! libc, memmap2, thiserror). The `ringwire` command is the separate `ringwire-cli` crate.

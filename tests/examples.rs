@@ -150,6 +150,15 @@ fn amqp_work_queue() {
 
 /// The two named-ring pairs use fixed names: one test runs both, one after the other.
 #[test]
+fn hub_chat() {
+    watchdog(LIMIT, || {
+        let out = stdout(&run(example("hub_chat").arg("--demo")));
+        assert!(out.starts_with("chat on http://127.0.0.1:"), "{out}");
+        assert!(out.contains(r#"bob got chat message: {"from":"alice","room":"lobby","text":"hello, bob"}"#), "{out}");
+    });
+}
+
+#[test]
 fn spsc_and_broadcast_pairs() {
     watchdog(LIMIT, || {
         let (mut producer, ready, _out) = start(&mut example("spsc_producer"));

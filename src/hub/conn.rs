@@ -24,7 +24,7 @@ pub(crate) enum Push {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DisconnectReason {
     /// The WebSocket close code (1000 when the client closed normally, 1006 when the TCP connection
-    /// dropped without a close frame; the hub's own codes are in [`protocol::close`]).
+    /// dropped without a close frame; the hub's own codes are in [`close`](super::protocol::close)).
     pub code: u16,
     /// The close reason, or what happened.
     pub reason: String,

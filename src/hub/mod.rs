@@ -237,8 +237,9 @@ impl Hub {
         self.shared.hooks.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Calls `f` for each new connection, after its hello was queued and before any of its events
-    /// is dispatched (socket.io's `io.on("connection")`).
+    /// Calls `f` for each new connection before its hello is sent and before any of its events is
+    /// dispatched (socket.io's `io.on("connection")`): rooms it joins here are joined by the time the
+    /// client sees its hello.
     pub fn on_connection(&self, f: impl Fn(&Conn) + Send + Sync + 'static) {
         self.hooks().connection.push(Arc::new(f));
     }

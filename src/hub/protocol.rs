@@ -41,7 +41,7 @@ pub mod close {
     pub const PING_TIMEOUT: u16 = 4000;
     /// The connection's send queue filled up: a client that does not read is dropped.
     pub const SLOW_CLIENT: u16 = 4001;
-    /// The application disconnected this connection ([`Conn::disconnect`](super::Conn::disconnect)).
+    /// The application disconnected this connection ([`Conn::disconnect`](crate::hub::Conn::disconnect)).
     pub const KICKED: u16 = 4002;
 }
 

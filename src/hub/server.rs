@@ -328,11 +328,14 @@ impl Hub {
         conn.push(Push::Frame(protocol::encode(protocol::HELLO, hello.to_string().as_bytes())));
         shared.registry.write().unwrap_or_else(PoisonError::into_inner).insert(conn.clone());
         bump(&shared.stats.connections);
-        let writer = tokio::spawn(write_loop(sink, qrx, conn.clone()));
         let hooks = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).connection.clone();
         for h in &hooks {
             h(&Conn(conn.clone()));
         }
+        // The writer starts after the connection hooks: the client's hello (queued first) goes out
+        // only once what they did (joins, emits) is done, so a client that has its hello is in the
+        // rooms the application put it in.
+        let writer = tokio::spawn(write_loop(sink, qrx, conn.clone()));
         let shutting_down = *shared.shutdown.borrow();
         if shutting_down {
             conn.close(close::GOING_AWAY, "the hub is shutting down");
