@@ -7,7 +7,13 @@
 # * RabbitMQ (tests/amqp.rs, the amqp conformance suite and the `amqp` bench row use the broker on
 #   127.0.0.1:5672, guest/guest; tests make private vhosts with rabbitmqctl). Started here if
 #   `rabbitmqctl status` fails.
-# * Node.js 20+ (tests/websocket.rs talks to Node's built-in WebSocket client).
+# * Node.js 20+ with npm (tests/websocket.rs talks to Node's built-in WebSocket client; cli/tests/hub_js.rs
+#   runs the hub's JavaScript client in Node).
+# * Chromium, Debian's (cli/tests/hub_js.rs drives the hub's chat page in it, headless, through
+#   playwright-core with executablePath /usr/bin/chromium: nothing downloads a browser).
+# * tests/js/node_modules: `npm ci` of tests/js/package-lock.json (playwright-core, ws; socket.io and
+#   socket.io-client for the hub benchmark), redone only when the lock file changed since the last install
+#   (a stamp file in node_modules holds its checksum).
 # * cargo-fuzz (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +34,18 @@ apt_install() {
 
 command -v redis-server >/dev/null || apt_install redis-server
 command -v node >/dev/null || apt_install nodejs
+command -v npm >/dev/null || apt_install npm
 command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+[ -x /usr/bin/chromium ] || apt_install chromium
+
+# The JavaScript test packages, from the lock file (no browser download: the tests use Debian's chromium).
+js_stamp=tests/js/node_modules/.ringwire-lock.sha256
+js_lock_sum=$(sha256sum tests/js/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$js_stamp" 2>/dev/null)" != "$js_lock_sum" ]; then
+    echo "setup: npm ci in tests/js"
+    (cd tests/js && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    echo "$js_lock_sum" > "$js_stamp"
+fi
 
 # The machine's Redis: started the way this machine kind starts it, if it is not answering.
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then

@@ -529,3 +529,35 @@ fn server_push_from_any_thread_and_shutdown_closes_with_1001() {
         assert_eq!(a.closed().await.code, close::GOING_AWAY);
     });
 }
+
+#[test]
+fn room_hooks_fire_on_join_and_leave_and_send_error_reaches_the_client() {
+    run(|| async {
+        let hub = Hub::new(config());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        hub.on_join_room(move |c, r| s.lock().unwrap().push(format!("{} join {r}", c.id())));
+        let s = seen.clone();
+        hub.on_leave_room(move |c, r| {
+            s.lock().unwrap().push(format!("{} leave {r}", c.id()));
+            // Hooks may emit: the registry lock is not held while they run.
+            c.to(r).emit("left", &r).unwrap();
+        });
+        let (url, _) = start(&hub).await;
+        let (a, mut ra) = connect(&url).await;
+        let (b, _rb) = connect(&url).await;
+        a.join("A").await.unwrap();
+        b.join("A").await.unwrap();
+        b.leave("A").await.unwrap();
+        let ev = ra.recv().await.unwrap();
+        assert_eq!((ev.name(), ev.decode::<String>().unwrap()), ("left", "A".to_owned()));
+        assert!(hub.conn(a.id()).unwrap().send_error("custom", "a complaint"));
+        let ev = ra.recv().await.unwrap();
+        assert_eq!(ev.name(), protocol::ERROR);
+        assert_eq!(ev.decode::<Value>().unwrap(), json!({"code": "custom", "message": "a complaint"}));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [format!("{} join A", a.id()), format!("{} join A", b.id()), format!("{} leave A", b.id())]
+        );
+    });
+}

@@ -91,27 +91,25 @@ pub fn chat_hub(config: HubConfig, quiet: bool) -> Hub {
                 Some(room) => hub.to(room).emit("chat message", &out).map_err(|e| e.to_string()),
                 None => hub.emit("chat message", &out).map_err(|e| e.to_string()),
             };
-            let reply = match sent {
-                Ok(_) => serde_json::json!({"ok": true}),
-                Err(e) => serde_json::json!({"ok": false, "error": e}),
-            };
-            if ev.wants_ack() {
-                let _ = ev.ack(&reply);
-            } else if reply["ok"] == false {
-                let _ = ev.conn().emit("chat error", &reply);
+            match sent {
+                Ok(_) => {
+                    let _ = ev.ack(&serde_json::json!({"ok": true}));
+                }
+                Err(e) => {
+                    let _ = ev.ack(&serde_json::json!({"ok": false, "error": e}));
+                    ev.conn().send_error("chat_refused", &e);
+                }
             }
         }
     });
-    hub.on_join({
-        let hub = hub.clone();
-        move |conn, room| {
-            if room != &**conn.id() && hub.conn(room).is_some() {
-                return Err("that room is another connection's own".into());
-            }
-            let _ =
-                hub.to(room).emit("presence", &serde_json::json!({"room": room, "id": &**conn.id(), "event": "join"}));
-            Ok(())
-        }
+    // Presence: a room's other members hear of joins and leaves (the hub's default join check already
+    // refuses another connection's own room).
+    hub.on_join_room(|conn, room| {
+        let _ = conn.to(room).emit("presence", &serde_json::json!({"room": room, "id": &**conn.id(), "event": "join"}));
+    });
+    hub.on_leave_room(|conn, room| {
+        let _ =
+            conn.to(room).emit("presence", &serde_json::json!({"room": room, "id": &**conn.id(), "event": "leave"}));
     });
     hub.on_disconnecting(move |conn, reason| {
         for room in conn.rooms() {

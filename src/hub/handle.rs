@@ -28,24 +28,45 @@ impl Conn {
         &self.0.id
     }
 
-    /// Adds the connection to `room` (socket.io's `socket.join`); false when it already was a member
-    /// or the connection is closed. The application may join any room name (the client's own
+    /// Adds the connection to `room` (socket.io's `socket.join`) and runs the
+    /// [`on_join_room`](Hub::on_join_room) hooks; false when it already was a member or the connection
+    /// is closed. The application may join any room name (the client's own
     /// `ringwire:join` requests go through the hub's join check first).
     pub fn join(&self, room: &str) -> bool {
         let hub = &self.0.hub;
         let joined = hub.registry.write().unwrap_or_else(PoisonError::into_inner).join(&self.0.id, room);
+        if joined {
+            let hooks = hub.hooks.read().unwrap_or_else(PoisonError::into_inner).join_room.clone();
+            for h in &hooks {
+                h(self, room);
+            }
+        }
         joined
     }
 
-    /// Removes the connection from `room` (socket.io's `socket.leave`); false when it was not a member.
-    /// A connection can't leave the room named after its id.
+    /// Removes the connection from `room` (socket.io's `socket.leave`) and runs the
+    /// [`on_leave_room`](Hub::on_leave_room) hooks; false when it was not a member. A connection can't
+    /// leave the room named after its id.
     pub fn leave(&self, room: &str) -> bool {
         if room == &*self.0.id {
             return false;
         }
         let hub = &self.0.hub;
         let left = hub.registry.write().unwrap_or_else(PoisonError::into_inner).leave(&self.0.id, room);
+        if left {
+            let hooks = hub.hooks.read().unwrap_or_else(PoisonError::into_inner).leave_room.clone();
+            for h in &hooks {
+                h(self, room);
+            }
+        }
         left
+    }
+
+    /// Sends a non-fatal complaint, `ringwire:error` `{"code", "message"}` (the client's `error`
+    /// listeners get it; the connection stays open). False when the connection is closed.
+    pub fn send_error(&self, code: &str, message: &str) -> bool {
+        let body = serde_json::json!({"code": code, "message": message}).to_string();
+        self.0.push(Push::Frame(protocol::encode(protocol::ERROR, body.as_bytes())))
     }
 
     /// The rooms the connection is in (socket.io's `socket.rooms`), its own included; empty once it

@@ -152,6 +152,7 @@ pub(crate) fn check_user_name(name: &str) -> Result<(), HubError> {
 
 type ConnHook = Arc<dyn Fn(&Conn) + Send + Sync>;
 type EndHook = Arc<dyn Fn(&Conn, &DisconnectReason) + Send + Sync>;
+type RoomHook = Arc<dyn Fn(&Conn, &str) + Send + Sync>;
 type JoinCheck = Arc<dyn Fn(&Conn, &str) -> Result<(), String> + Send + Sync>;
 type AuthCheck = Arc<dyn Fn(&Handshake) -> Result<(), String> + Send + Sync>;
 
@@ -160,6 +161,8 @@ struct Hooks {
     connection: Vec<ConnHook>,
     disconnecting: Vec<EndHook>,
     disconnect: Vec<EndHook>,
+    join_room: Vec<RoomHook>,
+    leave_room: Vec<RoomHook>,
     join: Option<JoinCheck>,
     auth: Option<AuthCheck>,
 }
@@ -253,6 +256,19 @@ impl Hub {
     /// Calls `f` after a connection ended and left every room (socket.io's `disconnect`).
     pub fn on_disconnect(&self, f: impl Fn(&Conn, &DisconnectReason) + Send + Sync + 'static) {
         self.hooks().disconnect.push(Arc::new(f));
+    }
+
+    /// Calls `f` after a connection joined a room, by its client's request or the application's
+    /// [`Conn::join`] (socket.io's adapter event `join-room`); not for the room of its own id.
+    pub fn on_join_room(&self, f: impl Fn(&Conn, &str) + Send + Sync + 'static) {
+        self.hooks().join_room.push(Arc::new(f));
+    }
+
+    /// Calls `f` after a connection left a room by request or [`Conn::leave`] (socket.io's
+    /// `leave-room`); a connection that disconnects leaves its rooms without it (see
+    /// [`on_disconnecting`](Self::on_disconnecting)).
+    pub fn on_leave_room(&self, f: impl Fn(&Conn, &str) + Send + Sync + 'static) {
+        self.hooks().leave_room.push(Arc::new(f));
     }
 
     /// Decides the clients' `ringwire:join` requests (`Err(reason)` refuses, and the client's ack gets

@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -217,9 +217,12 @@ impl Hub {
             "/" | "/index.html" => asset("text/html; charset=utf-8", INDEX_HTML),
             "/client.js" => asset("text/javascript; charset=utf-8", CLIENT_JS),
             "/ws" => {
-                let r = self.upgrade(req, peer);
+                let mut r = self.upgrade(req, peer);
                 if r.status() != StatusCode::SWITCHING_PROTOCOLS {
                     bump(&self.shared.stats.refused);
+                    // A page on another origin may read why it was refused (the reason only; nothing
+                    // else is served cross-origin).
+                    r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
                 }
                 r
             }
@@ -403,6 +406,9 @@ impl Hub {
                                     format!("message of {size} bytes exceeds the limit of {max_size}"),
                                 ),
                                 WsError::Capacity(e) => (close::TOO_BIG, e.to_string()),
+                                WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                                    (1006, "the connection dropped without a close frame".to_owned())
+                                }
                                 WsError::Protocol(e) => (close::PROTOCOL, e.to_string()),
                                 e => (1006, e.to_string()),
                             };

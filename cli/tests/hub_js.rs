@@ -1,0 +1,265 @@
+//! `ringwire hub`'s JavaScript side end to end: its client (`src/hub/assets/client.js`) in Node.js against
+//! a scripted fake hub and against a real `ringwire hub`, and its chat page (`src/hub/assets/index.html`)
+//! in headless Chromium. Plus, with raw HTTP from here, the handshake's refusals as the JavaScript client
+//! sees them (a browser can't send a foreign Origin) and the two assets served byte for byte.
+//!
+//! The scripts are `tests/js/*.mjs`; each prints what it checked and exits 0, or prints the failing step
+//! and exits 1. `scripts/setup.sh` installs Node.js, Chromium and `tests/js/node_modules`: a missing one
+//! fails these tests, it does not skip them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ringwire_testkit::watchdog;
+
+/// Every test here runs under a watchdog that fails it (as a hang) after this long.
+const TEST_LIMIT: Duration = Duration::from_secs(240);
+/// A script still running after this long is killed (and its test fails with what it printed).
+const SCRIPT_LIMIT: Duration = Duration::from_secs(180);
+const TOKEN: &str = "hub-js-token";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Node.js 20+ and the test packages, or a failure saying how to get them.
+fn require_node() {
+    let out = Command::new("node").arg("--version").output();
+    let version = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => panic!("node is not installed: run scripts/setup.sh (it installs Node.js 20+)"),
+    };
+    let major: u32 = version.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    assert!(major >= 20, "node {version} is too old: the hub tests need Node.js 20+ (scripts/setup.sh)");
+    let modules = repo().join("tests/js/node_modules");
+    assert!(
+        modules.join("ws").is_dir() && modules.join("playwright-core").is_dir(),
+        "{} is missing or incomplete: run scripts/setup.sh (npm ci in tests/js)",
+        modules.display()
+    );
+}
+
+/// A `ringwire hub` on a free port, killed and reaped on drop; its stderr goes to a log file.
+struct Hub {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Hub {
+    fn start(tag: &str, extra: &[&str]) -> Hub {
+        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hub-js-{tag}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+            .args(["hub", "--listen", "127.0.0.1:0", "--token", TOKEN])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("create the hub's log file"))
+            .spawn()
+            .expect("spawn ringwire hub");
+        let mut first = String::new();
+        let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut first);
+        let url = match (read, first.trim().strip_prefix("ringwire hub: listening on ")) {
+            (Ok(_), Some(url)) if url.starts_with("http://127.0.0.1:") => url.to_string(),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "ringwire hub said {first:?} instead of its address; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            }
+        };
+        Hub { child, url, log }
+    }
+
+    fn addr(&self) -> &str {
+        self.url.strip_prefix("http://").unwrap()
+    }
+
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Runs `node tests/js/<script> <args>` in the repository root and returns its stdout; fails the test
+/// (showing stdout, stderr and `context`) if it exits non-zero or outlives SCRIPT_LIMIT.
+fn node(script: &str, args: &[&str], context: impl Fn() -> String) -> String {
+    let child = Command::new("node")
+        .args(["--no-warnings", "--experimental-websocket"])
+        .arg(repo().join("tests/js").join(script))
+        .args(args)
+        .current_dir(repo())
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn node");
+    let pid = child.id() as libc::pid_t;
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let killer = std::thread::spawn(move || {
+        let late = finished.recv_timeout(SCRIPT_LIMIT).is_err();
+        if late {
+            // SAFETY: kill(2) on the child's pid; it has not been reaped (its wait has not returned).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        late
+    });
+    let out = child.wait_with_output().expect("wait for node");
+    let _ = done.send(());
+    let killed = killer.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && !killed,
+        "node {script} {}{}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n{}",
+        if killed { "was killed after " } else { "exited with " },
+        if killed { format!("{SCRIPT_LIMIT:?}") } else { out.status.to_string() },
+        context()
+    );
+    stdout
+}
+
+#[test]
+fn client_against_a_scripted_fake_hub() {
+    watchdog(TEST_LIMIT, || {
+        require_node();
+        node("client_fake_hub.mjs", &[], String::new);
+    });
+}
+
+#[test]
+fn node_clients_chat_through_the_hub() {
+    watchdog(TEST_LIMIT, || {
+        require_node();
+        let hub = Hub::start("node", &["--notify-every", "1"]);
+        node("hub_node.mjs", &[&hub.url, TOKEN], || format!("--- hub log (tail)\n{}", hub.log()));
+    });
+}
+
+#[test]
+fn chat_page_in_chromium() {
+    watchdog(TEST_LIMIT, || {
+        require_node();
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} is missing: run scripts/setup.sh (it installs Debian's chromium)"
+        );
+        let hub = Hub::start("browser", &["--notify-every", "1"]);
+        let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hub-chat.png");
+        let _ = std::fs::remove_file(&shot);
+        let out = node("hub_browser.mjs", &[&hub.url, TOKEN, shot.to_str().unwrap()], || {
+            format!("--- hub log (tail)\n{}", hub.log())
+        });
+        assert!(shot.is_file(), "no screenshot at {}:\n{out}", shot.display());
+        println!("screenshot: {}", shot.display());
+    });
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, headers in lower case, body).
+fn http(addr: &str, request: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect to the hub");
+    // A guard against a hub that never answers (the watchdog would catch it too), not a timing check.
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    let mut status_line = String::new();
+    r.read_line(&mut status_line).expect("read the status line");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP status line: {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("read a header");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("not a header: {line:?}"));
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse::<usize>().unwrap());
+    let mut body = Vec::new();
+    match len {
+        Some(n) => {
+            body.resize(n, 0);
+            r.read_exact(&mut body).expect("read the body");
+        }
+        None if status == 101 => {}
+        None => {
+            r.read_to_end(&mut body).expect("read the body to the end");
+        }
+    }
+    (status, headers, body)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn upgrade_request(host: &str, origin: &str, token: &str) -> String {
+    format!(
+        "GET /ws?token={token} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+#[test]
+fn handshake_origin_and_token_checks_answer_in_plain_http() {
+    watchdog(TEST_LIMIT, || {
+        let hub = Hub::start("origin", &[]);
+        let host = hub.addr().to_string();
+
+        // A foreign Origin: 403 with a one-line text reason, before any upgrade (and before the token).
+        let (status, headers, body) = http(&host, &upgrade_request(&host, "http://evil.example", TOKEN));
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 403, "foreign origin: {headers:?} {body:?}\n{}", hub.log());
+        assert!(header(&headers, "content-type").is_some_and(|t| t.starts_with("text/plain")), "{headers:?}");
+        assert_eq!(body.trim_end().lines().count(), 1, "one line of reason: {body:?}");
+        let (status, _, _) = http(&host, &upgrade_request(&host, "http://evil.example", "wrong"));
+        assert_eq!(status, 403, "the origin is checked before the token");
+
+        // The hub's own origin passes; a wrong token is then 401 with WWW-Authenticate: Bearer.
+        let own = format!("http://{host}");
+        let (status, headers, body) = http(&host, &upgrade_request(&host, &own, "wrong"));
+        assert_eq!(status, 401, "wrong token: {headers:?} {}", String::from_utf8_lossy(&body));
+        assert_eq!(header(&headers, "www-authenticate"), Some("Bearer"), "{headers:?}");
+        let (status, headers, _) = http(&host, &upgrade_request(&host, &own, TOKEN));
+        assert_eq!(status, 101, "own origin and the token: the upgrade ({headers:?})");
+
+        // What the JavaScript client asks after a failed handshake: a plain GET, which passes 1-3 -> 426.
+        let (status, _, _) =
+            http(&host, &format!("GET /ws?token={TOKEN} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"));
+        assert_eq!(status, 426, "a plain GET with the token");
+
+        // The page and the client module are the files in src/hub/assets, served as they are.
+        let get =
+            |path: &str| http(&host, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"));
+        let (status, headers, body) = get("/client.js");
+        assert_eq!(status, 200);
+        assert!(header(&headers, "content-type").is_some_and(|t| t.starts_with("text/javascript")), "{headers:?}");
+        assert_eq!(String::from_utf8(body).unwrap(), include_str!("../../src/hub/assets/client.js"));
+        let (status, headers, body) = get("/");
+        assert_eq!(status, 200);
+        assert!(header(&headers, "content-type").is_some_and(|t| t.starts_with("text/html")), "{headers:?}");
+        assert_eq!(String::from_utf8(body).unwrap(), include_str!("../../src/hub/assets/index.html"));
+    });
+}

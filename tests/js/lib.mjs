@@ -1,0 +1,83 @@
+// Helpers the hub test scripts share. Every wait is bounded by the script's deadline: a script that waits
+// too long prints what it was waiting for and exits 1 (the Rust side has its own deadline as well).
+
+export const CLIENT_URL = new URL('../../src/hub/assets/client.js', import.meta.url);
+
+let current = 'start';
+let checks = 0;
+
+/** Names the step being run (printed when the script fails or runs out of time). */
+export function step(name) {
+  current = name;
+  console.log(`- ${name}`);
+}
+
+export function check(cond, what) {
+  checks++;
+  if (!cond) throw new Error(`check failed in "${current}": ${what}`);
+}
+
+/** JSON with object keys sorted, so that key order does not matter to `equal`. */
+function canonical(v) {
+  return JSON.stringify(v, (_, x) =>
+    x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x,
+  );
+}
+
+export function equal(got, want, what) {
+  const g = canonical(got);
+  const w = canonical(want);
+  check(g === w, `${what}: got ${g}, want ${w}`);
+}
+
+/** Runs `main`, then exits 0 with a count of checks, or 1 with the failure; `limitMs` caps the whole. */
+export function run(main, limitMs) {
+  const timer = setTimeout(() => {
+    console.error(`TIMED OUT after ${limitMs} ms in step "${current}"`);
+    process.exit(1);
+  }, limitMs);
+  main().then(
+    () => {
+      clearTimeout(timer);
+      console.log(`ok: ${checks} checks passed`);
+      process.exit(0);
+    },
+    (e) => {
+      console.error(`FAILED in step "${current}": ${e?.stack ?? e}`);
+      process.exit(1);
+    },
+  );
+}
+
+/** The next `name` event of `client` whose arguments satisfy `pred`; resolves with the arguments. */
+export function next(client, name, pred = () => true) {
+  return new Promise((resolve) => {
+    const fn = (...args) => {
+      if (!pred(...args)) return;
+      client.off(name, fn);
+      resolve(args);
+    };
+    client.on(name, fn);
+  });
+}
+
+/** Resolves with the rejection of `promise`; fails if it resolves. */
+export async function rejection(promise, what) {
+  try {
+    const v = await promise;
+    throw new Error(`${what}: resolved with ${JSON.stringify(v)}, expected a rejection`);
+  } catch (e) {
+    if (e?.message?.startsWith(`${what}: resolved`)) throw e;
+    return e;
+  }
+}
+
+/** Returns `fn`'s exception; fails if it returns. */
+export function thrown(fn, what) {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error(`${what}: did not throw`);
+}
