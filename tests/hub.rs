@@ -74,9 +74,9 @@ fn rooms_and_every_emit_target() {
         b.join("A").await.unwrap();
         b.join("B").await.unwrap();
         c.join("B").await.unwrap();
-        let cb = hub.conn(b.id()).unwrap();
+        let cb = hub.conn(&b.id()).unwrap();
         let mut want: HashSet<String> = ["A", "B"].iter().map(|s| s.to_string()).collect();
-        want.insert(b.id().to_owned());
+        want.insert(b.id());
         assert_eq!(cb.rooms().into_iter().collect::<HashSet<_>>(), want);
 
         hub.to("A").emit("to A", &1).unwrap();
@@ -86,7 +86,7 @@ fn rooms_and_every_emit_target() {
         cb.to("A").emit("b to A", &4).unwrap();
         cb.broadcast().emit("b broadcast", &5).unwrap();
         hub.except("A").emit("except A", &6).unwrap();
-        hub.to(c.id()).emit("to c alone", &7).unwrap();
+        hub.to(&c.id()).emit("to c alone", &7).unwrap();
         hub.emit("m", &1).unwrap();
 
         assert_eq!(
@@ -103,11 +103,11 @@ fn rooms_and_every_emit_target() {
         assert!(until_marker(&mut rb, 2).await.is_empty());
         assert!(until_marker(&mut rc, 2).await.is_empty());
         let members: HashSet<_> = hub.room_members("B").iter().map(|s| s.to_string()).collect();
-        assert_eq!(members, [b.id().to_owned(), c.id().to_owned()].into_iter().collect());
+        assert_eq!(members, [b.id(), c.id()].into_iter().collect());
 
         // A client can't join another connection's own room, nor leave its own.
-        assert!(matches!(c.join(a.id()).await, Err(HubError::Refused { status: 0, .. })));
-        assert!(matches!(c.leave(c.id()).await, Err(HubError::Refused { status: 0, .. })));
+        assert!(matches!(c.join(&a.id()).await, Err(HubError::Refused { status: 0, .. })));
+        assert!(matches!(c.leave(&c.id()).await, Err(HubError::Refused { status: 0, .. })));
     });
 }
 
@@ -132,7 +132,7 @@ fn acks_both_ways_with_timeouts_and_disconnects() {
         assert_eq!(a.pending_acks(), 0);
 
         // Hub to client.
-        let ca = hub.conn(a.id()).unwrap();
+        let ca = hub.conn(&a.id()).unwrap();
         let ask = tokio::spawn(async move { ca.emit_with_ack("question", &41, Duration::from_secs(10)).await });
         let mut ev = ra.recv().await.unwrap();
         assert_eq!((ev.name(), ev.decode::<u64>().unwrap(), ev.wants_ack()), ("question", 41, true));
@@ -140,7 +140,7 @@ fn acks_both_ways_with_timeouts_and_disconnects() {
         assert_eq!(&ask.await.unwrap().unwrap()[..], b"42");
 
         // Timed out: bookkeeping freed, the late reply dropped and counted.
-        let ca = hub.conn(a.id()).unwrap();
+        let ca = hub.conn(&a.id()).unwrap();
         let r = ca.emit_with_ack("question", &0, Duration::from_millis(20)).await;
         assert!(matches!(r, Err(HubError::Timeout)), "{r:?}");
         assert_eq!(ca.pending_acks(), 0);
@@ -169,17 +169,17 @@ fn acks_both_ways_with_timeouts_and_disconnects() {
         let mut replies: Vec<(String, Value)> =
             r.replies.iter().map(|(id, b)| (id.to_string(), serde_json::from_slice(b).unwrap())).collect();
         replies.sort_by_key(|(_, v)| v.as_u64());
-        assert_eq!(replies, [(a.id().to_owned(), json!(1)), (b.id().to_owned(), json!(2))]);
-        assert_eq!(r.missing.iter().map(|s| s.to_string()).collect::<Vec<_>>(), [c.id().to_owned()]);
+        assert_eq!(replies, [(a.id(), json!(1)), (b.id(), json!(2))]);
+        assert_eq!(r.missing.iter().map(|s| s.to_string()).collect::<Vec<_>>(), [c.id()]);
         assert!(!r.complete());
         for x in [&a, &b, &c] {
-            assert_eq!(hub.conn(x.id()).unwrap().pending_acks(), 0);
+            assert_eq!(hub.conn(&x.id()).unwrap().pending_acks(), 0);
         }
         // The stale reply above was counted (it arrived before these acks were asked).
         assert!(hub.stats().stale_acks >= 1);
 
         // The connection ends while the hub waits: Closed, at once, not at the timeout.
-        let cc = hub.conn(c.id()).unwrap();
+        let cc = hub.conn(&c.id()).unwrap();
         let ask = tokio::spawn(async move { cc.emit_with_ack("vote", &"?", Duration::from_secs(3600)).await });
         c.close().await;
         assert!(matches!(ask.await.unwrap(), Err(HubError::Closed)));
@@ -191,7 +191,7 @@ fn acks_both_ways_with_timeouts_and_disconnects() {
         while b.pending_acks() == 0 {
             tokio::task::yield_now().await;
         }
-        hub.conn(b.id()).unwrap().disconnect("bye");
+        hub.conn(&b.id()).unwrap().disconnect("bye");
         assert!(matches!(pending.await.unwrap(), Err(HubError::Closed)));
         assert_eq!(b.closed().await.code, close::KICKED);
     });
@@ -238,7 +238,7 @@ fn memory_stays_flat_over_100k_timed_out_broadcast_acks() {
         let after = rss_kib();
         eprintln!("RSS {before} KiB after 20k timed-out broadcast acks, {after} KiB after 100k more");
         for x in [&a, &b] {
-            assert_eq!(hub.conn(x.id()).unwrap().pending_acks(), 0);
+            assert_eq!(hub.conn(&x.id()).unwrap().pending_acks(), 0);
         }
         assert!(after < before + 8 * 1024, "RSS grew from {before} KiB to {after} KiB over 100k acks");
     });
@@ -414,7 +414,7 @@ fn bad_input_closes_that_connection_with_a_reason_and_no_other() {
 
         hub.emit("m", &9).unwrap();
         assert!(until_marker(&mut rb, 9).await.is_empty());
-        assert!(hub.conn(bystander.id()).is_some());
+        assert!(hub.conn(&bystander.id()).is_some());
     });
 }
 
@@ -440,7 +440,7 @@ fn heartbeat_drops_a_stalled_client_and_keeps_a_live_one() {
         };
         assert_eq!((code, pings), (close::PING_TIMEOUT, 1));
         // The live client answered every ping meanwhile.
-        assert!(hub.conn(live.id()).is_some());
+        assert!(hub.conn(&live.id()).is_some());
     });
 }
 
@@ -498,7 +498,7 @@ fn disconnecting_sees_the_rooms_and_disconnect_does_not() {
         hub.on_connection(move |c| c2.lock().unwrap().push(c.id().to_string()));
         let (url, _) = start(&hub).await;
         let (a, _ra) = connect(&url).await;
-        assert_eq!(*connected.lock().unwrap(), [a.id().to_owned()]);
+        assert_eq!(*connected.lock().unwrap(), [a.id()]);
         a.join("A").await.unwrap();
         a.join("B").await.unwrap();
         a.close().await;
@@ -526,7 +526,14 @@ fn server_push_from_any_thread_and_shutdown_closes_with_1001() {
         assert!(matches!(hub.emit("", &1), Err(HubError::BadName(0))));
         assert!(matches!(hub.all().emit_bytes("x", &vec![0; 2 << 20]), Err(HubError::Oversize { .. })));
         hub.shutdown();
-        assert_eq!(a.closed().await.code, close::GOING_AWAY);
+        // A hub going away may come back: the client says why and tries again.
+        let mut st = a.state();
+        let s = st.wait_for(|s| matches!(s, ringwire::hub::ClientState::Reconnecting { .. })).await.unwrap().clone();
+        assert!(
+            matches!(s, ringwire::hub::ClientState::Reconnecting { reason, .. } if reason.code == close::GOING_AWAY)
+        );
+        a.close().await;
+        assert_eq!(a.closed().await.code, close::NORMAL);
     });
 }
 
@@ -551,7 +558,7 @@ fn room_hooks_fire_on_join_and_leave_and_send_error_reaches_the_client() {
         b.leave("A").await.unwrap();
         let ev = ra.recv().await.unwrap();
         assert_eq!((ev.name(), ev.decode::<String>().unwrap()), ("left", "A".to_owned()));
-        assert!(hub.conn(a.id()).unwrap().send_error("custom", "a complaint"));
+        assert!(hub.conn(&a.id()).unwrap().send_error("custom", "a complaint"));
         let ev = ra.recv().await.unwrap();
         assert_eq!(ev.name(), protocol::ERROR);
         assert_eq!(ev.decode::<Value>().unwrap(), json!({"code": "custom", "message": "a complaint"}));
@@ -559,5 +566,250 @@ fn room_hooks_fire_on_join_and_leave_and_send_error_reaches_the_client() {
             *seen.lock().unwrap(),
             [format!("{} join A", a.id()), format!("{} join A", b.id()), format!("{} leave A", b.id())]
         );
+    });
+}
+
+/// A TCP forwarder between clients and the hub that the test can cut: a real network fault (no close
+/// frame). `cut(true)` leaves the hub's side open and silent (a half-open connection, as when a client
+/// vanishes without a FIN); `cut(false)` closes both sides. While `refuse` is set, new connections are
+/// closed at once (the client's reconnection attempts fail).
+struct Forwarder {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<(u64, bool)>,
+    refuse: Arc<std::sync::atomic::AtomicBool>,
+    half_open: Arc<Mutex<Vec<tokio::net::TcpStream>>>,
+}
+
+impl Forwarder {
+    async fn start(to: std::net::SocketAddr) -> Forwarder {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let cut = tokio::sync::watch::channel((0u64, false)).0;
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let half_open = Arc::new(Mutex::new(Vec::new()));
+        let (c, r, h) = (cut.clone(), refuse.clone(), half_open.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut client, _) = l.accept().await.unwrap();
+                if r.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let mut up = tokio::net::TcpStream::connect(to).await.unwrap();
+                let mut rx = c.subscribe();
+                let h = h.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut up) => {}
+                        _ = rx.changed() => {
+                            if rx.borrow().1 {
+                                h.lock().unwrap().push(up);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Forwarder { addr, cut, refuse, half_open }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    fn cut(&self, half_open: bool) {
+        self.cut.send_modify(|(n, h)| {
+            *n += 1;
+            *h = half_open;
+        });
+    }
+
+    fn refuse(&self, yes: bool) {
+        self.refuse.store(yes, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn fast_reconnect() -> ringwire::hub::ClientOptions {
+    ringwire::hub::ClientOptions {
+        token: Some(TOKEN.into()),
+        reconnection_delay: Duration::from_millis(5),
+        reconnection_delay_max: Duration::from_millis(20),
+        ..Default::default()
+    }
+}
+
+/// Waits for the client's next `Connected` state after the current one; returns `recovered`.
+async fn reconnected(c: &HubClient) -> bool {
+    let mut st = c.state();
+    st.wait_for(|s| matches!(s, ringwire::hub::ClientState::Reconnecting { .. })).await.unwrap();
+    let s = st.wait_for(|s| matches!(s, ringwire::hub::ClientState::Connected { .. })).await.unwrap().clone();
+    matches!(s, ringwire::hub::ClientState::Connected { recovered: true, .. })
+}
+
+#[test]
+fn backoff_follows_socket_io_formula_within_its_envelope() {
+    let o = ringwire::hub::ClientOptions::default();
+    assert_eq!(o.backoff(0, 0.0), Duration::from_millis(1000));
+    // floor(0.05 * 10) = 0, even: down by floor(0.05 * 0.5 * 1000) = 25.
+    assert_eq!(o.backoff(0, 0.05), Duration::from_millis(975));
+    // floor(0.15 * 10) = 1, odd: up by 75.
+    assert_eq!(o.backoff(0, 0.15), Duration::from_millis(1075));
+    assert_eq!(o.backoff(1, 0.15), Duration::from_millis(2150));
+    // 8000 ms + 3960, capped at the 5 s maximum.
+    assert_eq!(o.backoff(3, 0.99), Duration::from_secs(5));
+    for attempt in 0..8 {
+        let ms = 1000.0 * 2f64.powi(attempt);
+        for i in 0..1000 {
+            let d = o.backoff(attempt as u32, i as f64 / 1000.0).as_secs_f64() * 1000.0;
+            assert!(d >= (ms * 0.5).min(5000.0).floor() && d <= (ms * 1.5).min(5000.0), "attempt {attempt}: {d} ms");
+        }
+    }
+    // The injected source is what the client draws from.
+    let o = ringwire::hub::ClientOptions { random: Some(Arc::new(|| 0.15)), ..Default::default() };
+    assert_eq!(o.backoff(0, (o.random.as_ref().unwrap())()), Duration::from_millis(1075));
+}
+
+#[test]
+fn a_client_reconnects_rejoins_flushes_its_buffer_in_order_and_never_duplicates() {
+    run(|| async {
+        let hub = Hub::new(config());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        hub.on("n", move |ev| g.lock().unwrap().push(ev.decode::<u64>().unwrap()));
+        hub.on("sync", |ev| {
+            ev.ack(&true).unwrap();
+        });
+        let (_, addr) = start(&hub).await;
+        let fwd = Forwarder::start(addr).await;
+        let (c, mut rc) =
+            HubClient::connect_with(&fwd.url(), ringwire::hub::ClientOptions { send_buffer: 3, ..fast_reconnect() })
+                .await
+                .unwrap();
+        c.join("R").await.unwrap();
+        let first = c.id();
+
+        // Disconnected and unable to reconnect: sends wait in the buffer, up to its bound.
+        fwd.refuse(true);
+        fwd.cut(false);
+        let mut st = c.state();
+        st.wait_for(|s| matches!(s, ringwire::hub::ClientState::Reconnecting { attempt: 2, .. })).await.unwrap();
+        for i in 1..=3 {
+            c.emit("n", &i).await.unwrap();
+        }
+        assert!(matches!(c.emit("n", &4).await, Err(HubError::BufferFull(3))));
+        assert_eq!(c.buffered().await, 3);
+        fwd.refuse(false);
+        st.wait_for(|s| matches!(s, ringwire::hub::ClientState::Connected { .. })).await.unwrap();
+        // The ack comes after everything sent before it: the buffer arrived, in order, and the room
+        // was re-joined first.
+        c.emit_with_ack("sync", &0, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(*got.lock().unwrap(), [1, 2, 3]);
+        assert_ne!(c.id(), first, "without recovery a reconnection is a new connection");
+        assert!(hub.room_members("R").iter().any(|id| **id == *c.id()));
+
+        // Ten more drops; one listener, one receiver: each message once.
+        for _ in 0..10 {
+            fwd.cut(false);
+            assert!(!reconnected(&c).await);
+        }
+        c.emit_with_ack("sync", &0, Duration::from_secs(10)).await.unwrap();
+        hub.to("R").emit("once", &1).unwrap();
+        hub.to("R").emit("m", &5).unwrap();
+        let evs = until_marker(&mut rc, 5).await;
+        assert_eq!(names(&evs), ["once"]);
+        assert_eq!(hub.connection_count(), 1);
+
+        // The application's close ends it for good.
+        c.close().await;
+        assert_eq!(c.closed().await.code, close::NORMAL);
+        assert!(matches!(c.emit("n", &9).await, Err(HubError::Closed)));
+    });
+}
+
+#[test]
+fn recovery_replays_what_was_missed_once_in_order_twice_and_over_a_half_open_connection() {
+    run(|| async {
+        let hub = Hub::new(HubConfig { recovery: Some(ringwire::hub::Recovery::default()), ..config() });
+        let (_, addr) = start(&hub).await;
+        let fwd = Forwarder::start(addr).await;
+        let (x, mut rx) = HubClient::connect_with(&fwd.url(), fast_reconnect()).await.unwrap();
+        let (other, _ro) = connect(&format!("ws://{addr}/ws")).await;
+        x.join("A").await.unwrap();
+        other.join("B").await.unwrap();
+        let id = x.id();
+        hub.to("A").emit("before", &0).unwrap();
+        assert_eq!(rx.recv().await.unwrap().name(), "before");
+
+        for (round, half_open) in [(1u64, false), (2, true), (3, true)] {
+            fwd.refuse(true);
+            fwd.cut(half_open);
+            let mut st = x.state();
+            st.wait_for(|s| matches!(s, ringwire::hub::ClientState::Reconnecting { .. })).await.unwrap();
+            // While x is away: three to its room, one to itself, one volatile, one elsewhere.
+            for i in 0..3 {
+                hub.to("A").emit("missed", &(round * 10 + i)).unwrap();
+            }
+            // To its own room: logged for it whether or not the hub still sees the old connection.
+            hub.to(&id).emit("direct", &round).unwrap();
+            hub.to("A").emit_volatile("volatile", &round).unwrap();
+            hub.to("B").emit("elsewhere", &round).unwrap();
+            fwd.refuse(false);
+            let s = st.wait_for(|s| matches!(s, ringwire::hub::ClientState::Connected { .. })).await.unwrap().clone();
+            assert_eq!(s, ringwire::hub::ClientState::Connected { id: id.clone(), recovered: true }, "round {round}");
+            hub.to("A").emit("m", &round).unwrap();
+            let evs = until_marker(&mut rx, round).await;
+            let mut want: Vec<(String, Value)> = (0..3).map(|i| ("missed".to_owned(), json!(round * 10 + i))).collect();
+            want.push(("direct".to_owned(), json!(round)));
+            assert_eq!(evs, want, "round {round}");
+            assert!(hub.room_members("A").iter().any(|m| **m == *id));
+        }
+        // A client that closes on its own ends its session.
+        x.close().await;
+        x.closed().await;
+        while hub.connection_count() > 1 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(hub.stats().kept_sessions, 0);
+        drop(fwd.half_open.lock().unwrap().drain(..));
+    });
+}
+
+#[test]
+fn recovery_works_on_a_quiet_room_and_a_kept_session_expires() {
+    run(|| async {
+        let age = Duration::from_millis(300);
+        let rec = ringwire::hub::Recovery { max_messages: 100, max_age: age };
+        let hub = Hub::new(HubConfig { recovery: Some(rec), ..config() });
+        let (_, addr) = start(&hub).await;
+        let fwd = Forwarder::start(addr).await;
+        let (x, mut rx) = HubClient::connect_with(&fwd.url(), fast_reconnect()).await.unwrap();
+        x.join("quiet").await.unwrap();
+        hub.to("quiet").emit("last words", &1).unwrap();
+        assert_eq!(rx.recv().await.unwrap().name(), "last words");
+        // The room's last event ages out of the window (a time condition: polled, not slept on).
+        while hub.stats().replay_window > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        fwd.cut(false);
+        assert!(reconnected(&x).await, "nothing after its offset was lost: recovered");
+        hub.to("quiet").emit("m", &1).unwrap();
+        assert!(until_marker(&mut rx, 1).await.is_empty());
+
+        // Sessions are bounded in time as well: once kept past max_age, a reconnect starts clean.
+        fwd.refuse(true);
+        fwd.cut(false);
+        while hub.stats().kept_sessions == 0 {
+            tokio::task::yield_now().await;
+        }
+        while hub.stats().kept_sessions > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut st = x.state();
+        fwd.refuse(false);
+        let s = st.wait_for(|s| matches!(s, ringwire::hub::ClientState::Connected { .. })).await.unwrap().clone();
+        assert!(matches!(s, ringwire::hub::ClientState::Connected { recovered: false, .. }));
+        // Not recovered: the client re-joined its room itself.
+        while !hub.room_members("quiet").iter().any(|m| **m == *x.id()) {
+            tokio::task::yield_now().await;
+        }
     });
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use ringwire::hub::{Hub, HubConfig, HubEvent, Origins};
+use ringwire::hub::{Hub, HubConfig, HubEvent, Origins, Recovery};
 use serde::Deserialize;
 
 use crate::util::CliResult;
@@ -44,6 +44,16 @@ pub struct HubArgs {
     /// Seconds a client has to send its HTTP request.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub handshake_timeout: f64,
+    /// Connection-state recovery: a client that lost its connection and comes back within
+    /// --recovery-age gets its id, rooms and every event it missed, once and in order.
+    #[arg(long)]
+    pub recovery: bool,
+    /// Recovery: events kept for replay, at most.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub recovery_window: usize,
+    /// Recovery: how long events stay replayable and lost sessions are kept, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    pub recovery_age: f64,
     /// Worker threads of the runtime (default: one per CPU).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -145,6 +155,12 @@ pub fn run(args: HubArgs) -> CliResult {
         send_queue: args.send_queue,
         max_connections: args.max_connections,
         handshake_timeout: secs(args.handshake_timeout, "handshake-timeout")?,
+        recovery: match args.recovery {
+            true => {
+                Some(Recovery { max_messages: args.recovery_window, max_age: secs(args.recovery_age, "recovery-age")? })
+            }
+            false => None,
+        },
     };
     let notify = args.notify_every.map(|s| secs(s, "notify-every")).transpose()?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();

@@ -2,6 +2,7 @@
 //! acknowledgements the hub asked for.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -35,6 +36,14 @@ pub(crate) type AckWaiter = mpsc::UnboundedSender<(ConnId, Bytes)>;
 
 pub(crate) struct ConnShared {
     pub id: ConnId,
+    /// The session id (with recovery on).
+    pub sid: Option<Arc<str>>,
+    /// Whether this connection resumed a session (its hello said `recovered: true`).
+    pub recovered: bool,
+    /// A newer connection of the same session took over (close 4003): this one keeps no session.
+    pub replaced: AtomicBool,
+    /// The client closed with a close frame: its session ends with it.
+    pub client_closed: AtomicBool,
     /// The hub (a cycle through the registry while connected; the registry lets go at disconnect).
     pub hub: Arc<Shared>,
     queue: mpsc::Sender<Push>,
@@ -45,8 +54,24 @@ pub(crate) struct ConnShared {
 }
 
 impl ConnShared {
-    pub fn new(id: ConnId, hub: Arc<Shared>, queue: mpsc::Sender<Push>) -> Self {
-        ConnShared { id, hub, queue, closing: watch::channel(None).0, acks: Mutex::new(Some(HashMap::new())) }
+    pub fn new(
+        id: ConnId,
+        sid: Option<Arc<str>>,
+        recovered: bool,
+        hub: Arc<Shared>,
+        queue: mpsc::Sender<Push>,
+    ) -> Self {
+        ConnShared {
+            id,
+            sid,
+            recovered,
+            replaced: AtomicBool::new(false),
+            client_closed: AtomicBool::new(false),
+            hub,
+            queue,
+            closing: watch::channel(None).0,
+            acks: Mutex::new(Some(HashMap::new())),
+        }
     }
 
     /// Queues a message without waiting. A full queue means a client that does not read: it is

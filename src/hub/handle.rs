@@ -34,7 +34,10 @@ impl Conn {
     /// `ringwire:join` requests go through the hub's join check first).
     pub fn join(&self, room: &str) -> bool {
         let hub = &self.0.hub;
-        let joined = hub.registry.write().unwrap_or_else(PoisonError::into_inner).join(&self.0.id, room);
+        let joined = {
+            let mut reg = hub.registry.write().unwrap_or_else(PoisonError::into_inner);
+            reg.is_current(&self.0) && reg.join(&self.0.id, room)
+        };
         if joined {
             let hooks = hub.hooks.read().unwrap_or_else(PoisonError::into_inner).join_room.clone();
             for h in &hooks {
@@ -52,7 +55,10 @@ impl Conn {
             return false;
         }
         let hub = &self.0.hub;
-        let left = hub.registry.write().unwrap_or_else(PoisonError::into_inner).leave(&self.0.id, room);
+        let left = {
+            let mut reg = hub.registry.write().unwrap_or_else(PoisonError::into_inner);
+            reg.is_current(&self.0) && reg.leave(&self.0.id, room)
+        };
         if left {
             let hooks = hub.hooks.read().unwrap_or_else(PoisonError::into_inner).leave_room.clone();
             for h in &hooks {
@@ -74,7 +80,16 @@ impl Conn {
     pub fn rooms(&self) -> Vec<String> {
         let hub = &self.0.hub;
         let reg = hub.registry.read().unwrap_or_else(PoisonError::into_inner);
-        reg.conns.get(&self.0.id).map(|m| m.rooms.iter().map(|r| r.to_string()).collect()).unwrap_or_default()
+        match reg.conns.get(&self.0.id) {
+            Some(m) if Arc::ptr_eq(&m.conn, &self.0) => m.rooms.iter().map(|r| r.to_string()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether this connection resumed a lost one's session (socket.io's `socket.recovered`): same id,
+    /// same rooms, missed events replayed. Always false without [`HubConfig::recovery`](super::HubConfig::recovery).
+    pub fn recovered(&self) -> bool {
+        self.0.recovered
     }
 
     /// Emits to this connection only (socket.io's `socket.emit`); false when it is closed (or was
@@ -86,8 +101,9 @@ impl Conn {
     /// [`emit`](Self::emit) with a body already encoded.
     pub fn emit_bytes(&self, name: &str, body: &[u8]) -> Result<bool, HubError> {
         super::check_user_name(name)?;
-        let max = self.0.hub.config.max_message;
-        Ok(self.0.push(Push::Frame(protocol::encode_checked(name, body, max)?)))
+        let only =
+            Emit { hub: self.0.hub.clone(), rooms: vec![self.0.id.clone()], except: Vec::new(), except_conn: None };
+        Ok(only.emit_bytes(name, body)? > 0)
     }
 
     /// Emits and waits up to `timeout` for this connection's reply (socket.io's

@@ -36,12 +36,14 @@ mod client;
 mod conn;
 mod handle;
 pub mod protocol;
+mod recovery;
 mod rooms;
 mod server;
 
-pub use client::{ClientEvent, HubClient};
+pub use client::{ClientEvent, ClientOptions, ClientState, HubClient};
 pub use conn::{ConnId, DisconnectReason};
 pub use handle::{Conn, HubEvent};
+pub use recovery::{Recovery, OFFSET_PREFIX};
 pub use rooms::{BroadcastAck, Emit};
 pub use server::Handshake;
 
@@ -76,6 +78,11 @@ pub struct HubConfig {
     /// How long a TCP connection may take to deliver its HTTP request headers (slow clients and idle
     /// keep-alive connections are closed after it).
     pub handshake_timeout: Duration,
+    /// Connection-state recovery (socket.io's `connectionStateRecovery`): `None` (the default) for
+    /// none. With it, a client that lost its connection and comes back within the window gets its id,
+    /// its rooms and every event it missed, once and in order (ARCHITECTURE.md, "Connection-state
+    /// recovery").
+    pub recovery: Option<Recovery>,
 }
 
 impl Default for HubConfig {
@@ -89,6 +96,7 @@ impl Default for HubConfig {
             send_queue: 1024,
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
+            recovery: None,
         }
     }
 }
@@ -134,6 +142,9 @@ pub enum HubError {
         /// What the hub said.
         reason: String,
     },
+    /// The client is disconnected and its send buffer (of this many messages) is full.
+    #[error("disconnected, and the send buffer of {0} messages is full")]
+    BufferFull(usize),
     /// The connection (or the hub) is closed.
     #[error("the connection is closed")]
     Closed,
@@ -171,6 +182,9 @@ struct Hooks {
 pub(crate) struct Shared {
     config: HubConfig,
     registry: RwLock<rooms::Registry>,
+    /// Recovery's log and sessions (used only with `config.recovery`). Lock order: this, then
+    /// `registry`.
+    log: std::sync::Mutex<recovery::Log>,
     events: EventEmitter<HubEvent>,
     hooks: RwLock<Hooks>,
     /// This hub's ack token (the `<token>` of the acks it asks for).
@@ -206,6 +220,7 @@ impl Hub {
             shared: Arc::new(Shared {
                 config,
                 registry: RwLock::default(),
+                log: std::sync::Mutex::default(),
                 events: EventEmitter::new(),
                 hooks: RwLock::default(),
                 token: protocol::random_u64(),
@@ -286,7 +301,14 @@ impl Hub {
 
     /// Counters since the hub started.
     pub fn stats(&self) -> HubStats {
-        self.shared.stats.snapshot()
+        let mut s = self.shared.stats.snapshot();
+        if let Some(rec) = &self.shared.config.recovery {
+            let mut log = self.shared.log.lock().unwrap_or_else(PoisonError::into_inner);
+            log.expire(rec);
+            s.replay_window = log.window_len() as u64;
+            s.kept_sessions = log.kept_len() as u64;
+        }
+        s
     }
 
     /// Stops accepting, closes every connection with 1001 and makes [`serve`](Self::serve) return.
@@ -314,4 +336,8 @@ pub struct HubStats {
     pub unhandled: u64,
     /// Ack replies that arrived after their timeout, or for no pending ack.
     pub stale_acks: u64,
+    /// Recovery: events in the replay window now.
+    pub replay_window: u64,
+    /// Recovery: sessions of lost connections kept for a reconnect now.
+    pub kept_sessions: u64,
 }

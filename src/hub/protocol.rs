@@ -43,6 +43,8 @@ pub mod close {
     pub const SLOW_CLIENT: u16 = 4001;
     /// The application disconnected this connection ([`Conn::disconnect`](crate::hub::Conn::disconnect)).
     pub const KICKED: u16 = 4002;
+    /// A newer connection of the same session took over (recovery); the client must not reconnect.
+    pub const REPLACED: u16 = 4003;
 }
 
 /// Why a received WebSocket message is not a hub frame. The server closes with [`close::PROTOCOL`]

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::conn::{ConnId, ConnShared, Push};
 use super::protocol;
+use super::recovery::Target;
 use super::{Hub, HubError, Shared};
 
 pub(crate) struct Member {
@@ -25,10 +26,29 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub fn insert(&mut self, conn: Arc<ConnShared>) {
+    /// Adds a connection in its own room and `rooms`.
+    pub fn insert(&mut self, conn: Arc<ConnShared>, rooms: impl IntoIterator<Item = Arc<str>>) {
         let id = conn.id.clone();
         self.conns.insert(id.clone(), Member { conn: conn.clone(), rooms: HashSet::new() });
         self.join(&id, &id);
+        for r in rooms {
+            self.join(&id, &r);
+        }
+    }
+
+    /// Whether `conn` is the registered connection of its id (a recovered session's new connection
+    /// takes the id over from the old one).
+    pub fn is_current(&self, conn: &Arc<ConnShared>) -> bool {
+        self.conns.get(&conn.id).is_some_and(|m| Arc::ptr_eq(&m.conn, conn))
+    }
+
+    /// [`remove`](Self::remove), if `conn` is still the registered connection of its id.
+    pub fn remove_if_current(&mut self, conn: &Arc<ConnShared>) -> Option<Member> {
+        if self.is_current(conn) {
+            self.remove(&conn.id)
+        } else {
+            None
+        }
     }
 
     /// Adds `id` to `room`; false when it already was there (or is not connected).
@@ -170,10 +190,30 @@ impl Emit {
         self.emit_bytes(name, &serde_json::to_vec(value)?)
     }
 
-    /// [`emit`](Self::emit) with a body already encoded (JSON bytes, or empty for no payload).
+    /// [`emit`](Self::emit) with a body already encoded (JSON bytes, or empty for no payload). With
+    /// recovery on, the event takes the next offset and is kept for replay.
     pub fn emit_bytes(&self, name: &str, body: &[u8]) -> Result<usize, HubError> {
         super::check_user_name(name)?;
-        let msg = protocol::encode_checked(name, body, self.hub.config.max_message)?;
+        let max = self.hub.config.max_message;
+        let Some(cfg) = &self.hub.config.recovery else {
+            return Ok(self.push(&protocol::encode_checked(name, body, max)?));
+        };
+        let mut log = self.hub.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let wire = format!("{}{}:{name}", super::OFFSET_PREFIX, log.next_offset());
+        let msg = protocol::encode_checked(&wire, body, max)?;
+        // Queued to every target and logged under the one mutex: offsets reach each client in order.
+        let n = self.push(&msg);
+        let target =
+            Target { rooms: self.rooms.clone(), except: self.except.clone(), except_conn: self.except_conn.clone() };
+        log.append(msg, target, cfg);
+        Ok(n)
+    }
+
+    /// Emits without an offset and without keeping it for replay (socket.io's `volatile`): a client
+    /// that was disconnected never gets it. Otherwise as [`emit`](Self::emit).
+    pub fn emit_volatile<T: serde::Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<usize, HubError> {
+        super::check_user_name(name)?;
+        let msg = protocol::encode_checked(name, &serde_json::to_vec(value)?, self.hub.config.max_message)?;
         Ok(self.push(&msg))
     }
 

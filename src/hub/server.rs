@@ -85,6 +85,8 @@ impl Stats {
             slow_clients: self.slow_clients.load(Ordering::Relaxed),
             unhandled: self.unhandled.load(Ordering::Relaxed),
             stale_acks: self.stale_acks.load(Ordering::Relaxed),
+            replay_window: 0,
+            kept_sessions: 0,
         }
     }
 }
@@ -254,7 +256,7 @@ impl Hub {
         let auth = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).auth.clone();
         let verdict = match auth {
             Some(check) => {
-                let hs = Handshake { token, origin, headers: headers.clone(), query, peer };
+                let hs = Handshake { token, origin, headers: headers.clone(), query: query.clone(), peer };
                 check(&hs)
             }
             None => match (&shared.config.token, &token) {
@@ -289,6 +291,11 @@ impl Hub {
             r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
             return r;
         };
+        // A reconnect asking to resume its session (recovery): `?sid=S&offset=N`.
+        let resume = match (query.iter().find(|(k, _)| k == "sid"), query.iter().find(|(k, _)| k == "offset")) {
+            (Some((_, sid)), Some((_, off))) => off.parse().ok().map(|o| (sid.clone(), o)),
+            _ => None,
+        };
         let on_upgrade = hyper::upgrade::on(&mut req);
         let hub = self.clone();
         tokio::spawn(async move {
@@ -301,7 +308,7 @@ impl Hub {
             cfg.max_message_size = Some(hub.shared.config.max_message);
             cfg.max_frame_size = Some(hub.shared.config.max_message);
             let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
-            hub.run_conn(ws, slot).await;
+            hub.run_conn(ws, slot, resume).await;
         });
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -315,21 +322,15 @@ impl Hub {
     }
 
     /// One WebSocket connection, from hello to the `disconnect` hooks.
-    async fn run_conn(&self, ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, _slot: Slot) {
+    async fn run_conn(
+        &self,
+        ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
+        _slot: Slot,
+        resume: Option<(String, u64)>,
+    ) {
         let shared = &self.shared;
-        let cfg = &shared.config;
         let (sink, mut stream) = ws.split();
-        let id: Arc<str> = format!("{:016x}", protocol::random_u64()).into();
-        let (qtx, qrx) = mpsc::channel(cfg.send_queue.max(1));
-        let conn = Arc::new(ConnShared::new(id.clone(), shared.clone(), qtx));
-        let hello = serde_json::json!({
-            "id": &*id,
-            "pingInterval": cfg.ping_interval.as_millis() as u64,
-            "pingTimeout": cfg.ping_timeout.as_millis() as u64,
-            "maxMessage": cfg.max_message,
-        });
-        conn.push(Push::Frame(protocol::encode(protocol::HELLO, hello.to_string().as_bytes())));
-        shared.registry.write().unwrap_or_else(PoisonError::into_inner).insert(conn.clone());
+        let (conn, qrx) = self.open_conn(resume);
         bump(&shared.stats.connections);
         let hooks = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).connection.clone();
         for h in &hooks {
@@ -355,12 +356,96 @@ impl Hub {
         for h in &hooks {
             h(&handle, &reason);
         }
-        shared.registry.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        self.close_session(&conn);
         conn.end_acks();
         let hooks = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).disconnect.clone();
         for h in &hooks {
             h(&handle, &reason);
         }
+    }
+
+    /// Registers a new connection and queues its hello: a fresh session, or with recovery on and a
+    /// resumable `(sid, offset)`, the lost connection's id, rooms and missed events (queued right after
+    /// the hello, under the log's mutex, so no later emit can overtake them).
+    fn open_conn(&self, resume: Option<(String, u64)>) -> (Arc<ConnShared>, mpsc::Receiver<Push>) {
+        let shared = &self.shared;
+        let cfg = &shared.config;
+        let new_id = || -> Arc<str> { format!("{:016x}", protocol::random_u64()).into() };
+        let hello = |id: &str, extra: serde_json::Value| {
+            let mut h = serde_json::json!({
+                "id": id,
+                "pingInterval": cfg.ping_interval.as_millis() as u64,
+                "pingTimeout": cfg.ping_timeout.as_millis() as u64,
+                "maxMessage": cfg.max_message,
+                "recovered": false,
+            });
+            if let (Some(h), serde_json::Value::Object(extra)) = (h.as_object_mut(), extra) {
+                h.extend(extra);
+            }
+            Push::Frame(protocol::encode(protocol::HELLO, h.to_string().as_bytes()))
+        };
+        let Some(rec) = &cfg.recovery else {
+            let id = new_id();
+            let (qtx, qrx) = mpsc::channel(cfg.send_queue.max(1));
+            let conn = Arc::new(ConnShared::new(id.clone(), None, false, shared.clone(), qtx));
+            conn.push(hello(&id, serde_json::Value::Null));
+            shared.registry.write().unwrap_or_else(PoisonError::into_inner).insert(conn.clone(), []);
+            return (conn, qrx);
+        };
+        let mut log = shared.log.lock().unwrap_or_else(PoisonError::into_inner);
+        log.expire(rec);
+        let mut resumed = None;
+        if let Some((sid, offset)) = resume {
+            let found = match log.live.remove(sid.as_str()) {
+                // The old connection is still open here (half-open: its client is gone or about to
+                // be): this one takes its session over.
+                Some(old) => {
+                    old.replaced.store(true, Ordering::Relaxed);
+                    old.close(close::REPLACED, "replaced by a newer connection of the same session");
+                    let mut reg = shared.registry.write().unwrap_or_else(PoisonError::into_inner);
+                    let rooms = reg.remove_if_current(&old).map(|m| m.rooms).unwrap_or_default();
+                    old.sid.clone().map(|sid| (sid, old.id.clone(), rooms))
+                }
+                None => log.take_kept(&sid).map(|k| (Arc::<str>::from(sid), k.id, k.rooms)),
+            };
+            resumed = found.filter(|_| log.can_resume(offset)).map(|(sid, id, rooms)| (sid, id, rooms, offset));
+        }
+        let recovered = resumed.is_some();
+        let (sid, id, rooms, offset) = resumed.unwrap_or_else(|| {
+            let sid: Arc<str> = format!("{:016x}{:016x}", protocol::random_u64(), protocol::random_u64()).into();
+            (sid, new_id(), Default::default(), log.last)
+        });
+        let replay = if recovered { log.replay(offset, &id, &rooms) } else { Vec::new() };
+        let (qtx, qrx) = mpsc::channel(cfg.send_queue.max(1) + replay.len() + 1);
+        let conn = Arc::new(ConnShared::new(id.clone(), Some(sid.clone()), recovered, shared.clone(), qtx));
+        conn.push(hello(&id, serde_json::json!({"sid": &*sid, "recovered": recovered, "offset": offset})));
+        for m in replay {
+            conn.push(Push::Frame(m));
+        }
+        shared.registry.write().unwrap_or_else(PoisonError::into_inner).insert(conn.clone(), rooms);
+        log.live.insert(sid, conn.clone());
+        (conn, qrx)
+    }
+
+    /// Takes an ended connection out of the registry (unless a newer one of its session took its id
+    /// over) and, with recovery on, keeps its session unless the client closed it or it was replaced.
+    fn close_session(&self, conn: &Arc<ConnShared>) {
+        let shared = &self.shared;
+        let (Some(rec), Some(sid)) = (&shared.config.recovery, &conn.sid) else {
+            shared.registry.write().unwrap_or_else(PoisonError::into_inner).remove_if_current(conn);
+            return;
+        };
+        let mut log = shared.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.live.get(sid).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            log.live.remove(sid);
+        }
+        let member = shared.registry.write().unwrap_or_else(PoisonError::into_inner).remove_if_current(conn);
+        let ended_by_client = conn.client_closed.load(Ordering::Relaxed);
+        if let (Some(m), false, false) = (member, ended_by_client, conn.replaced.load(Ordering::Relaxed)) {
+            let bound = shared.config.max_connections.saturating_mul(4);
+            log.keep(sid.clone(), conn.id.clone(), m.rooms, bound);
+        }
+        log.expire(rec);
     }
 
     /// Reads and dispatches until a close is asked for (by either side, a limit, the heartbeat);
@@ -436,7 +521,10 @@ impl Hub {
                         }
                         Message::Close(frame) => {
                             let (code, why) = frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string()));
-                            conn.close(code, &why);
+                            if conn.close(code, &why) {
+                                // The client asked to close (it was not answering ours): its session ends.
+                                conn.client_closed.store(true, Ordering::Relaxed);
+                            }
                             return;
                         }
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
