@@ -25,7 +25,7 @@ ALLOWED = {
     "transport": {"sync", "wire", "ring", "shm", "wait", "process"},
     "events": set(),
     "socket": {"wire", "ring", "transport", "events"},
-    "hub": {"wire", "events", "socket"},
+    "hub": {"wire", "ring", "shm", "transport", "events", "socket"},
 }
 
 

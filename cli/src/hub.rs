@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use ringwire::hub::{Hub, HubConfig, HubEvent, Origins, Recovery};
+use ringwire::hub::{Cluster, Hub, HubConfig, HubEvent, Origins, Recovery};
 use serde::Deserialize;
 
 use crate::util::CliResult;
@@ -54,6 +54,11 @@ pub struct HubArgs {
     /// Recovery: how long events stay replayable and lost sessions are kept, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 120.0)]
     pub recovery_age: f64,
+    /// Share rooms with other hubs: `shm:NAME` (hubs on this host, a shared-memory broadcast ring),
+    /// `redis-pubsub:redis://HOST:PORT/CHANNEL` (at most once) or `redis-stream:redis://HOST:PORT/KEY`
+    /// (at least once, resumes after a Redis outage).
+    #[arg(long, value_name = "ENGINE:ADDRESS")]
+    pub cluster: Option<String>,
     /// Worker threads of the runtime (default: one per CPU).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -139,6 +144,29 @@ pub fn chat_hub(config: HubConfig, quiet: bool) -> Hub {
     hub
 }
 
+/// Parses `--cluster`.
+fn parse_cluster(s: &str) -> CliResult<Cluster> {
+    let split = |rest: &str| -> CliResult<(String, String)> {
+        let (url, name) = rest
+            .rsplit_once('/')
+            .filter(|(u, n)| u.contains("://") && !n.is_empty())
+            .ok_or_else(|| format!("--cluster {s}: expected redis://HOST:PORT/NAME after the engine"))?;
+        Ok((url.to_owned(), name.to_owned()))
+    };
+    match s.split_once(':') {
+        Some(("shm", name)) if !name.is_empty() => Ok(Cluster::shm(name)),
+        Some(("redis-pubsub", rest)) => {
+            let (url, channel) = split(rest)?;
+            Ok(Cluster::RedisPubSub { url, channel })
+        }
+        Some(("redis-stream", rest)) => {
+            let (url, key) = split(rest)?;
+            Ok(Cluster::RedisStream { url, key, max_len: 100_000 })
+        }
+        _ => Err(format!("--cluster {s}: expected shm:NAME, redis-pubsub:URL/CHANNEL or redis-stream:URL/KEY").into()),
+    }
+}
+
 /// Runs `ringwire hub` until SIGINT / SIGTERM.
 pub fn run(args: HubArgs) -> CliResult {
     let origins = match args.origins.as_slice() {
@@ -162,6 +190,7 @@ pub fn run(args: HubArgs) -> CliResult {
             false => None,
         },
     };
+    let cluster = args.cluster.as_deref().map(parse_cluster).transpose()?;
     let notify = args.notify_every.map(|s| secs(s, "notify-every")).transpose()?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -172,6 +201,9 @@ pub fn run(args: HubArgs) -> CliResult {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         let hub = chat_hub(config, args.quiet);
+        if let Some(c) = cluster {
+            hub.join_cluster(c).map_err(std::io::Error::other)?;
+        }
         println!("ringwire hub: listening on http://{}", listener.local_addr()?);
         use std::io::Write;
         std::io::stdout().flush()?;

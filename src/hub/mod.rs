@@ -33,6 +33,7 @@
 //! never waits: messages go to each connection's bounded queue, drained by its writer task.
 
 mod client;
+mod cluster;
 mod conn;
 mod handle;
 pub mod protocol;
@@ -41,6 +42,7 @@ mod rooms;
 mod server;
 
 pub use client::{ClientEvent, ClientOptions, ClientState, HubClient};
+pub use cluster::Cluster;
 pub use conn::{ConnId, DisconnectReason};
 pub use handle::{Conn, HubEvent};
 pub use recovery::{Recovery, OFFSET_PREFIX};
@@ -193,9 +195,33 @@ pub(crate) struct Shared {
     /// WebSocket connections open or being opened (the cap counts these).
     open: AtomicUsize,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The cluster this hub publishes to ([`Hub::join_cluster`]).
+    cluster: std::sync::Mutex<Option<cluster::Outlet>>,
+    cluster_counters: Arc<cluster::Counters>,
     /// Notified when the last open connection ends.
     drained: tokio::sync::Notify,
     stats: server::Stats,
+}
+
+impl Shared {
+    /// In a cluster: the record for this emit, or `Oversize` when it does not fit the engine (checked
+    /// before anything is sent). `None` outside a cluster.
+    fn cluster_record(&self, target: &recovery::Target, name: &str, body: &[u8]) -> Result<Option<Vec<u8>>, HubError> {
+        let cluster = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(out) = &*cluster else { return Ok(None) };
+        let rec = cluster::encode(out.node, target, name, body);
+        if rec.len() > out.max_record {
+            return Err(HubError::Oversize { size: rec.len(), max: out.max_record });
+        }
+        Ok(Some(rec))
+    }
+
+    /// Hands a record to the cluster's publisher thread.
+    fn cluster_publish(&self, rec: Vec<u8>) {
+        if let Some(out) = &*self.cluster.lock().unwrap_or_else(PoisonError::into_inner) {
+            out.publish(rec, &self.cluster_counters);
+        }
+    }
 }
 
 /// A hub: the registry of connections and rooms, the application's listeners, and the server that
@@ -228,6 +254,8 @@ impl Hub {
                 open: AtomicUsize::new(0),
                 shutdown: tokio::sync::watch::channel(false).0,
                 drained: tokio::sync::Notify::new(),
+                cluster: std::sync::Mutex::new(None),
+                cluster_counters: Arc::default(),
                 stats: server::Stats::default(),
             }),
         }
@@ -302,6 +330,12 @@ impl Hub {
     /// Counters since the hub started.
     pub fn stats(&self) -> HubStats {
         let mut s = self.shared.stats.snapshot();
+        let c = &self.shared.cluster_counters;
+        // Relaxed: independent counters.
+        s.cluster_published = c.published.load(std::sync::atomic::Ordering::Relaxed);
+        s.cluster_received = c.received.load(std::sync::atomic::Ordering::Relaxed);
+        s.cluster_lost = c.lost.load(std::sync::atomic::Ordering::Relaxed);
+        s.cluster_bad = c.bad.load(std::sync::atomic::Ordering::Relaxed);
         if let Some(rec) = &self.shared.config.recovery {
             let mut log = self.shared.log.lock().unwrap_or_else(PoisonError::into_inner);
             log.expire(rec);
@@ -336,6 +370,15 @@ pub struct HubStats {
     pub unhandled: u64,
     /// Ack replies that arrived after their timeout, or for no pending ack.
     pub stale_acks: u64,
+    /// Cluster: records this hub published.
+    pub cluster_published: u64,
+    /// Cluster: records from other hubs delivered here.
+    pub cluster_received: u64,
+    /// Cluster: records lost (a full outbox, a failed publish, a lap lost on the ring, a Redis
+    /// subscriber's gap).
+    pub cluster_lost: u64,
+    /// Cluster: malformed records skipped.
+    pub cluster_bad: u64,
     /// Recovery: events in the replay window now.
     pub replay_window: u64,
     /// Recovery: sessions of lost connections kept for a reconnect now.

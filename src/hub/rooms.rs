@@ -191,9 +191,22 @@ impl Emit {
     }
 
     /// [`emit`](Self::emit) with a body already encoded (JSON bytes, or empty for no payload). With
-    /// recovery on, the event takes the next offset and is kept for replay.
+    /// recovery on, the event takes the next offset and is kept for replay; in a cluster it is also
+    /// published for the other hubs (after this hub's connections have it queued).
     pub fn emit_bytes(&self, name: &str, body: &[u8]) -> Result<usize, HubError> {
         super::check_user_name(name)?;
+        let target =
+            Target { rooms: self.rooms.clone(), except: self.except.clone(), except_conn: self.except_conn.clone() };
+        let record = self.hub.cluster_record(&target, name, body)?;
+        let n = self.emit_local(name, body)?;
+        if let Some(rec) = record {
+            self.hub.cluster_publish(rec);
+        }
+        Ok(n)
+    }
+
+    /// Delivers to this hub's connections (and its recovery log); what a record from another hub gets.
+    pub(crate) fn emit_local(&self, name: &str, body: &[u8]) -> Result<usize, HubError> {
         let max = self.hub.config.max_message;
         let Some(cfg) = &self.hub.config.recovery else {
             return Ok(self.push(&protocol::encode_checked(name, body, max)?));

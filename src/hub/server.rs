@@ -87,6 +87,10 @@ impl Stats {
             stale_acks: self.stale_acks.load(Ordering::Relaxed),
             replay_window: 0,
             kept_sessions: 0,
+            cluster_published: 0,
+            cluster_received: 0,
+            cluster_lost: 0,
+            cluster_bad: 0,
         }
     }
 }
