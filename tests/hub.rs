@@ -912,3 +912,160 @@ fn a_redis_restart_mid_broadcast_loses_nothing_on_the_streams_path() {
         assert_eq!(b_hub.stats().cluster_lost, 0);
     });
 }
+
+/// One HTTP/1.1 request on its own connection (a raw client: status and body).
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let at = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    let status = std::str::from_utf8(&out[9..12]).unwrap().parse().unwrap();
+    (status, out[at..].to_vec())
+}
+
+/// Splits a poll's body into (name, JSON body) events.
+fn frames(mut b: &[u8]) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let len = u32::from_le_bytes(b[..4].try_into().unwrap()) as usize;
+        let ev = protocol::decode(bytes::Bytes::copy_from_slice(&b[..8 + len])).unwrap();
+        let body = ev.body();
+        out.push((
+            ev.name().to_owned(),
+            if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() },
+        ));
+        b = &b[8 + len..];
+    }
+    out
+}
+
+/// The same sequence both ways — the hub emitting `e` 0..20 to the client, the client sending `c`
+/// 0..20 — over long-polling, over a WebSocket, and over polling that upgrades to a WebSocket
+/// half-way: every run delivers the same sequences, nothing lost or reordered.
+#[test]
+fn long_polling_carries_the_same_frames_and_upgrades_without_loss_or_reordering() {
+    run(|| async {
+        let hub = Hub::new(config());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        hub.on("c", move |ev| g.lock().unwrap().push(ev.decode::<u64>().unwrap()));
+        let (url, addr) = start(&hub).await;
+        let want: Vec<u64> = (0..20).collect();
+
+        for upgrade_at in [None, Some(0u64), Some(10)] {
+            got.lock().unwrap().clear();
+            // Open by polling (or straight over a WebSocket for the reference run).
+            let (mut ws, id, pid) = if upgrade_at == Some(0) {
+                let mut ws = raw(&url).await;
+                let Message::Binary(b) = ws.next().await.unwrap().unwrap() else { panic!() };
+                let hello: Value = serde_json::from_slice(&protocol::decode(b).unwrap().body()).unwrap();
+                (Some(ws), hello["id"].as_str().unwrap().to_owned(), None)
+            } else {
+                let (status, body) = http(addr, "GET", &format!("/poll?token={TOKEN}"), b"").await;
+                assert_eq!(status, 200);
+                let evs = frames(&body);
+                assert_eq!(evs[0].0, protocol::HELLO);
+                let (id, pid) =
+                    (evs[0].1["id"].as_str().unwrap().to_owned(), evs[0].1["pid"].as_str().unwrap().to_owned());
+                (None, id, Some(pid))
+            };
+            let mut seen = Vec::new();
+            for i in 0..20u64 {
+                if upgrade_at == Some(i) && i > 0 {
+                    // Upgrade mid-stream: what is still queued goes over the WebSocket.
+                    let (w, _) =
+                        tokio_tungstenite::connect_async(format!("{url}?token={TOKEN}&pid={}", pid.as_ref().unwrap()))
+                            .await
+                            .unwrap();
+                    ws = Some(w);
+                }
+                hub.to(&id).emit("e", &i).unwrap();
+                let c = protocol::encode("c", i.to_string().as_bytes());
+                match &mut ws {
+                    Some(w) => w.send(Message::Binary(c)).await.unwrap(),
+                    None => {
+                        let (status, _) = http(addr, "POST", &format!("/poll?pid={}", pid.as_ref().unwrap()), &c).await;
+                        assert_eq!(status, 200);
+                        // Poll now and then: some events come several to a poll.
+                        if i % 3 == 2 {
+                            let (_, body) =
+                                http(addr, "GET", &format!("/poll?pid={}", pid.as_ref().unwrap()), b"").await;
+                            seen.extend(
+                                frames(&body).into_iter().filter(|(n, _)| n == "e").map(|(_, v)| v.as_u64().unwrap()),
+                            );
+                        }
+                    }
+                }
+            }
+            // Collect the rest from wherever they are now.
+            while seen.len() < 20 {
+                match &mut ws {
+                    Some(w) => {
+                        if let Message::Binary(b) = w.next().await.unwrap().unwrap() {
+                            let ev = protocol::decode(b).unwrap();
+                            if ev.name() == "e" {
+                                seen.push(serde_json::from_slice(&ev.body()).unwrap());
+                            }
+                        }
+                    }
+                    None => {
+                        let (_, body) = http(addr, "GET", &format!("/poll?pid={}", pid.as_ref().unwrap()), b"").await;
+                        seen.extend(
+                            frames(&body).into_iter().filter(|(n, _)| n == "e").map(|(_, v)| v.as_u64().unwrap()),
+                        );
+                    }
+                }
+            }
+            assert_eq!(seen, want, "hub to client, upgrade at {upgrade_at:?}");
+            while got.lock().unwrap().len() < 20 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(*got.lock().unwrap(), want, "client to hub, upgrade at {upgrade_at:?}");
+        }
+        // The same checks guard polling as the WebSocket: no token, no session.
+        assert_eq!(http(addr, "GET", "/poll", b"").await.0, 401);
+        assert_eq!(http(addr, "GET", "/poll?pid=nope", b"").await.0, 410);
+    });
+}
+
+#[test]
+fn a_polling_client_that_stops_polling_is_dropped_and_garbage_is_refused() {
+    run(|| async {
+        let hub = Hub::new(HubConfig {
+            ping_interval: Duration::from_millis(50),
+            ping_timeout: Duration::from_millis(100),
+            ..config()
+        });
+        let ends = Arc::new(Mutex::new(Vec::new()));
+        let e = ends.clone();
+        hub.on_disconnect(move |_, r| e.lock().unwrap().push(r.code));
+        let (_, addr) = start(&hub).await;
+        let open = || async {
+            let (_, body) = http(addr, "GET", &format!("/poll?token={TOKEN}"), b"").await;
+            frames(&body)[0].1["pid"].as_str().unwrap().to_owned()
+        };
+        // Never polls again, never answers a ping.
+        let _silent = open().await;
+        // Posts garbage.
+        let pid = open().await;
+        let (status, body) = http(addr, "POST", &format!("/poll?pid={pid}"), &[1, 2, 3, 4, 5, 6, 7, 8, 9]).await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+        // Its next poll says why, once; then the session is gone.
+        let (_, body) = http(addr, "GET", &format!("/poll?pid={pid}"), b"").await;
+        let last = frames(&body).pop().unwrap();
+        assert_eq!((last.0.as_str(), last.1["code"].as_u64()), ("ringwire:close", Some(close::PROTOCOL as u64)));
+        assert_eq!(http(addr, "GET", &format!("/poll?pid={pid}"), b"").await.0, 410);
+        while ends.lock().unwrap().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let mut codes = ends.lock().unwrap().clone();
+        codes.sort();
+        assert_eq!(codes, [close::PROTOCOL, close::PING_TIMEOUT]);
+    });
+}

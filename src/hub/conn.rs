@@ -136,3 +136,15 @@ impl ConnShared {
         self.acks.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map_or(0, HashMap::len)
     }
 }
+
+/// Gives back a connection slot when dropped.
+pub(crate) struct Slot(pub Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Relaxed: a counter for the cap; nothing else is published through it.
+        if self.0.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}

@@ -36,6 +36,7 @@ mod client;
 mod cluster;
 mod conn;
 mod handle;
+mod polling;
 pub mod protocol;
 mod recovery;
 mod rooms;
@@ -198,6 +199,8 @@ pub(crate) struct Shared {
     /// The cluster this hub publishes to ([`Hub::join_cluster`]).
     cluster: std::sync::Mutex<Option<cluster::Outlet>>,
     cluster_counters: Arc<cluster::Counters>,
+    /// Polling sessions by pid.
+    polls: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<polling::PollSession>>>,
     /// Notified when the last open connection ends.
     drained: tokio::sync::Notify,
     stats: server::Stats,
@@ -254,6 +257,7 @@ impl Hub {
                 open: AtomicUsize::new(0),
                 shutdown: tokio::sync::watch::channel(false).0,
                 drained: tokio::sync::Notify::new(),
+                polls: std::sync::Mutex::default(),
                 cluster: std::sync::Mutex::new(None),
                 cluster_counters: Arc::default(),
                 stats: server::Stats::default(),

@@ -87,6 +87,16 @@ impl WireEvent {
         std::str::from_utf8(&self.msg[HEADER_LEN..HEADER_LEN + self.name_len]).unwrap_or_default()
     }
 
+    /// The whole message's length (header, name, body), as the size limit counts it.
+    pub fn len(&self) -> usize {
+        self.msg.len()
+    }
+
+    /// Never: a decoded event has at least its header and a name.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
     /// The body (JSON, possibly empty).
     pub fn body(&self) -> Bytes {
         self.msg.slice(HEADER_LEN + self.name_len..)

@@ -24,10 +24,11 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::conn::{ConnShared, DisconnectReason, Push};
+use super::conn::{ConnShared, DisconnectReason, Push, Slot};
 use super::handle::HubEvent;
+use super::polling::PollSession;
 use super::protocol::{self, close};
-use super::{Conn, Hub, HubStats, Origins, Shared};
+use super::{Conn, Hub, HubStats, Origins};
 
 /// The chat page served at `/`.
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -37,6 +38,12 @@ const CLIENT_JS: &str = include_str!("assets/client.js");
 /// TCP connections still in their HTTP phase, beyond `max_connections`, before new ones are shed at
 /// accept: bounds the descriptors and tasks slow or idle HTTP clients can hold.
 const HTTP_SLACK: usize = 256;
+/// What [`Hub::admit`] lets in: the slot taken under the cap (if asked for) and the query's pairs.
+type Admitted = (Option<Slot>, Vec<(String, String)>);
+
+/// How long a poll waits for the first frame before answering empty (below the 25 s ping interval,
+/// as socket.io's polls).
+const POLL_WAIT: Duration = Duration::from_secs(20);
 /// How long the writer may take to send the close frame to a client that may not be reading.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Messages the writer hands to the socket before one flush.
@@ -141,18 +148,6 @@ fn origin_allowed(policy: &Origins, origin: &str, host: Option<&str>) -> bool {
     }
 }
 
-/// Gives back a connection slot when dropped.
-struct Slot(Arc<Shared>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        // Relaxed: a counter for the cap; nothing else is published through it.
-        if self.0.open.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.drained.notify_waiters();
-        }
-    }
-}
-
 impl Hub {
     /// Accepts connections on `listener` until [`shutdown`](Self::shutdown); each is served on its own
     /// tasks on the current tokio runtime (which needs the `net` and `time` drivers). Returns after
@@ -203,7 +198,7 @@ impl Hub {
         let hub = self.clone();
         let svc = hyper::service::service_fn(move |req| {
             let hub = hub.clone();
-            async move { Ok::<_, Infallible>(hub.route(req, peer)) }
+            async move { Ok::<_, Infallible>(hub.route(req, peer).await) }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -215,7 +210,15 @@ impl Hub {
         let _ = tokio::time::timeout(self.shared.config.handshake_timeout, conn).await;
     }
 
-    fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        if req.uri().path() == "/poll" {
+            let mut r = self.poll(req, peer).await;
+            if r.status() == StatusCode::UNAUTHORIZED || r.status() == StatusCode::FORBIDDEN {
+                bump(&self.shared.stats.refused);
+            }
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return r;
+        }
         if req.method() != Method::GET {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
         }
@@ -236,16 +239,22 @@ impl Hub {
         }
     }
 
-    /// The checks of the handshake, in the documented order (origin 403, token 401, cap 503, upgrade
-    /// 426), then the 101 response and the connection's task.
-    fn upgrade(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    /// The checks every new connection passes (WebSocket or polling), in the documented order: origin
+    /// 403, token 401, and, when `reserve`, the cap (503), taking a slot. Returns the slot and the query.
+    #[allow(clippy::result_large_err)]
+    fn admit(
+        &self,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+        reserve: bool,
+    ) -> Result<Admitted, Response<Full<Bytes>>> {
         let shared = &self.shared;
         let headers = req.headers();
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
         if let Some(o) = &origin {
             let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
             if !origin_allowed(&shared.config.origins, o, host) {
-                return text(StatusCode::FORBIDDEN, format!("origin {o} is not allowed\n"));
+                return Err(text(StatusCode::FORBIDDEN, format!("origin {o} is not allowed\n")));
             }
         }
         let query: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
@@ -273,16 +282,39 @@ impl Hub {
         if let Err(why) = verdict {
             let mut r = text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return r;
+            return Err(r);
+        }
+        if !reserve {
+            return Ok((None, query));
         }
         // Relaxed: a counter for the cap (no data published through it); the fetch_add reserves.
         if shared.open.fetch_add(1, Ordering::Relaxed) >= shared.config.max_connections {
             shared.open.fetch_sub(1, Ordering::Relaxed);
             let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
+            return Err(r);
         }
-        let slot = Slot(shared.clone());
+        Ok((Some(Slot(shared.clone())), query))
+    }
+
+    /// The checks of the handshake, in the documented order (origin 403, token 401, cap 503, upgrade
+    /// 426), then the 101 response and the connection's task. `?pid=P` moves polling session P onto
+    /// this WebSocket (no new slot, no new hello).
+    fn upgrade(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let pid = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "pid")
+            .map(|(_, v)| v.into_owned());
+        let (slot, query) = match self.admit(&req, peer, pid.is_none()) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let session = match &pid {
+            Some(p) => match self.shared.polls.lock().unwrap_or_else(PoisonError::into_inner).get(p.as_str()) {
+                Some(s) => Some(s.clone()),
+                None => return text(StatusCode::GONE, "no such polling session\n"),
+            },
+            None => None,
+        };
         let headers = req.headers();
         let key = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes()));
         let is_upgrade = has_token(headers, header::CONNECTION, "upgrade")
@@ -312,7 +344,11 @@ impl Hub {
             cfg.max_message_size = Some(hub.shared.config.max_message);
             cfg.max_frame_size = Some(hub.shared.config.max_message);
             let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
-            hub.run_conn(ws, slot, resume).await;
+            match (session, slot) {
+                (Some(session), _) => hub.run_upgraded(ws, session).await,
+                (None, Some(slot)) => hub.run_conn(ws, slot, resume).await,
+                (None, None) => {}
+            }
         });
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -333,8 +369,8 @@ impl Hub {
         resume: Option<(String, u64)>,
     ) {
         let shared = &self.shared;
-        let (sink, mut stream) = ws.split();
-        let (conn, qrx) = self.open_conn(resume);
+        let (sink, stream) = ws.split();
+        let (conn, qrx) = self.open_conn(resume, serde_json::Value::Null);
         bump(&shared.stats.connections);
         let hooks = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).connection.clone();
         for h in &hooks {
@@ -343,8 +379,208 @@ impl Hub {
         // The writer starts after the connection hooks: the client's hello (queued first) goes out
         // only once what they did (joins, emits) is done, so a client that has its hello is in the
         // rooms the application put it in.
+        self.run_ws(sink, stream, qrx, conn).await;
+    }
+
+    /// A polling session's connection moved onto a WebSocket: the waiting poll returns, and this
+    /// socket drains the same queue from where the polls left it (nothing lost or reordered).
+    async fn run_upgraded(&self, ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, session: Arc<PollSession>) {
+        let (sink, stream) = ws.split();
+        session.upgraded.store(true, Ordering::Relaxed);
+        session.upgrading.notify_waiters();
+        let Some(qrx) = session.rx.lock().await.take() else { return };
+        let _slot = session.slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.shared.polls.lock().unwrap_or_else(PoisonError::into_inner).remove(&session.pid);
+        self.run_ws(sink, stream, qrx, session.conn.clone()).await;
+    }
+
+    /// `/poll`: `GET` without `pid` opens a polling connection (the same checks as `/ws`; the response
+    /// holds the hello, whose `pid` names the session); `GET ?pid=P` waits up to [`POLL_WAIT`] for
+    /// frames; `POST ?pid=P` sends frames.
+    async fn poll(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let pid = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "pid")
+            .map(|(_, v)| v.into_owned());
+        let session = match &pid {
+            Some(p) => match self.shared.polls.lock().unwrap_or_else(PoisonError::into_inner).get(p.as_str()) {
+                Some(s) => Some(s.clone()),
+                None => return text(StatusCode::GONE, "no such polling session (closed, upgraded or unknown)\n"),
+            },
+            None => None,
+        };
+        match (req.method(), session) {
+            (&Method::GET, None) => self.poll_open(req, peer).await,
+            (&Method::GET, Some(s)) => self.poll_drain(&s, true).await,
+            (&Method::POST, Some(s)) => self.poll_post(&s, req).await,
+            _ => text(StatusCode::BAD_REQUEST, "GET /poll opens a session; GET and POST /poll?pid=P use it\n"),
+        }
+    }
+
+    async fn poll_open(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let (slot, query) = match self.admit(&req, peer, true) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let resume = match (query.iter().find(|(k, _)| k == "sid"), query.iter().find(|(k, _)| k == "offset")) {
+            (Some((_, sid)), Some((_, off))) => off.parse().ok().map(|o| (sid.clone(), o)),
+            _ => None,
+        };
+        let pid: Arc<str> = format!("{:016x}{:016x}", protocol::random_u64(), protocol::random_u64()).into();
+        let (conn, qrx) = self.open_conn(resume, serde_json::json!({"pid": &*pid}));
+        bump(&self.shared.stats.connections);
+        let hooks = self.shared.hooks.read().unwrap_or_else(PoisonError::into_inner).connection.clone();
+        for h in &hooks {
+            h(&Conn(conn.clone()));
+        }
+        let session = Arc::new(PollSession {
+            pid: pid.clone(),
+            conn,
+            slot: std::sync::Mutex::new(slot),
+            rx: tokio::sync::Mutex::new(Some(qrx)),
+            upgrading: tokio::sync::Notify::new(),
+            upgraded: std::sync::atomic::AtomicBool::new(false),
+            pong: tokio::sync::Notify::new(),
+        });
+        self.shared.polls.lock().unwrap_or_else(PoisonError::into_inner).insert(pid, session.clone());
+        tokio::spawn(self.clone().poll_supervise(session.clone()));
+        self.poll_drain(&session, false).await
+    }
+
+    /// Answers a poll with what is queued (waiting for the first frame when `wait`), up to about
+    /// `max_message` bytes; once the connection has closed and its queue is empty, with the
+    /// `ringwire:close` frame, and the session is gone.
+    async fn poll_drain(&self, session: &Arc<PollSession>, wait: bool) -> Response<Full<Bytes>> {
+        let Ok(mut guard) = session.rx.try_lock() else {
+            return text(StatusCode::CONFLICT, "another poll of this session is pending\n");
+        };
+        let Some(rx) = guard.as_mut() else {
+            return text(StatusCode::GONE, "this session moved to a WebSocket\n");
+        };
+        let conn = &session.conn;
+        let mut out = bytes::BytesMut::new();
+        let mut closing = conn.closing.subscribe();
+        let closed_now = closing.borrow_and_update().is_some();
+        let first = if wait && !closed_now {
+            tokio::select! {
+                m = rx.recv() => m,
+                _ = session.upgrading.notified() => None,
+                _ = closing.changed() => None,
+                _ = tokio::time::sleep(POLL_WAIT) => None,
+            }
+        } else {
+            rx.try_recv().ok()
+        };
+        let mut next = first;
+        while let Some(Push::Frame(b)) = next {
+            out.extend_from_slice(&b);
+            if out.len() >= self.shared.config.max_message {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if out.is_empty() && !session.upgraded.load(Ordering::Relaxed) {
+            if let Some(r) = conn.closing.borrow().clone() {
+                let body = serde_json::json!({"code": r.code, "reason": r.reason}).to_string();
+                out.extend_from_slice(&protocol::encode(super::polling::CLOSE, body.as_bytes()));
+                *guard = None;
+                self.shared.polls.lock().unwrap_or_else(PoisonError::into_inner).remove(&session.pid);
+            }
+        }
+        let mut r = Response::new(Full::new(out.freeze()));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        r
+    }
+
+    /// A POST of frames: each decoded and dispatched in order, as if read from a WebSocket.
+    async fn poll_post(&self, session: &Arc<PollSession>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        use http_body_util::BodyExt;
+        let conn = &session.conn;
+        let limit = self.shared.config.max_message.saturating_mul(4);
+        let body = match http_body_util::Limited::new(req.into_body(), limit).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                let why = format!("a post of more than {limit} bytes");
+                conn.close(close::TOO_BIG, &why);
+                return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{why}\n"));
+            }
+        };
+        let events = match super::polling::split(body) {
+            Ok(e) => e,
+            Err(e) => {
+                conn.close(close::PROTOCOL, &e.to_string());
+                return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+            }
+        };
+        for ev in events {
+            if conn.closing.borrow().is_some() {
+                return text(StatusCode::GONE, "the connection is closed\n");
+            }
+            if ev.len() > self.shared.config.max_message {
+                let why =
+                    format!("message of {} bytes exceeds the limit of {}", ev.len(), self.shared.config.max_message);
+                conn.close(close::TOO_BIG, &why);
+                return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{why}\n"));
+            }
+            if self.dispatch(conn, ev) {
+                session.pong.notify_one();
+            }
+        }
+        text(StatusCode::OK, "ok\n")
+    }
+
+    /// A polling connection's heartbeat (pings go out with the polls, pongs come in posts) and end.
+    async fn poll_supervise(self, session: Arc<PollSession>) {
+        let conn = &session.conn;
+        let cfg = &self.shared.config;
+        let ping = protocol::encode(protocol::PING, b"");
+        let mut closing = conn.closing.subscribe();
+        let upgraded = || session.upgraded.load(Ordering::Relaxed);
+        loop {
+            if closing.borrow_and_update().is_some() {
+                break;
+            }
+            tokio::select! {
+                _ = closing.changed() => break,
+                _ = session.upgrading.notified() => {}
+                _ = tokio::time::sleep(cfg.ping_interval) => {
+                    if upgraded() || !conn.push(Push::Frame(ping.clone())) {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = session.pong.notified() => {}
+                        _ = session.upgrading.notified() => {}
+                        _ = closing.changed() => break,
+                        _ = tokio::time::sleep(cfg.ping_timeout) => {
+                            if !upgraded() {
+                                conn.close(close::PING_TIMEOUT, "no pong within the ping timeout");
+                            }
+                        }
+                    }
+                }
+            }
+            if upgraded() {
+                return;
+            }
+        }
+        if upgraded() {
+            return;
+        }
+        self.finish(conn);
+        // The client's next poll collects the close frame; a client that never polls again leaves the
+        // session to be dropped here.
+        tokio::time::sleep(cfg.ping_timeout).await;
+        self.shared.polls.lock().unwrap_or_else(PoisonError::into_inner).remove(&session.pid);
+        let _slot = session.slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+
+    /// A connection's life on a WebSocket: the writer task, the reader, the close, the end.
+    async fn run_ws<K, S>(&self, sink: K, mut stream: S, qrx: mpsc::Receiver<Push>, conn: Arc<ConnShared>)
+    where
+        K: futures_util::Sink<Message, Error = WsError> + Unpin + Send + 'static,
+        S: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+    {
         let writer = tokio::spawn(write_loop(sink, qrx, conn.clone()));
-        let shutting_down = *shared.shutdown.borrow();
+        let shutting_down = *self.shared.shutdown.borrow();
         if shutting_down {
             conn.close(close::GOING_AWAY, "the hub is shutting down");
         }
@@ -354,13 +590,20 @@ impl Hub {
         // socket with unread input does not reset the connection before the close frame arrives.
         let _ = writer.await;
         let _ = tokio::time::timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = stream.next().await {} }).await;
+        self.finish(&conn);
+    }
+
+    /// The end of a connection, whatever carried it: `disconnecting`, out of the registry (the
+    /// session kept for recovery if it may be), pending acks dropped, `disconnect`.
+    fn finish(&self, conn: &Arc<ConnShared>) {
+        let shared = &self.shared;
         let reason = conn.closing.borrow().clone().unwrap_or(DisconnectReason { code: 1006, reason: String::new() });
         let hooks = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).disconnecting.clone();
         let handle = Conn(conn.clone());
         for h in &hooks {
             h(&handle, &reason);
         }
-        self.close_session(&conn);
+        self.close_session(conn);
         conn.end_acks();
         let hooks = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).disconnect.clone();
         for h in &hooks {
@@ -371,7 +614,11 @@ impl Hub {
     /// Registers a new connection and queues its hello: a fresh session, or with recovery on and a
     /// resumable `(sid, offset)`, the lost connection's id, rooms and missed events (queued right after
     /// the hello, under the log's mutex, so no later emit can overtake them).
-    fn open_conn(&self, resume: Option<(String, u64)>) -> (Arc<ConnShared>, mpsc::Receiver<Push>) {
+    fn open_conn(
+        &self,
+        resume: Option<(String, u64)>,
+        more: serde_json::Value,
+    ) -> (Arc<ConnShared>, mpsc::Receiver<Push>) {
         let shared = &self.shared;
         let cfg = &shared.config;
         let new_id = || -> Arc<str> { format!("{:016x}", protocol::random_u64()).into() };
@@ -383,8 +630,10 @@ impl Hub {
                 "maxMessage": cfg.max_message,
                 "recovered": false,
             });
-            if let (Some(h), serde_json::Value::Object(extra)) = (h.as_object_mut(), extra) {
-                h.extend(extra);
+            for extra in [extra, more.clone()] {
+                if let (Some(h), serde_json::Value::Object(extra)) = (h.as_object_mut(), extra) {
+                    h.extend(extra);
+                }
             }
             Push::Frame(protocol::encode(protocol::HELLO, h.to_string().as_bytes()))
         };

@@ -1,15 +1,16 @@
 /**
  * The `ringwire hub` client: named events over one WebSocket, with rooms and acknowledgements, in the
- * style of socket.io's client. An ES module with no dependencies; it runs in browsers and in Node.js 20+
- * (`node --experimental-websocket`, or pass `{WebSocket}`). The wire protocol (v1) is the hub's:
- * every message is one binary ringwire frame carrying one event.
+ * style of socket.io's client, reconnection included. An ES module with no dependencies; it runs in
+ * browsers and in Node.js 20+ (`node --experimental-websocket`, or pass `{WebSocket}`). The wire protocol
+ * (v1) is the hub's: every message is one binary ringwire frame carrying one event.
  *
  * ```js
  * import { connect } from './client.js';
  * const hub = connect('http://127.0.0.1:8080', { token: 'T' }); // or connect() on the hub's own page
- * hub.on('connect', () => console.log('connected as', hub.id));
+ * hub.on('connect', ({ recovered }) => console.log('connected as', hub.id, recovered ? '(recovered)' : ''));
  * hub.on('connect_error', ({ status, reason, fatal }) => console.log('refused', status, reason));
  * hub.on('disconnect', ({ code, reason }) => console.log('gone', code, reason));
+ * hub.on('reconnect_attempt', ({ attempt, delay }) => console.log(`attempt ${attempt} in ${delay} ms`));
  * hub.on('error', (err) => console.warn(err));             // bad frames, the hub's complaints
  * hub.on('chat message', (msg) => console.log(msg.from, msg.text));
  * hub.on('question', (value, ack) => ack({ answer: 42 }));  // the hub asked for an acknowledgement
@@ -27,47 +28,80 @@
  *     hub (`/ws` of `location`).
  *   - `options.token`: sent as `?token=` (a browser's WebSocket cannot set an Authorization header).
  *   - `options.ackTimeout` (ms, default 10000): the default timeout of `emitWithAck`, `join`, `leave`.
- *   - `options.connectTimeout` (ms, default 20000): how long to wait for the hub's `ringwire:hello`.
+ *   - `options.connectTimeout` (ms, default 20000): how long one attempt waits for the hub's
+ *     `ringwire:hello`.
+ *   - Reconnection, socket.io's options and defaults: `reconnection` (true), `reconnectionDelay` (1000
+ *     ms), `reconnectionDelayMax` (5000 ms), `randomizationFactor` (0.5), `reconnectionAttempts`
+ *     (Infinity). The delay before attempt k + 1 (k = 0, 1, ...) is `reconnectDelay(k, random(), options)`
+ *     (below); `options.random` (default `Math.random`) is the source of `r`, values in [0, 1).
+ *   - `options.sendBuffer` (default 1000): events kept while not connected, at most.
  *   - `options.autoConnect` (default true), `options.WebSocket`, `options.fetch`: implementations to use
  *     instead of the global ones (tests).
- *   - `options.reconnection`: must be false or absent. Reconnection is not implemented yet: the client
- *     never retries on its own (see `reconnectHook`).
- * - `client.connect()`: opens the connection if it is not open (after a `disconnect` too, by hand).
- * - `client.disconnect()` (alias `close()`): closes with 1000; `disconnect` fires if it was connected,
- *   pending acknowledgements reject.
- * - `client.on(name, fn)`, `client.once(name, fn)`, `client.off(name?, fn?)`: listeners. `off(name)`
- *   removes every listener of `name`, `off()` every listener.
+ * - `client.connect()`: opens the connection if it is not open (after a `disconnect` too, by hand);
+ *   while waiting to reconnect, makes the attempt now.
+ * - `client.disconnect()` (alias `close()`): closes with 1000 and stops reconnecting (the hub ends the
+ *   session: it is not recoverable); `disconnect` fires if it was connected; pending acknowledgements
+ *   and buffered events are dropped (their promises reject).
+ * - `client.on(name, fn)`, `client.once(name, fn)`, `client.off(name?, fn?)`: listeners, kept across
+ *   reconnections (each event reaches each listener once). `off(name)` removes every listener of `name`,
+ *   `off()` every listener.
  * - `client.emit(name, value)`: sends event `name` with `value` as its JSON body (`undefined` = empty
  *   body). Names are 1..=255 bytes of UTF-8 and neither start with `ringwire:` nor are one of the local
- *   events below. Before the hub's hello, events are queued and sent once connected. Throws
- *   (`TypeError`, `RangeError`, `Error`) for a bad name, a value JSON can't encode, a message over the
- *   hub's `maxMessage`, or a client that is not connected or connecting.
+ *   events below. While not connected (before the first hello, or disconnected and about to reconnect)
+ *   events wait in a buffer of at most `sendBuffer` and go out in order after the next hello (after the
+ *   re-joins, when the session was not recovered). Throws (`TypeError`, `RangeError`, `Error`) for a bad
+ *   name, a value JSON can't encode, a message over the hub's `maxMessage`; `HubError` with `code
+ *   'EBUFFERFULL'` when the buffer is full; `err.code === 'ENOTCONN'` when the client is closed for good
+ *   (or not started).
  * - `client.emitWithAck(name, value, {timeout}?)` → Promise of the hub's reply. Rejects (never throws)
- *   with `err.code`: `'ETIMEDOUT'` when no reply arrived in time (`timeout: Infinity` waits for ever),
- *   `'EDISCONNECTED'` when the connection ends first, or the error `emit` would throw. Either way the
- *   pending entry is freed (`client.pendingAcks` counts them).
+ *   with `err.code`: `'ETIMEDOUT'` when no reply arrived in time (the timeout runs while the request
+ *   waits in the buffer too; a request that times out there is never sent; `timeout: Infinity` waits for
+ *   ever), `'EDISCONNECTED'` when the connection it was sent on ends first (a reply cannot follow on
+ *   another) or the client closes for good, or the error `emit` would throw. Either way the pending entry
+ *   is freed (`client.pendingAcks` counts them).
  * - `client.join(room, {timeout}?)`, `client.leave(room, {timeout}?)` → Promise of `{ok: true}`; rejects
  *   with `err.code === 'EREFUSED'` (and `err.reply`) when the hub answers `{ok: false, error}`, or as
- *   `emitWithAck` does. Room names are 1..=255 bytes of UTF-8.
+ *   `emitWithAck` does. Room names are 1..=255 bytes of UTF-8. Joined rooms are joined again after a
+ *   reconnection that did not recover the session (a refused re-join is reported via `error`).
  * - Read-only: `client.id` (the hub's connection id, from `ringwire:hello`; undefined when not
  *   connected), `client.connected`, `client.state` (`'idle' | 'connecting' | 'open' | 'connected' |
- *   'closed'`), `client.rooms` (array: the connection's own room plus those joined), `client.hello`
- *   (the hello body: `{id, pingInterval, pingTimeout, maxMessage}`), `client.pendingAcks`,
- *   `client.connectAttempts` (WebSockets opened so far), `client.url`.
+ *   'reconnecting' | 'closed'`; `'reconnecting'`: waiting out the delay before the next attempt, which
+ *   is then `'connecting'` again), `client.rooms` (array: the connection's own room, when connected, plus
+ *   those joined), `client.hello` (the last hello: `{id, pingInterval, pingTimeout, maxMessage,
+ *   recovered}`, plus `sid` and `offset` from a hub with recovery), `client.pendingAcks`,
+ *   `client.buffered` (events waiting in the buffer), `client.connectAttempts` (WebSockets opened so
+ *   far), `client.url`.
+ *
+ * Reconnection. After a connection or an attempt ends by itself the client tries again after the
+ * backoff delay, until it connects or has made `reconnectionAttempts` attempts. Never after: its own
+ * `disconnect()`, a 401/403 refusal (`fatal`), close code 4002 (disconnected by the server) or 4003
+ * (replaced by a newer connection of the same session). With a hub that runs with recovery, the hello
+ * carries a session id and the client tracks the offsets of the events it receives (the hub sends them
+ * as `ringwire:o:<offset>:<event>`; listeners get `<event>`); it reconnects with `?sid=..&offset=..`, and
+ * if the hub still has the session the hello says `recovered: true`: same id, same rooms, and the events
+ * missed meanwhile arrive right after it, in order, once. Otherwise the session is new: a new id, and
+ * the client joins its rooms again.
  *
  * Local events (never sent or received over the wire):
- * - `connect` (no argument): the hub's `ringwire:hello` arrived; `client.id` is set.
+ * - `connect` `{recovered}`: the hub's `ringwire:hello` arrived (after every (re)connection); `client.id`
+ *   is set. `recovered`: this connection resumed the previous one's session.
  * - `disconnect` `{code, reason, wasClean, local}`: the connection ended after `connect`. `local` is
  *   true when this side ended it (`disconnect()`: 1000; no ping from the hub for pingInterval +
  *   pingTimeout: 4000 "ping timeout"). The hub's codes: 1001 shutting down, 1002 malformed frame,
  *   1003 text message, 1008 policy, 1009 message too big, 1011 internal, 4000 ping timeout,
- *   4001 send queue full, 4002 disconnected by the server.
- * - `connect_error` `{status, reason, fatal, code?}`: the connection never got to `connect`. When the
+ *   4001 send queue full, 4002 disconnected by the server, 4003 replaced; 1006: the connection dropped.
+ *   When the client will reconnect, `client.state` is already `'reconnecting'` in this listener.
+ * - `connect_error` `{status, reason, fatal, code?}`: an attempt never got to `connect`. When the
  *   WebSocket closes before opening, the client asks `GET /ws?token=..` over plain HTTP why: `status` is
  *   that answer's (401 wrong or missing token, 403 origin not allowed, 503 hub full; 0 when the hub did
- *   not answer or a browser hid the answer) and `reason` its text. `fatal` is true for 401 and 403: such
- *   a refusal is final and must never be retried. Status 101 means the WebSocket opened but closed before
- *   the hello (`code` is its close code).
+ *   not answer or a browser hid the answer) and `reason` its text. `fatal` is true for 401 and 403 (and
+ *   when there is no usable WebSocket implementation or URL): such a refusal is final and never retried.
+ *   Status 101 means the WebSocket opened but closed before the hello (`code` is its close code).
+ * - `reconnect_attempt` `{attempt, delay}`: attempt number `attempt` (1, 2, ...) is scheduled, `delay` ms
+ *   from now.
+ * - `reconnect` `{attempt, recovered}`: attempt `attempt` connected (fires just before its `connect`).
+ * - `reconnect_failed` `{attempts}`: `reconnectionAttempts` attempts failed; the client is closed (a
+ *   later `connect()` starts over, resuming the session if the hub still has it).
  * - `error` `Error`: something that arrived was not acceptable, reported instead of thrown; the
  *   connection stays open. `err.name` is `FrameError` (bytes that are not a valid frame, a text message,
  *   a body that is not JSON; `err.code === 'EBADFRAME'`), `ProtocolError` (a valid frame the protocol
@@ -75,11 +109,14 @@
  *   hub's code). With no `error` listener they go to `console.error`.
  *
  * An event the hub sends in acknowledgement form reaches its listeners with one more argument, `ack`:
- * `ack(reply)` sends the reply (once; later calls do nothing). A listener that throws does not stop the
- * others; the exception is rethrown on its own (an uncaught exception in Node.js, the console in a page).
+ * `ack(reply)` sends the reply (once; later calls do nothing; after the connection it came on ended,
+ * nothing). A listener that throws does not stop the others; the exception is rethrown on its own (an
+ * uncaught exception in Node.js, the console in a page).
  *
- * Also exported: `encodeFrame(name, body)` and `decodeFrame(bytes)` (the frame codec) and the error
- * classes `FrameError`, `ProtocolError`, `HubError`.
+ * Also exported: `encodeFrame(name, body)` and `decodeFrame(bytes)` (the frame codec),
+ * `reconnectDelay(k, r, options?)` (the backoff: `ms = reconnectionDelay * 2^k`; `deviation =
+ * floor(r * randomizationFactor * ms)`; down by it when `floor(r * 10)` is even, up when odd; at most
+ * `reconnectionDelayMax`) and the error classes `FrameError`, `ProtocolError`, `HubError`.
  *
  * @module ringwire-hub-client
  */
@@ -94,8 +131,28 @@ const MAX_ROOM_BYTES = 255;
 const DEFAULT_MAX_MESSAGE = 1048576;
 const DEFAULT_ACK_TIMEOUT = 10000;
 const DEFAULT_CONNECT_TIMEOUT = 20000;
+const OFFSET_PREFIX = 'ringwire:o:';
+const OFFSET_NAME = /^ringwire:o:([0-9]{1,20}):(.+)$/s;
+/** socket.io's reconnection defaults. */
+const RECONNECTION = Object.freeze({
+  reconnectionDelay: 1000,
+  reconnectionDelayMax: 5000,
+  randomizationFactor: 0.5,
+  reconnectionAttempts: Infinity,
+});
+const DEFAULT_SEND_BUFFER = 1000;
+/** Close codes after which the client never reconnects: kicked by the server, replaced. */
+const FINAL_CODES = new Set([4002, 4003]);
 /** Events this client raises itself; the wire may not carry them. */
-const LOCAL_EVENTS = new Set(['connect', 'connect_error', 'disconnect', 'error']);
+const LOCAL_EVENTS = new Set([
+  'connect',
+  'connect_error',
+  'disconnect',
+  'error',
+  'reconnect',
+  'reconnect_attempt',
+  'reconnect_failed',
+]);
 
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -118,7 +175,10 @@ export class ProtocolError extends Error {
   }
 }
 
-/** The hub's `ringwire:error`: a non-fatal complaint about something this client sent. */
+/**
+ * The hub's `ringwire:error`: a non-fatal complaint about something this client sent (`code` is the
+ * hub's); also thrown by `emit` with `code 'EBUFFERFULL'` when the send buffer is full.
+ */
 export class HubError extends Error {
   constructor(code, message) {
     super(message);
@@ -234,6 +294,34 @@ function positive(value, what) {
   return value;
 }
 
+function atLeast0(value, what) {
+  if (typeof value !== 'number' || !(value >= 0)) throw new RangeError(`${what} must be a number >= 0`);
+  return value;
+}
+
+/**
+ * socket.io's reconnection backoff: the delay in ms before attempt `k + 1` (k = 0 for the first),
+ * given a random draw `r` in [0, 1). `ms = reconnectionDelay * 2^k`; `deviation = floor(r *
+ * randomizationFactor * ms)`; `ms - deviation` when `floor(r * 10)` is even, `ms + deviation` when odd;
+ * at most `reconnectionDelayMax`; a whole number of ms.
+ * @param {number} k
+ * @param {number} r
+ * @param {{reconnectionDelay?: number, reconnectionDelayMax?: number, randomizationFactor?: number}} [options]
+ * @returns {number}
+ */
+export function reconnectDelay(k, r, options = {}) {
+  const delay = options.reconnectionDelay ?? RECONNECTION.reconnectionDelay;
+  const max = options.reconnectionDelayMax ?? RECONNECTION.reconnectionDelayMax;
+  const factor = options.randomizationFactor ?? RECONNECTION.randomizationFactor;
+  // 2^k is capped (socket.io's overflows to Infinity, then NaN, after about a thousand attempts).
+  let ms = delay * 2 ** Math.min(Math.max(0, k), 60);
+  if (factor > 0) {
+    const deviation = Math.floor(r * factor * ms);
+    ms = (Math.floor(r * 10) & 1) === 0 ? ms - deviation : ms + deviation;
+  }
+  return Math.max(0, Math.floor(Math.min(ms, max)));
+}
+
 /** The WebSocket URL, and the plain HTTP URL asked when its handshake fails. */
 function hubUrls(url, token) {
   const base = globalThis.location?.href;
@@ -262,29 +350,61 @@ export class HubClient {
   #listeners = new Map();
   #state = 'idle';
   #ws = null;
+  /** Bumped whenever a WebSocket or an attempt is given up: callbacks of older ones do nothing. */
   #generation = 0;
   #hello = undefined;
-  #rooms = new Set();
-  #ackToken = '';
+  /** The rooms joined (not the own one); kept across reconnections, joined again when not recovered. */
+  #joined = new Set();
+  /** This client's ack token, the same across reconnections (the names of buffered requests keep it). */
+  #ackToken = randomToken();
   #ackSeq = 0;
-  /** ack name -> {resolve, reject, timer} */
+  /** ack name -> {resolve, reject, timer, item}; `item` is the buffer entry while not yet sent. */
   #pending = new Map();
-  /** frames emitted before the hello */
-  #queue = [];
+  /** `{frame}` entries emitted while not connected, sent in order after the next hello. */
+  #buffer = [];
   #connectTimer = null;
   #livenessTimer = null;
+  #reconnectTimer = null;
   #attempts = 0;
+  /** Reconnection attempts since the last connection (0: none). */
+  #retry = 0;
+  /** Recovery: the session id (from the last hello) and the highest offset received (a BigInt). */
+  #sid = undefined;
+  #offset = undefined;
 
   /**
    * @param {string | URL} [url]
    * @param {{token?: string, ackTimeout?: number, connectTimeout?: number, autoConnect?: boolean,
-   *          reconnection?: false, WebSocket?: any, fetch?: any}} [options]
+   *          reconnection?: boolean, reconnectionDelay?: number, reconnectionDelayMax?: number,
+   *          randomizationFactor?: number, reconnectionAttempts?: number, random?: () => number,
+   *          sendBuffer?: number, WebSocket?: any, fetch?: any}} [options]
    */
   constructor(url, options = {}) {
-    if (options.reconnection) throw new Error('reconnection is not implemented yet: leave `reconnection` out');
+    const random = options.random ?? Math.random;
+    if (typeof random !== 'function') throw new TypeError('random is a function returning numbers in [0, 1)');
+    const factor = options.randomizationFactor ?? RECONNECTION.randomizationFactor;
+    if (typeof factor !== 'number' || !(factor >= 0 && factor <= 1)) {
+      throw new RangeError('randomizationFactor must be a number in [0, 1]');
+    }
+    const attempts = options.reconnectionAttempts ?? RECONNECTION.reconnectionAttempts;
+    if (typeof attempts !== 'number' || !(attempts >= 0) || (Number.isFinite(attempts) && !Number.isInteger(attempts))) {
+      throw new RangeError('reconnectionAttempts must be a whole number >= 0, or Infinity');
+    }
+    const sendBuffer = options.sendBuffer ?? DEFAULT_SEND_BUFFER;
+    if (!Number.isInteger(sendBuffer) || sendBuffer < 0) throw new RangeError('sendBuffer must be a whole number >= 0');
     this.#opts = {
       ackTimeout: positive(options.ackTimeout ?? DEFAULT_ACK_TIMEOUT, 'ackTimeout'),
       connectTimeout: positive(options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT, 'connectTimeout'),
+      reconnection: options.reconnection ?? true,
+      reconnectionDelay: atLeast0(options.reconnectionDelay ?? RECONNECTION.reconnectionDelay, 'reconnectionDelay'),
+      reconnectionDelayMax: atLeast0(
+        options.reconnectionDelayMax ?? RECONNECTION.reconnectionDelayMax,
+        'reconnectionDelayMax',
+      ),
+      randomizationFactor: factor,
+      reconnectionAttempts: attempts,
+      random,
+      sendBuffer,
       WebSocket: options.WebSocket,
       fetch: options.fetch,
     };
@@ -292,7 +412,7 @@ export class HubClient {
     if (options.autoConnect ?? true) this.connect();
   }
 
-  /** The WebSocket URL (with the token). */
+  /** The WebSocket URL (with the token; a reconnection adds the session's `sid` and `offset`). */
   get url() {
     return this.#urls.ws;
   }
@@ -309,10 +429,14 @@ export class HubClient {
     return this.#hello;
   }
   get rooms() {
-    return [...this.#rooms];
+    const own = this.id;
+    return own === undefined ? [...this.#joined] : [...new Set([own, ...this.#joined])];
   }
   get pendingAcks() {
     return this.#pending.size;
+  }
+  get buffered() {
+    return this.#buffer.length;
   }
   get connectAttempts() {
     return this.#attempts;
@@ -398,7 +522,7 @@ export class HubClient {
     checkRoom(room);
     const reply = await this.#request('ringwire:join', room, options);
     if (reply?.ok !== true) throw this.#refusal('join', room, reply);
-    this.#rooms.add(room);
+    if (room !== this.id) this.#joined.add(room);
     return reply;
   }
 
@@ -406,7 +530,7 @@ export class HubClient {
     checkRoom(room);
     const reply = await this.#request('ringwire:leave', room, options);
     if (reply?.ok !== true) throw this.#refusal('leave', room, reply);
-    this.#rooms.delete(room);
+    this.#joined.delete(room);
     return reply;
   }
 
@@ -420,11 +544,13 @@ export class HubClient {
       const timeout = options.timeout ?? this.#opts.ackTimeout;
       positive(timeout, 'timeout');
       const name = `${ACK_PREFIX}${this.#ackToken}.${this.#ackSeq++}:${event}`;
-      this.#send(name, encodeBody(value)); // a throw here rejects: nothing is pending yet
-      const entry = { resolve, reject, timer: null };
+      const item = this.#send(name, encodeBody(value)); // a throw here rejects: nothing is pending yet
+      const entry = { resolve, reject, timer: null, item };
       if (Number.isFinite(timeout)) {
         entry.timer = setTimeout(() => {
           this.#pending.delete(name);
+          // Still in the buffer: it is never sent.
+          if (entry.item) this.#unbuffer(entry.item);
           reject(withCode(new Error(`no acknowledgement of "${event}" within ${timeout} ms`), 'ETIMEDOUT'));
         }, timeout);
       }
@@ -432,6 +558,7 @@ export class HubClient {
     });
   }
 
+  /** Sends now when connected, else buffers; returns the buffer entry, or null when sent. */
   #send(name, body) {
     if (this.#state === 'idle' || this.#state === 'closed') {
       throw withCode(new Error(`not connected: "${name}" was not sent`), 'ENOTCONN');
@@ -441,19 +568,54 @@ export class HubClient {
     if (frame.length > max) {
       throw new RangeError(`message of ${frame.length} bytes exceeds the hub's limit of ${max}`);
     }
-    if (this.#state === 'connected') this.#ws.send(frame);
-    else this.#queue.push(frame);
+    if (this.#state === 'connected') {
+      this.#ws.send(frame);
+      return null;
+    }
+    if (this.#buffer.length >= this.#opts.sendBuffer) {
+      throw new HubError(
+        'EBUFFERFULL',
+        `not connected and the send buffer is full (${this.#opts.sendBuffer} messages): "${name}" was not sent`,
+      );
+    }
+    const item = { frame };
+    this.#buffer.push(item);
+    return item;
+  }
+
+  #unbuffer(item) {
+    const i = this.#buffer.indexOf(item);
+    if (i >= 0) this.#buffer.splice(i, 1);
   }
 
   // ---- connection --------------------------------------------------------------------------------
 
   connect() {
+    if (this.#state === 'reconnecting') {
+      clearTimeout(this.#reconnectTimer);
+      this.#reconnectTimer = null;
+      this.#open();
+      return this;
+    }
     if (this.#state !== 'idle' && this.#state !== 'closed') return this;
+    this.#retry = 0;
+    this.#open();
+    return this;
+  }
+
+  /** The WebSocket URL of the next attempt: with the session to resume, when there is one. */
+  #wsUrl() {
+    if (this.#sid === undefined || this.#offset === undefined) return this.#urls.ws;
+    const u = new URL(this.#urls.ws);
+    u.searchParams.set('sid', this.#sid);
+    u.searchParams.set('offset', String(this.#offset));
+    return u.href;
+  }
+
+  /** One attempt: a new WebSocket, waiting for the hello. */
+  #open() {
     const generation = ++this.#generation;
     this.#state = 'connecting';
-    this.#hello = undefined;
-    this.#ackToken = randomToken();
-    this.#ackSeq = 0;
     const WS = this.#opts.WebSocket ?? globalThis.WebSocket;
     let ws;
     try {
@@ -461,13 +623,14 @@ export class HubClient {
         throw new Error('no WebSocket implementation (Node.js 20: run with --experimental-websocket, or pass {WebSocket})');
       }
       this.#attempts++;
-      ws = new WS(this.#urls.ws);
+      ws = new WS(this.#wsUrl());
     } catch (e) {
-      // Reported after this call returns, so that listeners added right after connect() hear it.
+      // Reported after this call returns, so that listeners added right after connect() hear it. No
+      // WebSocket at all, or a URL it rejects: trying again would not help.
       queueMicrotask(() => {
-        if (generation === this.#generation) this.#finish('connect_error', { status: 0, reason: e.message, fatal: false });
+        if (generation === this.#generation) this.#ended('connect_error', { status: 0, reason: e.message, fatal: true });
       });
-      return this;
+      return;
     }
     ws.binaryType = 'arraybuffer';
     this.#ws = ws;
@@ -490,13 +653,12 @@ export class HubClient {
     };
     this.#connectTimer = setTimeout(() => {
       this.#abort(1000, 'connect timeout');
-      this.#finish('connect_error', {
+      this.#ended('connect_error', {
         status: 0,
         reason: `no ringwire:hello within ${this.#opts.connectTimeout} ms`,
         fatal: false,
       });
     }, this.#opts.connectTimeout);
-    return this;
   }
 
   disconnect() {
@@ -504,9 +666,9 @@ export class HubClient {
     if (was === 'idle' || was === 'closed') return this;
     this.#abort(1000, 'client disconnect');
     if (was === 'connected') {
-      this.#finish('disconnect', { code: 1000, reason: 'client disconnect', wasClean: true, local: true });
+      this.#closed('disconnect', { code: 1000, reason: 'client disconnect', wasClean: true, local: true });
     } else {
-      this.#finish(null, null); // given up before connecting: nothing to report
+      this.#closed(null, null); // given up before connecting, or while waiting to reconnect
     }
     return this;
   }
@@ -514,15 +676,6 @@ export class HubClient {
   close() {
     return this.disconnect();
   }
-
-  /**
-   * Reconnection hook. Called once after every `disconnect` and `connect_error`, with the event's name
-   * and its info (`info.fatal`: a 401/403 refusal that must never be retried). Reconnection with
-   * backoff is a later issue; it goes here. For now the client never reconnects on its own.
-   * @param {'disconnect' | 'connect_error'} _event
-   * @param {object} _info
-   */
-  reconnectHook(_event, _info) {}
 
   /** Closes the WebSocket (if any) without waiting for its close event, and stops the timers. */
   #abort(code, reason) {
@@ -546,36 +699,86 @@ export class HubClient {
     this.#ws = null;
     clearTimeout(this.#connectTimer);
     clearTimeout(this.#livenessTimer);
-    this.#connectTimer = this.#livenessTimer = null;
+    clearTimeout(this.#reconnectTimer);
+    this.#connectTimer = this.#livenessTimer = this.#reconnectTimer = null;
   }
 
-  /** The end of a connection or of an attempt: every pending request rejects, then `event` fires. */
-  #finish(event, info) {
-    this.#detach();
-    this.#generation++;
-    this.#state = 'closed';
-    this.#rooms.clear();
-    this.#queue = [];
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    const why = info ? `${info.code ?? info.status} ${info.reason}`.trim() : 'client disconnect';
-    for (const p of pending) {
+  /** Rejects the pending requests: those already sent (`sentOnly`: a reply can't come on another
+   * connection) or all of them (closed for good). */
+  #rejectPending(info, sentOnly) {
+    const why = info ? `${info.code ?? info.status ?? ''} ${info.reason ?? ''}`.trim() : 'client disconnect';
+    for (const [name, p] of [...this.#pending]) {
+      if (sentOnly && p.item) continue;
+      this.#pending.delete(name);
       clearTimeout(p.timer);
       p.reject(withCode(new Error(`disconnected before the acknowledgement (${why})`), 'EDISCONNECTED'));
     }
-    if (event) {
-      this.#dispatch(event, [info]);
-      this.reconnectHook(event, info);
+  }
+
+  /**
+   * A connection or an attempt ended by itself: reconnect after the backoff delay, unless reconnection
+   * is off or the end is final (a 401/403 refusal, close code 4002 or 4003).
+   */
+  #ended(event, info) {
+    this.#detach();
+    this.#generation++;
+    const final = info.fatal === true || FINAL_CODES.has(info.code);
+    if (!this.#opts.reconnection || final) {
+      this.#closed(event, info);
+      return;
     }
+    this.#state = 'reconnecting';
+    this.#rejectPending(info, true);
+    const generation = this.#generation;
+    this.#dispatch(event, [info]);
+    // A listener may have called disconnect() or connect() meanwhile.
+    if (generation === this.#generation && this.#state === 'reconnecting' && this.#reconnectTimer === null) {
+      this.#schedule();
+    }
+  }
+
+  /** Schedules the next reconnection attempt, or gives up after `reconnectionAttempts`. */
+  #schedule() {
+    if (this.#retry >= this.#opts.reconnectionAttempts) {
+      const attempts = this.#retry;
+      this.#closed('reconnect_failed', { attempts }, { keepSession: true });
+      return;
+    }
+    const delay = reconnectDelay(this.#retry, this.#opts.random(), this.#opts);
+    this.#retry++;
+    const generation = this.#generation;
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = null;
+      if (generation === this.#generation && this.#state === 'reconnecting') this.#open();
+    }, delay);
+    this.#dispatch('reconnect_attempt', [{ attempt: this.#retry, delay }]);
+  }
+
+  /**
+   * Closed for good: everything pending and buffered is dropped (rejecting its promise), then `event`
+   * fires. The session (its id, offset and rooms) is forgotten unless `keepSession` (out of attempts: a
+   * later `connect()` may still resume it).
+   */
+  #closed(event, info, { keepSession = false } = {}) {
+    this.#detach();
+    this.#generation++;
+    this.#state = 'closed';
+    this.#buffer = [];
+    this.#rejectPending(info, false);
+    if (!keepSession) {
+      this.#joined.clear();
+      this.#sid = this.#offset = undefined;
+    }
+    if (event) this.#dispatch(event, [info]);
   }
 
   #onClose(ev, generation) {
     const code = ev.code;
     const reason = ev.reason ?? '';
     if (this.#state === 'connected') {
-      this.#finish('disconnect', { code, reason, wasClean: !!ev.wasClean, local: false });
+      this.#ended('disconnect', { code, reason, wasClean: !!ev.wasClean, local: false });
     } else if (this.#state === 'open') {
-      this.#finish('connect_error', {
+      this.#ended('connect_error', {
         status: 101,
         code,
         reason: reason || `the connection closed before ringwire:hello (code ${code})`,
@@ -609,7 +812,7 @@ export class HubClient {
     } else if (status === 0) {
       reason = `WebSocket handshake failed (close code ${code}); ${text || 'no answer over HTTP'}`;
     }
-    this.#finish('connect_error', { status, reason, fatal });
+    this.#ended('connect_error', { status, reason, fatal });
   }
 
   #startLiveness() {
@@ -617,7 +820,7 @@ export class HubClient {
     const { pingInterval, pingTimeout } = this.#hello;
     this.#livenessTimer = setTimeout(() => {
       this.#abort(4000, 'ping timeout');
-      this.#finish('disconnect', { code: 4000, reason: 'ping timeout', wasClean: false, local: true });
+      this.#ended('disconnect', { code: 4000, reason: 'ping timeout', wasClean: false, local: true });
     }, pingInterval + pingTimeout);
   }
 
@@ -635,13 +838,31 @@ export class HubClient {
       this.#report(e instanceof FrameError ? e : new FrameError(String(e?.message ?? e)));
       return;
     }
-    const { name, value } = frame;
+    let { name } = frame;
+    const { value } = frame;
     if (name === 'ringwire:hello') {
       this.#onHello(value);
       return;
     }
     if (this.#state !== 'connected') {
       this.#report(new ProtocolError(`"${name}" arrived before ringwire:hello; dropped`));
+      return;
+    }
+    if (name.startsWith(OFFSET_PREFIX)) {
+      // A recoverable event: remember its offset (the highest seen), deliver the event inside.
+      const m = OFFSET_NAME.exec(name);
+      if (!m) {
+        this.#report(new ProtocolError(`malformed offset event name "${name}"; dropped`));
+        return;
+      }
+      const offset = BigInt(m[1]);
+      if (this.#offset === undefined || offset > this.#offset) this.#offset = offset;
+      name = m[2];
+      if (name.startsWith(RESERVED_PREFIX) || LOCAL_EVENTS.has(name)) {
+        this.#report(new ProtocolError(`offset event "${name}", which the hub may not send; dropped`));
+        return;
+      }
+      this.#dispatch(name, [value]);
       return;
     }
     if (name === 'ringwire:ping') {
@@ -681,27 +902,75 @@ export class HubClient {
       }
       return v;
     };
-    this.#hello = Object.freeze({
+    const asked = this.#sid !== undefined && this.#offset !== undefined;
+    let recovered = value.recovered === true;
+    if (recovered && !asked) {
+      this.#report(new ProtocolError('ringwire:hello says recovered, but no session was asked for; taken as new'));
+      recovered = false;
+    }
+    const hello = {
       id,
       pingInterval: num('pingInterval', 25000),
       pingTimeout: num('pingTimeout', 20000),
       maxMessage: num('maxMessage', DEFAULT_MAX_MESSAGE),
-    });
+      recovered,
+    };
+    this.#sid = undefined;
+    this.#offset = undefined;
+    if (value.sid !== undefined || value.offset !== undefined) {
+      if (typeof value.sid === 'string' && value.sid.length > 0 && Number.isSafeInteger(value.offset) && value.offset >= 0) {
+        hello.sid = this.#sid = value.sid;
+        hello.offset = value.offset;
+        this.#offset = BigInt(value.offset);
+      } else {
+        this.#report(new ProtocolError(`ringwire:hello: sid ${JSON.stringify(value.sid)} and offset ${JSON.stringify(value.offset)} are not a session`));
+      }
+    }
+    this.#hello = Object.freeze(hello);
     clearTimeout(this.#connectTimer);
     this.#connectTimer = null;
     this.#state = 'connected';
-    this.#rooms = new Set([id]);
+    const attempt = this.#retry;
+    this.#retry = 0;
     this.#startLiveness();
-    const queued = this.#queue;
-    this.#queue = [];
-    for (const frame of queued) {
-      if (frame.length > this.#hello.maxMessage) {
-        this.#report(new RangeError(`a queued message of ${frame.length} bytes exceeds the hub's limit of ${this.#hello.maxMessage}; dropped`));
-      } else {
-        this.#ws.send(frame);
+    this.#joined.delete(id);
+    if (!recovered) {
+      // A new session: join the rooms again (before the buffered events, which may be sent to them).
+      for (const room of this.#joined) {
+        this.#request('ringwire:join', room).then(
+          (reply) => {
+            if (reply?.ok === true) return;
+            this.#joined.delete(room);
+            const err = this.#refusal('join', room, reply);
+            this.#report(withCode(new Error(`re-joining after a reconnection: ${err.message}`), 'EREFUSED', { reply }));
+          },
+          (e) => {
+            if (e?.code !== 'EDISCONNECTED') this.#report(withCode(new Error(`re-joining "${room}": ${e.message}`), e?.code));
+          },
+        );
       }
     }
-    this.#dispatch('connect', []);
+    const buffered = this.#buffer;
+    this.#buffer = [];
+    const byItem = new Map([...this.#pending].filter(([, p]) => p.item).map(([n, p]) => [p.item, [n, p]]));
+    for (const item of buffered) {
+      const owner = byItem.get(item);
+      if (item.frame.length > hello.maxMessage) {
+        const err = new RangeError(`a buffered message of ${item.frame.length} bytes exceeds the hub's limit of ${hello.maxMessage}; dropped`);
+        if (owner) {
+          this.#pending.delete(owner[0]);
+          clearTimeout(owner[1].timer);
+          owner[1].reject(err);
+        } else {
+          this.#report(err);
+        }
+        continue;
+      }
+      if (owner) owner[1].item = null;
+      this.#ws.send(item.frame);
+    }
+    if (attempt > 0) this.#dispatch('reconnect', [{ attempt, recovered }]);
+    if (this.#state === 'connected' && this.#hello === hello) this.#dispatch('connect', [{ recovered }]);
   }
 
   #onAck(name, value) {
