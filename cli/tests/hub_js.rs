@@ -1,16 +1,21 @@
 //! `ringwire hub`'s JavaScript side end to end: its client (`src/hub/assets/client.js`) in Node.js against
 //! a scripted fake hub and against a real `ringwire hub`, and its chat page (`src/hub/assets/index.html`)
 //! in headless Chromium. Plus, with raw HTTP from here, the handshake's refusals as the JavaScript client
-//! sees them (a browser can't send a foreign Origin) and the two assets served byte for byte.
+//! sees them (a browser can't send a foreign Origin) and the two assets served byte for byte. And
+//! reconnection with connection-state recovery (`ringwire hub --recovery`) over a real network fault: a
+//! TCP forwarder here, between the client and the hub, that the script asks to cut (`@@ CUT` on its
+//! stdout, `CUT DONE` back on its stdin).
 //!
 //! The scripts are `tests/js/*.mjs`; each prints what it checked and exits 0, or prints the failing step
 //! and exits 1. `scripts/setup.sh` installs Node.js, Chromium and `tests/js/node_modules`: a missing one
 //! fails these tests, it does not skip them.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ringwire_testkit::watchdog;
@@ -98,18 +103,32 @@ impl Hub {
 /// Runs `node tests/js/<script> <args>` in the repository root and returns its stdout; fails the test
 /// (showing stdout, stderr and `context`) if it exits non-zero or outlives SCRIPT_LIMIT.
 fn node(script: &str, args: &[&str], context: impl Fn() -> String) -> String {
-    let child = Command::new("node")
+    node_with(script, args, None, context)
+}
+
+/// `node`, with the script's requests to `forwarder` served: a stdout line `@@ CUT`, `@@ CUT SILENT` or
+/// `@@ RESTORE` is done, then answered on the script's stdin with `<request> DONE`.
+fn node_with(script: &str, args: &[&str], forwarder: Option<&Forwarder>, context: impl Fn() -> String) -> String {
+    let mut child = Command::new("node")
         .args(["--no-warnings", "--experimental-websocket"])
         .arg(repo().join("tests/js").join(script))
         .args(args)
         .current_dir(repo())
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .stdin(Stdio::null())
+        .stdin(if forwarder.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn node");
     let pid = child.id() as libc::pid_t;
+    let mut stdin = child.stdin.take();
+    let stdout_pipe = child.stdout.take().unwrap();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut e = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut e);
+        e
+    });
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let killer = std::thread::spawn(move || {
         let late = finished.recv_timeout(SCRIPT_LIMIT).is_err();
@@ -119,17 +138,44 @@ fn node(script: &str, args: &[&str], context: impl Fn() -> String) -> String {
         }
         late
     });
-    let out = child.wait_with_output().expect("wait for node");
+    let mut stdout = String::new();
+    let mut bad_request = None;
+    for line in BufReader::new(stdout_pipe).lines() {
+        let Ok(line) = line else { break };
+        stdout.push_str(&line);
+        stdout.push('\n');
+        let Some(request) = line.strip_prefix("@@ ") else { continue };
+        match (forwarder, request) {
+            (Some(f), "CUT") => f.cut(false),
+            (Some(f), "CUT SILENT") => f.cut(true),
+            (Some(f), "RESTORE") => f.restore(),
+            _ => {
+                bad_request = Some(request.to_string());
+                // SAFETY: kill(2) on the child's pid; it has not been reaped (its wait has not returned).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                break;
+            }
+        }
+        if let Some(w) = stdin.as_mut() {
+            let _ = writeln!(w, "{request} DONE").and_then(|()| w.flush());
+        }
+    }
+    drop(stdin);
+    let status = child.wait().expect("wait for node");
     let _ = done.send(());
     let killed = killer.join().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr_reader.join().unwrap();
+    let stderr = String::from_utf8_lossy(&stderr);
     println!("{stdout}");
     assert!(
-        out.status.success() && !killed,
+        bad_request.is_none(),
+        "node {script} asked for {bad_request:?}, which this test does not serve:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        status.success() && !killed,
         "node {script} {}{}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n{}",
         if killed { "was killed after " } else { "exited with " },
-        if killed { format!("{SCRIPT_LIMIT:?}") } else { out.status.to_string() },
+        if killed { format!("{SCRIPT_LIMIT:?}") } else { status.to_string() },
         context()
     );
     stdout
@@ -261,5 +307,161 @@ fn handshake_origin_and_token_checks_answer_in_plain_http() {
         assert_eq!(status, 200);
         assert!(header(&headers, "content-type").is_some_and(|t| t.starts_with("text/html")), "{headers:?}");
         assert_eq!(String::from_utf8(body).unwrap(), include_str!("../../src/hub/assets/index.html"));
+    });
+}
+
+/// A TCP forwarder from a local port to the hub that can fail like a network: `cut(false)` closes
+/// every forwarded connection at the TCP level (both sides see the stream end; no WebSocket close frame
+/// is sent by anyone), `cut(true)` silently stops forwarding on them while leaving them open (what a
+/// pulled cable looks like: only the heartbeat notices). After a cut, new connections are accepted but
+/// held, unforwarded, until `restore()`: a client's reconnection attempts wait, so that what happens
+/// meanwhile happens while it is provably away.
+struct Forwarder {
+    addr: SocketAddr,
+    to: SocketAddr,
+    state: Arc<Mutex<Links>>,
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Links {
+    hold: bool,
+    held: Vec<TcpStream>,
+    /// (client side, hub side, frozen) of every forwarded connection not cut yet.
+    open: Vec<(TcpStream, TcpStream, Arc<AtomicBool>)>,
+}
+
+impl Forwarder {
+    fn start(to: &str) -> Forwarder {
+        let to: SocketAddr = to.parse().expect("the hub's address");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the forwarder");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(Links::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if sp.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let mut links = st.lock().unwrap_or_else(PoisonError::into_inner);
+                if links.hold {
+                    links.held.push(client);
+                } else {
+                    Self::forward(&mut links, client, to);
+                }
+            }
+        });
+        Forwarder { addr, to, state, stop }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn forward(links: &mut Links, client: TcpStream, to: SocketAddr) {
+        let Ok(hub) = TcpStream::connect(to) else { return };
+        let _ = (client.set_nodelay(true), hub.set_nodelay(true));
+        let frozen = Arc::new(AtomicBool::new(false));
+        for (from, into) in [(&client, &hub), (&hub, &client)] {
+            let (mut from, mut into, frozen) = (from.try_clone().unwrap(), into.try_clone().unwrap(), frozen.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    match from.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        // Frozen: what arrives is dropped, and the end of the stream is not passed on.
+                        Ok(_) if frozen.load(Ordering::SeqCst) => {}
+                        Ok(n) => {
+                            if into.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if !frozen.load(Ordering::SeqCst) {
+                    let _ = into.shutdown(Shutdown::Write);
+                }
+            });
+        }
+        links.open.push((client, hub, frozen));
+    }
+
+    fn cut(&self, silent: bool) {
+        let mut links = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        links.hold = true;
+        for (client, hub, frozen) in links.open.drain(..) {
+            if silent {
+                frozen.store(true, Ordering::SeqCst);
+            } else {
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = hub.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    fn restore(&self) {
+        let mut links = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        links.hold = false;
+        let held: Vec<TcpStream> = links.held.drain(..).collect();
+        for client in held {
+            Self::forward(&mut links, client, self.to);
+        }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the accept loop
+        let mut links = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        for (client, hub, _) in links.open.drain(..) {
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = hub.shutdown(Shutdown::Both);
+        }
+        links.held.clear();
+    }
+}
+
+/// The hub of the recovery tests: recovery on, a replay window of 8 events (so that one script step can
+/// outrun it), and a heartbeat short enough that a silent cut is noticed within 1.5 s (the client gives
+/// up after pingInterval + pingTimeout without a ping), with room for a busy machine.
+fn recovery_hub(tag: &str) -> Hub {
+    Hub::start(tag, &["--recovery", "--recovery-window", "8", "--ping-interval", "500", "--ping-timeout", "1000"])
+}
+
+#[test]
+fn node_client_recovers_its_session_after_network_cuts() {
+    watchdog(TEST_LIMIT, || {
+        require_node();
+        let hub = recovery_hub("recovery-node");
+        let fwd = Forwarder::start(hub.addr());
+        node_with("hub_recovery_node.mjs", &[&hub.url, &fwd.url(), TOKEN], Some(&fwd), || {
+            format!("--- hub log (tail)\n{}", hub.log())
+        });
+    });
+}
+
+#[test]
+fn chat_page_recovers_after_a_network_cut_in_chromium() {
+    watchdog(TEST_LIMIT, || {
+        require_node();
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} is missing: run scripts/setup.sh (it installs Debian's chromium)"
+        );
+        let hub = recovery_hub("recovery-browser");
+        let fwd = Forwarder::start(hub.addr());
+        let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hub-recovered.png");
+        let _ = std::fs::remove_file(&shot);
+        let out = node_with(
+            "hub_recovery_browser.mjs",
+            &[&hub.url, &fwd.url(), TOKEN, shot.to_str().unwrap()],
+            Some(&fwd),
+            || format!("--- hub log (tail)\n{}", hub.log()),
+        );
+        assert!(shot.is_file(), "no screenshot at {}:\n{out}", shot.display());
+        println!("screenshot: {}", shot.display());
     });
 }

@@ -774,8 +774,10 @@ impl Hub {
                         }
                         Message::Close(frame) => {
                             let (code, why) = frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string()));
-                            if conn.close(code, &why) {
-                                // The client asked to close (it was not answering ours): its session ends.
+                            // A normal close asked for by the client (the application's own `disconnect`)
+                            // ends its session; any other code (a client giving up on our pings, 4000,
+                            // say) keeps it recoverable, as socket.io does.
+                            if conn.close(code, &why) && code == close::NORMAL {
                                 conn.client_closed.store(true, Ordering::Relaxed);
                             }
                             return;

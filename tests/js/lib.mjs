@@ -81,3 +81,18 @@ export function thrown(fn, what) {
   }
   throw new Error(`${what}: did not throw`);
 }
+
+let stdinLines;
+/**
+ * Asks the driving test for something it does (e.g. `CUT`: cut the forwarder's connections): prints
+ * `@@ <command>` on stdout and waits for the line `<command> DONE` on stdin.
+ */
+export async function control(command) {
+  if (!stdinLines) {
+    const { createInterface } = await import('node:readline');
+    stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  }
+  console.log(`@@ ${command}`);
+  const { value, done } = await stdinLines.next();
+  if (done || value.trim() !== `${command} DONE`) throw new Error(`asked "${command}", the test answered ${done ? 'nothing (stdin closed)' : JSON.stringify(value)}`);
+}
