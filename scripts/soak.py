@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Soak test of `ringwire echo` / `ringwire cat` on a bad day (run by scripts/soak.sh).
 
-Long-lived echo servers over unix, tcp, websocket and redis (a private redis-server), and a fresh shm
+Long-lived echo servers over unix, tcp, websocket, redis (a private redis-server) and amqp (a private
+vhost on the machine's RabbitMQ), and a fresh shm
 echo per shm round, serve `ringwire cat` clients carrying random binary lines for SECONDS. Along the way
 some clients are SIGKILLed mid-stream (a producer dying with frames in flight), the Redis server is told
 to kill its pub/sub connections (the echo's subscriber and the clients' reconnect), and shm servers are
 stopped with SIGTERM. Every completed round must come back byte for byte on the reliable transports;
-on Redis pub/sub (at most once) only losses are allowed, and counted. At the end the long-lived servers'
+on Redis pub/sub (at most once) only losses are allowed, and counted. (amqp rounds are never killed
+mid-stream: a killed client's replies would wait in the shared reply queue for the next client, as
+RabbitMQ is meant to keep them.) At the end the long-lived servers'
 descriptors, threads and RSS are back to their baseline (RSS within a margin), /dev/shm holds what it
 held before, and no process is left. Exit status 0 when every check holds.
 """
@@ -84,6 +87,13 @@ def main():
     servers["unix"] = start_echo("unix", sock)
     servers["websocket"] = start_echo("websocket", "ws://127.0.0.1:0/soak")
     servers["redis"] = start_echo("redis", f"redis://127.0.0.1:{port}/soak")
+    vhost = f"ringwire-soak-{os.getpid()}"
+    amqp = subprocess.run(["rabbitmqctl", "add_vhost", vhost], capture_output=True).returncode == 0
+    if amqp:
+        subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], capture_output=True)
+        servers["amqp"] = start_echo("amqp", f"amqp://127.0.0.1:5672/{vhost}/soak")
+    else:
+        print("soak: no RabbitMQ (rabbitmqctl add_vhost failed): the amqp rounds are skipped")
     stats = {"rounds": 0, "lines": 0, "killed": 0, "redis_lost": 0, "redis_kills": 0, "mismatch": []}
     baseline = {}
     deadline = time.time() + seconds
@@ -91,7 +101,7 @@ def main():
     warm = True
     try:
         while warm or time.time() < deadline:
-            for t in ["tcp", "unix", "websocket", "redis", "shm"]:
+            for t in ["tcp", "unix", "websocket", "redis", "shm"] + (["amqp"] if amqp else []):
                 lines = lines_of(rng, rng.randrange(1, 100))
                 payload = b"".join(l + b"\n" for l in lines)
                 shm = None
@@ -101,7 +111,7 @@ def main():
                     addr = name
                 else:
                     addr = servers[t][1]
-                if not warm and rng.random() < 0.15:
+                if not warm and t != "amqp" and rng.random() < 0.15:
                     cat(t, addr, payload, kill_after=len(payload) // 2)
                     stats["killed"] += 1
                 else:
@@ -155,6 +165,8 @@ def main():
                 p.kill()
         redis.kill()
         redis.wait()
+        if amqp:
+            subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
     shm_after = set(os.listdir("/dev/shm"))
     leaked = sorted(shm_after - shm_before)
     if leaked:
