@@ -2,7 +2,9 @@
 //! `$RINGWIRE_AMQP_URL`), each test in a virtual host of its own that is deleted when it ends: round trip
 //! and order, size limits on both sides, publisher confirms, manual acknowledgements and prefetch, a
 //! consumer process killed with SIGKILL while holding messages, connections closed by the broker in the
-//! middle of a stream, a broker that stays away (its vhost deleted), and no broker at all. Every test runs under a watchdog; none sleeps or asserts a
+//! middle of a stream, a real broker restart mid-stream (a private node, `stop_app` / `start_app`: the
+//! machine's broker is never restarted), a broker that stays away (its vhost deleted), and no broker at
+//! all. Every test runs under a watchdog; none sleeps or asserts a
 //! duration.
 
 use ringwire::transport::amqp::{AckMode, Consumer, Options, Producer};
@@ -316,5 +318,60 @@ fn no_broker_is_an_error_not_a_hang() {
         assert!(Producer::connect(&addr).is_err());
         assert!(Consumer::connect(&addr).is_err());
         assert!(Producer::connect("amqp://127.0.0.1:5672").is_err(), "no queue in the address");
+    })
+}
+
+/// A real broker restart (a private node: `stop_app`, `start_app`) while messages are being published:
+/// every confirmed message arrives (durable queue, persistent messages), the producer's in-flight ones
+/// published again on the new connection, the extra deliveries accounted for.
+#[test]
+fn a_broker_restart_mid_stream_loses_no_confirmed_message() {
+    watchdog(Duration::from_secs(240), || {
+        let broker = Arc::new(ringwire_testkit::rabbitmq::PrivateBroker::start().expect("a private RabbitMQ node"));
+        let addr = broker.addr("restart");
+        let mut rx = Consumer::with_options(&addr, opts(1000, 16)).unwrap();
+        let mut tx = Producer::connect(&addr).unwrap();
+        let restarted = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let producer = {
+            let (restarted, sent) = (restarted.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let mut seq = 0;
+                let mut after = 0;
+                while after < 200 {
+                    if restarted.load(Ordering::Acquire) {
+                        after += 1;
+                    }
+                    // Blocks while the broker is down (reconnecting), returns once confirmed.
+                    tx.send_deadline(&item(seq), Instant::now() + Duration::from_secs(120))
+                        .expect("sent, across the restart");
+                    seq += 1;
+                    sent.store(seq, Ordering::Release);
+                }
+                tx.reconnects()
+            })
+        };
+        let mut seen = BTreeMap::new();
+        let mut delivered = 0u64;
+        for _ in 0..100 {
+            *seen.entry(number(&rx.recv_deadline(soon()).unwrap())).or_insert(0) += 1;
+            delivered += 1;
+        }
+        broker.stop_app().unwrap();
+        broker.start_app().unwrap();
+        restarted.store(true, Ordering::Release);
+        let producer_reconnects = producer.join().unwrap();
+        let total = sent.load(Ordering::Acquire);
+        let until = Instant::now() + Duration::from_secs(120);
+        while (seen.len() as u64) < total {
+            *seen.entry(number(&rx.recv_deadline(until).expect("every confirmed message arrives"))).or_insert(0) += 1;
+            delivered += 1;
+        }
+        assert_eq!(seen.keys().copied().collect::<Vec<_>>(), (0..total).collect::<Vec<_>>(), "nothing lost");
+        assert!(producer_reconnects >= 1);
+        let report = rx.take_report().expect("the reconnection is reported");
+        let extra = delivered - seen.len() as u64;
+        assert!(extra <= report.redelivered + report.duplicates, "{extra} extra, {report:?}");
+        rx.close();
     })
 }

@@ -87,3 +87,91 @@ impl Drop for Vhost {
         let _ = rabbitmqctl(&["delete_vhost", &self.name]);
     }
 }
+
+/// A RabbitMQ node of our own (`rwtest-PID@localhost`, its own AMQP port, data and logs in a temporary
+/// directory, no plugins), for what can't be done to the machine's broker without disturbing every
+/// other test: restarting it. Stopped (and its directory removed) when dropped.
+pub struct PrivateBroker {
+    node: String,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl PrivateBroker {
+    /// Starts the node and waits for it to boot (`rabbitmqctl await_startup`).
+    pub fn start() -> io::Result<PrivateBroker> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dist = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let node = format!("rwtest-{}-{port}@localhost", std::process::id());
+        let dir = std::env::temp_dir().join(format!("rw-rabbit-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("log"))?;
+        let plugins = dir.join("enabled_plugins");
+        std::fs::write(&plugins, "[].\n")?;
+        // Its own configuration (the machine's pins the listener to 5672) and environment file.
+        let conf = dir.join("rabbitmq.conf");
+        std::fs::write(&conf, format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n"))?;
+        let env_file = dir.join("rabbitmq-env.conf");
+        std::fs::write(&env_file, "ERL_EPMD_ADDRESS=127.0.0.1\n")?;
+        // rabbitmq-server runs as the `rabbitmq` user: the directory must be its to write.
+        let _ = Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(&dir).status();
+        let status = Command::new("rabbitmq-server")
+            .arg("-detached")
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
+            .env("RABBITMQ_CONFIG_FILE", &conf)
+            .env("RABBITMQ_CONF_ENV_FILE", &env_file)
+            .env("RABBITMQ_PID_FILE", dir.join("pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(io::Error::other(format!("rabbitmq-server -detached for {node}: {status}")));
+        }
+        let b = PrivateBroker { node, port, dir };
+        // `-detached` returns before the node has registered; `await_startup` needs it registered.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            match b.ctl(&["await_startup", "--timeout", "120"]) {
+                Ok(_) => return Ok(b),
+                Err(e) if std::time::Instant::now() > until => return Err(e),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(250)),
+            }
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> io::Result<String> {
+        let mut all = vec!["-n", &self.node];
+        all.extend_from_slice(args);
+        rabbitmqctl(&all)
+    }
+
+    /// The AMQP address of `queue` on this node (vhost `/`).
+    pub fn addr(&self, queue: &str) -> String {
+        format!("amqp://127.0.0.1:{}/{queue}", self.port)
+    }
+
+    /// Stops the broker application (every connection drops; durable queues and persistent messages
+    /// stay on disk).
+    pub fn stop_app(&self) -> io::Result<()> {
+        self.ctl(&["stop_app"]).map(drop)
+    }
+
+    /// Starts it again and waits until it serves.
+    pub fn start_app(&self) -> io::Result<()> {
+        self.ctl(&["start_app"])?;
+        self.ctl(&["await_startup", "--timeout", "120"]).map(drop)
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.ctl(&["stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
