@@ -326,6 +326,17 @@ mod tests {
         let mut bad = rec.clone();
         bad[8] = 0xff; // 65,535 rooms in a short record
         assert_eq!(decode(&bad).unwrap_err(), BadRecord("truncated"));
+        // Random damage anywhere: refused or accepted, never a panic, never a read past the end.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut b = rec.clone();
+            let at = (x as usize) % b.len();
+            b[at] = (x >> 40) as u8;
+            let _ = decode(&b);
+        }
         let reserved = encode(7, &Target::default(), "ringwire:hello", b"");
         assert_eq!(decode(&reserved).unwrap_err(), BadRecord("not a user event name"));
     }

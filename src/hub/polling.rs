@@ -54,3 +54,32 @@ pub(crate) fn split(body: Bytes) -> Result<Vec<WireEvent>, FrameError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_takes_frames_in_order_and_refuses_any_damage_without_panicking() {
+        let mut body = Vec::new();
+        for (n, b) in [("a", &b"1"[..]), ("bb", b""), ("c", b"{\"x\":2}")] {
+            body.extend_from_slice(&protocol::encode(n, b));
+        }
+        let evs = split(Bytes::from(body.clone())).unwrap();
+        assert_eq!(evs.iter().map(|e| e.name().to_owned()).collect::<Vec<_>>(), ["a", "bb", "c"]);
+        // Every truncation and every single-byte change: an error or frames, never a panic.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for cut in 0..body.len() {
+            let _ = split(Bytes::copy_from_slice(&body[..cut]));
+        }
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut b = body.clone();
+            let at = (x as usize) % b.len();
+            b[at] = (x >> 32) as u8;
+            let _ = split(Bytes::from(b));
+        }
+    }
+}
