@@ -1069,3 +1069,23 @@ fn a_polling_client_that_stops_polling_is_dropped_and_garbage_is_refused() {
         assert_eq!(codes, [close::PROTOCOL, close::PING_TIMEOUT]);
     });
 }
+
+#[test]
+fn a_polling_client_closes_with_ringwire_close_and_its_session_ends() {
+    run(|| async {
+        let hub = Hub::new(HubConfig { recovery: Some(ringwire::hub::Recovery::default()), ..config() });
+        let ends = Arc::new(Mutex::new(Vec::new()));
+        let e = ends.clone();
+        hub.on_disconnect(move |_, r| e.lock().unwrap().push(r.code));
+        let (_, addr) = start(&hub).await;
+        let (_, body) = http(addr, "GET", &format!("/poll?token={TOKEN}"), b"").await;
+        let pid = frames(&body)[0].1["pid"].as_str().unwrap().to_owned();
+        let bye = protocol::encode(protocol::CLOSE, br#"{"code":1000,"reason":""}"#);
+        assert_eq!(http(addr, "POST", &format!("/poll?pid={pid}"), &bye).await.0, 200);
+        while ends.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*ends.lock().unwrap(), [close::NORMAL]);
+        assert_eq!(hub.stats().kept_sessions, 0, "a client's own close ends its session");
+    });
+}

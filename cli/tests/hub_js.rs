@@ -4,7 +4,9 @@
 //! sees them (a browser can't send a foreign Origin) and the two assets served byte for byte. And
 //! reconnection with connection-state recovery (`ringwire hub --recovery`) over a real network fault: a
 //! TCP forwarder here, between the client and the hub, that the script asks to cut (`@@ CUT` on its
-//! stdout, `CUT DONE` back on its stdin).
+//! stdout, `CUT DONE` back on its stdin). And long-polling, the WebSocket-less fallback: the same chat
+//! sequence over a WebSocket, over polling and over polling upgraded half-way, the fallback in Node.js
+//! and in Chromium (its WebSockets cut with playwright's `routeWebSocket`), recovery over polling.
 //!
 //! The scripts are `tests/js/*.mjs`; each prints what it checked and exits 0, or prints the failing step
 //! and exits 1. `scripts/setup.sh` installs Node.js, Chromium and `tests/js/node_modules`: a missing one
@@ -463,5 +465,52 @@ fn chat_page_recovers_after_a_network_cut_in_chromium() {
         );
         assert!(shot.is_file(), "no screenshot at {}:\n{out}", shot.display());
         println!("screenshot: {}", shot.display());
+    });
+}
+
+/// Long-polling (the WebSocket-less fallback): the same chat sequence over a WebSocket, over polling and
+/// over polling upgraded half-way, compared; the fallback from a WebSocket that can't be built or fails;
+/// heartbeats over polling (a 1 s ping interval, so that pongs go out in posts within the script).
+#[test]
+fn node_client_falls_back_to_long_polling_and_upgrades() {
+    watchdog(TEST_LIMIT, || {
+        require_node();
+        let hub = Hub::start("polling-node", &["--ping-interval", "1000", "--ping-timeout", "5000"]);
+        node("hub_polling_node.mjs", &[&hub.url, TOKEN], || format!("--- hub log (tail)\n{}", hub.log()));
+    });
+}
+
+/// The chat page with its WebSockets cut (playwright's `routeWebSocket`): it chats over long-polling and
+/// its state badge says so; a page started on polling with WebSockets allowed upgrades.
+#[test]
+fn chat_page_falls_back_to_long_polling_in_chromium() {
+    watchdog(TEST_LIMIT, || {
+        require_node();
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} is missing: run scripts/setup.sh (it installs Debian's chromium)"
+        );
+        let hub = Hub::start("polling-browser", &[]);
+        let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hub-polling.png");
+        let _ = std::fs::remove_file(&shot);
+        let out = node("hub_polling_browser.mjs", &[&hub.url, TOKEN, shot.to_str().unwrap()], || {
+            format!("--- hub log (tail)\n{}", hub.log())
+        });
+        assert!(shot.is_file(), "no screenshot at {}:\n{out}", shot.display());
+        println!("screenshot: {}", shot.display());
+    });
+}
+
+/// Recovery over long-polling: the recovery script with client x on `transports: ['polling']` through the
+/// forwarder (its polls cut, then held), resuming with `GET /poll?...&sid=..&offset=..`.
+#[test]
+fn node_client_recovers_its_session_over_long_polling() {
+    watchdog(TEST_LIMIT, || {
+        require_node();
+        let hub = recovery_hub("recovery-polling");
+        let fwd = Forwarder::start(hub.addr());
+        node_with("hub_recovery_node.mjs", &[&hub.url, &fwd.url(), TOKEN, "polling"], Some(&fwd), || {
+            format!("--- hub log (tail)\n{}", hub.log())
+        });
     });
 }

@@ -13,10 +13,6 @@ use super::conn::{ConnShared, Push};
 use super::protocol::{self, FrameError, WireEvent};
 use crate::wire::HEADER_LEN;
 
-/// The event a poll ends with when the connection has closed: `{"code", "reason"}` (a polling client
-/// gets no WebSocket close frame).
-pub const CLOSE: &str = "ringwire:close";
-
 /// A polling connection's state between its requests.
 pub(crate) struct PollSession {
     /// The polling session's id (secret: it is what a poll or a post presents).

@@ -16,6 +16,10 @@ pub const PONG: &str = "ringwire:pong";
 pub const JOIN: &str = "ringwire:join";
 /// A client's request to leave a room (body: the room name as a JSON string).
 pub const LEAVE: &str = "ringwire:leave";
+/// The close of a connection without WebSocket close frames (long-polling): S->C, the last frame of
+/// the last poll, `{"code", "reason"}`; C->S, the client's own close (its session ends, as with code
+/// 1000).
+pub const CLOSE: &str = "ringwire:close";
 /// A non-fatal complaint from the server: `{"code", "message"}`.
 pub const ERROR: &str = "ringwire:error";
 /// The prefix of acknowledgement names, `ringwire:ack:<token>.<id>:<event>`, both directions.

@@ -205,9 +205,10 @@ impl Hub {
             .header_read_timeout(self.shared.config.handshake_timeout)
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
-        // The whole HTTP phase within the deadline: a client that sends nothing at all, or keeps an idle
-        // keep-alive connection, is closed too. An upgraded connection has left this future by then.
-        let _ = tokio::time::timeout(self.shared.config.handshake_timeout, conn).await;
+        // hyper's header-read timeout runs whenever the connection waits for a request head, idle
+        // keep-alive included: a client that sends nothing, or too slowly, is closed after it. (A whole-
+        // connection deadline would cut a long poll.) A POST body has its own deadline (`poll_post`).
+        let _ = conn.await;
     }
 
     async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
@@ -390,8 +391,10 @@ impl Hub {
         session.upgrading.notify_waiters();
         let Some(qrx) = session.rx.lock().await.take() else { return };
         let _slot = session.slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-        self.shared.polls.lock().unwrap_or_else(PoisonError::into_inner).remove(&session.pid);
+        // The session stays known until the WebSocket ends: a POST the client sent before it saw the
+        // socket open is still taken, in order, before what it sends on the socket.
         self.run_ws(sink, stream, qrx, session.conn.clone()).await;
+        self.shared.polls.lock().unwrap_or_else(PoisonError::into_inner).remove(&session.pid);
     }
 
     /// `/poll`: `GET` without `pid` opens a polling connection (the same checks as `/ws`; the response
@@ -460,10 +463,15 @@ impl Hub {
         let mut out = bytes::BytesMut::new();
         let mut closing = conn.closing.subscribe();
         let closed_now = closing.borrow_and_update().is_some();
-        let first = if wait && !closed_now {
+        // Registered before the flag is read: an upgrade between the two still wakes this poll.
+        let upgrading = session.upgrading.notified();
+        tokio::pin!(upgrading);
+        upgrading.as_mut().enable();
+        let moving = session.upgraded.load(Ordering::Relaxed);
+        let first = if wait && !closed_now && !moving {
             tokio::select! {
                 m = rx.recv() => m,
-                _ = session.upgrading.notified() => None,
+                _ = upgrading => None,
                 _ = closing.changed() => None,
                 _ = tokio::time::sleep(POLL_WAIT) => None,
             }
@@ -481,7 +489,7 @@ impl Hub {
         if out.is_empty() && !session.upgraded.load(Ordering::Relaxed) {
             if let Some(r) = conn.closing.borrow().clone() {
                 let body = serde_json::json!({"code": r.code, "reason": r.reason}).to_string();
-                out.extend_from_slice(&protocol::encode(super::polling::CLOSE, body.as_bytes()));
+                out.extend_from_slice(&protocol::encode(protocol::CLOSE, body.as_bytes()));
                 *guard = None;
                 self.shared.polls.lock().unwrap_or_else(PoisonError::into_inner).remove(&session.pid);
             }
@@ -496,9 +504,14 @@ impl Hub {
         use http_body_util::BodyExt;
         let conn = &session.conn;
         let limit = self.shared.config.max_message.saturating_mul(4);
-        let body = match http_body_util::Limited::new(req.into_body(), limit).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
+        let read = tokio::time::timeout(
+            self.shared.config.handshake_timeout,
+            http_body_util::Limited::new(req.into_body(), limit).collect(),
+        );
+        let body = match read.await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time\n"),
+            Ok(Err(_)) => {
                 let why = format!("a post of more than {limit} bytes");
                 conn.close(close::TOO_BIG, &why);
                 return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{why}\n"));
@@ -816,6 +829,13 @@ impl Hub {
         };
         match event {
             protocol::PONG => return true,
+            // A client's own close (what a polling client has instead of a close frame): its session
+            // ends, as with a WebSocket close 1000.
+            protocol::CLOSE => {
+                if conn.close(close::NORMAL, "closed by the client") {
+                    conn.client_closed.store(true, Ordering::Relaxed);
+                }
+            }
             protocol::JOIN | protocol::LEAVE => {
                 let room = match serde_json::from_slice::<String>(&ev.body()) {
                     Ok(r) if !r.is_empty() && r.len() <= crate::socket::MAX_NAME => r,

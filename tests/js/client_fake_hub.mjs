@@ -10,7 +10,10 @@ import http from 'node:http';
 import { WebSocketServer } from 'ws';
 import { CLIENT_URL, check, equal, next, rejection, run, step, thrown } from './lib.mjs';
 
-const { connect, decodeFrame, encodeFrame, FrameError, HubError, reconnectDelay } = await import(CLIENT_URL);
+const { connect: connectAny, decodeFrame, encodeFrame, FrameError, HubError, reconnectDelay } = await import(CLIENT_URL);
+// This fake hub speaks WebSocket only (no /poll): the client's polling fallback is tested against the real
+// hub (hub_polling_node.mjs).
+const connect = (url, options = {}) => connectAny(url, { transports: ['websocket'], ...options });
 
 /** One accepted WebSocket on the fake hub's side. */
 class FakeConn {

@@ -5,12 +5,17 @@
 // (x notices by the missing pings); either way the forwarder then holds new connections until `@@
 // RESTORE`. Client y talks to the hub directly.
 //
-// node --experimental-websocket tests/js/hub_recovery_node.mjs DIRECT_URL FORWARDED_URL TOKEN
+// node --experimental-websocket tests/js/hub_recovery_node.mjs DIRECT_URL FORWARDED_URL TOKEN [polling]
 // (the hub runs with --token TOKEN --recovery --recovery-window 8 and a short heartbeat)
+//
+// With `polling`, x uses long-polling only (`transports: ['polling']`): a cut breaks its polls, and the
+// forwarder holds its next requests, so x notices by the missing pings (4000) both times; it resumes its
+// session with `GET /poll?token=..&sid=..&offset=..`.
 import { CLIENT_URL, check, control, equal, next, run, step } from './lib.mjs';
 
 const { connect } = await import(CLIENT_URL);
-const [direct, forwarded, token] = process.argv.slice(2);
+const [direct, forwarded, token, mode] = process.argv.slice(2);
+const polling = mode === 'polling';
 if (!direct || !forwarded || !token) {
   console.error('usage: hub_recovery_node.mjs DIRECT_URL FORWARDED_URL TOKEN');
   process.exit(2);
@@ -49,7 +54,15 @@ run(async () => {
   step('y connects directly, x through the forwarder; both join room A');
   const y = await client('y', direct);
   // x: short reconnection delays (the forwarder holds its attempts anyway until RESTORE).
-  const x = await client('x', forwarded, { reconnectionDelay: 100, reconnectionDelayMax: 400 });
+  const x = await client('x', forwarded, {
+    reconnectionDelay: 100,
+    reconnectionDelayMax: 400,
+    // Over polling, one TCP connection per request: a silent cut freezes the pooled keep-alive
+    // connections for good (the forwarder never revives them), and a request that reused one would wait
+    // for connectTimeout (a page's browser pools connections the same way; see the client's JSDoc).
+    ...(polling ? { transports: ['polling'], fetch: (u, init = {}) => fetch(u, { ...init, headers: { ...init.headers, connection: 'close' } }) } : {}),
+  });
+  equal(x.transport, polling ? 'polling' : 'websocket', 'x transport');
   await y.join('A');
   await x.join('A');
   const id = x.id;
@@ -60,7 +73,7 @@ run(async () => {
   await hears(x, 'before');
   console.log(`  x=${id} y=${y.id}; hello ${JSON.stringify({ ...x.hello, sid: '…' })}`);
 
-  for (const [round, cut, code] of [[1, 'CUT', 1006], [2, 'CUT SILENT', 4000]]) {
+  for (const [round, cut, code] of [[1, 'CUT', polling ? 4000 : 1006], [2, 'CUT SILENT', 4000]]) {
     step(`round ${round}: ${cut}; while x is away y sends 3 messages to A, x buffers one; x recovers`);
     x.events.length = 0;
     const lost = next(x, 'disconnect');
@@ -77,7 +90,7 @@ run(async () => {
     await control('RESTORE');
     const [c] = await back;
     equal(c, { recovered: true }, `round ${round}: connect`);
-    equal([x.id, x.hello.sid, x.hello.recovered], [id, sid, true], 'same id and session');
+    equal([x.id, x.hello.sid, x.hello.recovered, x.transport], [id, sid, true, polling ? 'polling' : 'websocket'], 'same id and session');
     equal(x.rooms.sort(), ['A', id].sort(), 'x is still in A');
     await hears(y, own); // x's buffered message went out after the hello
     const marker = `round ${round} marker`;

@@ -1,8 +1,9 @@
 /**
- * The `ringwire hub` client: named events over one WebSocket, with rooms and acknowledgements, in the
- * style of socket.io's client, reconnection included. An ES module with no dependencies; it runs in
- * browsers and in Node.js 20+ (`node --experimental-websocket`, or pass `{WebSocket}`). The wire protocol
- * (v1) is the hub's: every message is one binary ringwire frame carrying one event.
+ * The `ringwire hub` client: named events over one WebSocket (or HTTP long-polling where WebSockets do
+ * not get through), with rooms and acknowledgements, in the style of socket.io's client, reconnection
+ * included. An ES module with no dependencies; it runs in browsers and in Node.js 20+ (`node
+ * --experimental-websocket`, or pass `{WebSocket}`). The wire protocol (v1) is the hub's: every message
+ * is one binary ringwire frame carrying one event (over polling, several frames to an HTTP body).
  *
  * ```js
  * import { connect } from './client.js';
@@ -36,7 +37,31 @@
  *     (below); `options.random` (default `Math.random`) is the source of `r`, values in [0, 1).
  *   - `options.sendBuffer` (default 1000): events kept while not connected, at most.
  *   - `options.autoConnect` (default true), `options.WebSocket`, `options.fetch`: implementations to use
- *     instead of the global ones (tests).
+ *     instead of the global ones (tests; `fetch` also carries long-polling).
+ *   - `options.transports` (socket.io's name; default `['websocket', 'polling']`): the first one listed
+ *     is tried first. `'websocket'` first: a WebSocket to `/ws`; when it cannot be built (no
+ *     implementation, the constructor throws) or fails before the hub's hello (it closes or errors before
+ *     opening and `GET /ws` does not answer 401, 403 or 503; or it opens and closes before the hello),
+ *     the same attempt goes on with long-polling, if listed. `'polling'` first (or alone): long-polling
+ *     from the start; `['polling']` never builds a WebSocket. Long-polling: `GET /poll?token=..[&sid=..
+ *     &offset=..]` opens (its body is the hello, with the polling session's `pid`), then one `GET
+ *     /poll?pid=..` at a time brings frames and one `POST /poll?pid=..` at a time carries the frames sent
+ *     meanwhile (batched, in order). The same events, acks, rooms, heartbeats (pongs go in posts),
+ *     offsets and reconnection rules as a WebSocket: a `ringwire:close` frame `{code, reason}` in a poll
+ *     is the close with that code, a 410 (session gone) or a failed post is 1006. A poll whose HTTP
+ *     connection breaks is made again if the hub still has the session (an empty post says so).
+ *     `disconnect()` on polling posts a `ringwire:close` frame (HTTP has no close frame), and the hub
+ *     ends the connection and its session as for a WebSocket close 1000.
+ *     The HTTP requests use the platform's connection pool: after a network fault that left a pooled
+ *     keep-alive connection silently dead, a request sent on it is only given up with the attempt
+ *     (`connectTimeout`) or the heartbeat (`pingInterval + pingTimeout`).
+ *   - `options.upgrade` (socket.io's name; default true): once connected by polling (and when
+ *     `transports` lists `'websocket'`), the client opens a WebSocket to `/ws?token=..&pid=..`; when it
+ *     opens, no more posts are sent (the one in flight is answered first, and frames a post could not
+ *     deliver because the hub had already moved the session are sent again), the poll in flight returns
+ *     and its frames are handled, then what the WebSocket brought, and sends go on the WebSocket: nothing
+ *     lost, duplicated or reordered. A WebSocket that fails before that leaves the connection on polling,
+ *     silently (a 410 then means the hub had moved the session: 1006, and the client reconnects).
  * - `client.connect()`: opens the connection if it is not open (after a `disconnect` too, by hand);
  *   while waiting to reconnect, makes the attempt now.
  * - `client.disconnect()` (alias `close()`): closes with 1000 and stops reconnecting (the hub ends the
@@ -68,9 +93,11 @@
  *   'reconnecting' | 'closed'`; `'reconnecting'`: waiting out the delay before the next attempt, which
  *   is then `'connecting'` again), `client.rooms` (array: the connection's own room, when connected, plus
  *   those joined), `client.hello` (the last hello: `{id, pingInterval, pingTimeout, maxMessage,
- *   recovered}`, plus `sid` and `offset` from a hub with recovery), `client.pendingAcks`,
- *   `client.buffered` (events waiting in the buffer), `client.connectAttempts` (WebSockets opened so
- *   far), `client.url`.
+ *   recovered}`, plus `sid` and `offset` from a hub with recovery; over polling also `pid`),
+ *   `client.pendingAcks`, `client.buffered` (events waiting in the buffer), `client.connectAttempts`
+ *   (WebSockets and polling sessions opened so far, upgrades not counted), `client.url` (the WebSocket
+ *   URL), `client.transport` (`'websocket' | 'polling'`: what carries the connection or the attempt;
+ *   undefined when idle or closed).
  *
  * Reconnection. After a connection or an attempt ends by itself the client tries again after the
  * backoff delay, until it connects or has made `reconnectionAttempts` attempts. Never after: its own
@@ -96,10 +123,14 @@
  *   that answer's (401 wrong or missing token, 403 origin not allowed, 503 hub full; 0 when the hub did
  *   not answer or a browser hid the answer) and `reason` its text. `fatal` is true for 401 and 403 (and
  *   when there is no usable WebSocket implementation or URL): such a refusal is final and never retried.
- *   Status 101 means the WebSocket opened but closed before the hello (`code` is its close code).
+ *   Status 101 means the WebSocket opened but closed before the hello (`code` is its close code). Over
+ *   long-polling (and after a WebSocket that fell back to it) `status` is the answer to `GET /poll`'s
+ *   opening request (401, 403, 503, ...; 0 when the hub did not answer).
  * - `reconnect_attempt` `{attempt, delay}`: attempt number `attempt` (1, 2, ...) is scheduled, `delay` ms
  *   from now.
  * - `reconnect` `{attempt, recovered}`: attempt `attempt` connected (fires just before its `connect`).
+ * - `upgrade` `{transport: 'websocket'}`: a connection made by long-polling now runs on a WebSocket
+ *   (`client.transport` says so already); not a new connection: no `connect`, same id, rooms, acks.
  * - `reconnect_failed` `{attempts}`: `reconnectionAttempts` attempts failed; the client is closed (a
  *   later `connect()` starts over, resuming the session if the hub still has it).
  * - `error` `Error`: something that arrived was not acceptable, reported instead of thrown; the
@@ -152,6 +183,7 @@ const LOCAL_EVENTS = new Set([
   'reconnect',
   'reconnect_attempt',
   'reconnect_failed',
+  'upgrade',
 ]);
 
 const utf8 = new TextEncoder();
@@ -335,7 +367,310 @@ function hubUrls(url, token) {
   u.hash = '';
   const probe = new URL(u.href);
   probe.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
-  return { ws: u.href, probe: probe.href };
+  // The long-polling endpoint: `/poll` next to `/ws` (a hub under a prefix, `/x/ws`, polls `/x/poll`).
+  const poll = new URL(probe.href);
+  poll.pathname = /\/ws$/.test(poll.pathname) ? poll.pathname.replace(/ws$/, 'poll') : '/poll';
+  return { ws: u.href, probe: probe.href, poll: poll.href };
+}
+
+const TRANSPORTS = ['websocket', 'polling'];
+const POLL_CLOSE = 'ringwire:close';
+
+/** Splits a poll's body into its frames (each says its length), each as its own ArrayBuffer. */
+function splitFrames(buffer) {
+  const bytes = new Uint8Array(buffer);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const rest = bytes.length - at;
+    if (rest < HEADER_BYTES) throw new FrameError(`a poll ends with ${rest} bytes, less than a frame header`);
+    const len = view.getUint32(at, true);
+    if (len > rest - HEADER_BYTES) throw new FrameError(`a frame of ${len} bytes in a poll that has ${rest - HEADER_BYTES} left`);
+    out.push(bytes.slice(at, at + HEADER_BYTES + len).buffer);
+    at += HEADER_BYTES + len;
+  }
+  return out;
+}
+
+function concatFrames(frames) {
+  if (frames.length === 1) return frames[0];
+  const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+  let at = 0;
+  for (const f of frames) {
+    out.set(f, at);
+    at += f.length;
+  }
+  return out;
+}
+
+/**
+ * The long-polling transport, shaped as the part of a WebSocket the client uses (`onopen`, `onmessage`
+ * with `{data}`, `onclose` with `{code, reason, wasClean}`, `send`, `close`): `GET /poll?token=..` opens
+ * (its body holds the hello, whose `pid` names the session), then one `GET /poll?pid=P` at a time
+ * brings frames and one `POST /poll?pid=P` at a time carries the frames sent meanwhile, in order. A
+ * `ringwire:close` frame in a poll is the close; a 410 means the session is gone (1006). Closed before
+ * opening, `onclose` also has `status` (the opening GET's HTTP status, 0 for no answer) and `text`.
+ */
+class PollingSocket {
+  binaryType = 'arraybuffer';
+  onopen = null;
+  onmessage = null;
+  onclose = null;
+  onerror = null;
+  /** The polling session's id (from the hello), once open. */
+  pid = undefined;
+  #fetch;
+  #pollUrl = null;
+  #opened = false;
+  #closed = false;
+  #abort = new AbortController();
+  /** Frames sent while a POST is in flight (or sends are paused), batched into the next POST. */
+  #queue = [];
+  /** The POST in flight (a promise settled when it is answered), or null. */
+  #posting = null;
+  #sendsPaused = false;
+  #stopPolls = false;
+  /** Set by the client while an upgrade's WebSocket is being opened: a 410 then means "moved there". */
+  upgrading = false;
+  /** The hub answered 410 during an upgrade: this transport can no longer carry the connection. */
+  #gone = false;
+  #looping = false;
+  /** Settled when the poll loop has stopped (after delivering the frames of its last poll). */
+  #loopDone;
+  #loopEnd;
+
+  constructor(openUrl, pollUrl, fetchImpl) {
+    // Called unbound: a browser's fetch refuses another `this` ("Illegal invocation").
+    this.#fetch = (u, init) => fetchImpl(u, init);
+    this.#loopDone = new Promise((resolve) => {
+      this.#loopEnd = resolve;
+    });
+    this.#start(openUrl, pollUrl);
+  }
+
+  async #start(openUrl, pollBase) {
+    let res;
+    let body;
+    try {
+      res = await this.#fetch(openUrl, { cache: 'no-store', signal: this.#abort.signal });
+      body = res.ok ? await res.arrayBuffer() : (await res.text()).trim().slice(0, 300) || res.statusText || '';
+    } catch (e) {
+      this.#end({ code: 1006, reason: `the hub did not answer over HTTP (${e?.message ?? e})`, status: 0 });
+      return;
+    }
+    if (this.#closed) return;
+    if (!res.ok) {
+      this.#end({ code: 1006, reason: body, status: res.status, text: body });
+      return;
+    }
+    let frames;
+    let pid;
+    try {
+      frames = splitFrames(body);
+      const hello = frames.length > 0 ? decodeFrame(frames[0]) : null;
+      if (hello?.name !== 'ringwire:hello') throw new FrameError('the opening poll does not start with ringwire:hello');
+      pid = hello.value?.pid;
+      if (typeof pid !== 'string' || pid.length === 0) throw new FrameError('the hello of a poll has no pid');
+    } catch (e) {
+      this.#end({ code: 1002, reason: e.message, status: res.status });
+      return;
+    }
+    this.pid = pid;
+    const u = new URL(pollBase);
+    u.search = '';
+    u.searchParams.set('pid', pid);
+    this.#pollUrl = u.href;
+    this.#opened = true;
+    this.onopen?.({});
+    this.#deliver(frames);
+    this.#loop();
+  }
+
+  /** Hands frames to `onmessage` in order; a `ringwire:close` frame ends the connection. */
+  #deliver(frames) {
+    for (const data of frames) {
+      if (this.#closed) return;
+      const n = new DataView(data).getUint16(6, true);
+      if (n === POLL_CLOSE.length && data.byteLength >= HEADER_BYTES + n) {
+        let frame = null;
+        try {
+          frame = decodeFrame(data);
+        } catch {
+          // not a valid frame: onmessage reports it
+        }
+        if (frame?.name === POLL_CLOSE) {
+          const code = Number.isInteger(frame.value?.code) ? frame.value.code : 1006;
+          const reason = typeof frame.value?.reason === 'string' ? frame.value.reason : '';
+          this.#end({ code, reason, wasClean: true });
+          return;
+        }
+      }
+      this.onmessage?.({ data });
+    }
+  }
+
+  async #loop() {
+    this.#looping = true;
+    while (!this.#closed && !this.#stopPolls) {
+      let res;
+      let body;
+      try {
+        res = await this.#fetch(this.#pollUrl, { cache: 'no-store', signal: this.#abort.signal });
+        body = res.status === 200 ? await res.arrayBuffer() : await res.text();
+      } catch (e) {
+        if (this.#closed || this.#stopPolls) break; // (an upgrade takes over: its WebSocket says the rest)
+        // The HTTP connection broke under the poll. If the hub still has the session (an empty POST
+        // says so), poll again; else the connection is lost.
+        if (await this.#alive()) continue;
+        this.#end({ code: 1006, reason: `a poll failed: ${e?.message ?? e}` });
+        break;
+      }
+      if (this.#closed) break;
+      if (res.status === 410 && (this.#stopPolls || this.upgrading)) {
+        // The session moved to the upgrade's WebSocket (it may not have opened here yet).
+        this.#gone = true;
+        break;
+      }
+      if (res.status !== 200) {
+        this.#end({ code: 1006, reason: `a poll was answered ${res.status}: ${String(body).trim()}` });
+        break;
+      }
+      let frames;
+      try {
+        frames = splitFrames(body);
+      } catch (e) {
+        this.#end({ code: 1002, reason: e.message });
+        break;
+      }
+      this.#deliver(frames);
+    }
+    this.#looping = false;
+    this.#loopEnd();
+  }
+
+  async #alive() {
+    try {
+      const res = await this.#fetch(this.#pollUrl, { method: 'POST', body: new Uint8Array(0), cache: 'no-store', signal: this.#abort.signal });
+      await res.arrayBuffer();
+      return res.status === 200 && !this.#closed;
+    } catch {
+      return false;
+    }
+  }
+
+  send(frame) {
+    if (this.#closed) return;
+    this.#queue.push(frame);
+    this.#pump();
+  }
+
+  /** One POST at a time: what is queued when it is answered goes in the next one, in order. */
+  #pump() {
+    if (this.#posting || this.#sendsPaused || this.#closed || !this.#opened || this.#queue.length === 0) return;
+    const parts = this.#queue;
+    const body = concatFrames(parts);
+    this.#queue = [];
+    this.#posting = (async () => {
+      try {
+        const res = await this.#fetch(this.#pollUrl, { method: 'POST', body, cache: 'no-store', signal: this.#abort.signal });
+        await res.arrayBuffer();
+        if (res.status === 410 && this.upgrading) {
+          // The hub moved the session onto the upgrade's WebSocket before this side saw it open: these
+          // frames were not taken; they go first on the WebSocket.
+          this.#queue = parts.concat(this.#queue);
+          this.#sendsPaused = true;
+          this.#gone = true;
+        }
+        // Else not 200: the hub closed the connection (a malformed or too big frame, or it was
+        // closing); the next poll brings the close with its code.
+      } catch (e) {
+        // Whether the hub got the frames is unknown: as a WebSocket that drops, the connection is lost.
+        if (!this.#closed) this.#end({ code: 1006, reason: `a post failed: ${e?.message ?? e}` });
+      }
+      this.#posting = null;
+      this.#pump();
+    })();
+  }
+
+  /** Upgrade: no more POSTs; resolves once the POST in flight (if any) is answered. */
+  async pauseSends() {
+    this.#sendsPaused = true;
+    while (this.#posting) await this.#posting;
+  }
+
+  /** Upgrade: the frames sent since the sends were paused, in order (they go on the WebSocket). */
+  takeQueue() {
+    const rest = this.#queue;
+    this.#queue = [];
+    return rest;
+  }
+
+  /** Upgrade: no more polls; resolves once the poll in flight has returned and its frames were delivered. */
+  stopPolling() {
+    this.#stopPolls = true;
+    return this.#loopDone;
+  }
+
+  get closed() {
+    return this.#closed;
+  }
+
+  /**
+   * The upgrade's WebSocket failed before the switch: polling goes on (sends and polls resume), unless
+   * the hub already moved the session (a 410 seen; else the next poll's 410 says so): then the
+   * connection is lost (1006).
+   */
+  upgradeFailed() {
+    this.upgrading = false;
+    if (this.#gone) {
+      this.#end({ code: 1006, reason: 'the polling session moved to a WebSocket that failed' });
+      return;
+    }
+    this.#sendsPaused = false;
+    this.#stopPolls = false;
+    if (!this.#looping && !this.#closed) {
+      this.#loopDone = new Promise((resolve) => {
+        this.#loopEnd = resolve;
+      });
+      this.#loop();
+    }
+    this.#pump();
+  }
+
+  /** Stops everything, without an `onclose` (the client detached first). With code 1000 (the
+   * application's `disconnect()`) the hub is told with a posted `ringwire:close` frame, sent without
+   * waiting for the answer, so that it ends the session as for a WebSocket close 1000; otherwise (a
+   * transport being dropped) it is not told. */
+  close(code, reason = '') {
+    if (this.#closed) return;
+    if (code === 1000 && this.#opened && this.#pollUrl) {
+      try {
+        const body = encodeFrame(POLL_CLOSE, JSON.stringify({ code, reason }));
+        this.#fetch(this.#pollUrl, { method: 'POST', body, cache: 'no-store', keepalive: true }).catch(() => {});
+      } catch {
+        // the hub ends the connection at its next missed pong instead
+      }
+    }
+    this.#closed = true;
+    this.#abort.abort();
+    this.#loopEnd();
+  }
+
+  #end(info) {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#abort.abort();
+    this.#loopEnd();
+    this.onclose?.({ wasClean: false, ...info, opened: this.#opened });
+  }
+}
+
+function checkTransports(list) {
+  if (!Array.isArray(list) || list.length === 0 || !list.every((t) => TRANSPORTS.includes(t))) {
+    throw new TypeError(`transports is a non-empty array of ${TRANSPORTS.map((t) => `'${t}'`).join(', ')}`);
+  }
+  return [...list];
 }
 
 function rethrowLater(err) {
@@ -371,6 +706,10 @@ export class HubClient {
   /** Recovery: the session id (from the last hello) and the highest offset received (a BigInt). */
   #sid = undefined;
   #offset = undefined;
+  /** 'websocket' | 'polling' (what carries the connection or the attempt), undefined when none. */
+  #transport = undefined;
+  /** The WebSocket of an upgrade in progress (connected by polling), or null. */
+  #upgrading = null;
 
   /**
    * @param {string | URL} [url]
@@ -407,6 +746,8 @@ export class HubClient {
       sendBuffer,
       WebSocket: options.WebSocket,
       fetch: options.fetch,
+      transports: checkTransports(options.transports ?? TRANSPORTS),
+      upgrade: options.upgrade ?? true,
     };
     this.#urls = hubUrls(url, options.token);
     if (options.autoConnect ?? true) this.connect();
@@ -440,6 +781,10 @@ export class HubClient {
   }
   get connectAttempts() {
     return this.#attempts;
+  }
+  /** 'websocket' or 'polling': what carries the connection (or the attempt); undefined before one. */
+  get transport() {
+    return this.#state === 'idle' || this.#state === 'closed' ? undefined : this.#transport;
   }
 
   // ---- listeners ---------------------------------------------------------------------------------
@@ -605,17 +950,41 @@ export class HubClient {
 
   /** The WebSocket URL of the next attempt: with the session to resume, when there is one. */
   #wsUrl() {
-    if (this.#sid === undefined || this.#offset === undefined) return this.#urls.ws;
-    const u = new URL(this.#urls.ws);
+    return this.#withSession(this.#urls.ws);
+  }
+
+  #withSession(url) {
+    if (this.#sid === undefined || this.#offset === undefined) return url;
+    const u = new URL(url);
     u.searchParams.set('sid', this.#sid);
     u.searchParams.set('offset', String(this.#offset));
     return u.href;
   }
 
-  /** One attempt: a new WebSocket, waiting for the hello. */
+  /** One attempt: a WebSocket (when `transports` has it), else or failing that long-polling; then
+   * waiting for the hello. */
   #open() {
     const generation = ++this.#generation;
     this.#state = 'connecting';
+    this.#transport = undefined;
+    // socket.io's order: the first transport listed is tried first.
+    if (this.#opts.transports[0] === 'websocket') this.#openWebSocket(generation);
+    else this.#openPolling(generation);
+  }
+
+  #armConnectTimer() {
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = setTimeout(() => {
+      this.#abort(1000, 'connect timeout');
+      this.#ended('connect_error', {
+        status: 0,
+        reason: `no ringwire:hello within ${this.#opts.connectTimeout} ms`,
+        fatal: false,
+      });
+    }, this.#opts.connectTimeout);
+  }
+
+  #openWebSocket(generation) {
     const WS = this.#opts.WebSocket ?? globalThis.WebSocket;
     let ws;
     try {
@@ -625,6 +994,11 @@ export class HubClient {
       this.#attempts++;
       ws = new WS(this.#wsUrl());
     } catch (e) {
+      if (this.#opts.transports.includes('polling')) {
+        // No WebSocket here (or it refused the URL): long-polling instead.
+        this.#openPolling(generation);
+        return;
+      }
       // Reported after this call returns, so that listeners added right after connect() hear it. No
       // WebSocket at all, or a URL it rejects: trying again would not help.
       queueMicrotask(() => {
@@ -634,6 +1008,7 @@ export class HubClient {
     }
     ws.binaryType = 'arraybuffer';
     this.#ws = ws;
+    this.#transport = 'websocket';
     ws.onopen = () => {
       if (ws === this.#ws && this.#state === 'connecting') this.#state = 'open';
     };
@@ -651,14 +1026,137 @@ export class HubClient {
         this.#probe(generation, 1006);
       }
     };
-    this.#connectTimer = setTimeout(() => {
-      this.#abort(1000, 'connect timeout');
-      this.#ended('connect_error', {
-        status: 0,
-        reason: `no ringwire:hello within ${this.#opts.connectTimeout} ms`,
-        fatal: false,
+    this.#armConnectTimer();
+  }
+
+  /** Long-polling: `GET /poll?token=..[&sid=..&offset=..]` opens, its body holds the hello. */
+  #openPolling(generation) {
+    const fetchImpl = this.#opts.fetch ?? globalThis.fetch;
+    if (typeof fetchImpl !== 'function') {
+      queueMicrotask(() => {
+        if (generation === this.#generation) {
+          this.#ended('connect_error', { status: 0, reason: 'no fetch implementation for long-polling', fatal: true });
+        }
       });
-    }, this.#opts.connectTimeout);
+      return;
+    }
+    this.#attempts++;
+    const sock = new PollingSocket(this.#withSession(this.#urls.poll), this.#urls.poll, fetchImpl);
+    this.#ws = sock;
+    this.#transport = 'polling';
+    sock.onopen = () => {
+      if (sock === this.#ws && this.#state === 'connecting') this.#state = 'open';
+    };
+    sock.onmessage = (ev) => {
+      if (sock === this.#ws) this.#onMessage(ev.data);
+    };
+    sock.onclose = (ev) => {
+      if (sock === this.#ws) this.#onClose(ev, generation);
+    };
+    this.#armConnectTimer();
+  }
+
+  /**
+   * Upgrade, once connected by polling: a WebSocket to `/ws?token=..&pid=P`. When it opens, no more
+   * POSTs (the one in flight is answered first), the poll in flight returns and its frames are handled,
+   * then the WebSocket's messages (held until then), and sends go on the WebSocket. A WebSocket that
+   * fails leaves the connection on polling, silently.
+   */
+  #tryUpgrade() {
+    const poll = this.#ws;
+    if (!(poll instanceof PollingSocket) || !this.#opts.upgrade || !this.#opts.transports.includes('websocket')) return;
+    const WS = this.#opts.WebSocket ?? globalThis.WebSocket;
+    if (typeof WS !== 'function') return;
+    const u = new URL(this.#urls.ws);
+    u.searchParams.delete('sid');
+    u.searchParams.delete('offset');
+    u.searchParams.set('pid', poll.pid);
+    let ws;
+    try {
+      ws = new WS(u.href);
+    } catch {
+      return; // stays on polling
+    }
+    ws.binaryType = 'arraybuffer';
+    this.#upgrading = ws;
+    poll.upgrading = true;
+    const held = [];
+    let switched = false;
+    const current = () => this.#upgrading === ws && this.#ws === poll && this.#state === 'connected';
+    const drop = () => {
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      ws.onerror = () => {};
+      if (this.#upgrading === ws) this.#upgrading = null;
+    };
+    ws.onmessage = (ev) => {
+      if (switched) {
+        if (ws === this.#ws) this.#onMessage(ev.data);
+      } else {
+        held.push(ev.data);
+      }
+    };
+    ws.onerror = () => {
+      if (current()) {
+        drop();
+        try {
+          ws.close();
+        } catch {
+          // not open
+        }
+        poll.upgradeFailed();
+      }
+    };
+    ws.onclose = () => {
+      if (!current()) return;
+      drop();
+      // Closed before the switch: polling goes on, unless the hub had moved the session onto it (then
+      // polling sees a 410 and the connection is lost: 1006, as a WebSocket that drops).
+      poll.upgradeFailed();
+    };
+    ws.onopen = async () => {
+      if (!current()) {
+        drop();
+        try {
+          ws.close(1000, 'not needed');
+        } catch {
+          // closing
+        }
+        return;
+      }
+      await poll.pauseSends();
+      await poll.stopPolling();
+      if (!current() || poll.closed) {
+        // The connection ended meanwhile (a close frame in the last poll).
+        if (this.#upgrading === ws) drop();
+        try {
+          ws.close(1000, 'connection ended');
+        } catch {
+          // closing
+        }
+        return;
+      }
+      // The switch: the WebSocket becomes the connection. The sends that waited go out on it first (after
+      // everything the posts carried), and what it brought meanwhile is handled (after everything the
+      // polls brought).
+      const unsent = poll.takeQueue();
+      poll.onopen = poll.onmessage = poll.onclose = null;
+      poll.close();
+      this.#upgrading = null;
+      this.#ws = ws;
+      this.#transport = 'websocket';
+      switched = true;
+      const generation = this.#generation;
+      ws.onclose = (ev) => {
+        if (ws === this.#ws) this.#onClose(ev, generation);
+      };
+      ws.onerror = () => {};
+      for (const frame of unsent) ws.send(frame);
+      for (const data of held) {
+        if (ws !== this.#ws) return;
+        this.#onMessage(data);
+      }
+      if (ws === this.#ws) this.#dispatch('upgrade', [{ transport: 'websocket' }]);
+    };
   }
 
   disconnect() {
@@ -697,6 +1195,17 @@ export class HubClient {
       ws.onerror = () => {};
     }
     this.#ws = null;
+    const up = this.#upgrading;
+    this.#upgrading = null;
+    if (up) {
+      up.onopen = up.onmessage = up.onclose = null;
+      up.onerror = () => {};
+      try {
+        up.close(1000, 'connection ended');
+      } catch {
+        // not open yet
+      }
+    }
     clearTimeout(this.#connectTimer);
     clearTimeout(this.#livenessTimer);
     clearTimeout(this.#reconnectTimer);
@@ -777,6 +1286,11 @@ export class HubClient {
     const reason = ev.reason ?? '';
     if (this.#state === 'connected') {
       this.#ended('disconnect', { code, reason, wasClean: !!ev.wasClean, local: false });
+    } else if (this.#state === 'open' && this.#transport === 'websocket' && this.#opts.transports.includes('polling')) {
+      // A WebSocket that opened but closed before the hub's hello (a proxy that cuts them): long-polling.
+      this.#detach();
+      this.#state = 'connecting';
+      this.#openPolling(generation);
     } else if (this.#state === 'open') {
       this.#ended('connect_error', {
         status: 101,
@@ -784,6 +1298,12 @@ export class HubClient {
         reason: reason || `the connection closed before ringwire:hello (code ${code})`,
         fatal: false,
       });
+    } else if (ev.status !== undefined) {
+      // Long-polling refused or unreachable: the opening GET's answer says why.
+      const status = ev.status;
+      const fatal = status === 401 || status === 403;
+      const why = status === 0 || fatal || status === 503 ? reason : `GET /poll answers ${status}: ${reason}`;
+      this.#ended('connect_error', { status, reason: why, fatal });
     } else {
       // Closed before opening: the handshake was refused or the hub is unreachable. Ask over HTTP why.
       this.#detach();
@@ -806,6 +1326,11 @@ export class HubClient {
     }
     if (generation !== this.#generation || this.#state !== 'connecting') return; // given up meanwhile
     const fatal = status === 401 || status === 403;
+    if (!fatal && status !== 503 && this.#opts.transports.includes('polling')) {
+      // The hub may be there, its WebSocket is not (a proxy, a network that blocks them): long-polling.
+      this.#openPolling(generation);
+      return;
+    }
     let reason = text;
     if (status !== 0 && !fatal && status !== 503) {
       reason = `WebSocket handshake failed (close code ${code}); GET /ws answers ${status}: ${text}`;
@@ -915,6 +1440,7 @@ export class HubClient {
       maxMessage: num('maxMessage', DEFAULT_MAX_MESSAGE),
       recovered,
     };
+    if (typeof value.pid === 'string') hello.pid = value.pid;
     this.#sid = undefined;
     this.#offset = undefined;
     if (value.sid !== undefined || value.offset !== undefined) {
@@ -971,6 +1497,7 @@ export class HubClient {
     }
     if (attempt > 0) this.#dispatch('reconnect', [{ attempt, recovered }]);
     if (this.#state === 'connected' && this.#hello === hello) this.#dispatch('connect', [{ recovered }]);
+    if (this.#state === 'connected' && this.#hello === hello) this.#tryUpgrade();
   }
 
   #onAck(name, value) {
@@ -994,13 +1521,14 @@ export class HubClient {
       this.#report(new ProtocolError(`acknowledgement request for "${event}", which the hub may not send; dropped`));
       return;
     }
-    const ws = this.#ws;
+    // The connection it came on (an upgrade from polling to a WebSocket keeps the connection).
+    const generation = this.#generation;
     let answered = false;
     const ack = (reply) => {
       if (answered) return;
       const frame = encodeFrame(name, encodeBody(reply)); // a value JSON can't encode throws here
       answered = true;
-      if (ws === this.#ws && this.#state === 'connected') ws.send(frame); // else that connection is gone
+      if (generation === this.#generation && this.#state === 'connected') this.#ws.send(frame); // else that connection is gone
     };
     this.#dispatch(event, [value, ack]);
   }
