@@ -3,6 +3,9 @@
 ratio to the adjacent `limit` probes. On a VM whose vCPUs migrate between placements a single run can
 straddle a placement change; medians over runs are what the README quotes.
 
+The fan-out rows (`--transports hub`: `ringwire hub` against socket.io) get their own table of medians
+(ranges in brackets), with the hub / socket.io ratios and each server's memory per idle connection.
+
 Usage: scripts/bench-median.py [N] [extra ringwire bench args...]
 """
 import json, statistics, subprocess, sys
@@ -11,6 +14,7 @@ n = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 extra = sys.argv[2:]
 exe = "target/release/ringwire"
 rows, machine = {}, None
+fan, mem = {}, {}
 for i in range(n):
     out = subprocess.run([exe, "bench", "--json", *extra], check=True, capture_output=True, text=True).stdout
     doc = json.loads(out)
@@ -23,12 +27,42 @@ for i in range(n):
         d["mps"].append(r["throughput"]["msgs_per_sec"])
         d["rtt_lim"].append(r["limit_ratio"]["rtt_p50"])
         d["tput_lim"].append(r["limit_ratio"]["throughput"])
+    for r in doc.get("fanout", []):
+        d = fan.setdefault((r["server"], r["clients"]), {k: [] for k in ("p50", "p99", "dps", "srv_ns", "tput_r", "p50_r", "p99_r", "p99_sp50")})
+        d["p50"].append(r["latency_ns"]["p50"])
+        d["p99"].append(r["latency_ns"]["p99"])
+        d["dps"].append(r["throughput"]["deliveries_per_sec"])
+        d["srv_ns"].append(r["cpu"]["server_ns_per_delivery"])
+        if r["socketio_ratio"]:
+            for k, j in (("tput_r", "throughput"), ("p50_r", "latency_p50"), ("p99_r", "latency_p99"), ("p99_sp50", "p99_to_socketio_p50")):
+                d[k].append(r["socketio_ratio"][j])
+    for m in doc.get("fanout_memory", []):
+        mem.setdefault(m["server"], []).append(m["bytes_per_connection"])
 med = statistics.median
 print(f"machine: {machine['cpu']}, {machine['cpus']} cpus, kernel {machine['kernel']}, "
       f"{'VM' if machine['hypervisor'] else 'bare metal'}, pinned={machine['pinned']}; medians of {n} runs")
-print(f"| transport | wait | size | rtt p50 | rtt p99 | msgs/s | rtt / limit | tput / limit |")
-print(f"|---|---|---:|---:|---:|---:|---:|---:|")
+if rows:
+    print(f"| transport | wait | size | rtt p50 | rtt p99 | msgs/s | rtt / limit | tput / limit |")
+    print(f"|---|---|---:|---:|---:|---:|---:|---:|")
 for (t, w, s), d in rows.items():
     print(f"| {t} | {w} | {s} | {med(d['p50']):.0f} ns | {med(d['p99']):.0f} ns | {med(d['mps'])/1e6:.2f} M "
           f"| {med(d['rtt_lim']):.2f} ({min(d['rtt_lim']):.2f}-{max(d['rtt_lim']):.2f}) "
           f"| {med(d['tput_lim']):.2f} ({min(d['tput_lim']):.2f}-{max(d['tput_lim']):.2f}) |")
+
+
+def rng(v, fmt):
+    return f"{fmt(med(v))} ({fmt(min(v))}-{fmt(max(v))})" if v else ""
+
+
+ms = lambda ns: f"{ns / 1e6:.2f} ms" if ns >= 1e6 else f"{ns / 1e3:.0f} µs"
+if fan:
+    print()
+    print("| server | clients | latency p50 | latency p99 | deliveries/s | server CPU / delivery "
+          "| tput / socket.io | p50 / socket.io | p99 / socket.io | p99 / socket.io p50 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (srv, n), d in sorted(fan.items(), key=lambda kv: (kv[0][1], kv[0][0] != "socket.io")):
+        print(f"| {srv} | {n} | {rng(d['p50'], ms)} | {rng(d['p99'], ms)} | {rng(d['dps'], lambda v: f'{v / 1e3:.0f}k')} "
+              f"| {med(d['srv_ns']) / 1e3:.1f} µs | {rng(d['tput_r'], lambda v: f'{v:.2f}')} | {rng(d['p50_r'], lambda v: f'{v:.2f}')} "
+              f"| {rng(d['p99_r'], lambda v: f'{v:.2f}')} | {rng(d['p99_sp50'], lambda v: f'{v:.2f}')} |")
+for srv, v in mem.items():
+    print(f"idle memory, {srv}: {rng(v, lambda b: f'{b / 1024:.1f} KiB')} per connection")

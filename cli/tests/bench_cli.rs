@@ -53,6 +53,123 @@ fn quick_json_has_the_documented_schema() {
                 assert!(seen.contains(&(t.into(), w.into(), size)), "missing row {t}/{w}/{size}: {seen:?}");
             }
         }
+        // The fan-out group (`hub`) is part of the default run: its sections are there.
+        assert!(doc["fanout"].is_array() && doc["fanout_memory"].is_array(), "{doc}");
+    });
+}
+
+/// Whether the socket.io reference can run here: node, and socket.io installed in tests/js.
+fn socketio_available() -> bool {
+    let modules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/js/node_modules/socket.io");
+    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    node && modules.join("package.json").is_file()
+}
+
+/// The fields of one fan-out row (no timing is judged: only that the numbers are there and sane).
+fn check_fanout_row(r: &Value) {
+    let who = format!("{} {}", r["server"], r["clients"]);
+    assert_eq!(r["size"], 64, "{who}");
+    assert!(r["samples"].as_u64().is_some_and(|n| n > 0), "{who}");
+    for k in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(number(r, &["latency_ns", k]) > 0.0, "{who}: latency {k}");
+    }
+    assert!(number(r, &["latency_ns", "p50"]) <= number(r, &["latency_ns", "max"]), "{who}");
+    let (dps, bps) =
+        (number(r, &["throughput", "deliveries_per_sec"]), number(r, &["throughput", "broadcasts_per_sec"]));
+    assert!(dps > 0.0 && bps > 0.0, "{who}");
+    let clients = r["clients"].as_f64().unwrap();
+    assert!((dps / bps - clients).abs() < 1e-6 * clients, "{who}: deliveries = broadcasts x clients");
+    assert!(number(r, &["throughput", "window"]) >= 1.0, "{who}");
+    for k in ["server_ns_per_delivery", "client_ns_per_delivery", "server_cores", "client_cores"] {
+        assert!(number(r, &["cpu", k]) >= 0.0, "{who}: cpu {k}");
+    }
+}
+
+#[test]
+fn the_hub_group_runs_fanout_rows_against_socketio_and_reports_idle_memory() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let doc = run(&[
+            "--quick",
+            "--json",
+            "--transports",
+            "hub",
+            "--fanout-clients",
+            "1,5",
+            "--fanout-secs",
+            "0.2",
+            "--fanout-idle",
+            "20",
+        ]);
+        assert_eq!(doc["results"].as_array().map(Vec::len), Some(0), "only the fan-out group ran");
+        let rows = doc["fanout"].as_array().expect("fanout array");
+        let find = |server: &str, n: u64| rows.iter().find(|r| r["server"] == server && r["clients"] == n);
+        let memory = doc["fanout_memory"].as_array().expect("fanout_memory array");
+        let servers = if socketio_available() { vec!["socket.io", "hub"] } else { vec!["hub"] };
+        for server in &servers {
+            for n in [1, 5] {
+                check_fanout_row(find(server, n).unwrap_or_else(|| panic!("no {server} row for {n} clients: {doc}")));
+            }
+            let m =
+                memory.iter().find(|m| m["server"] == *server).unwrap_or_else(|| panic!("no {server} memory: {doc}"));
+            assert_eq!(m["connections"], 20);
+            assert!(number(m, &["rss_before"]) > 0.0 && number(m, &["rss_after"]) > 0.0, "{m}");
+            assert!(number(m, &["bytes_per_connection"]) >= 0.0, "{m}");
+        }
+        for n in [1, 5] {
+            let hub = find("hub", n).unwrap();
+            if socketio_available() {
+                for k in ["throughput", "latency_p50", "latency_p99", "p99_to_socketio_p50"] {
+                    assert!(number(hub, &["socketio_ratio", k]) > 0.0, "hub {n}: socketio_ratio.{k}");
+                }
+                assert!(find("socket.io", n).unwrap()["socketio_ratio"].is_null());
+            } else {
+                // No reference here: its rows are listed as skipped, with the reason.
+                assert!(hub["socketio_ratio"].is_null());
+                let skipped = doc["skipped"].as_array().unwrap();
+                assert!(skipped.iter().any(|s| s["transport"] == "socket.io" && s["clients"] == n), "{doc}");
+            }
+        }
+    });
+}
+
+#[test]
+fn without_socketio_the_reference_rows_are_skipped_and_the_hub_rows_still_run() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let args = [
+            "--quick",
+            "--transports",
+            "hub",
+            "--fanout-clients",
+            "2",
+            "--fanout-secs",
+            "0.1",
+            "--fanout-idle",
+            "5",
+            "--socketio-dir",
+            "/nonexistent/ringwire-js",
+        ];
+        let doc = run(&[&["--json"][..], &args].concat());
+        let skipped = doc["skipped"].as_array().expect("skipped array");
+        assert_eq!(skipped.len(), 1, "{doc}");
+        assert_eq!(skipped[0]["transport"], "socket.io");
+        assert_eq!(skipped[0]["clients"], 2);
+        assert!(skipped[0]["reason"].as_str().unwrap().contains("/nonexistent/ringwire-js"), "{doc}");
+        let rows = doc["fanout"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{doc}");
+        assert_eq!(rows[0]["server"], "hub");
+        check_fanout_row(&rows[0]);
+        assert!(rows[0]["socketio_ratio"].is_null());
+        let memory = doc["fanout_memory"].as_array().unwrap();
+        assert_eq!(memory.len(), 1);
+        assert_eq!(memory[0]["server"], "hub");
+        // The table has the section, the skipped reference and the idle memory.
+        let out = Command::new(env!("CARGO_BIN_EXE_ringwire")).arg("bench").args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.contains("fan-out:"), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("hub") && l.contains('|')), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("socket.io") && l.contains("skipped")), "{table}");
+        assert!(table.contains("idle memory: hub"), "{table}");
     });
 }
 

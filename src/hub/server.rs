@@ -341,7 +341,10 @@ impl Hub {
             // Small eager read buffer: an idle connection's memory is mostly this (tungstenite's default
             // is 128 KiB); messages larger than it are read in several steps.
             cfg.read_buffer_size = 4096;
-            cfg.write_buffer_size = 0;
+            // Frames gather up to 16 KiB before a write; the writer flushes after each batch, so a lone
+            // message still goes out at once. (0 made one send() per frame: 4x fewer deliveries/s at a
+            // room of 1,000 on the 2-vCPU machine.)
+            cfg.write_buffer_size = 16 << 10;
             cfg.max_message_size = Some(hub.shared.config.max_message);
             cfg.max_frame_size = Some(hub.shared.config.max_message);
             let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;

@@ -5,6 +5,7 @@
 //! `limit` probe (see `probe.rs`) is taken right before and right after every row, and each row is
 //! reported with its ratio to the mean of those two probes as well as in absolute numbers.
 
+mod fanout;
 mod plan;
 mod plot;
 mod report;
@@ -44,6 +45,7 @@ pub const TRANSPORTS: &[&str] = &[
     "amqp",
     "crossbeam",
     "rtrb",
+    "hub",
 ];
 
 #[derive(clap::Args, Debug)]
@@ -53,9 +55,12 @@ pub struct BenchArgs {
     json: bool,
     /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, shm-spsc+events,
     /// shm-mpmc, shm-broadcast, pipe, stdio, fork, unix, tcp, tcp+events, udp, websocket, redis-pubsub,
-    /// redis-stream, amqp, crossbeam, rtrb. A `+events` row sends each message as a named event
+    /// redis-stream, amqp, crossbeam, rtrb, hub. A `+events` row sends each message as a named event
     /// (`ringwire::socket`, raw body, name "msg") through the same peers, and is compared with its raw
-    /// row (`raw_ratio`). Kernel transports run with each wait: block, spin, adaptive.
+    /// row (`raw_ratio`). Kernel transports run with each wait: block, spin, adaptive. `hub` is the
+    /// fan-out group: `ringwire hub` and, as the reference, Node's socket.io server broadcasting to rooms
+    /// of `--fanout-clients` WebSocket clients, and their memory per idle connection (run last; its own
+    /// table section and the JSON's `fanout` and `fanout_memory`).
     #[arg(long, value_delimiter = ',')]
     transports: Option<Vec<String>>,
     /// The Redis server of the redis-pubsub and redis-stream rows (redis://host:port or host:port). When
@@ -76,6 +81,21 @@ pub struct BenchArgs {
     /// throughput bars.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<std::path::PathBuf>,
+    /// Fan-out (`hub`): comma-separated room sizes, in clients [default: 1,10,100,1000; --quick: 1,10,100].
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    fanout_clients: Option<Vec<usize>>,
+    /// Fan-out (`hub`): seconds of the throughput phase of each row [default: 1.5; --quick: 0.3].
+    #[arg(long, value_name = "SECS")]
+    fanout_secs: Option<f64>,
+    /// Fan-out (`hub`): idle connections opened to measure each server's memory per connection
+    /// [default: 1000; --quick: 100].
+    #[arg(long, value_name = "N")]
+    fanout_idle: Option<usize>,
+    /// Fan-out (`hub`): the folder with socketio_fanout_server.mjs and node_modules/socket.io (the
+    /// socket.io reference server) [default: this source tree's tests/js]. Without node or socket.io
+    /// there, the socket.io rows are listed as skipped.
+    #[arg(long, value_name = "DIR")]
+    socketio_dir: Option<std::path::PathBuf>,
 }
 
 /// A row's measurement.
@@ -85,7 +105,7 @@ struct Measured {
 }
 
 pub fn run(args: BenchArgs) -> CliResult {
-    let selected: Vec<&'static str> = match &args.transports {
+    let mut selected: Vec<&'static str> = match &args.transports {
         None => TRANSPORTS.to_vec(),
         Some(names) => {
             let mut v = Vec::new();
@@ -102,6 +122,19 @@ pub fn run(args: BenchArgs) -> CliResult {
     if args.sizes.is_empty() || args.sizes.iter().any(|&s| s == 0 || s > RING_MAX_MESSAGE) {
         return Err(format!("sizes must be between 1 and {RING_MAX_MESSAGE} bytes").into());
     }
+    // The fan-out group is not a per-size row with probes around it: it runs once, after the rows.
+    let fanout = if selected.contains(&"hub") {
+        selected.retain(|t| *t != "hub");
+        Some(fanout::Settings::new(
+            args.quick,
+            args.fanout_clients.clone(),
+            args.fanout_secs,
+            args.fanout_idle,
+            args.socketio_dir.clone(),
+        )?)
+    } else {
+        None
+    };
     let counts = Counts::new(args.quick);
     let redis = transports::redis_url(&args.redis);
     // Checked once, before any row: a missing server skips the redis rows, not the run.
@@ -127,9 +160,10 @@ pub fn run(args: BenchArgs) -> CliResult {
         }
     }
 
-    let pinned = available_cpus() >= 2 && pin_to(0);
+    let pinned = !plans.is_empty() && available_cpus() >= 2 && pin_to(0);
     let machine = Machine::detect(pinned);
-    let bar = ProgressBar::new((plans.len() * 2 + args.sizes.len()) as u64);
+    let probes = if plans.is_empty() { 0 } else { args.sizes.len() };
+    let bar = ProgressBar::new((plans.len() * 2 + probes) as u64 + fanout.as_ref().map_or(0, |f| f.steps()));
     bar.set_style(ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}").expect("valid template"));
 
     let mut rows = Vec::new();
@@ -162,6 +196,7 @@ pub fn run(args: BenchArgs) -> CliResult {
                     transport: plan.transport,
                     wait: plan.wait,
                     size: plan.size,
+                    clients: None,
                     reason: e.to_string(),
                 });
                 bar.inc(2);
@@ -175,6 +210,10 @@ pub fn run(args: BenchArgs) -> CliResult {
         rows.push(Row::new(plan.transport, plan.wait, plan.size, &m.rtt, m.throughput, before, after));
         before = after;
     }
+    let fanout_report = match &fanout {
+        Some(settings) => fanout::run(settings, &bar, &mut skipped)?,
+        None => fanout::FanoutReport::default(),
+    };
     bar.finish_and_clear();
     report::fill_spsc_ratios(&mut rows);
     report::fill_raw_ratios(&mut rows);
@@ -188,9 +227,14 @@ pub fn run(args: BenchArgs) -> CliResult {
         plot::svg(path, &rows, &title)?;
     }
     if args.json {
-        println!("{}", report::json(&machine, &rows, &skipped)?);
+        println!("{}", report::json(&machine, &rows, &skipped, &fanout_report)?);
     } else {
-        print!("{}", report::table(&machine, &rows, &skipped, args.quick));
+        if plans.is_empty() {
+            print!("{}", report::machine_line(&machine, args.quick));
+        } else {
+            print!("{}", report::table(&machine, &rows, &skipped, args.quick));
+        }
+        print!("{}", fanout::table(&fanout_report, &skipped));
     }
     Ok(())
 }

@@ -9,9 +9,21 @@
 //!               "spsc_ratio": {"rtt_p50": .., "throughput": ..},
 //!               "raw_ratio": {"rtt_p50": .., "throughput": ..},
 //!               "limit_probe": {"before": {"rtt_p50": .., "msgs_per_sec": ..}, "after": {..}}}],
-//!  "skipped": [{"transport": "redis-pubsub", "wait": "block", "size": 64, "reason": "..."}]}
+//!  "skipped": [{"transport": "redis-pubsub", "wait": "block", "size": 64, "reason": "..."},
+//!              {"transport": "socket.io", "wait": "block", "size": 64, "clients": 1000, "reason": "..."}],
+//!  "fanout": [{"server": "hub", "clients": 1000, "size": 64, "samples": 300,
+//!              "latency_ns": {"p50": .., "p90": .., "p99": .., "p999": .., "max": ..},
+//!              "throughput": {"deliveries_per_sec": .., "broadcasts_per_sec": .., "window": 256, "secs": 1.5},
+//!              "cpu": {"server_ns_per_delivery": .., "client_ns_per_delivery": .., "server_cores": .., "client_cores": ..},
+//!              "socketio_ratio": {"throughput": .., "latency_p50": .., "latency_p99": ..,
+//!                                 "p99_to_socketio_p50": ..}}],
+//!  "fanout_memory": [{"server": "hub", "connections": 1000, "rss_before": .., "rss_after": ..,
+//!                     "bytes_per_connection": ..}]}
 //! ```
+//!
+//! `fanout` and `fanout_memory` (the `hub` group, `fanout.rs`) and `skipped[].clients` were added later.
 
+use super::fanout::{FanoutReport, FanoutRow, IdleMemory};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::fmt::Write;
@@ -61,6 +73,18 @@ pub struct Percentiles {
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        Percentiles {
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
 }
 
 #[derive(Serialize, Clone, Copy, Debug)]
@@ -122,13 +146,7 @@ impl Row {
         before: ProbeSample,
         after: ProbeSample,
     ) -> Self {
-        let rtt_ns = Percentiles {
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        };
+        let rtt_ns = Percentiles::of(h);
         let probe_rtt = (before.rtt_p50 + after.rtt_p50) / 2.0;
         let probe_tput = (before.msgs_per_sec + after.msgs_per_sec) / 2.0;
         Row {
@@ -201,6 +219,10 @@ pub struct Skipped {
     pub transport: &'static str,
     pub wait: &'static str,
     pub size: usize,
+    /// Fan-out rows only (`hub`, `socket.io`): the row's number of clients (for the idle-memory
+    /// measurement, its number of idle connections). Absent on the other rows. Added later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clients: Option<usize>,
     pub reason: String,
 }
 
@@ -209,13 +231,23 @@ struct Doc<'a> {
     machine: &'a Machine,
     results: &'a [Row],
     skipped: &'a [Skipped],
+    /// Added later (always present, possibly empty): the fan-out rows of `--transports hub`.
+    fanout: &'a [FanoutRow],
+    /// Added later (always present, possibly empty): memory per idle connection of each fan-out server.
+    fanout_memory: &'a [IdleMemory],
 }
 
-pub fn json(machine: &Machine, rows: &[Row], skipped: &[Skipped]) -> serde_json::Result<String> {
-    serde_json::to_string_pretty(&Doc { machine, results: rows, skipped })
+pub fn json(machine: &Machine, rows: &[Row], skipped: &[Skipped], fanout: &FanoutReport) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&Doc {
+        machine,
+        results: rows,
+        skipped,
+        fanout: &fanout.rows,
+        fanout_memory: &fanout.memory,
+    })
 }
 
-fn ns(v: u64) -> String {
+pub(crate) fn ns(v: u64) -> String {
     if v >= 10_000_000 {
         format!("{:.1}ms", v as f64 / 1e6)
     } else if v >= 10_000 {
@@ -225,7 +257,7 @@ fn ns(v: u64) -> String {
     }
 }
 
-fn rate(v: f64) -> String {
+pub(crate) fn rate(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
     } else if v >= 1e3 {
@@ -235,18 +267,21 @@ fn rate(v: f64) -> String {
     }
 }
 
-pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "machine: {} ({} cpus{}), kernel {}, {}{}",
+/// The table's first line: the machine.
+pub fn machine_line(m: &Machine, quick: bool) -> String {
+    format!(
+        "machine: {} ({} cpus{}), kernel {}, {}{}\n",
         m.cpu,
         m.cpus,
         if m.hypervisor { ", VM" } else { "" },
         m.kernel,
         if m.pinned { "sides pinned to cpu 0 and 1" } else { "not pinned" },
         if quick { ", --quick (smoke run: noisy)" } else { "" }
-    );
+    )
+}
+
+pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> String {
+    let mut out = machine_line(m, quick);
     let _ = writeln!(
         out,
         "{:<15} {:<9} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10} | {:>7} {:>7} | {:>7} {:>7} | {:>7} {:>7}",
@@ -296,7 +331,8 @@ pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> Str
             raw.1
         );
     }
-    for s in skipped {
+    // (Fan-out rows that did not run are listed in the fan-out section: `fanout::table`.)
+    for s in skipped.iter().filter(|s| s.clients.is_none()) {
         let _ = writeln!(out, "{:<15} {:<9} {:>6} | skipped: {}", s.transport, s.wait, s.size, s.reason);
     }
     let _ = writeln!(
