@@ -26,6 +26,15 @@
 //! # }
 //! ```
 //!
+//! # Atomics
+//!
+//! The hub runs on tokio and is not model-checked with loom (the rings and the wait protocol are); its
+//! atomics are std's, and all `Relaxed`: counters (statistics, ids, the connection cap's count, where
+//! only the count itself matters) and flags that publish no data — each read either under the mutex
+//! that ordered its write (`replaced`, under the recovery log's mutex), in the task that wrote it
+//! (`client_closed`), or after a tokio `Notify` / lock handoff that synchronizes (`upgraded`, the
+//! client's `closing`); a stale read there costs one more wait or ping, never a wrong result.
+//!
 //! # Threads
 //!
 //! Listeners run on the connection's reader task, in the order that connection's events arrive; a
