@@ -910,6 +910,21 @@ fn a_redis_restart_mid_broadcast_loses_nothing_on_the_streams_path() {
         }
         assert_eq!(seen, (0..total).collect::<HashSet<_>>());
         assert_eq!(b_hub.stats().cluster_lost, 0);
+
+        // A receiving hub that finds Redis gone keeps trying, and resumes once it is back: what was
+        // published meanwhile (waiting in hub B's outbox) arrives.
+        server.kill();
+        while a_hub.stats().cluster_outages == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for i in total..total + 10 {
+            b_hub.to("R").emit("n", &i).unwrap();
+        }
+        server.restart().unwrap();
+        while (seen.len() as u64) < total + 10 {
+            seen.insert(ra.recv().await.unwrap().decode::<u64>().unwrap());
+        }
+        assert_eq!(seen, (0..total + 10).collect::<HashSet<_>>());
     });
 }
 

@@ -14,7 +14,7 @@ use super::recovery::Target;
 use super::rooms::Emit;
 use super::{Hub, HubError, Shared};
 use crate::socket::{FrameSink, FrameSource, Ring};
-use crate::transport::{TransportSendError, Wait};
+use crate::transport::{TransportRecvError, TransportSendError, Wait};
 
 /// Records queued for a hub's publisher thread before emits fail over to counting them lost.
 const OUTBOX: usize = 4096;
@@ -74,6 +74,7 @@ pub(crate) struct Counters {
     pub received: AtomicU64,
     pub lost: AtomicU64,
     pub bad: AtomicU64,
+    pub outages: AtomicU64,
 }
 
 /// The publishing side a hub holds.
@@ -174,6 +175,9 @@ impl Hub {
     /// be created or opened ([`HubError::Io`]), Redis does not answer, a cluster was already joined.
     pub fn join_cluster(&self, cluster: Cluster) -> Result<(), HubError> {
         let io = |e: &dyn std::fmt::Display| HubError::Io(std::io::Error::other(e.to_string()));
+        if self.shared.cluster.get().is_some() {
+            return Err(io(&"this hub already joined a cluster"));
+        }
         let (mut sink, mut source, max_record): (Box<dyn FrameSink>, Box<dyn FrameSource>, usize) = match &cluster {
             Cluster::Shm { name, capacity, max_message } => {
                 let cfg = crate::RingConfig { capacity: *capacity, max_message: *max_message };
@@ -217,12 +221,9 @@ impl Hub {
             }
         };
         let (tx, rx) = sync_channel::<Vec<u8>>(OUTBOX);
-        {
-            let mut slot = self.shared.cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if slot.is_some() {
-                return Err(HubError::Io(std::io::Error::other("this hub already joined a cluster")));
-            }
-            *slot = Some(Outlet { node: protocol_node(&self.shared), max_record, queue: tx });
+        let outlet = Outlet { node: protocol_node(&self.shared), max_record, queue: tx };
+        if self.shared.cluster.set(outlet).is_err() {
+            return Err(HubError::Io(std::io::Error::other("this hub already joined a cluster")));
         }
         let weak = Arc::downgrade(&self.shared);
         let counters = self.shared.cluster_counters.clone();
@@ -254,11 +255,29 @@ impl Hub {
         })?;
         std::thread::Builder::new().name("hub cluster receiver".into()).spawn(move || {
             let mut buf = Vec::new();
+            let mut away = false;
             loop {
                 let Some(shared) = weak.upgrade() else { return };
                 let r = source.recv_frame_into(Wait::Until(Instant::now() + POLL), &mut buf);
+                if away && r.is_ok() {
+                    log::warn!("hub cluster: the engine answers again");
+                    away = false;
+                }
                 match r {
                     Ok(_) => deliver(&shared, &buf),
+                    // The engine does not answer (Redis down or cut off): not the end. The redis halves
+                    // reconnect on a later call (a Streams consumer goes on from its group's position);
+                    // meanwhile this hub serves its own connections. Counted once per outage, and
+                    // paced so an unreachable server is not asked more than once per POLL.
+                    Err(crate::socket::EventRecvError::Transport(TransportRecvError::PeerReset)) => {
+                        if !away {
+                            log::warn!("hub cluster: the engine does not answer; retrying");
+                            shared.cluster_counters.outages.fetch_add(1, Ordering::Relaxed);
+                            away = true;
+                        }
+                        drop(shared);
+                        std::thread::sleep(POLL);
+                    }
                     Err(crate::socket::EventRecvError::Lagged) => {
                         log::warn!("hub cluster: this hub fell behind the ring and lost records");
                         shared.cluster_counters.lost.fetch_add(1, Ordering::Relaxed);

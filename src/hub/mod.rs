@@ -206,7 +206,8 @@ pub(crate) struct Shared {
     open: AtomicUsize,
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The cluster this hub publishes to ([`Hub::join_cluster`]).
-    cluster: std::sync::Mutex<Option<cluster::Outlet>>,
+    /// Set once; read without a lock on every emit.
+    cluster: std::sync::OnceLock<cluster::Outlet>,
     cluster_counters: Arc<cluster::Counters>,
     /// Polling sessions by pid.
     polls: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<polling::PollSession>>>,
@@ -218,10 +219,14 @@ pub(crate) struct Shared {
 impl Shared {
     /// In a cluster: the record for this emit, or `Oversize` when it does not fit the engine (checked
     /// before anything is sent). `None` outside a cluster.
-    fn cluster_record(&self, target: &recovery::Target, name: &str, body: &[u8]) -> Result<Option<Vec<u8>>, HubError> {
-        let cluster = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(out) = &*cluster else { return Ok(None) };
-        let rec = cluster::encode(out.node, target, name, body);
+    fn cluster_record(
+        &self,
+        target: impl FnOnce() -> recovery::Target,
+        name: &str,
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>, HubError> {
+        let Some(out) = self.cluster.get() else { return Ok(None) };
+        let rec = cluster::encode(out.node, &target(), name, body);
         if rec.len() > out.max_record {
             return Err(HubError::Oversize { size: rec.len(), max: out.max_record });
         }
@@ -230,7 +235,7 @@ impl Shared {
 
     /// Hands a record to the cluster's publisher thread.
     fn cluster_publish(&self, rec: Vec<u8>) {
-        if let Some(out) = &*self.cluster.lock().unwrap_or_else(PoisonError::into_inner) {
+        if let Some(out) = self.cluster.get() {
             out.publish(rec, &self.cluster_counters);
         }
     }
@@ -267,7 +272,7 @@ impl Hub {
                 shutdown: tokio::sync::watch::channel(false).0,
                 drained: tokio::sync::Notify::new(),
                 polls: std::sync::Mutex::default(),
-                cluster: std::sync::Mutex::new(None),
+                cluster: std::sync::OnceLock::new(),
                 cluster_counters: Arc::default(),
                 stats: server::Stats::default(),
             }),
@@ -349,6 +354,7 @@ impl Hub {
         s.cluster_received = c.received.load(std::sync::atomic::Ordering::Relaxed);
         s.cluster_lost = c.lost.load(std::sync::atomic::Ordering::Relaxed);
         s.cluster_bad = c.bad.load(std::sync::atomic::Ordering::Relaxed);
+        s.cluster_outages = c.outages.load(std::sync::atomic::Ordering::Relaxed);
         if let Some(rec) = &self.shared.config.recovery {
             let mut log = self.shared.log.lock().unwrap_or_else(PoisonError::into_inner);
             log.expire(rec);
@@ -392,6 +398,9 @@ pub struct HubStats {
     pub cluster_lost: u64,
     /// Cluster: malformed records skipped.
     pub cluster_bad: u64,
+    /// Cluster: times this hub's receiver found the engine unreachable (each outage once); it keeps
+    /// retrying and goes on when the engine is back.
+    pub cluster_outages: u64,
     /// Recovery: events in the replay window now.
     pub replay_window: u64,
     /// Recovery: sessions of lost connections kept for a reconnect now.

@@ -195,14 +195,18 @@ impl Emit {
     /// published for the other hubs (after this hub's connections have it queued).
     pub fn emit_bytes(&self, name: &str, body: &[u8]) -> Result<usize, HubError> {
         super::check_user_name(name)?;
-        let target =
-            Target { rooms: self.rooms.clone(), except: self.except.clone(), except_conn: self.except_conn.clone() };
-        let record = self.hub.cluster_record(&target, name, body)?;
+        // Outside a cluster and without recovery no target is recorded: the emit only pushes.
+        let record = self.hub.cluster_record(|| self.target(), name, body)?;
         let n = self.emit_local(name, body)?;
         if let Some(rec) = record {
             self.hub.cluster_publish(rec);
         }
         Ok(n)
+    }
+
+    /// Who this emit is for, as recovery's log and the cluster's records keep it.
+    fn target(&self) -> Target {
+        Target { rooms: self.rooms.clone(), except: self.except.clone(), except_conn: self.except_conn.clone() }
     }
 
     /// Delivers to this hub's connections (and its recovery log); what a record from another hub gets.
@@ -216,9 +220,7 @@ impl Emit {
         let msg = protocol::encode_checked(&wire, body, max)?;
         // Queued to every target and logged under the one mutex: offsets reach each client in order.
         let n = self.push(&msg);
-        let target =
-            Target { rooms: self.rooms.clone(), except: self.except.clone(), except_conn: self.except_conn.clone() };
-        log.append(msg, target, cfg);
+        log.append(msg, self.target(), cfg);
         Ok(n)
     }
 

@@ -98,6 +98,7 @@ impl Stats {
             cluster_received: 0,
             cluster_lost: 0,
             cluster_bad: 0,
+            cluster_outages: 0,
         }
     }
 }
