@@ -20,12 +20,13 @@ ALLOWED = {
     "wire": set(),
     "process": set(),
     "wait": {"sync"},
-    "ring": {"sync", "wire", "wait"},
+    "reactor": {"sync", "wait"},
+    "ring": {"sync", "wire", "wait", "reactor"},
     "shm": {"sync", "ring", "wait", "process"},
     "transport": {"sync", "wire", "ring", "shm", "wait", "process"},
     "events": set(),
     "socket": {"wire", "ring", "transport", "events"},
-    "hub": {"wire", "ring", "shm", "transport", "events", "socket"},
+    "hub": {"wire", "ring", "shm", "wait", "transport", "events", "socket"},
 }
 
 

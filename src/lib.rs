@@ -46,6 +46,8 @@ pub mod events;
 pub mod hub;
 
 pub mod process;
+#[cfg(feature = "tokio")]
+pub mod reactor;
 pub mod ring;
 pub mod shm;
 #[cfg(feature = "events")]

@@ -13,6 +13,13 @@ pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(ringwire_loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
+/// The mutex of the async reactor (`crate::reactor`): std's, or loom's under loom.
+#[cfg(all(feature = "tokio", not(ringwire_loom)))]
+pub(crate) use std::sync::Mutex;
+
+#[cfg(all(feature = "tokio", ringwire_loom))]
+pub(crate) use loom::sync::Mutex;
+
 use std::time::Instant;
 
 /// One step of a busy wait: a CPU pause hint (`pause` on x86), or a scheduler yield under loom so that
@@ -153,6 +160,115 @@ pub(crate) mod futex {
             libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32);
         }
     }
+
+    /// How a [`wait_many`] ended.
+    #[cfg(feature = "tokio")]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum WaitMany {
+        /// Woken through the word at this index (others may have changed too: their wakes are lost,
+        /// but their values differ, so the next `wait_many` returns `Changed`). `None`: some word.
+        Woken(Option<usize>),
+        /// A word already differed from its expected value (or could not be read): look at each.
+        Changed,
+        /// The deadline passed, or a signal interrupted the wait.
+        TimedOut,
+        /// The kernel has no `futex_waitv` (Linux < 5.16), or refused the call.
+        Unsupported,
+    }
+
+    /// One entry of `futex_waitv`'s array (`struct futex_waitv`, include/uapi/linux/futex.h).
+    #[cfg(feature = "tokio")]
+    #[repr(C)]
+    pub(crate) struct Waitv {
+        val: u64,
+        uaddr: u64,
+        flags: u32,
+        reserved: u32,
+    }
+
+    /// `futex_waitv`'s limit on the number of words (`FUTEX_WAITV_MAX`).
+    #[cfg(feature = "tokio")]
+    pub(crate) const WAITV_MAX: usize = 128;
+
+    /// Sleeps until one of `words` (address, expected value) is woken, one already differs, or
+    /// `deadline` passes: `futex_waitv` (Linux 5.16) on shared 32-bit futexes, the same keys
+    /// [`wake_all`] wakes. `buf` is the caller's reusable array. The addresses are only handed to
+    /// the kernel, never dereferenced here, so a word whose memory went away meanwhile makes the call
+    /// fail (`Changed`), not this process.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn wait_many(
+        words: &[(usize, u32)],
+        deadline: Option<std::time::Instant>,
+        buf: &mut Vec<Waitv>,
+    ) -> WaitMany {
+        const FUTEX2_SIZE_U32: u32 = 0x02;
+        debug_assert!(words.len() <= WAITV_MAX);
+        buf.clear();
+        buf.extend(words.iter().map(|&(addr, val)| Waitv {
+            val: val as u64,
+            uaddr: addr as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        }));
+        // futex_waitv takes an absolute CLOCK_MONOTONIC time, the clock `Instant` reads on Linux.
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: `now` is a valid timespec to write; CLOCK_MONOTONIC always exists on Linux.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+            let nsec = now.tv_nsec as u64 + left.subsec_nanos() as u64;
+            libc::timespec {
+                tv_sec: now.tv_sec.saturating_add(
+                    left.as_secs().min(i32::MAX as u64) as libc::time_t + (nsec / 1_000_000_000) as libc::time_t,
+                ),
+                tv_nsec: (nsec % 1_000_000_000) as libc::c_long,
+            }
+        });
+        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `buf` holds `buf.len()` initialised `struct futex_waitv`s (repr(C), reserved zero) for
+        // the duration of the call; the kernel reads each `uaddr` itself and reports a bad one as
+        // EFAULT. `ts_ptr` is null or points at a live timespec.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex_waitv,
+                buf.as_ptr(),
+                buf.len() as libc::c_uint,
+                0u32,
+                ts_ptr,
+                libc::CLOCK_MONOTONIC,
+            )
+        };
+        if r >= 0 {
+            return WaitMany::Woken(Some(r as usize));
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EFAULT) => WaitMany::Changed,
+            Some(libc::ETIMEDOUT) | Some(libc::EINTR) => WaitMany::TimedOut,
+            _ => WaitMany::Unsupported,
+        }
+    }
+
+    /// Whether the word at `addr` no longer holds `expected` (or can't be read any more). The kernel
+    /// reads it (FUTEX_WAIT with a zero time-out: EAGAIN when it differs, ETIMEDOUT when it doesn't),
+    /// so an address whose memory went away is an error code here, never a fault.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn changed(addr: usize, expected: u32) -> bool {
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: the kernel validates `addr` (EFAULT if unmapped) and only reads it; `zero` is a live
+        // timespec.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                addr,
+                libc::FUTEX_WAIT,
+                expected,
+                &zero as *const libc::timespec,
+                0usize,
+                0u32,
+            )
+        };
+        r != -1 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ETIMEDOUT)
+    }
 }
 
 #[cfg(ringwire_loom)]
@@ -179,5 +295,52 @@ pub(crate) mod futex {
     pub(crate) fn wake_all(_word: &AtomicU32) {
         let _guard = LOCK.lock().unwrap();
         COND.notify_all();
+    }
+
+    /// As the production `WaitMany` (the model never times out).
+    #[cfg(feature = "tokio")]
+    #[allow(dead_code)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum WaitMany {
+        Woken(Option<usize>),
+        Changed,
+        TimedOut,
+        Unsupported,
+    }
+
+    /// Unused under loom (the model keeps no array).
+    #[cfg(feature = "tokio")]
+    pub(crate) struct Waitv;
+
+    #[cfg(feature = "tokio")]
+    pub(crate) const WAITV_MAX: usize = 128;
+
+    /// `futex_waitv`, modelled like [`wait`]: under the one mutex, sleep if every word still holds its
+    /// expected value; a wake of any word wakes us (`Woken(None)`: the caller looks at each).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn wait_many(
+        words: &[(usize, u32)],
+        _deadline: Option<std::time::Instant>,
+        _buf: &mut Vec<Waitv>,
+    ) -> WaitMany {
+        let guard = LOCK.lock().unwrap();
+        if words.iter().any(|&(addr, val)| load(addr) != val) {
+            return WaitMany::Changed;
+        }
+        drop(COND.wait(guard).unwrap());
+        WaitMany::Woken(None)
+    }
+
+    /// Whether the word at `addr` no longer holds `expected`.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn changed(addr: usize, expected: u32) -> bool {
+        load(addr) != expected
+    }
+
+    #[cfg(feature = "tokio")]
+    fn load(addr: usize) -> u32 {
+        // SAFETY: under loom the addresses are those of wait cells (and the reactor's own word) in rings
+        // the models keep alive until the reactor has stopped (`reactor::__loom_run`'s contract).
+        unsafe { &*(addr as *const AtomicU32) }.load(Ordering::SeqCst)
     }
 }

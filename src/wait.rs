@@ -28,6 +28,10 @@
 //! wake finds it queued) or after it (then the Acquire load synchronises with the Release bump, and the
 //! re-check sees the condition). So no wake-up is lost, and the notifier makes no syscall unless
 //! somebody sleeps. `loom-tests/` checks this on this very code.
+//!
+//! An async waiter (feature `tokio`, `crate::reactor`) runs the same sleeper half
+//! (`WaitCell::announce`, re-check, `WaitCell::retire`), with the process's reactor thread sleeping
+//! on `seq` in its place; the notifier's half is the same for both.
 
 use crate::sync::{futex, heavy_barrier, light_barrier, now, spin_hint, yield_now, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -228,26 +232,48 @@ pub(crate) fn wait_for<T, E>(
             (None, Some(_)) => Some(params.liveness),
             (_, None) => None,
         };
-        cell.sleepers.fetch_add(1, Ordering::Relaxed);
+        let seq = cell.announce(mark, params.asymmetric);
+        if let Poll::Ready(r) = attempt() {
+            cell.retire(mark);
+            return r;
+        }
+        futex::wait(&cell.seq, seq, timeout);
+        cell.retire(mark);
+        try_ready!();
+    }
+}
+
+impl WaitCell {
+    /// The sleeper's half of the protocol, up to the re-check: counts the caller as a sleeper (and sets
+    /// its sleep mark), runs the heavy barrier, and returns the `seq` to sleep on. The caller must
+    /// re-check its condition next, then either sleep on `seq` (the futex, or the async reactor) or
+    /// give up; either way it ends with [`retire`](Self::retire).
+    pub(crate) fn announce(&self, mark: Option<SleepMark<'_>>, asymmetric: bool) -> u32 {
+        // Relaxed: the heavy barrier below orders it before the re-check (the Dekker pair).
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
         if let Some(m) = mark {
             // Relaxed: read only by a process that found ours dead (its lock released by the kernel).
             m.word.store(m.value, Ordering::Relaxed);
         }
-        // SYNC POINT (Dekker, sleeper side): orders our announcement before the re-check of the
-        // condition inside `attempt`; pairs with the light barrier in `WaitCell::notify`.
-        heavy_barrier(params.asymmetric);
+        // SYNC POINT (Dekker, sleeper side): orders our announcement before the caller's re-check of the
+        // condition; pairs with the light barrier in `WaitCell::notify`.
+        heavy_barrier(asymmetric);
         // SYNC POINT: Acquire pairs with the Release bump in `WaitCell::wake`: if we read a bumped value,
-        // the re-check below sees the condition that the bump announced.
-        let seq = cell.seq.load(Ordering::Acquire);
-        if let Poll::Ready(r) = attempt() {
-            unmark(mark);
-            cell.sleepers.fetch_sub(1, Ordering::Relaxed);
-            return r;
-        }
-        futex::wait(&cell.seq, seq, timeout);
+        // the caller's re-check sees the condition that the bump announced.
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// Takes back what [`announce`](Self::announce) did (the sleep mark, then the count).
+    pub(crate) fn retire(&self, mark: Option<SleepMark<'_>>) {
         unmark(mark);
-        cell.sleepers.fetch_sub(1, Ordering::Relaxed);
-        try_ready!();
+        // Relaxed: a notifier that still reads the old count only makes one wake nobody needs.
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The futex word (for the async reactor, which sleeps on it with `futex_waitv`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn seq_word(&self) -> &AtomicU32 {
+        &self.seq
     }
 }
 

@@ -34,6 +34,11 @@ impl std::ops::DerefMut for Conn {
 
 /// Connects to an echo peer over `adapter`.
 fn make(adapter: Adapter) -> Conn {
+    make_with_window(adapter, 1)
+}
+
+/// As [`make`], a redis sender keeping up to `window` commands unacknowledged.
+fn make_with_window(adapter: Adapter, window: usize) -> Conn {
     let (server, url) = if matches!(adapter, Adapter::RedisPubsub | Adapter::RedisStream) {
         let s = RedisServer::start().expect("start a private redis-server");
         let url = s.url();
@@ -42,7 +47,7 @@ fn make(adapter: Adapter) -> Conn {
         (None, peers::redis_url())
     };
     let cmd = ringwire_testkit::peer::bench_command(&PeerArgs::transport(PeerMode::Echo, adapter));
-    let c = peers::connect_via(cmd, adapter, &url).expect("connect to the echo peer");
+    let c = peers::connect_via_window(cmd, adapter, &url, window).expect("connect to the echo peer");
     Conn { c, _server: server }
 }
 
@@ -78,6 +83,12 @@ fn make_redis_pubsub() -> Conn {
 }
 fn make_redis_stream() -> Conn {
     make(Adapter::RedisStream)
+}
+fn make_redis_pubsub_pipelined() -> Conn {
+    make_with_window(Adapter::RedisPubsub, 16)
+}
+fn make_redis_stream_pipelined() -> Conn {
+    make_with_window(Adapter::RedisStream, 16)
 }
 fn make_amqp() -> Conn {
     make(Adapter::Amqp)
@@ -255,6 +266,8 @@ mod on {
         websocket => crate::make_websocket,
         redis_pubsub => crate::make_redis_pubsub,
         redis_stream => crate::make_redis_stream,
+        redis_pubsub_pipelined => crate::make_redis_pubsub_pipelined,
+        redis_stream_pipelined => crate::make_redis_stream_pipelined,
         amqp => crate::make_amqp,
     }
 }

@@ -575,6 +575,8 @@ fn room_hooks_fire_on_join_and_leave_and_send_error_reaches_the_client() {
 /// closed at once (the client's reconnection attempts fail).
 struct Forwarder {
     addr: std::net::SocketAddr,
+    /// Where new connections go (re-pointed: a client that moves to another hub).
+    to: Arc<Mutex<std::net::SocketAddr>>,
     cut: tokio::sync::watch::Sender<(u64, bool)>,
     refuse: Arc<std::sync::atomic::AtomicBool>,
     half_open: Arc<Mutex<Vec<tokio::net::TcpStream>>>,
@@ -587,13 +589,15 @@ impl Forwarder {
         let cut = tokio::sync::watch::channel((0u64, false)).0;
         let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let half_open = Arc::new(Mutex::new(Vec::new()));
-        let (c, r, h) = (cut.clone(), refuse.clone(), half_open.clone());
+        let target = Arc::new(Mutex::new(to));
+        let (c, r, h, t) = (cut.clone(), refuse.clone(), half_open.clone(), target.clone());
         tokio::spawn(async move {
             loop {
                 let (mut client, _) = l.accept().await.unwrap();
                 if r.load(std::sync::atomic::Ordering::SeqCst) {
                     continue;
                 }
+                let to = *t.lock().unwrap();
                 let mut up = tokio::net::TcpStream::connect(to).await.unwrap();
                 let mut rx = c.subscribe();
                 let h = h.clone();
@@ -609,7 +613,12 @@ impl Forwarder {
                 });
             }
         });
-        Forwarder { addr, cut, refuse, half_open }
+        Forwarder { addr, to: target, cut, refuse, half_open }
+    }
+
+    /// Sends the next connections to `to`.
+    fn point(&self, to: std::net::SocketAddr) {
+        *self.to.lock().unwrap() = to;
     }
 
     fn url(&self) -> String {
@@ -925,6 +934,148 @@ fn a_redis_restart_mid_broadcast_loses_nothing_on_the_streams_path() {
             seen.insert(ra.recv().await.unwrap().decode::<u64>().unwrap());
         }
         assert_eq!(seen, (0..total + 10).collect::<HashSet<_>>());
+    });
+}
+
+/// Recovery across hubs (a Redis Streams cluster with recovery on; ARCHITECTURE.md, "Recovery across
+/// hubs"): a client lost on one hub comes back on another and gets what it missed — emitted on
+/// either hub, to its rooms and to itself; not volatile emits, not other rooms — once and in order,
+/// with `recovered: true`: from hub A to hub B, back to A, then to a hub C that joined after the
+/// events (a restarted hub: its own log is empty, the replay is read from the stream). Once the
+/// stream no longer holds the client's offset, C starts it clean.
+#[test]
+fn recovery_works_across_hubs_through_a_redis_stream() {
+    run(|| async {
+        let server = ringwire_testkit::redis_server::RedisServer::start().unwrap();
+        let cluster = ringwire::hub::Cluster::RedisStream { url: server.url(), key: "hubs".into(), max_len: 10_000 };
+        let cfg = || HubConfig { recovery: Some(ringwire::hub::Recovery::default()), ..config() };
+        let (a_hub, b_hub) = (Hub::new(cfg()), Hub::new(cfg()));
+        a_hub.join_cluster(cluster.clone()).unwrap();
+        b_hub.join_cluster(cluster.clone()).unwrap();
+        let (_, addr_a) = start(&a_hub).await;
+        let (_, addr_b) = start(&b_hub).await;
+        let fwd = Forwarder::start(addr_a).await;
+        let (x, mut rx) = HubClient::connect_with(&fwd.url(), fast_reconnect()).await.unwrap();
+        x.join("R").await.unwrap();
+        let id = x.id();
+        // A recoverable emit reaches even the emitting hub's own clients through the stream.
+        a_hub.to("R").emit("before", &0).unwrap();
+        assert_eq!(rx.recv().await.unwrap().name(), "before");
+        let mut redis = server.connection().unwrap();
+        let sessions = move |r: &mut redis::Connection| -> usize {
+            redis::cmd("KEYS").arg("hubs:session:*").query::<Vec<String>>(r).unwrap().len()
+        };
+        // Emits on `hub`, each waited for until it is in the stream, so the stream's order (the order
+        // every hub replays in) is the order of this list.
+        async fn emit_in_order(hubs: &[&Hub], id: &str, round: u64) -> Vec<(String, Value)> {
+            let mut want = Vec::new();
+            for (i, hub) in hubs.iter().enumerate() {
+                let before = hub.stats().cluster_published;
+                let (name, v) =
+                    if i == 1 { ("direct", json!(round)) } else { ("missed", json!(round * 10 + i as u64)) };
+                if i == 1 {
+                    hub.to(id).emit(name, &v).unwrap();
+                } else {
+                    hub.to("R").emit(name, &v).unwrap();
+                }
+                want.push((name.to_owned(), v));
+                // Not replayed: volatile, and to a room x is not in (neither is published to wait for).
+                hub.to("R").emit_volatile("volatile", &round).unwrap();
+                hub.to("elsewhere").emit("elsewhere", &round).unwrap();
+                while hub.stats().cluster_published < before + 2 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            want
+        }
+        let c_hub = Hub::new(cfg());
+        for round in 1u64..=3 {
+            fwd.refuse(true);
+            fwd.cut(false);
+            let mut st = x.state();
+            st.wait_for(|s| matches!(s, ringwire::hub::ClientState::Reconnecting { .. })).await.unwrap();
+            // The hub it left has stored its session in Redis (a condition, polled).
+            while sessions(&mut redis) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let want = emit_in_order(&[&a_hub, &b_hub, &a_hub], &id, round).await;
+            let next = match round {
+                1 => addr_b,
+                2 => addr_a,
+                _ => {
+                    // A hub that was not there when the events were emitted: its log is empty.
+                    c_hub.join_cluster(cluster.clone()).unwrap();
+                    start(&c_hub).await.1
+                }
+            };
+            fwd.point(next);
+            fwd.refuse(false);
+            let s = st.wait_for(|s| matches!(s, ringwire::hub::ClientState::Connected { .. })).await.unwrap().clone();
+            assert_eq!(s, ringwire::hub::ClientState::Connected { id: id.clone(), recovered: true }, "round {round}");
+            assert_eq!(sessions(&mut redis), 0, "taken by the hub it came back to");
+            // The marker from another hub than the one x is on, after the live emits resumed.
+            b_hub.to("R").emit("m", &round).unwrap();
+            assert_eq!(until_marker(&mut rx, round).await, want, "round {round}");
+        }
+        // The stream loses what came after x's offset (trimmed to nothing): hub C, whose log does not
+        // reach back either, starts x clean, and x re-joins its room by itself.
+        fwd.refuse(true);
+        fwd.cut(false);
+        while sessions(&mut redis) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut st = x.state();
+        let _: () = redis::cmd("XTRIM").arg("hubs").arg("MAXLEN").arg(0).query(&mut redis).unwrap();
+        let stopped = Hub::new(cfg());
+        stopped.join_cluster(cluster.clone()).unwrap();
+        fwd.point(start(&stopped).await.1);
+        fwd.refuse(false);
+        let s = st.wait_for(|s| matches!(s, ringwire::hub::ClientState::Connected { .. })).await.unwrap().clone();
+        assert!(matches!(s, ringwire::hub::ClientState::Connected { recovered: false, .. }), "{s:?}");
+        while !stopped.room_members("R").iter().any(|m| **m == *x.id()) {
+            tokio::task::yield_now().await;
+        }
+        a_hub.to("R").emit("after", &1).unwrap();
+        loop {
+            if rx.recv().await.unwrap().name() == "after" {
+                break;
+            }
+        }
+    });
+}
+
+/// Recovery across hubs while Redis is away: the hub keeps serving its clients (a volatile emit
+/// arrives at once), and its recoverable emits, which take their offsets from the stream, wait in the
+/// outbox and arrive once Redis is back: all of them, once each, in order, with offsets.
+#[test]
+fn recovery_across_hubs_holds_recoverable_emits_through_a_redis_outage() {
+    run(|| async {
+        let mut server = ringwire_testkit::redis_server::RedisServer::start_persistent().unwrap();
+        let cluster = ringwire::hub::Cluster::RedisStream { url: server.url(), key: "hubs".into(), max_len: 10_000 };
+        let hub = Hub::new(HubConfig { recovery: Some(ringwire::hub::Recovery::default()), ..config() });
+        hub.join_cluster(cluster).unwrap();
+        let (url, _) = start(&hub).await;
+        let (x, mut rx) = connect(&url).await;
+        x.join("R").await.unwrap();
+        hub.to("R").emit("n", &0u64).unwrap();
+        assert_eq!(rx.recv().await.unwrap().decode::<u64>().unwrap(), 0);
+        server.kill();
+        while hub.stats().cluster_outages == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for i in 1..=10u64 {
+            hub.to("R").emit("n", &i).unwrap();
+        }
+        hub.to("R").emit_volatile("v", &1).unwrap();
+        let ev = rx.recv().await.unwrap();
+        assert_eq!(ev.name(), "v", "the hub serves its clients while Redis is away");
+        server.restart().unwrap();
+        for i in 1..=10u64 {
+            let ev = rx.recv().await.unwrap();
+            assert_eq!((ev.name(), ev.decode::<u64>().unwrap()), ("n", i));
+        }
+        hub.to("R").emit("m", &1).unwrap();
+        assert!(until_marker(&mut rx, 1).await.is_empty(), "nothing twice");
     });
 }
 

@@ -45,7 +45,9 @@ pub struct HubArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub handshake_timeout: f64,
     /// Connection-state recovery: a client that lost its connection and comes back within
-    /// --recovery-age gets its id, rooms and every event it missed, once and in order.
+    /// --recovery-age gets its id, rooms and every event it missed, once and in order. With
+    /// `--cluster redis-stream:...` it works across hubs: the client may come back to any hub of the
+    /// cluster, or to this one restarted (sessions are kept in Redis, the stream is the replay log).
     #[arg(long)]
     pub recovery: bool,
     /// Recovery: events kept for replay, at most.
@@ -56,7 +58,7 @@ pub struct HubArgs {
     pub recovery_age: f64,
     /// Share rooms with other hubs: `shm:NAME` (hubs on this host, a shared-memory broadcast ring),
     /// `redis-pubsub:redis://HOST:PORT/CHANNEL` (at most once) or `redis-stream:redis://HOST:PORT/KEY`
-    /// (at least once, resumes after a Redis outage).
+    /// (at least once, resumes after a Redis outage; with --recovery, recovery across hubs).
     #[arg(long, value_name = "ENGINE:ADDRESS")]
     pub cluster: Option<String>,
     /// Worker threads of the runtime (default: one per CPU).
@@ -192,6 +194,9 @@ pub fn run(args: HubArgs) -> CliResult {
     };
     let cluster = args.cluster.as_deref().map(parse_cluster).transpose()?;
     let notify = args.notify_every.map(|s| secs(s, "notify-every")).transpose()?;
+    if notify.is_some_and(|d| d.is_zero()) {
+        return Err("--notify-every 0: the interval must be above zero".into());
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = args.threads {

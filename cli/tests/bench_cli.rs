@@ -133,6 +133,69 @@ fn the_hub_group_runs_fanout_rows_against_socketio_and_reports_idle_memory() {
 }
 
 #[test]
+fn the_hub_cluster_group_runs_two_process_rows_over_shm_and_redis() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let server = ringwire_testkit::redis_server::RedisServer::start().expect("start a private redis-server");
+        let url = server.url();
+        let doc = run(&[
+            "--quick",
+            "--json",
+            "--transports",
+            "hub-cluster",
+            "--fanout-clients",
+            "1,4",
+            "--fanout-secs",
+            "0.2",
+            "--fanout-idle",
+            "10",
+            "--redis",
+            &url,
+        ]);
+        let rows = doc["fanout"].as_array().expect("fanout array");
+        let find = |server: &str, n: u64| rows.iter().find(|r| r["server"] == server && r["clients"] == n);
+        let mut two = vec!["hub-2-shm", "hub-2-redis-stream", "hub-2-redis-pubsub"];
+        if socketio_available() {
+            two.push("socket.io-2-redis");
+        }
+        for server in &two {
+            let r = find(server, 4).unwrap_or_else(|| panic!("no {server} row for 4 clients: {doc}"));
+            check_fanout_row(r);
+            assert_eq!(r["processes"], 2, "{r}");
+            // A room of one has nobody on the second process: no such row.
+            assert!(find(server, 1).is_none(), "{doc}");
+            if server.starts_with("hub") {
+                for k in ["throughput", "latency_p50", "latency_p99"] {
+                    assert!(number(r, &["one_hub_ratio", k]) > 0.0, "{server}: one_hub_ratio.{k}");
+                    if socketio_available() {
+                        assert!(
+                            number(r, &["socketio_ratio", k]) > 0.0,
+                            "{server}: socketio_ratio.{k} (vs socket.io-2-redis)"
+                        );
+                    }
+                }
+            }
+        }
+        // The one-process rows run too, as the baselines.
+        check_fanout_row(find("hub", 4).expect("the one-hub row"));
+        assert_eq!(find("hub", 4).unwrap()["processes"], 1);
+        assert_eq!(find("hub-2-shm", 4).unwrap()["engine"], "shm");
+        // What the deployments left is removed: the stream, the shm ring.
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut server.connection().unwrap()).unwrap();
+        assert!(keys.is_empty(), "{keys:?}");
+        let pid_tag = "ringwire-bench-fanout-";
+        let left: Vec<_> = std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(pid_tag))
+            .collect();
+        // (Another bench run on this machine may hold one of its own; ours is gone when the run ends.)
+        let child_tags: Vec<_> =
+            left.iter().filter(|n| !std::path::Path::new("/proc").join(&n[pid_tag.len()..]).exists()).collect();
+        assert!(child_tags.is_empty(), "left behind: {child_tags:?}");
+    });
+}
+
+#[test]
 fn without_socketio_the_reference_rows_are_skipped_and_the_hub_rows_still_run() {
     ringwire_testkit::watchdog(TEST_LIMIT, || {
         let args = [
@@ -199,6 +262,48 @@ fn events_rows_report_their_raw_ratio() {
     });
 }
 
+/// A kernel transport brings its raw mechanism (`raw-pipe`, `raw-udp`, block and spin) into the run,
+/// and each of its rows reports its ratio to it; a `+batch` row reports its ratio to the plain row.
+#[test]
+fn kernel_rows_report_their_raw_mechanism_and_batch_rows_their_gain() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let doc = run(&["--quick", "--json", "--transports", "pipe,pipe+batch,udp", "--sizes", "64"]);
+        let rows = doc["results"].as_array().unwrap();
+        let skipped = doc["skipped"].as_array().unwrap();
+        let ran = |t: &str, w: &str| rows.iter().find(|r| r["transport"] == t && r["wait"] == w);
+        for w in ["block", "spin"] {
+            assert!(ran("raw-pipe", w).is_some(), "raw-pipe {w} added to the run");
+            assert!(ran("raw-pipe", w).unwrap()["mechanism"].is_null(), "a raw row has no mechanism");
+        }
+        for (t, w, raw) in
+            [("pipe", "block", "raw-pipe"), ("pipe", "adaptive", "raw-pipe"), ("pipe+batch", "spin", "raw-pipe")]
+        {
+            let r = ran(t, w).unwrap_or_else(|| panic!("{t} {w} ran"));
+            assert_eq!(r["mechanism"], raw, "{t} {w}");
+            assert!(number(r, &["mechanism_ratio", "rtt_p50"]) > 0.0, "{t} {w}: mechanism_ratio");
+            assert!(number(r, &["mechanism_ratio", "throughput"]) > 0.0, "{t} {w}: mechanism_ratio");
+        }
+        let b = ran("pipe+batch", "block").expect("pipe+batch block ran");
+        assert!(number(b, &["raw_ratio", "throughput"]) > 0.0, "pipe+batch: ratio to pipe");
+        // UDP may lose a datagram on a loaded machine (the row is then skipped, not failed): either way
+        // raw-udp was part of the run.
+        let listed = |t: &str| rows.iter().any(|r| r["transport"] == t) || skipped.iter().any(|r| r["transport"] == t);
+        assert!(listed("raw-udp") && listed("udp"));
+    });
+}
+
+#[test]
+fn async_row_reports_its_ratio_to_the_blocking_row() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let doc = run(&["--quick", "--json", "--transports", "shm-spsc,shm-spsc+async", "--sizes", "64"]);
+        let rows = doc["results"].as_array().unwrap();
+        let r = rows.iter().find(|r| r["transport"] == "shm-spsc+async" && r["wait"] == "adaptive").expect("async row");
+        assert!(number(r, &["rtt_ns", "p50"]) > 0.0);
+        assert!(number(r, &["raw_ratio", "rtt_p50"]) > 0.0, "ratio to shm-spsc adaptive");
+        assert!(number(r, &["raw_ratio", "throughput"]) > 0.0, "ratio to shm-spsc adaptive");
+    });
+}
+
 #[test]
 fn unknown_transport_is_an_error() {
     ringwire_testkit::watchdog(TEST_LIMIT, || {
@@ -249,8 +354,18 @@ fn redis_rows_without_a_server_are_listed_as_skipped_and_the_run_goes_on() {
         assert!(rows.iter().all(|r| r["transport"] == "shm-spsc"), "{rows:?}");
         assert_eq!(rows.len(), 2, "spin and adaptive still ran");
         let skipped = doc["skipped"].as_array().expect("skipped array");
-        let names: Vec<_> = skipped.iter().map(|s| s["transport"].as_str().unwrap()).collect();
-        assert_eq!(names, ["redis-pubsub", "redis-stream"]);
+        let names: Vec<_> =
+            skipped.iter().map(|s| (s["transport"].as_str().unwrap(), s["wait"].as_str().unwrap())).collect();
+        // Each redis row in both modes: a round trip per send (block), a window in flight (pipelined).
+        assert_eq!(
+            names,
+            [
+                ("redis-pubsub", "block"),
+                ("redis-pubsub", "pipelined"),
+                ("redis-stream", "block"),
+                ("redis-stream", "pipelined")
+            ]
+        );
         for s in skipped {
             assert_eq!(s["size"], 64);
             assert!(s["reason"].as_str().unwrap().contains("127.0.0.1:1"), "{s}");
@@ -278,16 +393,30 @@ fn a_quick_websocket_row_runs() {
     });
 }
 
+/// Every redis row: each mode, and the `send_buffered` ones.
+const REDIS_ROWS: &str = "redis-pubsub,redis-pubsub+batch,redis-stream,redis-stream+batch";
+
 #[test]
 fn quick_redis_rows_run_against_a_private_server() {
     ringwire_testkit::watchdog(TEST_LIMIT, || {
         let server = ringwire_testkit::redis_server::RedisServer::start().expect("start a private redis-server");
         let url = server.url();
-        let doc =
-            run(&["--quick", "--json", "--transports", "redis-pubsub,redis-stream", "--sizes", "64", "--redis", &url]);
-        let rows: Vec<_> =
-            doc["results"].as_array().unwrap().iter().map(|r| r["transport"].as_str().unwrap()).collect();
-        assert_eq!(rows, ["redis-pubsub", "redis-stream"], "{doc}");
+        let doc = run(&["--quick", "--json", "--transports", REDIS_ROWS, "--sizes", "64", "--redis", &url]);
+        let rows: Vec<_> = doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["transport"].as_str().unwrap(), r["wait"].as_str().unwrap()))
+            .collect();
+        let want = [
+            ("redis-pubsub", "block"),
+            ("redis-pubsub", "pipelined"),
+            ("redis-pubsub+batch", "pipelined"),
+            ("redis-stream", "block"),
+            ("redis-stream", "pipelined"),
+            ("redis-stream+batch", "pipelined"),
+        ];
+        assert_eq!(rows, want, "{doc}");
         // The stream keys were deleted afterwards.
         let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut server.connection().unwrap()).unwrap();
         assert!(keys.is_empty(), "{keys:?}");

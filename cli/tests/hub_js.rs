@@ -66,9 +66,14 @@ impl Drop for Hub {
 
 impl Hub {
     fn start(tag: &str, extra: &[&str]) -> Hub {
+        Hub::start_on(tag, "127.0.0.1:0", extra)
+    }
+
+    /// As `start`, listening on `listen` (a restarted hub takes its predecessor's address).
+    fn start_on(tag: &str, listen: &str, extra: &[&str]) -> Hub {
         let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hub-js-{tag}.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
-            .args(["hub", "--listen", "127.0.0.1:0", "--token", TOKEN])
+            .args(["hub", "--listen", listen, "--token", TOKEN])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -95,6 +100,15 @@ impl Hub {
         self.url.strip_prefix("http://").unwrap()
     }
 
+    /// Stops the hub as an operator would (SIGTERM: it closes its connections with 1001 and exits)
+    /// and waits for it; a hub that does not exit is caught by the test's watchdog.
+    fn stop(&mut self) {
+        // SAFETY: kill(2) on the child's pid; it has not been reaped (its wait has not returned).
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait for the hub");
+        assert!(status.success(), "the hub exited with {status} on SIGTERM:\n{}", self.log());
+    }
+
     fn log(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(40).collect();
@@ -111,13 +125,29 @@ fn node(script: &str, args: &[&str], context: impl Fn() -> String) -> String {
 /// `node`, with the script's requests to `forwarder` served: a stdout line `@@ CUT`, `@@ CUT SILENT` or
 /// `@@ RESTORE` is done, then answered on the script's stdin with `<request> DONE`.
 fn node_with(script: &str, args: &[&str], forwarder: Option<&Forwarder>, context: impl Fn() -> String) -> String {
+    let serve = |request: &str| {
+        let Some(f) = forwarder else { return false };
+        match request {
+            "CUT" => f.cut(false),
+            "CUT SILENT" => f.cut(true),
+            "RESTORE" => f.restore(),
+            _ => return false,
+        }
+        true
+    };
+    node_serving(script, args, &serve, context)
+}
+
+/// `node`, with the script's requests (`@@ <request>` stdout lines) done by `serve` (which says whether
+/// it knows the request), each answered on the script's stdin with `<request> DONE`.
+fn node_serving(script: &str, args: &[&str], serve: &dyn Fn(&str) -> bool, context: impl Fn() -> String) -> String {
     let mut child = Command::new("node")
         .args(["--no-warnings", "--experimental-websocket"])
         .arg(repo().join("tests/js").join(script))
         .args(args)
         .current_dir(repo())
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .stdin(if forwarder.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -147,16 +177,11 @@ fn node_with(script: &str, args: &[&str], forwarder: Option<&Forwarder>, context
         stdout.push_str(&line);
         stdout.push('\n');
         let Some(request) = line.strip_prefix("@@ ") else { continue };
-        match (forwarder, request) {
-            (Some(f), "CUT") => f.cut(false),
-            (Some(f), "CUT SILENT") => f.cut(true),
-            (Some(f), "RESTORE") => f.restore(),
-            _ => {
-                bad_request = Some(request.to_string());
-                // SAFETY: kill(2) on the child's pid; it has not been reaped (its wait has not returned).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                break;
-            }
+        if !serve(request) {
+            bad_request = Some(request.to_string());
+            // SAFETY: kill(2) on the child's pid; it has not been reaped (its wait has not returned).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            break;
         }
         if let Some(w) = stdin.as_mut() {
             let _ = writeln!(w, "{request} DONE").and_then(|()| w.flush());
@@ -462,6 +487,51 @@ fn chat_page_recovers_after_a_network_cut_in_chromium() {
             &[&hub.url, &fwd.url(), TOKEN, shot.to_str().unwrap()],
             Some(&fwd),
             || format!("--- hub log (tail)\n{}", hub.log()),
+        );
+        assert!(shot.is_file(), "no screenshot at {}:\n{out}", shot.display());
+        println!("screenshot: {}", shot.display());
+    });
+}
+
+/// A real hub restart (issue: "stop and restart the hub"): hubs A and B with recovery on share rooms
+/// through a Redis stream on a private redis-server; the page, on hub A, recovers its session on a new
+/// hub A process started on the same address, and shows what was sent (through hub B) while A was
+/// down, once.
+#[test]
+fn chat_page_recovers_across_a_hub_restart_in_chromium() {
+    watchdog(TEST_LIMIT, || {
+        require_node();
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} is missing: run scripts/setup.sh (it installs Debian's chromium)"
+        );
+        let redis = ringwire_testkit::redis_server::RedisServer::start().expect("start a private redis-server");
+        let cluster = format!("redis-stream:{}/hub-restart", redis.url());
+        let args = ["--recovery", "--cluster", cluster.as_str()];
+        let hub_b = Hub::start("restart-b", &args);
+        let hub_a = Mutex::new(Hub::start("restart-a1", &args));
+        let (url_a, addr_a) = {
+            let a = hub_a.lock().unwrap();
+            (a.url.clone(), a.addr().to_string())
+        };
+        let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hub-restarted.png");
+        let _ = std::fs::remove_file(&shot);
+        let out = node_serving(
+            "hub_restart_browser.mjs",
+            &[&url_a, &hub_b.url, TOKEN, shot.to_str().unwrap()],
+            &|request| {
+                let mut a = hub_a.lock().unwrap_or_else(PoisonError::into_inner);
+                match request {
+                    "STOP" => a.stop(),
+                    "START" => *a = Hub::start_on("restart-a2", &addr_a, &args),
+                    _ => return false,
+                }
+                true
+            },
+            || {
+                let a = hub_a.lock().unwrap_or_else(PoisonError::into_inner);
+                format!("--- hub A log (tail)\n{}\n--- hub B log (tail)\n{}", a.log(), hub_b.log())
+            },
         );
         assert!(shot.is_file(), "no screenshot at {}:\n{out}", shot.display());
         println!("screenshot: {}", shot.display());

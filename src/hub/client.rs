@@ -42,6 +42,10 @@ pub struct ClientOptions {
     /// The random source of the jitter, values in `[0, 1)` (tests inject one). `None`: std's
     /// randomly keyed hasher.
     pub random: Option<Arc<dyn Fn() -> f64 + Send + Sync>>,
+    /// How long a connection attempt may take, from the TCP connect to the hub's hello (socket.io's
+    /// `timeout`, 20 s): a server that upgrades and then says nothing is given up on
+    /// ([`HubError::Timeout`]; a reconnection tries again).
+    pub timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +59,7 @@ impl Default for ClientOptions {
             reconnection_attempts: None,
             send_buffer: 1000,
             random: None,
+            timeout: Duration::from_secs(20),
         }
     }
 }
@@ -68,6 +73,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("randomization_factor", &self.randomization_factor)
             .field("reconnection_attempts", &self.reconnection_attempts)
             .field("send_buffer", &self.send_buffer)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +186,8 @@ struct Inner {
     /// Recovery: the session id and the last offset received.
     sid: Mutex<Option<String>>,
     offset: AtomicU64,
+    /// The current connection's pingInterval + pingTimeout (from its hello).
+    heartbeat: Mutex<Option<Duration>>,
     state: watch::Sender<ClientState>,
     /// The id of the current or last connection.
     last_id: Mutex<String>,
@@ -218,6 +226,8 @@ struct Hello {
     sid: Option<String>,
     recovered: bool,
     offset: u64,
+    /// pingInterval + pingTimeout: without a ping for this long the hub is taken for gone.
+    heartbeat: Option<Duration>,
 }
 
 type Stream = futures_util::stream::SplitStream<
@@ -242,7 +252,7 @@ impl HubClient {
         url: &str,
         opts: ClientOptions,
     ) -> Result<(HubClient, mpsc::Receiver<ClientEvent>), HubError> {
-        let (stream, writer, hello) = open(url, opts.token.as_deref(), None).await?;
+        let (stream, writer, hello) = open(url, opts.token.as_deref(), None, opts.timeout).await?;
         let inner = Arc::new(Inner {
             url: url.to_owned(),
             opts,
@@ -253,6 +263,7 @@ impl HubClient {
             rooms: Mutex::default(),
             sid: Mutex::new(hello.sid.clone()),
             offset: AtomicU64::new(hello.offset),
+            heartbeat: Mutex::new(hello.heartbeat),
             last_id: Mutex::new(hello.id.clone()),
             state: watch::channel(ClientState::Connected { id: hello.id, recovered: false }).0,
             closing: AtomicBool::new(false),
@@ -398,8 +409,18 @@ fn ws_io(e: WsError) -> HubError {
     }
 }
 
-/// One connection: the handshake (with the session to resume, if any), the hello, the writer task.
+/// One connection: the handshake (with the session to resume, if any), the hello, the writer task;
+/// all within `timeout`.
 async fn open(
+    url: &str,
+    token: Option<&str>,
+    resume: Option<(&str, u64)>,
+    timeout: Duration,
+) -> Result<(Stream, mpsc::Sender<Message>, Hello), HubError> {
+    tokio::time::timeout(timeout, open_unbounded(url, token, resume)).await.map_err(|_| HubError::Timeout)?
+}
+
+async fn open_unbounded(
     url: &str,
     token: Option<&str>,
     resume: Option<(&str, u64)>,
@@ -439,7 +460,12 @@ async fn open(
                     id: h["id"].as_str().unwrap_or_default().to_owned(),
                     sid: h["sid"].as_str().map(str::to_owned),
                     recovered: h["recovered"] == true,
-                    offset: h["offset"].as_u64().unwrap_or(0),
+                    // A number, or (above 2^53 - 1: recovery across hubs) a decimal string.
+                    offset: h["offset"].as_u64().or_else(|| h["offset"].as_str()?.parse().ok()).unwrap_or(0),
+                    heartbeat: match (h["pingInterval"].as_u64(), h["pingTimeout"].as_u64()) {
+                        (Some(i), Some(t)) => Some(Duration::from_millis(i.saturating_add(t))),
+                        _ => None,
+                    },
                 };
             }
             Some(Ok(_)) => continue,
@@ -497,7 +523,7 @@ async fn supervise(
             }
             let sid = inner.sid.lock().unwrap_or_else(PoisonError::into_inner).clone();
             let offset = inner.offset.load(Ordering::Relaxed);
-            match open(&inner.url, opts.token.as_deref(), sid.as_deref().map(|s| (s, offset))).await {
+            match open(&inner.url, opts.token.as_deref(), sid.as_deref().map(|s| (s, offset)), opts.timeout).await {
                 Ok(x) => break Ok(x),
                 Err(HubError::Refused { status: status @ (401 | 403), reason }) => {
                     break Err(DisconnectReason { code: 1008, reason: format!("refused ({status}): {reason}") })
@@ -513,6 +539,7 @@ async fn supervise(
         writer = w;
         *inner.sid.lock().unwrap_or_else(PoisonError::into_inner) = hello.sid.clone();
         inner.offset.store(hello.offset, Ordering::Relaxed);
+        *inner.heartbeat.lock().unwrap_or_else(PoisonError::into_inner) = hello.heartbeat;
         // Under the link's lock: the re-joins go first, then the buffer in order, then new sends.
         let mut link = inner.link.lock().await;
         if !hello.recovered {
@@ -550,11 +577,23 @@ async fn read_loop(
     events: &mpsc::Sender<ClientEvent>,
 ) -> DisconnectReason {
     let pong = protocol::encode(protocol::PONG, b"");
+    // The hub's heartbeat, watched as socket.io's client does: no ping for pingInterval + pingTimeout
+    // (a dead path without a FIN, a hub gone silent) and the connection is taken for lost (4000).
+    let heartbeat = *inner.heartbeat.lock().unwrap_or_else(PoisonError::into_inner);
+    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let next_deadline = || heartbeat.map_or(far, |h| tokio::time::Instant::now() + h);
+    let mut ping_due = next_deadline();
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
             // The application closed while the hub does not answer: stop reading.
             _ = inner.wake.notified(), if inner.closing.load(Ordering::Relaxed) => None,
+            _ = tokio::time::sleep_until(ping_due) => {
+                return DisconnectReason {
+                    code: close::PING_TIMEOUT,
+                    reason: "no ping from the hub within pingInterval + pingTimeout".into(),
+                };
+            }
         };
         let msg = match msg {
             None => return DisconnectReason { code: 1006, reason: "the connection dropped".into() },
@@ -574,6 +613,7 @@ async fn read_loop(
         let Ok(ev) = protocol::decode(b) else { continue };
         let mut name = ev.name();
         if name == protocol::PING {
+            ping_due = next_deadline();
             let _ = writer.send(Message::Binary(pong.clone())).await;
             continue;
         }

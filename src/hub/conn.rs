@@ -42,8 +42,12 @@ pub(crate) struct ConnShared {
     pub recovered: bool,
     /// A newer connection of the same session took over (close 4003): this one keeps no session.
     pub replaced: AtomicBool,
+    /// Set by the connection's end (its hooks run once, whatever carried it).
+    pub finished: AtomicBool,
     /// The client closed with a close frame: its session ends with it.
     pub client_closed: AtomicBool,
+    /// Recovery: where this session's replay may start (its first hello, its joins).
+    pub floors: Mutex<Floors>,
     /// The hub (a cycle through the registry while connected; the registry lets go at disconnect).
     pub hub: Arc<Shared>,
     queue: mpsc::Sender<Push>,
@@ -66,7 +70,9 @@ impl ConnShared {
             sid,
             recovered,
             replaced: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
             client_closed: AtomicBool::new(false),
+            floors: Mutex::default(),
             hub,
             queue,
             closing: watch::channel(None).0,
@@ -91,6 +97,12 @@ impl ConnShared {
 
     /// Asks the connection's tasks to close it with `code`; the first request wins (and returns true).
     pub fn close(&self, code: u16, reason: &str) -> bool {
+        // A close frame holds at most 123 bytes of reason (RFC 6455, 5.5): cut on a UTF-8 boundary.
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let reason = &reason[..end];
         self.closing.send_if_modified(|c| {
             if c.is_some() {
                 return false;
@@ -146,5 +158,21 @@ impl Drop for Slot {
         if self.0.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) == 1 {
             self.0.drained.notify_waiters();
         }
+    }
+}
+
+/// Where a session's replay may start: the offset of its first hello, and for each room it joined
+/// later, the offset at its join. Rooms not listed (its own, those joined before the hello) count
+/// from `start`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Floors {
+    pub start: u64,
+    pub rooms: HashMap<Arc<str>, u64>,
+}
+
+impl Floors {
+    /// The offset after which events to `room` are this session's.
+    pub fn of(&self, room: &str) -> u64 {
+        self.rooms.get(room).copied().unwrap_or(self.start).max(self.start)
     }
 }

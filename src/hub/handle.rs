@@ -35,8 +35,16 @@ impl Conn {
     pub fn join(&self, room: &str) -> bool {
         let hub = &self.0.hub;
         let joined = {
+            // With recovery, the join's offset is read under the log's mutex (taken before the
+            // registry's lock, the hub's lock order): an event with a later offset was emitted after
+            // the join, one at or before it, before.
+            let log = hub.config.recovery.as_ref().map(|_| hub.log.lock().unwrap_or_else(PoisonError::into_inner));
             let mut reg = hub.registry.write().unwrap_or_else(PoisonError::into_inner);
-            reg.is_current(&self.0) && reg.join(&self.0.id, room)
+            let joined = reg.is_current(&self.0) && reg.join(&self.0.id, room);
+            if let (true, Some(log)) = (joined, &log) {
+                self.0.floors.lock().unwrap_or_else(PoisonError::into_inner).rooms.insert(Arc::from(room), log.last);
+            }
+            joined
         };
         if joined {
             let hooks = hub.hooks.read().unwrap_or_else(PoisonError::into_inner).join_room.clone();
@@ -57,7 +65,11 @@ impl Conn {
         let hub = &self.0.hub;
         let left = {
             let mut reg = hub.registry.write().unwrap_or_else(PoisonError::into_inner);
-            reg.is_current(&self.0) && reg.leave(&self.0.id, room)
+            let left = reg.is_current(&self.0) && reg.leave(&self.0.id, room);
+            if left {
+                self.0.floors.lock().unwrap_or_else(PoisonError::into_inner).rooms.remove(room);
+            }
+            left
         };
         if left {
             let hooks = hub.hooks.read().unwrap_or_else(PoisonError::into_inner).leave_room.clone();

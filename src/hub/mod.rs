@@ -93,7 +93,8 @@ pub struct HubConfig {
     /// Connection-state recovery (socket.io's `connectionStateRecovery`): `None` (the default) for
     /// none. With it, a client that lost its connection and comes back within the window gets its id,
     /// its rooms and every event it missed, once and in order (ARCHITECTURE.md, "Connection-state
-    /// recovery").
+    /// recovery"). With a [`Cluster::RedisStream`] cluster it works across hubs: a client may come
+    /// back to any hub of the cluster, or to a restarted one (ARCHITECTURE.md, "Recovery across hubs").
     pub recovery: Option<Recovery>,
 }
 
@@ -190,6 +191,11 @@ struct Hooks {
     auth: Option<AuthCheck>,
 }
 
+/// The most rooms one connection may be in (its own included); a client's join beyond it is refused
+/// (`{"ok": false}`), so that one connection can't grow the hub's room table without bound.
+/// [`Conn::join`] (the application's own joins) is not limited.
+pub const MAX_ROOMS_PER_CONNECTION: usize = 1024;
+
 /// What the hub's tasks and handles share.
 pub(crate) struct Shared {
     config: HubConfig,
@@ -231,6 +237,18 @@ impl Shared {
             return Err(HubError::Oversize { size: rec.len(), max: out.max_record });
         }
         Ok(Some(rec))
+    }
+
+    /// Whether recovery goes across hubs: recoverable emits reach even this hub's connections through
+    /// the stream (ARCHITECTURE.md, "Recovery across hubs").
+    fn ordered(&self) -> bool {
+        self.cluster.get().is_some_and(cluster::Outlet::ordered)
+    }
+
+    /// The shared log of recovery across hubs, if this hub has one.
+    #[cfg(feature = "redis")]
+    fn shared_log(&self) -> Option<Arc<cluster::SharedLog>> {
+        self.cluster.get().and_then(|o| o.shared_log.clone())
     }
 
     /// Hands a record to the cluster's publisher thread.
@@ -403,6 +421,7 @@ pub struct HubStats {
     pub cluster_outages: u64,
     /// Recovery: events in the replay window now.
     pub replay_window: u64,
-    /// Recovery: sessions of lost connections kept for a reconnect now.
+    /// Recovery: sessions of lost connections kept for a reconnect now, in this hub's memory (with
+    /// recovery across hubs they are kept in Redis instead, and this is 0).
     pub kept_sessions: u64,
 }

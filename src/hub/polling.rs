@@ -29,6 +29,8 @@ pub(crate) struct PollSession {
     pub upgraded: AtomicBool,
     /// The heartbeat's pong arrived in a POST.
     pub pong: Notify,
+    /// Held while a POST of this session is read and dispatched (a second one gets 409).
+    pub posting: tokio::sync::Mutex<()>,
 }
 
 /// Splits a POST body into frames and decodes each; every length is read once and checked against

@@ -174,6 +174,12 @@ pub fn parse_ack(rest: &str) -> Option<(u64, u64, &str)> {
     Some((u64::from_str_radix(token, 16).ok()?, id.parse().ok()?, event))
 }
 
+/// Whether `s` is shaped like a connection id (16 lowercase hex digits, [`random_u64`] in hex): such
+/// a room is a connection's own, which no client may join but the connection itself.
+pub fn is_conn_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A random non-zero 64-bit value (connection ids, ack tokens): std's per-process random SipHash keys
 /// over the time, a counter and the process id. Not a cryptographic secret; unguessable enough that a
 /// client can't name another connection's room by chance, and the hub refuses joining those anyway.

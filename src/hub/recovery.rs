@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::conn::{ConnId, ConnShared};
+use super::conn::{ConnId, ConnShared, Floors};
 
 /// Recovery settings ([`HubConfig::recovery`](super::HubConfig::recovery)); `Default` is socket.io's
 /// `connectionStateRecovery` defaults where it has them.
@@ -46,6 +46,16 @@ impl Target {
         }
         self.rooms.is_empty() || self.rooms.iter().any(|r| rooms.contains(r))
     }
+
+    /// Whether the event at `offset` is one to replay to a session: targeted at it, after the
+    /// session began, and — sent to rooms — after it joined one of those rooms (a session is never
+    /// replayed what was emitted before it could have received it).
+    pub fn replays(&self, offset: u64, id: &ConnId, rooms: &HashSet<Arc<str>>, floors: &Floors) -> bool {
+        if offset <= floors.start || !self.includes(id, rooms) {
+            return false;
+        }
+        self.rooms.is_empty() || self.rooms.iter().any(|r| rooms.contains(r) && offset > floors.of(r))
+    }
 }
 
 struct Entry {
@@ -59,6 +69,7 @@ struct Entry {
 pub(crate) struct Kept {
     pub id: ConnId,
     pub rooms: HashSet<Arc<str>>,
+    pub floors: Floors,
     at: Instant,
 }
 
@@ -83,11 +94,12 @@ impl Log {
         self.last + 1
     }
 
-    /// Records an emitted message under offset `self.last + 1`, which it assigns, then trims the
-    /// window.
-    pub fn append(&mut self, msg: Bytes, target: Target, cfg: &Recovery) {
-        self.last += 1;
-        self.entries.push_back(Entry { offset: self.last, at: Instant::now(), msg, target });
+    /// Records an emitted message under `offset` (above `self.last`: the caller checked; the next one,
+    /// `self.last + 1`, within one hub), which becomes the last; then trims the window. With recovery across hubs, offsets are stream entry ids: sparse.
+    pub fn append_at(&mut self, offset: u64, msg: Bytes, target: Target, cfg: &Recovery) {
+        debug_assert!(offset > self.last);
+        self.last = offset;
+        self.entries.push_back(Entry { offset, at: Instant::now(), msg, target });
         while self.entries.len() > cfg.max_messages {
             self.drop_front();
         }
@@ -109,13 +121,13 @@ impl Log {
     }
 
     /// Keeps a lost connection's session; at most `bound` are kept (the oldest is dropped).
-    pub fn keep(&mut self, sid: Arc<str>, id: ConnId, rooms: HashSet<Arc<str>>, bound: usize) {
+    pub fn keep(&mut self, sid: Arc<str>, id: ConnId, rooms: HashSet<Arc<str>>, floors: Floors, bound: usize) {
         if self.kept.len() >= bound.max(1) {
             if let Some(oldest) = self.kept.iter().min_by_key(|(_, k)| k.at).map(|(s, _)| s.clone()) {
                 self.kept.remove(&oldest);
             }
         }
-        self.kept.insert(sid, Kept { id, rooms, at: Instant::now() });
+        self.kept.insert(sid, Kept { id, rooms, floors, at: Instant::now() });
     }
 
     /// Takes a kept session out (a reconnect uses it, or it is spent).
@@ -133,11 +145,19 @@ impl Log {
         self.trimmed <= offset && offset <= self.last
     }
 
-    /// The logged messages after `offset` that targeted this connection, in order.
-    pub fn replay(&self, offset: u64, id: &ConnId, rooms: &HashSet<Arc<str>>) -> Vec<Bytes> {
+    /// Starts the log at `offset` (recovery across hubs: the stream's last entry when this hub
+    /// joined): nothing at or before it can be replayed from this log.
+    #[cfg(feature = "redis")]
+    pub fn start_at(&mut self, offset: u64) {
+        self.last = self.last.max(offset);
+        self.trimmed = self.trimmed.max(offset);
+    }
+
+    /// The logged messages after `offset` to replay to this session (see [`Target::replays`]), in order.
+    pub fn replay(&self, offset: u64, id: &ConnId, rooms: &HashSet<Arc<str>>, floors: &Floors) -> Vec<Bytes> {
         self.entries
             .iter()
-            .filter(|e| e.offset > offset && e.target.includes(id, rooms))
+            .filter(|e| e.offset > offset && e.target.replays(e.offset, id, rooms, floors))
             .map(|e| e.msg.clone())
             .collect()
     }

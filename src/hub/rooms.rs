@@ -193,10 +193,22 @@ impl Emit {
     /// [`emit`](Self::emit) with a body already encoded (JSON bytes, or empty for no payload). With
     /// recovery on, the event takes the next offset and is kept for replay; in a cluster it is also
     /// published for the other hubs (after this hub's connections have it queued).
+    ///
+    /// With recovery across hubs (a `RedisStream` cluster with recovery on: ARCHITECTURE.md,
+    /// "Recovery across hubs") the event is only added to the stream, and reaches this hub's
+    /// connections too when the hub reads it back (with the stream's offset); the count returned is
+    /// then the number of this hub's connections targeted now.
     pub fn emit_bytes(&self, name: &str, body: &[u8]) -> Result<usize, HubError> {
         super::check_user_name(name)?;
         // Outside a cluster and without recovery no target is recorded: the emit only pushes.
         let record = self.hub.cluster_record(|| self.target(), name, body)?;
+        if let (Some(rec), true) = (&record, self.hub.ordered()) {
+            protocol::encode_checked(name, body, self.hub.config.max_message)?;
+            let mut n = 0;
+            self.for_each_target(|_| n += 1);
+            self.hub.cluster_publish(rec.clone());
+            return Ok(n);
+        }
         let n = self.emit_local(name, body)?;
         if let Some(rec) = record {
             self.hub.cluster_publish(rec);
@@ -211,16 +223,27 @@ impl Emit {
 
     /// Delivers to this hub's connections (and its recovery log); what a record from another hub gets.
     pub(crate) fn emit_local(&self, name: &str, body: &[u8]) -> Result<usize, HubError> {
+        self.emit_local_at(name, body, None)
+    }
+
+    /// [`emit_local`](Self::emit_local), with recovery across hubs: under the stream's offset `at`
+    /// (an offset not above the last one delivered is a redelivery, dropped: each is sent once).
+    pub(crate) fn emit_local_at(&self, name: &str, body: &[u8], at: Option<u64>) -> Result<usize, HubError> {
         let max = self.hub.config.max_message;
         let Some(cfg) = &self.hub.config.recovery else {
             return Ok(self.push(&protocol::encode_checked(name, body, max)?));
         };
         let mut log = self.hub.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let wire = format!("{}{}:{name}", super::OFFSET_PREFIX, log.next_offset());
+        let offset = match at {
+            Some(o) if o <= log.last => return Ok(0),
+            Some(o) => o,
+            None => log.next_offset(),
+        };
+        let wire = format!("{}{offset}:{name}", super::OFFSET_PREFIX);
         let msg = protocol::encode_checked(&wire, body, max)?;
         // Queued to every target and logged under the one mutex: offsets reach each client in order.
         let n = self.push(&msg);
-        log.append(msg, self.target(), cfg);
+        log.append_at(offset, msg, self.target(), cfg);
         Ok(n)
     }
 

@@ -135,6 +135,25 @@ fn has_token(headers: &hyper::HeaderMap, name: header::HeaderName, token: &str) 
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Where the connection came in (a request extension set by `serve_http`).
+#[derive(Clone, Copy)]
+struct Listening {
+    loopback: bool,
+}
+
+/// Whether a `Host` header names this machine's loopback: `localhost` (and its subdomains),
+/// `127.0.0.0/8` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 fn origin_allowed(policy: &Origins, origin: &str, host: Option<&str>) -> bool {
     match policy {
         Origins::Any => true,
@@ -147,6 +166,50 @@ fn origin_allowed(policy: &Origins, origin: &str, host: Option<&str>) -> bool {
             authority.eq_ignore_ascii_case(host)
         }
     }
+}
+
+/// An offset in JSON: a number while JavaScript's `Number` holds it exactly (up to 2^53 - 1), else a
+/// decimal string (recovery across hubs: offsets are stream entry ids, `MS << 20 | SEQ`).
+fn offset_json(offset: u64) -> serde_json::Value {
+    if offset < 1 << 53 {
+        offset.into()
+    } else {
+        offset.to_string().into()
+    }
+}
+
+/// Recovery across hubs, a client this hub's log can't replay for (it was on another hub, or this
+/// one restarted): the stream's `entries` after `offset` up to what this hub has delivered, then its
+/// log after the last one read. `None` when the log no longer holds what came after that.
+fn replay_from_stream(
+    log: &super::recovery::Log,
+    entries: super::cluster::Records,
+    offset: u64,
+    id: &super::conn::ConnId,
+    rooms: &std::collections::HashSet<Arc<str>>,
+    floors: &super::conn::Floors,
+    max_message: usize,
+) -> Option<Vec<Bytes>> {
+    let last_read = entries.last().map_or(offset, |e| e.0).max(offset);
+    if log.last > last_read && log.trimmed > last_read {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (at, rec) in entries {
+        if at > log.last {
+            break; // not delivered here yet: it comes through the receiver, after the replay
+        }
+        let Ok((_, target, name, body)) = super::cluster::decode(&rec) else { continue };
+        if !target.replays(at, id, rooms, floors) {
+            continue;
+        }
+        let wire = format!("{}{at}:{name}", super::OFFSET_PREFIX);
+        if let Ok(m) = protocol::encode_checked(&wire, body, max_message) {
+            out.push(m);
+        }
+    }
+    out.extend(log.replay(last_read, id, rooms, floors));
+    Some(out)
 }
 
 impl Hub {
@@ -165,6 +228,12 @@ impl Hub {
                     let drained = self.shared.drained.notified();
                     if self.shared.open.load(Ordering::Relaxed) > 0 {
                         let _ = tokio::time::timeout(4 * CLOSE_GRACE, drained).await;
+                    }
+                    // Recovery across hubs: the sessions of the connections just closed are stored
+                    // before the caller exits (a restarted hub, or another, can take them).
+                    #[cfg(feature = "redis")]
+                    if let Some(log) = self.shared.shared_log() {
+                        let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(5))).await;
                     }
                     return Ok(());
                 }
@@ -197,8 +266,10 @@ impl Hub {
     /// time by the handshake deadline.
     async fn serve_http(self, stream: TcpStream, peer: SocketAddr, _permit: OwnedSemaphorePermit) {
         let hub = self.clone();
-        let svc = hyper::service::service_fn(move |req| {
+        let loopback = stream.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let hub = hub.clone();
+            req.extensions_mut().insert(Listening { loopback });
             async move { Ok::<_, Infallible>(hub.route(req, peer).await) }
         });
         let conn = hyper::server::conn::http1::Builder::new()
@@ -255,7 +326,12 @@ impl Hub {
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
         if let Some(o) = &origin {
             let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-            if !origin_allowed(&shared.config.origins, o, host) {
+            let loopback = req.extensions().get::<Listening>().is_some_and(|l| l.loopback);
+            // DNS rebinding: a page on any name rebound to 127.0.0.1 sends an Origin and a Host that
+            // match each other. A hub listening on loopback with the default policy takes only
+            // loopback names (as webpack-dev-server's and Vite's `allowedHosts` do).
+            let rebound = loopback && shared.config.origins == Origins::SameHost && !host.is_some_and(is_loopback_host);
+            if rebound || !origin_allowed(&shared.config.origins, o, host) {
                 return Err(text(StatusCode::FORBIDDEN, format!("origin {o} is not allowed\n")));
             }
         }
@@ -265,8 +341,10 @@ impl Hub {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| t.trim().to_owned());
+            // The scheme is case-insensitive (RFC 9110, 11.1).
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_owned());
         let token = query.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone()).or(bearer);
         let auth = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).auth.clone();
         let verdict = match auth {
@@ -312,6 +390,10 @@ impl Hub {
         };
         let session = match &pid {
             Some(p) => match self.shared.polls.lock().unwrap_or_else(PoisonError::into_inner).get(p.as_str()) {
+                // A session whose connection has ended only waits to hand out its close: not upgraded.
+                Some(s) if s.conn.closing.borrow().is_some() => {
+                    return text(StatusCode::GONE, "this polling session's connection is closed\n")
+                }
                 Some(s) => Some(s.clone()),
                 None => return text(StatusCode::GONE, "no such polling session\n"),
             },
@@ -375,7 +457,8 @@ impl Hub {
     ) {
         let shared = &self.shared;
         let (sink, stream) = ws.split();
-        let (conn, qrx) = self.open_conn(resume, serde_json::Value::Null);
+        let remote = self.remote_session(&resume).await;
+        let (conn, qrx) = self.open_conn(resume, remote, serde_json::Value::Null);
         bump(&shared.stats.connections);
         let hooks = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).connection.clone();
         for h in &hooks {
@@ -424,6 +507,9 @@ impl Hub {
     }
 
     async fn poll_open(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        if *self.shared.shutdown.borrow() {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "the hub is shutting down\n");
+        }
         let (slot, query) = match self.admit(&req, peer, true) {
             Ok(x) => x,
             Err(r) => return r,
@@ -433,7 +519,8 @@ impl Hub {
             _ => None,
         };
         let pid: Arc<str> = format!("{:016x}{:016x}", protocol::random_u64(), protocol::random_u64()).into();
-        let (conn, qrx) = self.open_conn(resume, serde_json::json!({"pid": &*pid}));
+        let remote = self.remote_session(&resume).await;
+        let (conn, qrx) = self.open_conn(resume, remote, serde_json::json!({"pid": &*pid}));
         bump(&self.shared.stats.connections);
         let hooks = self.shared.hooks.read().unwrap_or_else(PoisonError::into_inner).connection.clone();
         for h in &hooks {
@@ -447,6 +534,7 @@ impl Hub {
             upgrading: tokio::sync::Notify::new(),
             upgraded: std::sync::atomic::AtomicBool::new(false),
             pong: tokio::sync::Notify::new(),
+            posting: tokio::sync::Mutex::new(()),
         });
         self.shared.polls.lock().unwrap_or_else(PoisonError::into_inner).insert(pid, session.clone());
         tokio::spawn(self.clone().poll_supervise(session.clone()));
@@ -506,6 +594,11 @@ impl Hub {
     /// A POST of frames: each decoded and dispatched in order, as if read from a WebSocket.
     async fn poll_post(&self, session: &Arc<PollSession>, req: Request<Incoming>) -> Response<Full<Bytes>> {
         use http_body_util::BodyExt;
+        // One post at a time per session (as one poll): frames are dispatched in the order sent, and a
+        // client can't make the hub buffer many bodies at once.
+        let Ok(_posting) = session.posting.try_lock() else {
+            return text(StatusCode::CONFLICT, "another post of this session is pending\n");
+        };
         let conn = &session.conn;
         let limit = self.shared.config.max_message.saturating_mul(4);
         let read = tokio::time::timeout(
@@ -583,6 +676,8 @@ impl Hub {
             return;
         }
         self.finish(conn);
+        // Its slot under max_connections goes back now (the session only waits to hand out its close).
+        drop(session.slot.lock().unwrap_or_else(PoisonError::into_inner).take());
         // The client's next poll collects the close frame; a client that never polls again leaves the
         // session to be dropped here.
         tokio::time::sleep(cfg.ping_timeout).await;
@@ -613,6 +708,10 @@ impl Hub {
     /// The end of a connection, whatever carried it: `disconnecting`, out of the registry (the
     /// session kept for recovery if it may be), pending acks dropped, `disconnect`.
     fn finish(&self, conn: &Arc<ConnShared>) {
+        // Relaxed: only the swap's atomicity matters (one caller wins).
+        if conn.finished.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let shared = &self.shared;
         let reason = conn.closing.borrow().clone().unwrap_or(DisconnectReason { code: 1006, reason: String::new() });
         let hooks = shared.hooks.read().unwrap_or_else(PoisonError::into_inner).disconnecting.clone();
@@ -628,12 +727,39 @@ impl Hub {
         }
     }
 
+    /// Recovery across hubs: a reconnect's session, taken from Redis (with the stream's records to
+    /// replay when this hub's log can't), unless its old connection is still open here (then the
+    /// takeover in [`open_conn`](Self::open_conn) applies).
+    async fn remote_session(&self, resume: &Option<(String, u64)>) -> Option<super::cluster::RemoteSession> {
+        #[cfg(feature = "redis")]
+        {
+            let (sid, offset) = resume.clone()?;
+            let shared_log = self.shared.shared_log()?;
+            let max = self.shared.config.recovery.as_ref()?.max_messages;
+            let local_covers = {
+                let log = self.shared.log.lock().unwrap_or_else(PoisonError::into_inner);
+                if log.live.contains_key(sid.as_str()) {
+                    return None;
+                }
+                log.can_resume(offset)
+            };
+            shared_log.take(sid, offset, max, local_covers).await
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = resume;
+            None
+        }
+    }
+
     /// Registers a new connection and queues its hello: a fresh session, or with recovery on and a
     /// resumable `(sid, offset)`, the lost connection's id, rooms and missed events (queued right after
-    /// the hello, under the log's mutex, so no later emit can overtake them).
+    /// the hello, under the log's mutex, so no later emit can overtake them). `remote`: the session
+    /// as recovery across hubs kept it in Redis.
     fn open_conn(
         &self,
         resume: Option<(String, u64)>,
+        remote: Option<super::cluster::RemoteSession>,
         more: serde_json::Value,
     ) -> (Arc<ConnShared>, mpsc::Receiver<Push>) {
         let shared = &self.shared;
@@ -665,6 +791,8 @@ impl Hub {
         let mut log = shared.log.lock().unwrap_or_else(PoisonError::into_inner);
         log.expire(rec);
         let mut resumed = None;
+        let ordered = shared.ordered();
+        let mut remote_entries = None;
         if let Some((sid, offset)) = resume {
             let found = match log.live.remove(sid.as_str()) {
                 // The old connection is still open here (half-open: its client is gone or about to
@@ -674,21 +802,44 @@ impl Hub {
                     old.close(close::REPLACED, "replaced by a newer connection of the same session");
                     let mut reg = shared.registry.write().unwrap_or_else(PoisonError::into_inner);
                     let rooms = reg.remove_if_current(&old).map(|m| m.rooms).unwrap_or_default();
-                    old.sid.clone().map(|sid| (sid, old.id.clone(), rooms))
+                    let floors = old.floors.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                    old.sid.clone().map(|sid| (sid, old.id.clone(), rooms, floors))
                 }
-                None => log.take_kept(&sid).map(|k| (Arc::<str>::from(sid), k.id, k.rooms)),
+                // Recovery across hubs: kept in Redis, not here.
+                None if ordered => remote
+                    .filter(|r| {
+                        // Never an id that is open here (a stored value names it only if tampered with).
+                        let reg = shared.registry.read().unwrap_or_else(PoisonError::into_inner);
+                        protocol::is_conn_id(&r.id) && !reg.conns.contains_key(&r.id)
+                    })
+                    .map(|r| {
+                        remote_entries = r.entries;
+                        // Rooms shaped like connection ids are dropped, but its own.
+                        let rooms = r.rooms.into_iter().filter(|x| *x == r.id || !protocol::is_conn_id(x)).collect();
+                        (Arc::<str>::from(sid), r.id, rooms, r.floors)
+                    }),
+                None => log.take_kept(&sid).map(|k| (Arc::<str>::from(sid), k.id, k.rooms, k.floors)),
             };
-            resumed = found.filter(|_| log.can_resume(offset)).map(|(sid, id, rooms)| (sid, id, rooms, offset));
+            resumed = found.and_then(|(sid, id, rooms, floors)| {
+                let replay = if log.can_resume(offset) {
+                    Some(log.replay(offset, &id, &rooms, &floors))
+                } else {
+                    let entries = remote_entries.take()?;
+                    replay_from_stream(&log, entries, offset, &id, &rooms, &floors, cfg.max_message)
+                };
+                replay.map(|r| (sid, id, rooms, floors, offset, r))
+            });
         }
         let recovered = resumed.is_some();
-        let (sid, id, rooms, offset) = resumed.unwrap_or_else(|| {
+        let (sid, id, rooms, floors, offset, replay) = resumed.unwrap_or_else(|| {
             let sid: Arc<str> = format!("{:016x}{:016x}", protocol::random_u64(), protocol::random_u64()).into();
-            (sid, new_id(), Default::default(), log.last)
+            let floors = super::conn::Floors { start: log.last, rooms: Default::default() };
+            (sid, new_id(), Default::default(), floors, log.last, Vec::new())
         });
-        let replay = if recovered { log.replay(offset, &id, &rooms) } else { Vec::new() };
         let (qtx, qrx) = mpsc::channel(cfg.send_queue.max(1) + replay.len() + 1);
         let conn = Arc::new(ConnShared::new(id.clone(), Some(sid.clone()), recovered, shared.clone(), qtx));
-        conn.push(hello(&id, serde_json::json!({"sid": &*sid, "recovered": recovered, "offset": offset})));
+        *conn.floors.lock().unwrap_or_else(PoisonError::into_inner) = floors;
+        conn.push(hello(&id, serde_json::json!({"sid": &*sid, "recovered": recovered, "offset": offset_json(offset)})));
         for m in replay {
             conn.push(Push::Frame(m));
         }
@@ -712,8 +863,16 @@ impl Hub {
         let member = shared.registry.write().unwrap_or_else(PoisonError::into_inner).remove_if_current(conn);
         let ended_by_client = conn.client_closed.load(Ordering::Relaxed);
         if let (Some(m), false, false) = (member, ended_by_client, conn.replaced.load(Ordering::Relaxed)) {
+            let floors = conn.floors.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            #[cfg(feature = "redis")]
+            if let Some(shared_log) = shared.shared_log() {
+                // Recovery across hubs: kept in Redis, for whichever hub the client comes back to.
+                shared_log.keep(sid.clone(), conn.id.clone(), m.rooms.into_iter().collect(), floors, rec.max_age);
+                log.expire(rec);
+                return;
+            }
             let bound = shared.config.max_connections.saturating_mul(4);
-            log.keep(sid.clone(), conn.id.clone(), m.rooms, bound);
+            log.keep(sid.clone(), conn.id.clone(), m.rooms, floors, bound);
         }
         log.expire(rec);
     }
@@ -883,15 +1042,36 @@ impl Hub {
                     body: ev.body(),
                     ack: std::sync::Mutex::new(ack),
                 };
-                if !matches!(shared.events.emit(user, hev), Ok(true)) {
-                    bump(&shared.stats.unhandled);
+                // A listener that panics ends its connection (1011) instead of its reader task alone,
+                // which would leave the connection registered, unread and never closed.
+                let emitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.events.emit(user, hev)));
+                match emitted {
+                    Ok(Ok(true)) => {}
+                    Ok(_) => bump(&shared.stats.unhandled),
+                    Err(_) => {
+                        log::warn!("hub: a listener of {user:?} panicked; closing its connection");
+                        conn.close(close::INTERNAL, "a listener failed");
+                    }
                 }
             }
         }
         false
     }
 
+    /// A client's join request: never another connection's own room (open, kept for recovery, or on
+    /// another hub: any room shaped like a connection id but its own), at most
+    /// [`MAX_ROOMS_PER_CONNECTION`](super::MAX_ROOMS_PER_CONNECTION), then the application's policy.
     fn check_join(&self, conn: &Conn, room: &str) -> Result<(), String> {
+        if room != &**conn.id() && protocol::is_conn_id(room) {
+            return Err("that room is a connection's own (16 hex digits are reserved to connection ids)".to_owned());
+        }
+        let joined = {
+            let reg = self.shared.registry.read().unwrap_or_else(PoisonError::into_inner);
+            reg.conns.get(conn.id()).map_or(0, |m| m.rooms.len())
+        };
+        if joined >= super::MAX_ROOMS_PER_CONNECTION {
+            return Err(format!("a connection may be in at most {} rooms", super::MAX_ROOMS_PER_CONNECTION));
+        }
         let check = self.shared.hooks.read().unwrap_or_else(PoisonError::into_inner).join.clone();
         match check {
             Some(f) => f(conn, room),

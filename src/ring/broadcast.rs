@@ -615,6 +615,136 @@ impl<S: Storage> std::ops::DerefMut for WriteGuard<'_, S> {
     }
 }
 
+#[cfg(feature = "tokio")]
+impl<S: Storage> Publisher<S> {
+    /// Sends a copy of `msg`. In `Mode::Overwrite` this never waits for subscribers (as
+    /// [`send`](Self::send)); in `Mode::Backpressure` it waits, without blocking the thread, until the
+    /// slowest live subscriber has read the message it would overwrite (woken through the ring's own
+    /// wake-up, see `ringwire::reactor`; subscribers found dead stop counting, as for `send`).
+    ///
+    /// Cancel-safe: the position is claimed and the message written in the poll that completes the
+    /// future; dropping it before that sends nothing. (One corner blocks briefly: a publisher of an
+    /// earlier lap still writing the same slot is waited for as in `send`, a copy of at most
+    /// `max_message` bytes unless that publisher stalls mid-write.)
+    ///
+    /// ```
+    /// use ringwire::broadcast::{self, Mode};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let (mut tx, mut a) = broadcast::channel(ringwire::RingConfig::new(1 << 16, 64), Mode::Backpressure)?;
+    /// let mut b = a.clone_handle()?;
+    /// tx.send_async(b"tick").await?;
+    /// assert_eq!(a.recv_async().await?, b"tick");
+    /// assert_eq!(b.recv_vec_async().await?, b"tick");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        if msg.len() > self.local.max_message {
+            return Err(SendError::Oversize { len: msg.len(), max: self.local.max_message });
+        }
+        let pos = self.claim_async().await?;
+        if self.take(pos, None, false)? {
+            self.publish(pos, Kind::Data, msg, 0);
+        }
+        Ok(())
+    }
+
+    /// Reserves the next position for a `len`-byte message, waiting as
+    /// [`send_async`](Self::send_async) does. Cancel-safe likewise; a reservation dropped uncommitted
+    /// publishes an empty PAD that subscribers skip, as with [`try_reserve`](Self::try_reserve).
+    pub async fn reserve_async(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
+        let max = self.local.max_message;
+        if len > max {
+            return Err(SendError::Oversize { len, max });
+        }
+        let pos = self.claim_async().await?;
+        let owned = self.take(pos, None, false)?;
+        if self.staging.len() < max {
+            self.staging.resize(max, 0);
+        }
+        Ok(WriteGuard { publisher: self, pos, len, owned, done: false })
+    }
+
+    async fn claim_async(&mut self) -> Result<u64, SendError> {
+        match self.try_claim() {
+            Err(SendError::WouldBlock) => {}
+            r => return r,
+        }
+        let (index, asymmetric, liveness) = (self.me.index, self.local.asymmetric, self.local.liveness);
+        slots::block_async(
+            self,
+            |p| ctl(&p.storage),
+            index,
+            slots::ASLEEP_SPACE,
+            asymmetric,
+            liveness,
+            |p| match p.try_claim() {
+                Err(SendError::WouldBlock) => Poll::Pending,
+                r => Poll::Ready(r),
+            },
+            |p| {
+                p.forget_dead_subscribers();
+                None
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<S: Storage> Subscriber<S> {
+    /// The next message, waiting without blocking the thread until there is one (woken through the
+    /// ring's own wake-up, see `ringwire::reactor`), or with the error a blocking
+    /// [`recv`](Self::recv) would return (`PeerGone` once every publisher has gone and everything was
+    /// read, `Lagged` after an overwrite). A view of this subscriber's own copy, as `recv`.
+    ///
+    /// Cancel-safe: the subscriber's position moves only in the poll that completes the future, so a
+    /// future dropped before that loses no message.
+    pub async fn recv_async(&mut self) -> Result<&[u8], RecvError> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        if buf.len() < self.local.max_message {
+            buf.resize(self.local.max_message, 0);
+        }
+        let r = self.recv_into_async(&mut buf).await;
+        self.scratch = buf;
+        r.map(|n| &self.scratch[..n])
+    }
+
+    /// Receives the next message into a new vector of exactly its length (see
+    /// [`recv_async`](Self::recv_async)).
+    pub async fn recv_vec_async(&mut self) -> Result<Vec<u8>, RecvError> {
+        self.recv_async().await.map(<[u8]>::to_vec)
+    }
+
+    /// Copies the next message into `buf`: its length (see [`recv_async`](Self::recv_async)).
+    pub async fn recv_into_async(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        match self.try_read(buf) {
+            Err(RecvError::Empty) => {}
+            r => {
+                if r.is_ok() {
+                    self.empty_polls = 0;
+                }
+                return r;
+            }
+        }
+        let (index, asymmetric, liveness) = (self.me.index, self.local.asymmetric, self.local.liveness);
+        slots::block_async(
+            self,
+            |s| ctl(&s.storage),
+            index,
+            slots::ASLEEP_DATA,
+            asymmetric,
+            liveness,
+            |s| match s.try_read(buf) {
+                Err(RecvError::Empty) => Poll::Pending,
+                r => Poll::Ready(r),
+            },
+            |s| s.publishers_gone().then_some(RecvError::PeerGone),
+        )
+        .await
+    }
+}
+
 impl<S: Storage> Drop for Publisher<S> {
     fn drop(&mut self) {
         let c = ctl(&self.storage);

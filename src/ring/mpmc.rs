@@ -362,6 +362,118 @@ impl<S: Storage> Producer<S> {
     }
 }
 
+#[cfg(feature = "tokio")]
+impl<S: Storage> Producer<S> {
+    /// Reserves a slot, waiting without blocking the thread until one is free (woken through the
+    /// ring's own wake-up, see `ringwire::reactor`), or with the error a blocking
+    /// [`reserve`](Self::reserve) would return (`PeerGone` once every consumer that attached has gone).
+    ///
+    /// Cancel-safe: the slot is claimed in the poll that completes the future; dropping the future
+    /// before that claims nothing. A reservation dropped uncommitted is skipped by consumers, as with
+    /// [`try_reserve`](Self::try_reserve).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let (mut tx, mut rx) = ringwire::mpmc::channel(ringwire::RingConfig::new(1 << 16, 64))?;
+    /// let mut slot = tx.reserve_async(2).await?;
+    /// slot.copy_from_slice(b"hi");
+    /// slot.commit();
+    /// assert_eq!(rx.recv_vec_async().await?, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn reserve_async(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
+        if len > self.local.max_message {
+            return Err(SendError::Oversize { len, max: self.local.max_message });
+        }
+        let pos = match self.try_claim() {
+            Ok(pos) => pos,
+            Err(SendError::WouldBlock) => {
+                let (index, asymmetric, liveness) = (self.me.index, self.local.asymmetric, self.local.liveness);
+                slots::block_async(
+                    self,
+                    |p| ctl(&p.storage),
+                    index,
+                    slots::ASLEEP_SPACE,
+                    asymmetric,
+                    liveness,
+                    |p| match p.try_claim() {
+                        Err(SendError::WouldBlock) => Poll::Pending,
+                        r => Poll::Ready(r),
+                    },
+                    |p| no_consumers(&p.storage).then_some(SendError::PeerGone),
+                )
+                .await?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(WriteGuard { producer: self, pos, len, done: false })
+    }
+
+    /// Sends a copy of `msg`, waiting for a free slot without blocking the thread (see
+    /// [`reserve_async`](Self::reserve_async)). Cancel-safe: sent in the poll that completes the
+    /// future, or not at all.
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut slot = self.reserve_async(msg.len()).await?;
+        slot.copy_from_slice(msg);
+        slot.commit();
+        Ok(())
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<S: Storage> Consumer<S> {
+    /// Takes the next message, waiting without blocking the thread until one is committed (woken
+    /// through the ring's own wake-up, see `ringwire::reactor`), or with the error a blocking
+    /// [`recv`](Self::recv) would return (`PeerGone` once the ring is drained and every producer that
+    /// attached has gone).
+    ///
+    /// Cancel-safe: a message is claimed only in the poll that completes the future, so a future
+    /// dropped before that loses no message (another consumer, or the next receive, gets it).
+    pub async fn recv_async(&mut self) -> Result<ReadGuard<'_, S>, RecvError> {
+        self.recv_async_fitting(usize::MAX).await
+    }
+
+    /// Receives the next message into a new vector (see [`recv_async`](Self::recv_async)).
+    pub async fn recv_vec_async(&mut self) -> Result<Vec<u8>, RecvError> {
+        Ok(self.recv_async().await?.to_vec())
+    }
+
+    /// Copies the next message into `buf` (see [`recv_async`](Self::recv_async)). A message longer
+    /// than `buf` stays in the ring ([`RecvError::BufferTooSmall`]).
+    pub async fn recv_into_async(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let guard = self.recv_async_fitting(buf.len()).await?;
+        buf[..guard.len].copy_from_slice(&guard);
+        Ok(guard.len)
+    }
+
+    async fn recv_async_fitting(&mut self, room: usize) -> Result<ReadGuard<'_, S>, RecvError> {
+        let (pos, len) = match self.try_take_fitting(room) {
+            Ok(t) => t,
+            Err(RecvError::Empty) => {
+                let (index, asymmetric, liveness) = (self.me.index, self.local.asymmetric, self.local.liveness);
+                slots::block_async(
+                    self,
+                    |c| ctl(&c.storage),
+                    index,
+                    slots::ASLEEP_DATA,
+                    asymmetric,
+                    liveness,
+                    |c| match c.try_take_fitting(room) {
+                        Err(RecvError::Empty) => Poll::Pending,
+                        r => Poll::Ready(r),
+                    },
+                    |c| drained_and_no_producers(&c.storage).then_some(RecvError::PeerGone),
+                )
+                .await?
+            }
+            Err(e) => return Err(e),
+        };
+        self.empty_polls = 0;
+        Ok(ReadGuard { consumer: self, pos, len })
+    }
+}
+
 impl<S: Storage> Drop for Producer<S> {
     fn drop(&mut self) {
         let c = ctl(&self.storage);

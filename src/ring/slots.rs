@@ -290,6 +290,30 @@ pub(crate) fn block<Ep, T, E>(
     )
 }
 
+/// The async form of [`block`]: waits for the endpoint `ep` on its ring's wait cell `which` through
+/// the process's reactor (`crate::reactor::AsyncWait`), with the endpoint's sleep mark.
+#[cfg(feature = "tokio")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn block_async<Ep, T, E>(
+    ep: &mut Ep,
+    control: fn(&Ep) -> &SlotControl,
+    index: usize,
+    which: u32,
+    asymmetric: bool,
+    liveness: std::time::Duration,
+    mut attempt: impl FnMut(&mut Ep) -> crate::wait::Poll<T, E>,
+    mut gone: impl FnMut(&mut Ep) -> Option<E>,
+) -> Result<T, E> {
+    let c: *const SlotControl = control(ep);
+    // SAFETY: as in `block`: the control block lives in the endpoint's storage, which `ep` — borrowed
+    // for the whole future — keeps mapped and never moves.
+    let c = unsafe { &*c };
+    let cell = if which == ASLEEP_DATA { &*c.data_ready } else { &*c.space_ready };
+    let mark = crate::wait::SleepMark { word: &c.participants[index].asleep, value: which };
+    let mut w = crate::reactor::AsyncWait::new(cell, Some(mark), asymmetric, liveness);
+    std::future::poll_fn(|cx| w.poll(cx, &mut *ep, &mut attempt, &mut gone)).await
+}
+
 /// Entry `p`'s owner is dead: if it died counted as a sleeper, take its count back (once, whoever
 /// gets here first), so that writers stop paying a futex wake per message for a sleeper that is gone.
 fn reclaim_sleep(control: &SlotControl, p: &Participant) {

@@ -152,7 +152,7 @@ pub(super) fn encode(out: &mut Vec<u8>, publisher: u64, seq: u64, ext: u16, part
 
 /// Decodes a value read from Redis: (publisher, seq, ext, message). `ext` counts the event-name bytes
 /// at the start of the message (after the envelope); more than the message holds is a bad frame.
-pub(super) fn decode(value: &[u8], max: usize) -> Result<(u64, u64, u16, &[u8]), FrameError> {
+pub(crate) fn decode(value: &[u8], max: usize) -> Result<(u64, u64, u16, &[u8]), FrameError> {
     let frame = decode_datagram(value, max + ENVELOPE_LEN).map_err(|e| match e {
         FrameError::Oversize { len, .. } => FrameError::Oversize { len: len.saturating_sub(ENVELOPE_LEN), max },
         e => e,

@@ -46,7 +46,7 @@
 pub mod amqp;
 pub mod codec;
 #[cfg(any(feature = "redis", feature = "amqp"))]
-mod envelope;
+pub(crate) mod envelope;
 pub mod fork;
 pub mod pipe;
 #[cfg(feature = "redis")]
@@ -60,7 +60,9 @@ pub mod unix;
 #[cfg(feature = "websocket")]
 pub mod websocket;
 
-pub use stream::{FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender, DEFAULT_STALL_TIMEOUT};
+pub use stream::{
+    FdReceiver, FdSender, StreamFd, StreamReceiver, StreamSender, DEFAULT_MAX_BUFFERED, DEFAULT_STALL_TIMEOUT,
+};
 
 use crate::transport::codec::FrameError;
 use std::io;
@@ -214,6 +216,18 @@ pub trait Sender: Send {
         Ok(())
     }
 
+    /// Queues one message (`ext = 0`) in this half's bounded send buffer instead of writing it now, so
+    /// that a burst goes out in one syscall (stream adapters: one `write` of every queued frame; UDP:
+    /// one `sendmmsg`). The queue is written when the next frame would not fit in it (waiting as `wait`
+    /// allows; `WouldBlock` / `Timeout` if it can't, and then this message is not accepted), by
+    /// [`flush`](Self::flush), by any plain `send*` (which writes the queue and its own frame, in order,
+    /// before returning) and by [`close`](Self::close); a drop writes only what goes without waiting.
+    /// **Call `flush` before waiting for an answer**: a queued message is not on the wire. Adapters
+    /// without such a buffer send at once (the default).
+    fn send_buffered(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        self.send_wait(msg, wait)
+    }
+
     /// Flushes, then closes this half: the peer's receiver sees [`TransportRecvError::PeerGone`] after
     /// the last message. Later sends fail with [`TransportSendError::Closed`]. Dropping the half also
     /// closes it, flushing only what can be written without waiting.
@@ -280,6 +294,9 @@ macro_rules! forward_sender {
             }
             fn flush(&mut self) -> Result<(), TransportSendError> {
                 (**self).flush()
+            }
+            fn send_buffered(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+                (**self).send_buffered(msg, wait)
             }
             fn close(&mut self) -> Result<(), TransportSendError> {
                 (**self).close()

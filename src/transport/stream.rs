@@ -6,8 +6,8 @@ use super::{
     TransportSendError, Wait,
 };
 use crate::transport::codec::{encode_parts_into, FrameDecoder, FrameError};
-use crate::wire::Kind;
-use std::io::{self, Read, Write};
+use crate::wire::{FrameHeader, Kind, HEADER_LEN};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,10 @@ impl Write for StreamFd {
         (&*self).write(buf)
     }
 
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -80,6 +84,29 @@ impl Write for &StreamFd {
         } else {
             // SAFETY: as above.
             unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// One `writev(2)` (`sendmsg(MSG_NOSIGNAL)` on a socket) of all of `bufs` (at most `IOV_MAX`).
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let fd = self.fd.as_raw_fd();
+        // IoSlice is ABI-compatible with `struct iovec` on Unix (guaranteed by std).
+        let iov = bufs.as_ptr() as *mut libc::iovec;
+        let n = if self.socket {
+            // SAFETY: all-zero is a valid msghdr (no address, no control data).
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = iov;
+            msg.msg_iovlen = bufs.len() as _;
+            // SAFETY: `msg` points at `bufs.len()` valid iovecs whose buffers are valid for reads for the
+            // duration of the call; sendmsg does not write through them.
+            unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) }
+        } else {
+            // SAFETY: as above: `bufs.len()` valid iovecs over readable memory.
+            unsafe { libc::writev(fd, iov, bufs.len() as libc::c_int) }
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -113,7 +140,24 @@ pub struct StreamSender<W: Write + AsFd + Send> {
     stall: Option<Duration>,
     /// How to wait for room in the descriptor.
     io_wait: IoWait,
+    /// The bound on `out[pos..]` for [`Sender::send_buffered`] (a single larger frame is written
+    /// through instead of queued).
+    max_buffered: usize,
 }
+
+/// The default bound on a stream sender's queue of buffered frames ([`Sender::send_buffered`]): one
+/// `write` of up to this much, the size of a pipe's buffer and of the receivers' read chunk.
+pub const DEFAULT_MAX_BUFFERED: usize = 64 << 10;
+
+/// Parts of a frame written straight from the caller's memory (header + this many parts in one
+/// `writev`); a frame in more parts is copied into the queue first.
+const DIRECT_PARTS: usize = 7;
+
+/// Frames of at least this many payload bytes are written with `writev` from the caller's memory;
+/// smaller ones are copied behind their header into the (reused) queue buffer and written with one
+/// plain `write`, which costs the kernel less than importing an iovec array (measured: a 64-byte pipe
+/// round trip, busy-polled, was ~0.3 µs slower through `writev`).
+const DIRECT_MIN: usize = 2048;
 
 /// How long a stream sender waits for a peer that takes no bytes before treating it as gone (the
 /// WebSocket adapter's `stall_timeout` default too).
@@ -132,7 +176,47 @@ impl<W: Write + AsFd + Send> StreamSender<W> {
             reset: false,
             stall: Some(DEFAULT_STALL_TIMEOUT),
             io_wait: IoWait::Block,
+            max_buffered: DEFAULT_MAX_BUFFERED,
         })
+    }
+
+    /// Sets the bound on the bytes [`Sender::send_buffered`] may queue (default
+    /// [`DEFAULT_MAX_BUFFERED`]); a frame that would go past it first writes the queue out. A single
+    /// frame larger than the bound is written through, never queued, so the queue never holds more than
+    /// `max(max_buffered, 8 + max_message)` bytes.
+    pub fn set_max_buffered(&mut self, max_buffered: usize) {
+        self.max_buffered = max_buffered;
+    }
+
+    /// Bytes accepted and not yet written: frames queued by [`Sender::send_buffered`], and the rest of
+    /// a frame the descriptor took only part of.
+    pub fn buffered(&self) -> usize {
+        self.out.len() - self.pos
+    }
+
+    /// Writes the header and parts of a frame straight from the caller's memory in one `writev`,
+    /// nothing being queued. Returns the bytes written (0 if the descriptor is full).
+    fn write_direct(&mut self, hdr: &[u8; HEADER_LEN], parts: &[&[u8]]) -> Result<usize, TransportSendError> {
+        let Some(w) = self.w.as_mut() else { return Err(TransportSendError::Closed) };
+        let mut iov = [IoSlice::new(&[]); DIRECT_PARTS + 1];
+        iov[0] = IoSlice::new(hdr);
+        let mut n = 1;
+        for p in parts.iter().filter(|p| !p.is_empty()) {
+            iov[n] = IoSlice::new(p);
+            n += 1;
+        }
+        loop {
+            match w.write_vectored(&iov[..n]) {
+                Ok(k) => return Ok(k),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) if is_reset(&e) => {
+                    self.reset = true;
+                    return Err(TransportSendError::PeerReset);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Sets how long a send may go without the peer taking a single byte before the peer is treated as
@@ -206,9 +290,23 @@ impl<W: Write + AsFd + Send> StreamSender<W> {
         self.pos = 0;
         Ok(())
     }
+
+    /// Moves the unwritten bytes to the front of `out` (after a partial write), so that appending keeps
+    /// the queue within its bound.
+    fn compact(&mut self) {
+        if self.pos > 0 {
+            self.out.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
 }
 
 impl<W: Write + AsFd + Send> Sender for StreamSender<W> {
+    /// Nothing queued (the usual case): a frame of `DIRECT_MIN` (2 KiB) or more goes out in one `writev`
+    /// straight from the caller's memory, no copy; a smaller one is copied behind its header and goes out
+    /// in one `write`. Frames queued (buffered, or the rest of a frame the descriptor took only part of):
+    /// this frame is appended and everything goes out in one `write`, queue first. Either way the frame
+    /// is on its way before this returns, never held back.
     fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
         if self.w.is_none() {
             return Err(TransportSendError::Closed);
@@ -216,21 +314,67 @@ impl<W: Write + AsFd + Send> Sender for StreamSender<W> {
         if self.reset {
             return Err(TransportSendError::PeerReset);
         }
-        check_frame(ext, parts, self.max)?;
-        // An earlier accepted frame goes first; if it can't, this message is not accepted.
-        self.drain(wait)?;
-        encode_parts_into(&mut self.out, Kind::Data, ext, parts).expect("checked: max <= u32::MAX, ext <= len");
+        let len = check_frame(ext, parts, self.max)?;
+        // Where this frame starts in `out`, and whether some of it has been written already.
+        let (start, accepted) = if self.pos == self.out.len() && parts.len() <= DIRECT_PARTS && len >= DIRECT_MIN {
+            let hdr = FrameHeader { len: len as u32, kind: Kind::Data, ext }.to_bytes();
+            let written = self.write_direct(&hdr, parts)?;
+            if written == HEADER_LEN + len {
+                return Ok(());
+            }
+            // Queue what the descriptor did not take; then wait for room as for any queued bytes.
+            self.out.clear();
+            self.pos = 0;
+            let mut skip = written;
+            for piece in std::iter::once(&hdr[..]).chain(parts.iter().copied()) {
+                let k = skip.min(piece.len());
+                self.out.extend_from_slice(&piece[k..]);
+                skip -= k;
+            }
+            (0, written > 0)
+        } else {
+            self.compact();
+            let start = self.out.len();
+            encode_parts_into(&mut self.out, Kind::Data, ext, parts).expect("checked: max <= u32::MAX, ext <= len");
+            (start, false)
+        };
         match self.drain(wait) {
-            // Nothing of this frame went out: not accepted.
-            Err(TransportSendError::WouldBlock | TransportSendError::Timeout) if self.pos == 0 => {
+            // Nothing of this frame went out: not accepted (what was queued before it stays queued).
+            Err(TransportSendError::WouldBlock | TransportSendError::Timeout) if !accepted && self.pos <= start => {
                 let e = if wait == Wait::Never { TransportSendError::WouldBlock } else { TransportSendError::Timeout };
-                self.out.clear();
+                self.out.truncate(start);
                 Err(e)
             }
             // Part of it went out: it is accepted, the rest stays queued (the stream can't take it back).
             Err(TransportSendError::WouldBlock | TransportSendError::Timeout) => Ok(()),
             r => r,
         }
+    }
+
+    /// Appends the frame to the queue; writes nothing unless the queue is full (then one `write` of the
+    /// whole queue first, waiting as `wait` allows). A frame larger than the bound is sent as by
+    /// `send_wait`, queue first.
+    fn send_buffered(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        if self.w.is_none() {
+            return Err(TransportSendError::Closed);
+        }
+        if self.reset {
+            return Err(TransportSendError::PeerReset);
+        }
+        let len = check_frame(0, &[msg], self.max)?;
+        let frame = HEADER_LEN + len;
+        if self.buffered() + frame > self.max_buffered {
+            if frame > self.max_buffered {
+                return self.send_frame_wait(0, &[msg], wait);
+            }
+            // Full: the queue goes out first, in one write (this message is not accepted if it can't).
+            self.drain(wait)?;
+        }
+        self.compact();
+        self.out.reserve(frame);
+        self.out.extend_from_slice(&FrameHeader { len: len as u32, kind: Kind::Data, ext: 0 }.to_bytes());
+        self.out.extend_from_slice(msg);
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), TransportSendError> {

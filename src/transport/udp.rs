@@ -10,6 +10,12 @@
 //! and the peer never sees [`PeerGone`](super::TransportRecvError::PeerGone)), and a dead peer is seen
 //! only if the kernel gets an ICMP "port unreachable" for something sent to it
 //! ([`PeerReset`](super::TransportRecvError::PeerReset)).
+//!
+//! [`send_buffered`](super::Sender::send_buffered) queues datagrams (at most
+//! [`MAX_BUFFERED_DATAGRAMS`] and [`DEFAULT_MAX_BUFFERED`](super::DEFAULT_MAX_BUFFERED) bytes; a single
+//! larger one is sent at once) and sends them with one `sendmmsg(2)` when the queue is full, on
+//! [`flush`](super::Sender::flush), on a plain send (queue first) or on close. A datagram is sent whole or
+//! not at all, so a queue that the socket takes only in part keeps the rest, in order.
 
 use super::{
     check_frame, is_reset, poll_fd, IoWait, Receiver, RecvFrame, Sender, TransportRecvError, TransportSendError, Wait,
@@ -26,6 +32,9 @@ use std::sync::Arc;
 /// header).
 pub const DEFAULT_MAX_DATAGRAM: usize = 65507;
 
+/// The most datagrams one `sendmmsg` of a UDP sender's queue carries (and the most it queues).
+pub const MAX_BUFFERED_DATAGRAMS: usize = 64;
+
 /// The sending half of a UDP transport.
 #[derive(Debug)]
 pub struct UdpSender {
@@ -33,6 +42,12 @@ pub struct UdpSender {
     max: usize,
     buf: Vec<u8>,
     io_wait: IoWait,
+    /// Queued datagrams ([`Sender::send_buffered`]): their bytes back to back, each one's end offset,
+    /// and how many of them have been sent.
+    queue: Vec<u8>,
+    ends: Vec<usize>,
+    sent: usize,
+    max_buffered: usize,
 }
 
 /// The receiving half of a UDP transport.
@@ -58,7 +73,16 @@ pub fn from_socket(sock: UdpSocket) -> io::Result<(UdpSender, UdpReceiver)> {
     let sock = Arc::new(sock);
     let max = DEFAULT_MAX_DATAGRAM - HEADER_LEN;
     Ok((
-        UdpSender { sock: Some(sock.clone()), max, buf: Vec::new(), io_wait: IoWait::Block },
+        UdpSender {
+            sock: Some(sock.clone()),
+            max,
+            buf: Vec::new(),
+            io_wait: IoWait::Block,
+            queue: Vec::new(),
+            ends: Vec::new(),
+            sent: 0,
+            max_buffered: super::DEFAULT_MAX_BUFFERED,
+        },
         UdpReceiver { sock: Some(sock), max, buf: Vec::new(), io_wait: IoWait::Block },
     ))
 }
@@ -78,12 +102,113 @@ impl UdpSender {
     pub fn socket(&self) -> Option<&UdpSocket> {
         self.sock.as_deref()
     }
+
+    /// Sets the bound on the bytes [`Sender::send_buffered`] may queue (default
+    /// [`DEFAULT_MAX_BUFFERED`](super::DEFAULT_MAX_BUFFERED)); the queue also holds at most
+    /// [`MAX_BUFFERED_DATAGRAMS`] datagrams.
+    pub fn set_max_buffered(&mut self, max_buffered: usize) {
+        self.max_buffered = max_buffered;
+    }
+
+    /// Datagrams queued and not yet sent.
+    pub fn buffered(&self) -> usize {
+        self.ends.len() - self.sent
+    }
+
+    fn queued_bytes(&self) -> usize {
+        let from = if self.sent == 0 { 0 } else { self.ends[self.sent - 1] };
+        self.queue.len() - from
+    }
+
+    /// Sends the queued datagrams, as many per `sendmmsg` as there are, waiting as `wait` allows. On
+    /// `WouldBlock` / `Timeout` some may have been sent (the rest stay queued, in order).
+    fn drain(&mut self, wait: Wait) -> Result<(), TransportSendError> {
+        let Some(sock) = self.sock.as_deref() else { return Err(TransportSendError::Closed) };
+        let mut spinning = None;
+        while self.sent < self.ends.len() {
+            let mut iov: Vec<libc::iovec> = Vec::with_capacity(self.ends.len() - self.sent);
+            let mut from = if self.sent == 0 { 0 } else { self.ends[self.sent - 1] };
+            for &end in &self.ends[self.sent..] {
+                // sendmmsg only reads through these pointers.
+                iov.push(libc::iovec { iov_base: self.queue[from..].as_ptr() as *mut _, iov_len: end - from });
+                from = end;
+            }
+            let mut msgs: Vec<libc::mmsghdr> = iov
+                .iter_mut()
+                .map(|v| {
+                    // SAFETY: all-zero is a valid mmsghdr (no address, no control data).
+                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    m.msg_hdr.msg_iov = v;
+                    m.msg_hdr.msg_iovlen = 1;
+                    m
+                })
+                .collect();
+            // SAFETY: `msgs` holds `msgs.len()` valid headers, each pointing at one iovec over `queue`,
+            // all of which live (unmoved) until the call returns.
+            let n = unsafe {
+                libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as libc::c_uint, libc::MSG_NOSIGNAL)
+            };
+            if n > 0 {
+                self.sent += n as usize;
+                spinning = None;
+                continue;
+            }
+            let e = if n == 0 { io::Error::from(io::ErrorKind::WouldBlock) } else { io::Error::last_os_error() };
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => {
+                    if self.io_wait.keep_spinning(wait, &mut spinning) {
+                        continue;
+                    }
+                    if !poll_fd(sock.as_fd(), libc::POLLOUT, wait)? {
+                        return Err(if wait == Wait::Never {
+                            TransportSendError::WouldBlock
+                        } else {
+                            TransportSendError::Timeout
+                        });
+                    }
+                }
+                _ if is_reset(&e) => {
+                    // That datagram is lost to a peer that is gone: drop the queue.
+                    self.clear_queue();
+                    return Err(TransportSendError::PeerReset);
+                }
+                _ => return Err(e.into()),
+            }
+        }
+        self.clear_queue();
+        Ok(())
+    }
+
+    fn clear_queue(&mut self) {
+        self.queue.clear();
+        self.ends.clear();
+        self.sent = 0;
+    }
+
+    /// Drops the datagrams already sent from the front of the queue.
+    fn compact(&mut self) {
+        if self.sent > 0 {
+            let from = self.ends[self.sent - 1];
+            self.queue.drain(..from);
+            self.ends.drain(..self.sent);
+            for e in &mut self.ends {
+                *e -= from;
+            }
+            self.sent = 0;
+        }
+    }
 }
 
 impl Sender for UdpSender {
     fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
-        let Some(sock) = self.sock.as_deref() else { return Err(TransportSendError::Closed) };
+        if self.sock.is_none() {
+            return Err(TransportSendError::Closed);
+        }
         check_frame(ext, parts, self.max)?;
+        // Queued datagrams go first; if they can't, this one is not accepted.
+        self.drain(wait)?;
+        let Some(sock) = self.sock.as_deref() else { return Err(TransportSendError::Closed) };
         self.buf.clear();
         encode_parts_into(&mut self.buf, Kind::Data, ext, parts).expect("checked: max < u32::MAX, ext <= len");
         let mut spinning = None;
@@ -115,9 +240,35 @@ impl Sender for UdpSender {
         }
     }
 
-    fn close(&mut self) -> Result<(), TransportSendError> {
-        self.sock = None;
+    fn send_buffered(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        if self.sock.is_none() {
+            return Err(TransportSendError::Closed);
+        }
+        let len = check_frame(0, &[msg], self.max)?;
+        let datagram = HEADER_LEN + len;
+        if self.queued_bytes() + datagram > self.max_buffered || self.buffered() >= MAX_BUFFERED_DATAGRAMS {
+            if datagram > self.max_buffered {
+                return self.send_frame_wait(0, &[msg], wait);
+            }
+            // Full: the queue goes out first (this message is not accepted if it can't).
+            self.drain(wait)?;
+        }
+        self.compact();
+        encode_parts_into(&mut self.queue, Kind::Data, 0, &[msg]).expect("checked: max < u32::MAX");
+        self.ends.push(self.queue.len());
         Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), TransportSendError> {
+        self.drain(Wait::Forever)
+    }
+
+    /// Sends what is queued (waiting at most as a blocking send would), then closes.
+    fn close(&mut self) -> Result<(), TransportSendError> {
+        let r = if self.sock.is_some() { self.drain(Wait::Forever) } else { Ok(()) };
+        self.clear_queue();
+        self.sock = None;
+        r
     }
 
     fn max_message(&self) -> usize {
@@ -126,6 +277,15 @@ impl Sender for UdpSender {
 
     fn set_io_wait(&mut self, wait: IoWait) {
         self.io_wait = wait;
+    }
+}
+
+impl Drop for UdpSender {
+    fn drop(&mut self) {
+        // Best effort without blocking, as a stream sender's drop.
+        if self.sock.is_some() {
+            let _ = self.drain(Wait::Never);
+        }
     }
 }
 

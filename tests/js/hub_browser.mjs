@@ -4,16 +4,14 @@
 // node tests/js/hub_browser.mjs http://127.0.0.1:PORT TOKEN SCREENSHOT.png
 // (the hub runs with --token TOKEN --notify-every N; CHROMIUM overrides /usr/bin/chromium)
 import { chromium } from 'playwright-core';
-import { check, equal, run, step } from './lib.mjs';
+import { check, equal, executablePath, lines, run, shows, step, WAIT } from './lib.mjs';
 
 const [url, token, shot] = process.argv.slice(2);
 if (!url || !token || !shot) {
   console.error('usage: hub_browser.mjs URL TOKEN SCREENSHOT.png');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const origin = new URL(url).origin;
-const WAIT = { timeout: 20000 };
 
 let browser; // killed by playwright-core when this script exits, on a failure too
 
@@ -59,14 +57,6 @@ async function send(page, to, text) {
 }
 
 /** Waits until `page` shows a message line containing `text`. */
-async function shows(page, text) {
-  await page.locator('#messages li', { hasText: text }).first().waitFor(WAIT);
-}
-
-async function lines(page) {
-  return page.$$eval('#messages li', (els) => els.map((e) => e.textContent));
-}
-
 run(async () => {
   step(`launch ${executablePath} headless`);
   browser = await chromium.launch({ executablePath, args: ['--no-sandbox'], headless: true });

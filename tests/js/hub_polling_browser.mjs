@@ -7,15 +7,13 @@
 // node tests/js/hub_polling_browser.mjs http://127.0.0.1:PORT TOKEN SCREENSHOT.png
 // (the hub runs with --token TOKEN; CHROMIUM overrides /usr/bin/chromium)
 import { chromium } from 'playwright-core';
-import { check, equal, run, step } from './lib.mjs';
+import { check, equal, executablePath, lines, run, shows, step, WAIT } from './lib.mjs';
 
 const [url, token, shot] = process.argv.slice(2);
 if (!url || !token || !shot) {
   console.error('usage: hub_polling_browser.mjs URL TOKEN SCREENSHOT.png');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const WAIT = { timeout: 20000 };
 
 let browser; // killed by playwright-core when this script exits, on a failure too
 
@@ -59,14 +57,6 @@ async function send(page, to, text) {
   await page.click('#send');
   // The input is cleared once the hub acknowledged the message.
   await page.waitForFunction(() => document.querySelector('#text').value === '', null, WAIT);
-}
-
-async function shows(page, text) {
-  await page.locator('#messages li', { hasText: text }).first().waitFor(WAIT);
-}
-
-async function lines(page) {
-  return page.$$eval('#messages li', (els) => els.map((e) => e.textContent));
 }
 
 run(async () => {

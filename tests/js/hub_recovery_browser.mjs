@@ -6,23 +6,13 @@
 //
 // node --experimental-websocket tests/js/hub_recovery_browser.mjs DIRECT_URL FORWARDED_URL TOKEN SHOT.png
 import { chromium } from 'playwright-core';
-import { CLIENT_URL, check, control, equal, next, run, step } from './lib.mjs';
+import { check, CLIENT_URL, control, equal, executablePath, lines, next, run, shows, step, WAIT } from './lib.mjs';
 
 const { connect } = await import(CLIENT_URL);
 const [direct, forwarded, token, shot] = process.argv.slice(2);
 if (!direct || !forwarded || !token || !shot) {
   console.error('usage: hub_recovery_browser.mjs DIRECT_URL FORWARDED_URL TOKEN SHOT.png');
   process.exit(2);
-}
-const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const WAIT = { timeout: 20000 };
-
-async function lines(page) {
-  return page.$$eval('#messages li', (els) => els.map((e) => e.textContent));
-}
-
-async function shows(page, text) {
-  await page.locator('#messages li', { hasText: text }).first().waitFor(WAIT);
 }
 
 run(async () => {

@@ -96,3 +96,19 @@ export async function control(command) {
   const { value, done } = await stdinLines.next();
   if (done || value.trim() !== `${command} DONE`) throw new Error(`asked "${command}", the test answered ${done ? 'nothing (stdin closed)' : JSON.stringify(value)}`);
 }
+
+/** Chromium for the browser tests: $CHROMIUM, or Debian's (scripts/setup.sh installs it). */
+export const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/** How long a browser test waits for something the page should show. */
+export const WAIT = { timeout: 20000 };
+
+/** The chat page's message lines, as text. */
+export async function lines(page) {
+  return page.$$eval('#messages li', (els) => els.map((e) => e.textContent));
+}
+
+/** Waits until the chat page shows a message line containing `text`. */
+export async function shows(page, text) {
+  await page.locator('#messages li', { hasText: text }).first().waitFor(WAIT);
+}

@@ -11,12 +11,18 @@
 // Unlike the hub, no `presence` events on join: they are set-up traffic, never measured, and would only
 // slow the set-up of the 1,000-client rooms.
 //
-// Usage: node socketio_fanout_server.mjs [PORT]   (0 or none: any free port). Prints exactly one line on
-// stdout once listening, `socket.io: listening on http://127.0.0.1:PORT`, and runs until killed.
+// Usage: node socketio_fanout_server.mjs [PORT [REDIS_URL CHANNEL]]   (PORT 0 or none: any free port).
+// With REDIS_URL (redis://host:port) the server joins the others started with the same URL and CHANNEL
+// through `@socket.io/redis-adapter` (socket.io's own scale-out over Redis pub/sub; the bench's
+// `socket.io-2-redis` rows: two such servers, clients split between them). Prints exactly one line on
+// stdout once listening (and, with Redis, once the adapter's two connections are up),
+// `socket.io: listening on http://127.0.0.1:PORT`, and runs until killed.
 import { createServer } from 'node:http';
 import { Server } from 'socket.io';
 
 const port = Number(process.argv[2] ?? 0);
+const redisUrl = process.argv[3];
+const channel = process.argv[4] ?? 'socket.io';
 const http = createServer();
 const io = new Server(http, {
   // WebSocket only: no HTTP long-polling and no upgrade dance (the bench client opens the WebSocket at
@@ -52,6 +58,18 @@ io.on('connection', (socket) => {
     if (typeof ack === 'function') ack({ ok: true });
   });
 });
+
+if (redisUrl !== undefined) {
+  // As @socket.io/redis-adapter's README: one client to publish, a duplicate to subscribe.
+  const { createAdapter } = await import('@socket.io/redis-adapter');
+  const { createClient } = await import('redis');
+  const pub = createClient({ url: redisUrl });
+  const sub = pub.duplicate();
+  pub.on('error', (e) => console.error(`redis: ${e}`));
+  sub.on('error', (e) => console.error(`redis: ${e}`));
+  await Promise.all([pub.connect(), sub.connect()]);
+  io.adapter(createAdapter(pub, sub, { key: channel }));
+}
 
 http.listen(port, '127.0.0.1', () => {
   console.log(`socket.io: listening on http://127.0.0.1:${http.address().port}`);

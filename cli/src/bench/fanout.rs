@@ -15,8 +15,9 @@
 //!   runtime): it then takes at most one CPU, whatever the server does, and on a 2-CPU machine it does
 //!   not crowd out the server's threads (in trial runs here, a 2-thread load generator cost the hub
 //!   about a third of its 1,000-client throughput and moved socket.io's little). It needs about 2 µs
-//!   of CPU per delivery when messages stream, so it is not the limit of either server's throughput
-//!   (each row reports both sides' CPU use: `cpu`).
+//!   of CPU per delivery when messages stream, so on this 2-vCPU machine it is not the limit of either
+//!   server's throughput (each row reports both sides' CPU use: `cpu`). On a many-core machine one
+//!   thread is the hub's limit (the client's `cores` reads 1.00): `--fanout-threads N` runs it on N.
 //!
 //! The workload of one row: N connections join room `bench`; one of them, the sender, sends `chat
 //! message` `{"room": "bench", "text": T}` (T: 64 bytes, a 12-digit sequence number then padding) and
@@ -112,7 +113,14 @@ pub struct Settings {
     pub samples: usize,
     pub secs: f64,
     pub idle: usize,
+    /// Threads of the load generator (1: a current-thread runtime).
+    pub threads: usize,
     pub socketio_dir: PathBuf,
+    /// Also the scale-out rows (`hub-cluster`): two processes per server sharing rooms.
+    pub cluster: bool,
+    /// The Redis server of the Redis-backed scale-out rows, and why they can't run if none answers.
+    pub redis: String,
+    pub redis_down: Option<String>,
 }
 
 impl Settings {
@@ -122,6 +130,7 @@ impl Settings {
         clients: Option<Vec<usize>>,
         secs: Option<f64>,
         idle: Option<usize>,
+        threads: usize,
         socketio_dir: Option<PathBuf>,
     ) -> CliResult<Self> {
         let s = Settings {
@@ -130,7 +139,11 @@ impl Settings {
             samples: if quick { 50 } else { 300 },
             secs: secs.unwrap_or(if quick { 0.3 } else { 1.5 }),
             idle: idle.unwrap_or(if quick { 100 } else { 1000 }),
+            threads,
             socketio_dir: socketio_dir.unwrap_or_else(default_socketio_dir),
+            cluster: false,
+            redis: String::new(),
+            redis_down: None,
         };
         if s.clients.is_empty() || s.clients.iter().any(|&n| n == 0 || n > 20_000) {
             return Err("--fanout-clients: each between 1 and 20000".into());
@@ -138,23 +151,57 @@ impl Settings {
         if !(s.secs > 0.0 && s.secs <= 60.0) {
             return Err("--fanout-secs: between 0 and 60 seconds".into());
         }
+        if s.threads == 0 || s.threads > 256 {
+            return Err("--fanout-threads: between 1 and 256".into());
+        }
         if s.idle == 0 || s.idle > 20_000 {
             return Err("--fanout-idle: between 1 and 20000".into());
         }
         Ok(s)
     }
 
+    /// Adds the scale-out rows (`hub-cluster`), their Redis-backed ones on `redis` (skipped, with
+    /// `redis_down` as the reason, when it does not answer).
+    pub fn with_cluster(mut self, redis: String, redis_down: Option<String>) -> Self {
+        self.cluster = true;
+        self.redis = redis;
+        self.redis_down = redis_down;
+        self
+    }
+
     /// Progress-bar steps: one per row and one per memory measurement.
     pub fn steps(&self) -> u64 {
-        2 * (self.clients.len() as u64 + 1)
+        let deployments = self.deployments().len() as u64;
+        deployments * self.clients.len() as u64 + 2
+    }
+
+    /// What runs: the two single servers, and with `cluster` the scale-out deployments (socket.io's
+    /// first, the reference of the hubs' Redis rows).
+    fn deployments(&self) -> Vec<Deployment> {
+        let mut d = vec![Deployment::SocketIo, Deployment::Hub];
+        if self.cluster {
+            d.extend([
+                Deployment::SocketIoRedis,
+                Deployment::HubShm,
+                Deployment::HubRedisStream,
+                Deployment::HubRedisPubSub,
+            ]);
+        }
+        d
     }
 }
 
 /// One fan-out row.
 #[derive(Serialize, Debug)]
 pub struct FanoutRow {
-    /// `hub` or `socket.io`.
+    /// `hub` or `socket.io` (one process); `hub-2-shm`, `hub-2-redis-stream`, `hub-2-redis-pubsub`,
+    /// `socket.io-2-redis` (the scale-out rows: two processes sharing rooms).
     pub server: &'static str,
+    /// Server processes; the room's clients are split between them, the sender on the first.
+    pub processes: usize,
+    /// What the processes share rooms through: `none`, `shm` (ringwire's broadcast ring),
+    /// `redis-stream`, `redis-pubsub` (the hub's `--cluster`), `redis-adapter` (`@socket.io/redis-adapter`).
+    pub engine: &'static str,
     /// Connections in the room, the sender included.
     pub clients: usize,
     /// Bytes of `text` per message.
@@ -167,8 +214,12 @@ pub struct FanoutRow {
     /// limit, and each server's cost per delivery whichever it was.
     pub cpu: FanoutCpu,
     /// Hub rows: hub / the socket.io row of the same N in this run (null on socket.io rows, and when
-    /// that row did not run).
+    /// that row did not run). The scale-out hub rows are compared with `socket.io-2-redis` (target:
+    /// throughput ≥ 5 at 1,000 clients).
     pub socketio_ratio: Option<FanoutRatio>,
+    /// Scale-out hub rows: this row / the one-process `hub` row of the same N (target for `hub-2-shm`:
+    /// latency ≤ 1.2).
+    pub one_hub_ratio: Option<FanoutRatio>,
 }
 
 #[derive(Serialize, Clone, Copy, Debug)]
@@ -244,60 +295,198 @@ impl Server {
     }
 }
 
+/// How many server processes of which kind, sharing rooms through what.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Deployment {
+    Hub,
+    SocketIo,
+    /// Two hubs, `--cluster shm:NAME`.
+    HubShm,
+    /// Two hubs, `--cluster redis-stream:URL/KEY`.
+    HubRedisStream,
+    /// Two hubs, `--cluster redis-pubsub:URL/CHANNEL`.
+    HubRedisPubSub,
+    /// Two socket.io servers with `@socket.io/redis-adapter`.
+    SocketIoRedis,
+}
+
+impl Deployment {
+    fn name(self) -> &'static str {
+        match self {
+            Deployment::Hub => "hub",
+            Deployment::SocketIo => "socket.io",
+            Deployment::HubShm => "hub-2-shm",
+            Deployment::HubRedisStream => "hub-2-redis-stream",
+            Deployment::HubRedisPubSub => "hub-2-redis-pubsub",
+            Deployment::SocketIoRedis => "socket.io-2-redis",
+        }
+    }
+
+    fn engine(self) -> &'static str {
+        match self {
+            Deployment::Hub | Deployment::SocketIo => "none",
+            Deployment::HubShm => "shm",
+            Deployment::HubRedisStream => "redis-stream",
+            Deployment::HubRedisPubSub => "redis-pubsub",
+            Deployment::SocketIoRedis => "redis-adapter",
+        }
+    }
+
+    fn server(self) -> Server {
+        match self {
+            Deployment::SocketIo | Deployment::SocketIoRedis => Server::SocketIo,
+            _ => Server::Hub,
+        }
+    }
+
+    fn processes(self) -> usize {
+        match self {
+            Deployment::Hub | Deployment::SocketIo => 1,
+            _ => 2,
+        }
+    }
+
+    fn needs_redis(self) -> bool {
+        matches!(self, Deployment::HubRedisStream | Deployment::HubRedisPubSub | Deployment::SocketIoRedis)
+    }
+
+    /// The socket.io deployment a hub row is compared with.
+    fn socketio_reference(self) -> Option<Deployment> {
+        match self {
+            Deployment::Hub => Some(Deployment::SocketIo),
+            Deployment::HubShm | Deployment::HubRedisStream | Deployment::HubRedisPubSub => {
+                Some(Deployment::SocketIoRedis)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A deployment's processes, killed on drop, and what they left behind removed (the shm ring's file,
+/// the Redis stream).
+struct Running {
+    dep: Deployment,
+    procs: Vec<Proc>,
+    /// The shm ring's name, or the stream's key and the Redis URL.
+    shm: Option<String>,
+    stream: Option<(String, String)>,
+}
+
+impl Running {
+    fn ports(&self) -> Vec<u16> {
+        self.procs.iter().map(|p| p.port).collect()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(Proc::pid).collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.procs.clear();
+        if let Some(name) = &self.shm {
+            let _ = ringwire::ShmRing::unlink(ringwire::shm::DEFAULT_DIR, name);
+        }
+        if let Some((url, key)) = &self.stream {
+            let del = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+                .and_then(|mut con| redis::cmd("DEL").arg(key).exec(&mut con));
+            if let Err(e) = del {
+                eprintln!("fan-out: could not delete the Redis stream {key}: {e}");
+            }
+        }
+    }
+}
+
+/// Starts a deployment's processes, one after the other (the first hub of a shm cluster creates the
+/// ring, the second opens it).
+fn start_deployment(dep: Deployment, settings: &Settings) -> CliResult<Running> {
+    let tag = format!("ringwire-bench-fanout-{}", std::process::id());
+    let redis = settings.redis.trim_end_matches('/');
+    let mut run = Running { dep, procs: Vec::new(), shm: None, stream: None };
+    let extra: Vec<String> = match dep {
+        Deployment::Hub | Deployment::SocketIo => Vec::new(),
+        Deployment::HubShm => {
+            run.shm = Some(tag.clone());
+            vec!["--cluster".into(), format!("shm:{tag}")]
+        }
+        Deployment::HubRedisStream => {
+            let key = format!("{tag}-stream");
+            run.stream = Some((redis.to_string(), key.clone()));
+            vec!["--cluster".into(), format!("redis-stream:{redis}/{key}")]
+        }
+        Deployment::HubRedisPubSub => vec!["--cluster".into(), format!("redis-pubsub:{redis}/{tag}-pubsub")],
+        Deployment::SocketIoRedis => vec![redis.to_string(), format!("{tag}-sio")],
+    };
+    for _ in 0..dep.processes() {
+        run.procs.push(start(dep.server(), settings, &extra)?);
+    }
+    Ok(run)
+}
+
 /// Runs the group: both servers, their idle memory, then the rows for each N (socket.io, then hub).
 /// A server that can't start, or a row that fails, is listed in `skipped` with the reason.
 pub fn run(settings: &Settings, bar: &ProgressBar, skipped: &mut Vec<Skipped>) -> CliResult<FanoutReport> {
     raise_nofile_limit();
     unpin_this_thread();
     // The load generator runs on this one thread (see the module's comment).
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = match settings.threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
     let mut report = FanoutReport::default();
-    let mut skip = |server: Server, clients: usize, reason: String| {
-        bar.suspend(|| eprintln!("{} fan-out ({clients} clients) skipped: {reason}", server.name()));
-        skipped.push(Skipped {
-            transport: server.name(),
-            wait: "block",
-            size: PAYLOAD,
-            clients: Some(clients),
-            reason,
-        });
+    let mut skip = |dep: Deployment, clients: usize, reason: String| {
+        bar.suspend(|| eprintln!("{} fan-out ({clients} clients) skipped: {reason}", dep.name()));
+        skipped.push(Skipped { transport: dep.name(), wait: "block", size: PAYLOAD, clients: Some(clients), reason });
     };
     // socket.io first: the reference, and the row each hub row is compared with.
     let mut servers = Vec::new();
-    for server in [Server::SocketIo, Server::Hub] {
-        bar.set_message(format!("fan-out: starting {}", server.name()));
-        match start(server, settings) {
-            Ok(p) => servers.push(p),
+    for dep in settings.deployments() {
+        bar.set_message(format!("fan-out: starting {}", dep.name()));
+        let started = match (&settings.redis_down, dep.needs_redis()) {
+            (Some(why), true) => Err(format!("no Redis server: {why}").into()),
+            _ => start_deployment(dep, settings),
+        };
+        match started {
+            Ok(r) => servers.push(r),
             Err(e) => {
                 for &n in &settings.clients {
-                    skip(server, n, e.to_string());
+                    skip(dep, n, e.to_string());
+                    bar.inc(1);
                 }
-                bar.inc(settings.steps() / 2);
             }
         }
     }
-    for p in &servers {
-        bar.set_message(format!("fan-out: {} idle memory, {} connections", p.server.name(), settings.idle));
+    for r in servers.iter().filter(|r| r.procs.len() == 1) {
+        let p = &r.procs[0];
+        bar.set_message(format!("fan-out: {} idle memory, {} connections", r.dep.name(), settings.idle));
         match rt.block_on(idle_memory(p, settings.idle)) {
             Ok(m) => report.memory.push(m),
-            Err(e) => skip(p.server, settings.idle, format!("idle memory: {e}")),
+            Err(e) => skip(r.dep, settings.idle, format!("idle memory: {e}")),
         }
         bar.inc(1);
     }
     for &n in &settings.clients {
-        for p in &servers {
-            bar.set_message(format!("fan-out: {}, {n} clients", p.server.name()));
+        for r in &servers {
+            bar.inc(1);
+            // A room of one has nobody on the second process.
+            if n < r.procs.len() {
+                continue;
+            }
+            bar.set_message(format!("fan-out: {}, {n} clients", r.dep.name()));
             let row = rt.block_on(async {
-                let row = fanout_row(p.server, p.port, p.pid(), n, settings).await;
-                // Let the server finish with the row's disconnects before the next row starts.
-                wait_quiet(p.pid()).await;
+                let row = fanout_row(r.dep, &r.ports(), &r.pids(), n, settings).await;
+                // Let the servers finish with the row's disconnects before the next row starts.
+                for pid in r.pids() {
+                    wait_quiet(pid).await;
+                }
                 row
             });
             match row {
-                Ok(r) => report.rows.push(r),
-                Err(e) => skip(p.server, n, e.to_string()),
+                Ok(row) => report.rows.push(row),
+                Err(e) => skip(r.dep, n, e.to_string()),
             }
-            bar.inc(1);
         }
     }
     drop(servers);
@@ -305,24 +494,42 @@ pub fn run(settings: &Settings, bar: &ProgressBar, skipped: &mut Vec<Skipped>) -
     Ok(report)
 }
 
+fn ratio(row: &FanoutRow, base: &FanoutRow) -> FanoutRatio {
+    let (p50, p99) = (base.latency_ns.p50.max(1) as f64, base.latency_ns.p99.max(1) as f64);
+    FanoutRatio {
+        throughput: row.throughput.deliveries_per_sec / base.throughput.deliveries_per_sec.max(1e-9),
+        latency_p50: row.latency_ns.p50 as f64 / p50,
+        latency_p99: row.latency_ns.p99 as f64 / p99,
+        p99_to_socketio_p50: row.latency_ns.p99 as f64 / p50,
+    }
+}
+
 fn fill_ratios(rows: &mut [FanoutRow]) {
-    let refs: Vec<(usize, f64, u64, u64)> = rows
-        .iter()
-        .filter(|r| r.server == Server::SocketIo.name())
-        .map(|r| (r.clients, r.throughput.deliveries_per_sec, r.latency_ns.p50, r.latency_ns.p99))
-        .collect();
-    for row in rows.iter_mut().filter(|r| r.server == Server::Hub.name()) {
-        if let Some(&(_, tput, p50, p99)) = refs.iter().find(|(n, ..)| *n == row.clients) {
-            let (p50, p99) = (p50.max(1) as f64, p99.max(1) as f64);
-            row.socketio_ratio = Some(FanoutRatio {
-                throughput: row.throughput.deliveries_per_sec / tput.max(1e-9),
-                latency_p50: row.latency_ns.p50 as f64 / p50,
-                latency_p99: row.latency_ns.p99 as f64 / p99,
-                p99_to_socketio_p50: row.latency_ns.p99 as f64 / p50,
-            });
+    let find = |rows: &[FanoutRow], dep: Deployment, n: usize| {
+        rows.iter().position(|r| r.server == dep.name() && r.clients == n)
+    };
+    for i in 0..rows.len() {
+        let Some(dep) = ALL.iter().copied().find(|d| d.name() == rows[i].server) else { continue };
+        let n = rows[i].clients;
+        if let Some(j) = dep.socketio_reference().and_then(|s| find(rows, s, n)) {
+            rows[i].socketio_ratio = Some(ratio(&rows[i], &rows[j]));
+        }
+        if dep.processes() > 1 && dep.server() == Server::Hub {
+            if let Some(j) = find(rows, Deployment::Hub, n) {
+                rows[i].one_hub_ratio = Some(ratio(&rows[i], &rows[j]));
+            }
         }
     }
 }
+
+const ALL: [Deployment; 6] = [
+    Deployment::Hub,
+    Deployment::SocketIo,
+    Deployment::HubShm,
+    Deployment::HubRedisStream,
+    Deployment::HubRedisPubSub,
+    Deployment::SocketIoRedis,
+];
 
 // ---------------------------------------------------------------------------------------------------
 // The server processes.
@@ -348,13 +555,13 @@ impl Drop for Proc {
 }
 
 /// Starts `server` on a free port of 127.0.0.1 and waits (at most 10 s) for the line naming the port.
-fn start(server: Server, settings: &Settings) -> CliResult<Proc> {
+fn start(server: Server, settings: &Settings, extra: &[String]) -> CliResult<Proc> {
     let mut cmd = match server {
         Server::Hub => {
             let mut c = Command::new(std::env::current_exe()?);
             // Defaults otherwise: a runtime thread per CPU, a 1,024-message send queue per connection,
             // heartbeat every 25 s (as socket.io's pingInterval).
-            c.args(["hub", "--listen", "127.0.0.1:0", "--token", TOKEN, "--quiet"]);
+            c.args(["hub", "--listen", "127.0.0.1:0", "--token", TOKEN, "--quiet"]).args(extra);
             c
         }
         Server::SocketIo => {
@@ -371,7 +578,7 @@ fn start(server: Server, settings: &Settings) -> CliResult<Proc> {
                 .into());
             }
             let mut c = Command::new("node");
-            c.arg(SOCKETIO_SCRIPT).arg("0").current_dir(dir);
+            c.arg(SOCKETIO_SCRIPT).arg("0").args(extra).current_dir(dir);
             c
         }
     };
@@ -795,7 +1002,8 @@ impl SenderSide {
 
 /// Fills a room of `n` (the sender included), measures latency then throughput, and closes the
 /// connections (their tasks are aborted, which drops the sockets).
-async fn fanout_row(server: Server, port: u16, pid: u32, n: usize, s: &Settings) -> CliResult<FanoutRow> {
+async fn fanout_row(dep: Deployment, ports: &[u16], pids: &[u32], n: usize, s: &Settings) -> CliResult<FanoutRow> {
+    let server = dep.server();
     let (tx, rx) = mpsc::unbounded_channel();
     let tally = Arc::new(Tally { members: n as u32, slots: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(), done: tx });
     // The receivers first, each reading from the moment it has joined (so that it keeps up with the
@@ -804,8 +1012,10 @@ async fn fanout_row(server: Server, port: u16, pid: u32, n: usize, s: &Settings)
     // Every receiver task, to abort (which drops its socket) when the row ends, however it ends.
     let receivers: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
     let mut setups = Vec::with_capacity(n - 1);
-    for _ in 1..n {
+    for i in 1..n {
         let (gate, tally, receivers) = (gate.clone(), tally.clone(), receivers.clone());
+        // Client i on process i mod P: the sender (client 0) and every P-th client on the first.
+        let port = ports[i % ports.len()];
         setups.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
             let mut ws = open(server, port).await.map_err(|e| e.to_string())?;
@@ -821,10 +1031,10 @@ async fn fanout_row(server: Server, port: u16, pid: u32, n: usize, s: &Settings)
         for t in &mut setups {
             t.await.map_err(|e| e.to_string())??;
         }
-        let mut ws = open(server, port).await?;
+        let mut ws = open(server, ports[0]).await?;
         join(server, &mut ws).await?;
         let mut tx = SenderSide { server, ws, order: Order(0), tally: tally.clone(), done: rx };
-        measure(&mut tx, pid, n, s).await
+        measure(&mut tx, dep, pids, n, s).await
     }
     .await;
     // Closing (the sender's socket has dropped with `result`'s future).
@@ -837,7 +1047,8 @@ async fn fanout_row(server: Server, port: u16, pid: u32, n: usize, s: &Settings)
     result
 }
 
-async fn measure(tx: &mut SenderSide, pid: u32, n: usize, s: &Settings) -> CliResult<FanoutRow> {
+async fn measure(tx: &mut SenderSide, dep: Deployment, pids: &[u32], n: usize, s: &Settings) -> CliResult<FanoutRow> {
+    let server_cpu_ns = || pids.iter().map(|&p| proc_cpu_ns(p).unwrap_or(0)).sum::<u64>();
     let mut seq = 0u64;
     let mut h = histogram();
     for i in 0..s.warmup + s.samples {
@@ -853,7 +1064,7 @@ async fn measure(tx: &mut SenderSide, pid: u32, n: usize, s: &Settings) -> CliRe
         seq += 1;
     }
     // Throughput: refill the window after each completion, for `secs`; then let the last ones land.
-    let (server_cpu0, client_cpu0) = (proc_cpu_ns(pid).unwrap_or(0), self_cpu_ns());
+    let (server_cpu0, client_cpu0) = (server_cpu_ns(), self_cpu_ns());
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(s.secs);
     let (first, mut sent, mut done) = (seq, 0u64, 0u64);
@@ -882,11 +1093,13 @@ async fn measure(tx: &mut SenderSide, pid: u32, n: usize, s: &Settings) -> CliRe
     }
     let elapsed = last.saturating_duration_since(start).as_secs_f64().max(1e-9);
     let wall = start.elapsed().as_secs_f64().max(1e-9);
-    let server_cpu = proc_cpu_ns(pid).unwrap_or(0).saturating_sub(server_cpu0) as f64;
+    let server_cpu = server_cpu_ns().saturating_sub(server_cpu0) as f64;
     let client_cpu = self_cpu_ns().saturating_sub(client_cpu0) as f64;
     let deliveries = (done * n as u64).max(1) as f64;
     Ok(FanoutRow {
-        server: tx.server.name(),
+        server: dep.name(),
+        processes: dep.processes(),
+        engine: dep.engine(),
         clients: n,
         size: PAYLOAD,
         latency_ns: Percentiles::of(&h),
@@ -904,6 +1117,7 @@ async fn measure(tx: &mut SenderSide, pid: u32, n: usize, s: &Settings) -> CliRe
             client_cores: client_cpu / 1e9 / wall,
         },
         socketio_ratio: None,
+        one_hub_ratio: None,
     })
 }
 
@@ -975,7 +1189,7 @@ pub fn table(r: &FanoutReport, skipped: &[Skipped]) -> String {
         "p99/sio-p50"
     );
     let _ = writeln!(out, "{}", "-".repeat(146));
-    for row in &r.rows {
+    for row in r.rows.iter().filter(|r| r.processes == 1) {
         let ratio = row.socketio_ratio.map_or_else(
             || ["-".to_string(), "-".into(), "-".into(), "-".into()],
             |x| {
@@ -1004,6 +1218,57 @@ pub fn table(r: &FanoutReport, skipped: &[Skipped]) -> String {
             ratio[1],
             ratio[2],
             ratio[3]
+        );
+    }
+    let scale: Vec<&FanoutRow> = r.rows.iter().filter(|r| r.processes > 1).collect();
+    if !scale.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nscale-out: two server processes sharing the room through an engine, the clients split between them \
+             (the sender on the first)"
+        );
+        let _ = writeln!(
+            out,
+            "{:<19} {:>7} | {:>8} {:>8} {:>8} | {:>11} | {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>8} {:>8}",
+            "server",
+            "clients",
+            "p50",
+            "p99",
+            "max",
+            "deliveries/s",
+            "srv ns/dl",
+            "cores s/c",
+            "p50/1hub",
+            "p99/1hub",
+            "tput/1hub",
+            "tput/sio",
+            "p50/sio"
+        );
+        let _ = writeln!(out, "{}", "-".repeat(143));
+        let f = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{x:.2}"));
+        for row in scale {
+            let _ = writeln!(
+                out,
+                "{:<19} {:>7} | {:>8} {:>8} {:>8} | {:>11} | {:>9.0} {:>9} | {:>8} {:>8} {:>8} | {:>8} {:>8}",
+                row.server,
+                row.clients,
+                ns(row.latency_ns.p50),
+                ns(row.latency_ns.p99),
+                ns(row.latency_ns.max),
+                rate(row.throughput.deliveries_per_sec),
+                row.cpu.server_ns_per_delivery,
+                format!("{:.2}/{:.2}", row.cpu.server_cores, row.cpu.client_cores),
+                f(row.one_hub_ratio.map(|x| x.latency_p50)),
+                f(row.one_hub_ratio.map(|x| x.latency_p99)),
+                f(row.one_hub_ratio.map(|x| x.throughput)),
+                f(row.socketio_ratio.map(|x| x.throughput)),
+                f(row.socketio_ratio.map(|x| x.latency_p50)),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "p50/1hub, p99/1hub, tput/1hub: this row / the one-process hub row of the same N (target for hub-2-shm: latency <= 1.2);\n\
+             tput/sio, p50/sio: this row / socket.io-2-redis (socket.io's redis-adapter; target for the hub's Redis rows: tput >= 5 at 1000)."
         );
     }
     for s in &fan_skips {

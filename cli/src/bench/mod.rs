@@ -5,9 +5,11 @@
 //! `limit` probe (see `probe.rs`) is taken right before and right after every row, and each row is
 //! reported with its ratio to the mean of those two probes as well as in absolute numbers.
 
+mod asyncio;
 mod fanout;
 mod plan;
 mod plot;
+mod raw;
 mod report;
 mod slots;
 mod transports;
@@ -30,22 +32,34 @@ pub const TRANSPORTS: &[&str] = &[
     "limit",
     "shm-spsc",
     "shm-spsc+events",
+    "shm-spsc+async",
     "shm-mpmc",
     "shm-broadcast",
+    "raw-pipe",
     "pipe",
+    "pipe+batch",
     "stdio",
+    "raw-unix",
     "fork",
     "unix",
+    "unix+batch",
+    "raw-tcp",
     "tcp",
+    "tcp+batch",
     "tcp+events",
+    "raw-udp",
     "udp",
+    "udp+batch",
     "websocket",
     "redis-pubsub",
+    "redis-pubsub+batch",
     "redis-stream",
+    "redis-stream+batch",
     "amqp",
     "crossbeam",
     "rtrb",
     "hub",
+    "hub-cluster",
 ];
 
 #[derive(clap::Args, Debug)]
@@ -54,13 +68,25 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, shm-spsc+events,
-    /// shm-mpmc, shm-broadcast, pipe, stdio, fork, unix, tcp, tcp+events, udp, websocket, redis-pubsub,
-    /// redis-stream, amqp, crossbeam, rtrb, hub. A `+events` row sends each message as a named event
+    /// shm-spsc+async (this side awaits with `reserve_async`/`recv_async`; compared with shm-spsc
+    /// adaptive, its `raw_ratio`), shm-mpmc, shm-broadcast, raw-pipe, pipe, pipe+batch, stdio, raw-unix, fork, unix, unix+batch,
+    /// raw-tcp, tcp, tcp+batch, tcp+events, raw-udp, udp, udp+batch, websocket, redis-pubsub,
+    /// redis-pubsub+batch, redis-stream, redis-stream+batch, amqp, crossbeam, rtrb, hub, hub-cluster.
+    /// The redis rows run `block` (each send waits for its reply) and `pipelined` (up to 128 commands
+    /// unacknowledged, `redis::Options::window`); their `+batch` rows, pipelined, queue each window's
+    /// commands with `send_buffered` and write them at once. A `+events` row sends each message as a named event
     /// (`ringwire::socket`, raw body, name "msg") through the same peers, and is compared with its raw
-    /// row (`raw_ratio`). Kernel transports run with each wait: block, spin, adaptive. `hub` is the
+    /// row (`raw_ratio`). Kernel transports run with each wait: block, spin, adaptive, and each is
+    /// compared with the bare read/write of its kernel mechanism (`raw-pipe`, `raw-unix`, `raw-tcp`,
+    /// `raw-udp`, block and spin; added to the run whenever a kernel transport over it is selected;
+    /// `websocket` is compared with `raw-tcp` when that runs). A `+batch`
+    /// row (pipe, unix, tcp, udp, redis) streams with write coalescing (`Sender::send_buffered`, flushed before
+    /// waiting for the sink) and is compared with its plain row (`raw_ratio`). `hub` is the
     /// fan-out group: `ringwire hub` and, as the reference, Node's socket.io server broadcasting to rooms
     /// of `--fanout-clients` WebSocket clients, and their memory per idle connection (run last; its own
-    /// table section and the JSON's `fanout` and `fanout_memory`).
+    /// table section and the JSON's `fanout` and `fanout_memory`). `hub-cluster` adds the scale-out rows
+    /// to that group: two hubs over shm, over Redis Streams and over Redis pub/sub, and two socket.io
+    /// servers with `@socket.io/redis-adapter`, the clients split between the two processes.
     #[arg(long, value_delimiter = ',')]
     transports: Option<Vec<String>>,
     /// The Redis server of the redis-pubsub and redis-stream rows (redis://host:port or host:port). When
@@ -91,6 +117,11 @@ pub struct BenchArgs {
     /// [default: 1000; --quick: 100].
     #[arg(long, value_name = "N")]
     fanout_idle: Option<usize>,
+    /// Fan-out (`hub`): threads of the load generator [default: 1, so that on a 2-CPU machine it takes
+    /// at most one CPU from the servers]. On a many-core machine, more: one thread is the limit of the
+    /// hub's rows when its `cores` column reads 1.00 for the client.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    fanout_threads: usize,
     /// Fan-out (`hub`): the folder with socketio_fanout_server.mjs and node_modules/socket.io (the
     /// socket.io reference server) [default: this source tree's tests/js]. Without node or socket.io
     /// there, the socket.io rows are listed as skipped.
@@ -119,24 +150,39 @@ pub fn run(args: BenchArgs) -> CliResult {
             v
         }
     };
+    // Each kernel transport is reported against its raw mechanism, measured in the same run: a selected
+    // transport brings its raw row along (just before the first row over it). `websocket` is compared
+    // with `raw-tcp` when that row runs anyway, but does not bring it.
+    let mut i = 0;
+    while i < selected.len() {
+        match raw::mechanism_of(selected[i], "block") {
+            Some((m, _)) if !selected.contains(&m) && selected[i] != "websocket" => selected.insert(i, m),
+            _ => i += 1,
+        }
+    }
     if args.sizes.is_empty() || args.sizes.iter().any(|&s| s == 0 || s > RING_MAX_MESSAGE) {
         return Err(format!("sizes must be between 1 and {RING_MAX_MESSAGE} bytes").into());
     }
     // The fan-out group is not a per-size row with probes around it: it runs once, after the rows.
-    let fanout = if selected.contains(&"hub") {
-        selected.retain(|t| *t != "hub");
-        Some(fanout::Settings::new(
+    let redis = transports::redis_url(&args.redis);
+    let fanout = if selected.contains(&"hub") || selected.contains(&"hub-cluster") {
+        let cluster = selected.contains(&"hub-cluster");
+        selected.retain(|t| *t != "hub" && *t != "hub-cluster");
+        // The Redis-backed scale-out rows need a server; without one they are skipped, with the reason.
+        let redis_down = if cluster { transports::redis_check(&redis).err() } else { None };
+        let s = fanout::Settings::new(
             args.quick,
             args.fanout_clients.clone(),
             args.fanout_secs,
             args.fanout_idle,
+            args.fanout_threads,
             args.socketio_dir.clone(),
-        )?)
+        )?;
+        Some(if cluster { s.with_cluster(redis.clone(), redis_down) } else { s })
     } else {
         None
     };
     let counts = Counts::new(args.quick);
-    let redis = transports::redis_url(&args.redis);
     // Checked once, before any row: a missing server skips the redis rows, not the run.
     let redis_down =
         if selected.iter().any(|t| transports::is_redis(t)) { transports::redis_check(&redis).err() } else { None };
@@ -149,9 +195,19 @@ pub fn run(args: BenchArgs) -> CliResult {
                 "limit" => &["spin"],
                 "shm-spsc" => &["spin", "adaptive"],
                 "shm-spsc+events" => &["spin"],
+                // Awaiting against the blocking shm-spsc adaptive row (the peer's wait: adaptive).
+                "shm-spsc+async" => &["adaptive"],
                 "shm-mpmc" | "shm-broadcast" | "rtrb" => &["spin"],
                 // Kernel transports: sleeping in poll (block), busy-polling the syscall (spin), or both.
                 "pipe" | "stdio" | "fork" | "unix" | "tcp" | "udp" => &["block", "spin", "adaptive"],
+                // Redis: a round trip per send (block), or up to a window of sends in flight.
+                "redis-pubsub" | "redis-stream" => &["block", "pipelined"],
+                // ... and with send_buffered, a window's commands in one write.
+                "redis-pubsub+batch" | "redis-stream+batch" => &["pipelined"],
+                // Write coalescing (send_buffered + flush), against the plain rows of the same run.
+                "pipe+batch" | "unix+batch" | "tcp+batch" | "udp+batch" => &["block", "spin"],
+                // Their raw mechanisms: bare blocking read/write, and busy-polled non-blocking ones.
+                t if raw::NAMES.contains(&t) => &["block", "spin"],
                 _ => &["block"],
             };
             for &wait in waits {
@@ -217,6 +273,7 @@ pub fn run(args: BenchArgs) -> CliResult {
     bar.finish_and_clear();
     report::fill_spsc_ratios(&mut rows);
     report::fill_raw_ratios(&mut rows);
+    report::fill_mechanism_ratios(&mut rows, raw::mechanism_of);
     if let Some(path) = &args.plot {
         let title = format!(
             "ringwire bench: {} ({} cpus{})",
@@ -286,6 +343,10 @@ fn measure(plan: &Plan, counts: &Counts, broker: &str) -> CliResult<Measured> {
         "shm-spsc" => {
             Ok(Measured { rtt: shm_rtt(plan, counts)?, throughput: shm_stream(plan, counts.stream(plan.size))? })
         }
+        "shm-spsc+async" => Ok(Measured {
+            rtt: asyncio::rtt(plan, counts)?,
+            throughput: asyncio::stream(plan, counts.stream(plan.size))?,
+        }),
         "shm-spsc+events" => Ok(Measured {
             rtt: shm_events_rtt(plan, counts)?,
             throughput: shm_events_stream(plan, counts.stream(plan.size))?,
@@ -308,6 +369,8 @@ fn measure(plan: &Plan, counts: &Counts, broker: &str) -> CliResult<Measured> {
             // disk and confirm it, a 1000th. This keeps the default run near two minutes on two cores.
             let div = match t {
                 "amqp" => 1000,
+                // A pipelined sender does not wait for each reply: ten times as many as in block.
+                t if transports::is_redis(t) && plan.wait == "pipelined" => 25,
                 t if transports::is_redis(t) => 250,
                 _ => 25,
             };
@@ -316,6 +379,13 @@ fn measure(plan: &Plan, counts: &Counts, broker: &str) -> CliResult<Measured> {
             let n = counts.stream(plan.size) / div;
             let elapsed = transports::stream(t, plan.wait, plan.size, n, broker)?;
             Ok(Measured { rtt, throughput: Throughput::new(n, plan.size, elapsed) })
+        }
+        t if raw::NAMES.contains(&t) => {
+            // The same message counts as the kernel transport rows over this mechanism (see below).
+            let (warmup, samples) = (counts.rtt_warmup / 25, counts.rtt_samples / 25);
+            let rtt = raw::rtt(t, plan.wait, plan.size, warmup, samples)?;
+            let throughput = raw::stream(t, plan.wait, plan.size, counts.stream(plan.size) / 25)?;
+            Ok(Measured { rtt, throughput })
         }
         "crossbeam" => Ok(Measured {
             rtt: crossbeam_rtt(plan.size, counts)?,

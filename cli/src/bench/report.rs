@@ -8,6 +8,7 @@
 //!               "limit_ratio": {"rtt_p50": .., "throughput": ..},
 //!               "spsc_ratio": {"rtt_p50": .., "throughput": ..},
 //!               "raw_ratio": {"rtt_p50": .., "throughput": ..},
+//!               "mechanism": "raw-pipe", "mechanism_ratio": {"rtt_p50": .., "throughput": ..},
 //!               "limit_probe": {"before": {"rtt_p50": .., "msgs_per_sec": ..}, "after": {..}}}],
 //!  "skipped": [{"transport": "redis-pubsub", "wait": "block", "size": 64, "reason": "..."},
 //!              {"transport": "socket.io", "wait": "block", "size": 64, "clients": 1000, "reason": "..."}],
@@ -21,7 +22,9 @@
 //!                     "bytes_per_connection": ..}]}
 //! ```
 //!
-//! `fanout` and `fanout_memory` (the `hub` group, `fanout.rs`) and `skipped[].clients` were added later.
+//! `fanout` and `fanout_memory` (the `hub` group, `fanout.rs`) and `skipped[].clients` were added later,
+//! and so were `mechanism` / `mechanism_ratio` (kernel transport rows: the `raw-*` row of their kernel
+//! mechanism, see `raw.rs`, and the row's ratio to it; null elsewhere).
 
 use super::fanout::{FanoutReport, FanoutRow, IdleMemory};
 use hdrhistogram::Histogram;
@@ -130,9 +133,17 @@ pub struct Row {
     pub limit_ratio: Ratio,
     /// Row / the `shm-spsc` spin row of the same size, when that row ran.
     pub spsc_ratio: Option<Ratio>,
-    /// `+events` rows: row / the same transport's raw row (same wait, same size) in this run, when that
+    /// `+events` and `+batch` rows: row / the same transport's plain row (same wait, same size) in this
+    /// run (for `+batch`: after / before write coalescing), when that
     /// row ran (null otherwise, and on every other row). Added after the first schema: new field only.
     pub raw_ratio: Option<Ratio>,
+    /// Kernel transport rows: the raw-mechanism row they are compared with (`raw-pipe`, `raw-unix`,
+    /// `raw-tcp`, `raw-udp`; its wait is `block` for `block`, `spin` for `spin` and `adaptive`). Added
+    /// later: new field only.
+    pub mechanism: Option<&'static str>,
+    /// Row / its `mechanism` row (same size, this run), when that row ran: rtt > 1 is slower, throughput
+    /// < 1 is slower. Added later: new field only.
+    pub mechanism_ratio: Option<Ratio>,
     pub limit_probe: Probes,
 }
 
@@ -161,6 +172,8 @@ impl Row {
             },
             spsc_ratio: None,
             raw_ratio: None,
+            mechanism: None,
+            mechanism_ratio: None,
             limit_probe: Probes { before, after },
         }
     }
@@ -184,33 +197,75 @@ pub fn fill_spsc_ratios(rows: &mut [Row]) {
     }
 }
 
-/// Fills each `+events` row's ratio to its raw row (`tcp+events` / `tcp`, same wait and size). Where the
+/// Fills each `+events` and `+batch` row's ratio to its plain row (`tcp+events` / `tcp`, `tcp+batch` /
+/// `tcp`, same wait and size; `+batch` rows: the rows' numbers divided directly). Where the
 /// bare probe is the floor of the measurement (the rings: a round trip within 20x the probe) both rows are
 /// first normalised by their own adjacent probes, as in [`fill_spsc_ratios`], so that a vCPU placement
 /// flip between the two rows cancels out; where it is not (kernel and brokered transports, tens of
 /// microseconds of syscalls and wake-ups), the rows' own numbers are divided directly, since dividing by a
 /// 100 ns probe that moved 5x would only add noise.
 pub fn fill_raw_ratios(rows: &mut [Row]) {
-    let refs: Vec<(&'static str, &'static str, usize, Ratio, f64, f64)> = rows
-        .iter()
-        .map(|r| (r.transport, r.wait, r.size, r.limit_ratio, r.rtt_ns.p50 as f64, r.throughput.msgs_per_sec))
-        .collect();
+    let refs = ratio_refs(rows);
     for row in rows.iter_mut() {
-        let Some(raw) = row.transport.strip_suffix("+events") else { continue };
-        let Some(&(.., base, base_p50, base_tput)) =
-            refs.iter().find(|(t, w, s, ..)| *t == raw && *w == row.wait && *s == row.size)
-        else {
+        if let Some(plain) = row.transport.strip_suffix("+batch") {
+            // Before / after write coalescing: the rows' own numbers, as for `mechanism_ratio`.
+            row.raw_ratio = direct_ratio(row, &refs, plain, row.wait);
+            continue;
+        }
+        let Some(raw) = row.transport.strip_suffix("+events").or_else(|| row.transport.strip_suffix("+async")) else {
             continue;
         };
-        row.raw_ratio = Some(if base.rtt_p50 <= 20.0 {
-            Ratio {
-                rtt_p50: row.limit_ratio.rtt_p50 / base.rtt_p50,
-                throughput: row.limit_ratio.throughput / base.throughput,
-            }
-        } else {
-            Ratio { rtt_p50: row.rtt_ns.p50 as f64 / base_p50, throughput: row.throughput.msgs_per_sec / base_tput }
-        });
+        row.raw_ratio = ratio_to(row, &refs, raw, row.wait);
     }
+}
+
+/// What a ratio is taken against: each row's name, wait, size, probe ratios, p50 and msgs/s.
+type RatioRef = (&'static str, &'static str, usize, Ratio, f64, f64);
+
+fn ratio_refs(rows: &[Row]) -> Vec<RatioRef> {
+    rows.iter()
+        .map(|r| (r.transport, r.wait, r.size, r.limit_ratio, r.rtt_ns.p50 as f64, r.throughput.msgs_per_sec))
+        .collect()
+}
+
+/// `row` / the row `transport` (`wait`, same size) of `refs`, by the rule of [`fill_raw_ratios`].
+fn ratio_to(row: &Row, refs: &[RatioRef], transport: &str, wait: &str) -> Option<Ratio> {
+    let &(.., base, base_p50, base_tput) =
+        refs.iter().find(|(t, w, s, ..)| *t == transport && *w == wait && *s == row.size)?;
+    Some(if base.rtt_p50 <= 20.0 {
+        Ratio {
+            rtt_p50: row.limit_ratio.rtt_p50 / base.rtt_p50,
+            throughput: row.limit_ratio.throughput / base.throughput,
+        }
+    } else {
+        Ratio { rtt_p50: row.rtt_ns.p50 as f64 / base_p50, throughput: row.throughput.msgs_per_sec / base_tput }
+    })
+}
+
+/// Fills each kernel transport row's `mechanism` (from `mechanism_of(transport, wait)`: the raw row and
+/// its wait) and, when that row ran, `mechanism_ratio`: the rows' own numbers divided directly. (Not
+/// through the probes as in [`fill_raw_ratios`]: a syscall round trip, even busy-polled, is a microsecond
+/// or more of kernel work that the probe's cache-line ping-pong does not predict, so dividing by probes
+/// taken at other moments only adds their noise.)
+pub fn fill_mechanism_ratios(
+    rows: &mut [Row],
+    mechanism_of: impl Fn(&str, &str) -> Option<(&'static str, &'static str)>,
+) {
+    let refs = ratio_refs(rows);
+    for row in rows.iter_mut() {
+        let Some((raw, raw_wait)) = mechanism_of(row.transport, row.wait) else { continue };
+        row.mechanism = Some(raw);
+        row.mechanism_ratio = direct_ratio(row, &refs, raw, raw_wait);
+    }
+}
+
+/// `row` / the row `transport` (`wait`, same size) of `refs`: the two rows' own numbers.
+fn direct_ratio(row: &Row, refs: &[RatioRef], transport: &str, wait: &str) -> Option<Ratio> {
+    let &(.., p50, tput) = refs.iter().find(|(t, w, s, ..)| *t == transport && *w == wait && *s == row.size)?;
+    Some(Ratio {
+        rtt_p50: row.rtt_ns.p50 as f64 / p50.max(1.0),
+        throughput: row.throughput.msgs_per_sec / tput.max(1e-9),
+    })
 }
 
 /// A row that did not run, and why (no Redis server, a peer that failed, ...).
@@ -284,7 +339,7 @@ pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> Str
     let mut out = machine_line(m, quick);
     let _ = writeln!(
         out,
-        "{:<15} {:<9} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10} | {:>7} {:>7} | {:>7} {:>7} | {:>7} {:>7}",
+        "{:<15} {:<9} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10} | {:>7} {:>7} | {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>7}",
         "transport",
         "wait",
         "size",
@@ -300,9 +355,11 @@ pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> Str
         "rtt/spsc",
         "tput/sp",
         "rtt/raw",
-        "tput/rw"
+        "tput/rw",
+        "rtt/mech",
+        "tput/mc"
     );
-    let _ = writeln!(out, "{}", "-".repeat(168));
+    let _ = writeln!(out, "{}", "-".repeat(187));
     for r in rows {
         let sp = r
             .spsc_ratio
@@ -310,9 +367,12 @@ pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> Str
         let raw = r
             .raw_ratio
             .map_or(("-".into(), "-".into()), |s| (format!("{:.2}", s.rtt_p50), format!("{:.2}", s.throughput)));
+        let mech = r
+            .mechanism_ratio
+            .map_or(("-".into(), "-".into()), |s| (format!("{:.2}", s.rtt_p50), format!("{:.2}", s.throughput)));
         let _ = writeln!(
             out,
-            "{:<15} {:<9} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10.1} | {:>7.2} {:>8.2} | {:>7} {:>7} | {:>7} {:>7}",
+            "{:<15} {:<9} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10.1} | {:>7.2} {:>8.2} | {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>7}",
             r.transport,
             r.wait,
             r.size,
@@ -328,7 +388,9 @@ pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> Str
             sp.0,
             sp.1,
             raw.0,
-            raw.1
+            raw.1,
+            mech.0,
+            mech.1
         );
     }
     // (Fan-out rows that did not run are listed in the fan-out section: `fanout::table`.)
@@ -339,7 +401,10 @@ pub fn table(m: &Machine, rows: &[Row], skipped: &[Skipped], quick: bool) -> Str
         out,
         "rtt/lim: round-trip p50 / the bare ping-pong probe taken just before and after the row (1.0 = hardware floor).\n\
          tput/lim: one-way msgs/s / a bare fixed-slot ring's, same moment. rtt/spsc, tput/sp: the same ratios relative to shm-spsc (spin).\n\
-         rtt/raw, tput/rw (+events rows): the same ratios relative to the same transport's raw row (the event layer's cost)."
+         rtt/raw, tput/rw (+events, +batch, +async rows): the same ratios relative to the same transport's plain row (the event layer's cost;\n\
+         write coalescing's gain: send_buffered, flushed before waiting for the sink's acknowledgement; what awaiting costs).\n\
+         rtt/mech, tput/mc (kernel transports): the same ratios relative to the bare read/write of their kernel mechanism in this run\n\
+         (raw-pipe: pipe, stdio; raw-unix: unix, fork; raw-tcp: tcp, websocket; raw-udp: udp; block vs block, spin and adaptive vs spin)."
     );
     out
 }

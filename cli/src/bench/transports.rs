@@ -47,6 +47,9 @@ pub fn amqp_check(url: &str) -> Result<(), String> {
 /// A peer that does not answer for this long has failed (no row waits forever).
 const STALL: Duration = Duration::from_secs(10);
 
+/// The `pipelined` redis rows' window (`ringwire::transport::redis::Options::window`).
+pub const REDIS_WINDOW: usize = 128;
+
 /// Connects to a fresh echo or sink peer over the transport of row `transport`.
 fn connect(transport: &str, wait: &str, mode: PeerMode, size: usize, count: u64, redis: &str) -> CliResult<PeerConn> {
     let adapter = match transport {
@@ -63,9 +66,12 @@ fn connect(transport: &str, wait: &str, mode: PeerMode, size: usize, count: u64,
         "amqp" => Adapter::Amqp,
         other => return Err(format!("no transport row {other}").into()),
     };
+    // The redis rows' modes: `block`, each send waits for the server's reply; `pipelined`, our sender
+    // keeps up to REDIS_WINDOW commands unacknowledged. Either way the peer's halves block.
+    let (redis_window, wait) = if wait == "pipelined" { (REDIS_WINDOW, "block") } else { (1, wait) };
     let args =
         PeerArgs { size, count, max_message: size + 64, wait: wait.into(), ..PeerArgs::transport(mode, adapter) };
-    let mut c = peers::connect_via(peer_process(&args)?, adapter, redis)?;
+    let mut c = peers::connect_via_window(peer_process(&args)?, adapter, redis, redis_window)?;
     let io_wait = crate::util::parse_io_wait(wait)?;
     c.tx.set_io_wait(io_wait);
     c.rx.set_io_wait(io_wait);
@@ -75,9 +81,20 @@ fn connect(transport: &str, wait: &str, mode: PeerMode, size: usize, count: u64,
 /// The event name of the `+events` rows: short, as most event names are.
 pub const EVENT_NAME: &str = "msg";
 
-/// Splits `tcp+events` into the raw transport and whether the row goes through the event layer.
+/// Splits `tcp+events` into the raw transport and whether the row goes through the event layer (a
+/// `+batch` suffix is taken off first: see [`is_batch`]).
 pub fn base_of(transport: &str) -> (&str, bool) {
-    transport.strip_suffix("+events").map_or((transport, false), |t| (t, true))
+    let t = transport.strip_suffix("+batch").unwrap_or(transport);
+    t.strip_suffix("+events").map_or((t, false), |t| (t, true))
+}
+
+/// Whether a row sends with write coalescing: `pipe+batch` is `pipe` with every message of the stream
+/// queued by `Sender::send_buffered` and the queue flushed only before waiting for an acknowledgement
+/// (and at the end), so that a burst goes out in one `write` (`sendmmsg` on UDP); its round trip is
+/// `send_buffered` + `flush` per message (a lone message: no added latency). Compared with the plain
+/// row of the same run in `raw_ratio` (before / after).
+pub fn is_batch(transport: &str) -> bool {
+    transport.ends_with("+batch")
 }
 
 /// Round trips through an echo peer: `warmup + samples` messages, the last `samples` recorded. A
@@ -99,12 +116,18 @@ pub fn rtt(
         return rtt_events(c, transport, size, warmup, samples, h);
     }
     let mut c = c;
+    let batch = is_batch(transport);
     let base = base_payload(size);
     let mut msg = base.clone();
     for i in 0..warmup + samples {
         stamp(&mut msg, &base, i);
         let t0 = Instant::now();
-        c.tx.send_deadline(&msg, t0 + STALL)?;
+        if batch {
+            c.tx.send_buffered(&msg, ringwire::transport::Wait::Until(t0 + STALL))?;
+            c.tx.flush()?;
+        } else {
+            c.tx.send_deadline(&msg, t0 + STALL)?;
+        }
         let reply = c.rx.recv_deadline(t0 + STALL)?;
         let dt = t0.elapsed().as_nanos() as u64;
         if !verify(&reply, &base, i) {
@@ -147,21 +170,37 @@ fn rtt_events(
     Ok(())
 }
 
-/// One-way stream of `count` messages into a sink peer that checks each one, with at most four
-/// acknowledgement intervals (about 64 KiB) unacknowledged; returns the time from the first send to the
-/// sink's verdict.
+/// Messages a stream row keeps unacknowledged: four acknowledgement intervals (about 64 KiB), two on UDP
+/// (`udp`, `udp+batch`, `raw-udp` alike), whose small datagrams cost the receive buffer far more than
+/// their bytes (about 1 KiB each, 212,992 bytes by default): a sender that keeps up with its sink (the
+/// raw and coalesced ones do) would otherwise overflow it and lose datagrams.
+pub fn window(size: usize, datagram: bool) -> u64 {
+    if datagram {
+        2 * sink_ack_every(size)
+    } else {
+        4 * sink_ack_every(size)
+    }
+}
+
+/// One-way stream of `count` messages into a sink peer that checks each one, with at most
+/// [`window`] messages unacknowledged; returns the time from the first send to the sink's verdict.
 pub fn stream(transport: &str, wait: &str, size: usize, count: u64, redis: &str) -> CliResult<Duration> {
     let (base_t, events) = base_of(transport);
     let mut c = connect(base_t, wait, PeerMode::Sink, size, count, redis)?;
     // A `+events` row emits each message as an event; the sink's acknowledgements stay plain frames.
     // (Borrowed halves: `c`, and with it the peer process, lives to the end.)
     let (mut tx, rx) = (EventSender::new(&mut c.tx), &mut c.rx);
+    let batch = is_batch(transport);
     let base = base_payload(size);
     let mut msg = base.clone();
     let mut acked = 0u64;
-    let window = 4 * sink_ack_every(size);
+    let window = window(size, c.datagram);
     let t0 = Instant::now();
     for i in 0..count {
+        if batch && i - acked >= window {
+            // About to wait for the sink: what is queued must be on the wire first.
+            tx.get_mut().flush()?;
+        }
         while i - acked >= window {
             let ack = rx.recv_deadline(Instant::now() + STALL)?;
             acked = u64::from_le_bytes(ack.as_slice().try_into().map_err(|_| "bad acknowledgement")?);
@@ -169,9 +208,16 @@ pub fn stream(transport: &str, wait: &str, size: usize, count: u64, redis: &str)
         stamp(&mut msg, &base, i);
         if events {
             tx.emit_bytes_deadline(EVENT_NAME, &msg, Instant::now() + STALL)?;
+        } else if batch {
+            tx.get_mut().send_buffered(&msg, ringwire::transport::Wait::Until(Instant::now() + STALL))?;
         } else {
             tx.get_mut().send_deadline(&msg, Instant::now() + STALL)?;
         }
+    }
+    // Everything sent is taken (a pipelined redis sender: acknowledged) within the timed run.
+    tx.get_mut().flush()?;
+    if batch {
+        tx.get_mut().flush()?;
     }
     let verdict = loop {
         let m = rx.recv_deadline(Instant::now() + STALL)?;

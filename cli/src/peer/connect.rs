@@ -149,7 +149,18 @@ pub fn connect(cmd: Command, adapter: Adapter) -> io::Result<PeerConn> {
 /// `NAME.up`. The amqp adapter meets its peer at the broker `redis_url` names if it is an `amqp://`
 /// URL, else at [`amqp_url`]: the peer consumes queue `NAME.down` and publishes on `NAME.up` (both
 /// deleted when the connection is dropped).
-pub fn connect_via(mut cmd: Command, adapter: Adapter, redis_url: &str) -> io::Result<PeerConn> {
+pub fn connect_via(cmd: Command, adapter: Adapter, redis_url: &str) -> io::Result<PeerConn> {
+    connect_via_window(cmd, adapter, redis_url, 1)
+}
+
+/// As [`connect_via`], our redis sender keeping up to `redis_window` commands unacknowledged
+/// (`ringwire::transport::redis::Options::window`; 1: each send waits for its reply).
+pub fn connect_via_window(
+    mut cmd: Command,
+    adapter: Adapter,
+    redis_url: &str,
+    redis_window: usize,
+) -> io::Result<PeerConn> {
     let conn = |tx: Box<dyn Sender>, rx: Box<dyn Receiver>, peer| PeerConn {
         tx,
         rx,
@@ -233,7 +244,7 @@ pub fn connect_via(mut cmd: Command, adapter: Adapter, redis_url: &str) -> io::R
             use ringwire::transport::redis::{Publisher, Subscriber};
             use ringwire::transport::TransportRecvError;
             let name = unique("pubsub");
-            let opts = redis_options(&cmd);
+            let opts = redis_transport::Options { window: redis_window, ..redis_options(&cmd) };
             // Subscribe to the replies first; the peer says hello once it is subscribed itself.
             let mut rx = Subscriber::with_options(redis_url, &format!("{name}.reply"), opts.clone())?;
             let tx = Publisher::with_options(redis_url, &name, opts)?;
@@ -251,7 +262,7 @@ pub fn connect_via(mut cmd: Command, adapter: Adapter, redis_url: &str) -> io::R
         Adapter::RedisStream => {
             use ringwire::transport::redis::{StreamConsumer, StreamProducer};
             let name = unique("stream");
-            let opts = redis_options(&cmd);
+            let opts = redis_transport::Options { window: redis_window, ..redis_options(&cmd) };
             let (down, up) = (format!("{name}.down"), format!("{name}.up"));
             let mut tx = StreamProducer::with_options(redis_url, &down, opts.clone())?;
             tx.set_max_len(Some(STREAM_CAP));

@@ -1444,7 +1444,11 @@ export class HubClient {
     this.#sid = undefined;
     this.#offset = undefined;
     if (value.sid !== undefined || value.offset !== undefined) {
-      if (typeof value.sid === 'string' && value.sid.length > 0 && Number.isSafeInteger(value.offset) && value.offset >= 0) {
+      // The offset is a number, or a decimal string where a Number could not hold it exactly (recovery
+      // across hubs: offsets are stream entry ids, beyond 2^53).
+      const offsetOk = (Number.isSafeInteger(value.offset) && value.offset >= 0)
+        || (typeof value.offset === 'string' && /^[0-9]{1,20}$/.test(value.offset));
+      if (typeof value.sid === 'string' && value.sid.length > 0 && offsetOk) {
         hello.sid = this.#sid = value.sid;
         hello.offset = value.offset;
         this.#offset = BigInt(value.offset);

@@ -183,6 +183,78 @@ impl<S: Storage> Consumer<S> {
     }
 }
 
+#[cfg(feature = "tokio")]
+impl<S: Storage> Consumer<S> {
+    /// Takes the next message, waiting without blocking the thread: the future completes when the
+    /// producer commits one (woken through the ring's own wake-up, see `ringwire::reactor`), or with
+    /// the error a blocking [`recv`](Self::recv) would return: `PeerGone` once the producer has closed
+    /// and everything it sent was read, `PeerReset` if its process died, `Corrupt`.
+    ///
+    /// Cancel-safe: a message is taken only in the poll that completes the future, so a future
+    /// dropped before that (a `select!` branch that lost, a `timeout`) loses no message; the next
+    /// receive gets it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let (mut tx, mut rx) = ringwire::spsc::channel(ringwire::RingConfig::default())?;
+    /// let producer = tokio::task::spawn_blocking(move || tx.send(b"hello"));
+    /// assert_eq!(&*rx.recv_async().await?, b"hello");
+    /// producer.await??;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn recv_async(&mut self) -> Result<ReadGuard<'_, S>, RecvError> {
+        let (off, len) = self.recv_at_async().await?;
+        Ok(self.guard(off, len))
+    }
+
+    /// Receives the next message into a new `Vec`, waiting without blocking the thread (see
+    /// [`recv_async`](Self::recv_async); cancel-safe likewise).
+    pub async fn recv_vec_async(&mut self) -> Result<Vec<u8>, RecvError> {
+        Ok(self.recv_async().await?.to_vec())
+    }
+
+    /// Copies the next message into `buf`, waiting without blocking the thread (see
+    /// [`recv_async`](Self::recv_async); cancel-safe likewise). A message longer than `buf` stays in
+    /// the ring ([`RecvError::BufferTooSmall`]).
+    pub async fn recv_into_async(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let (off, len) = self.recv_at_async().await?;
+        if len > buf.len() {
+            return Err(RecvError::BufferTooSmall { needed: len });
+        }
+        let msg = self.guard(off, len);
+        buf[..len].copy_from_slice(&msg);
+        Ok(len)
+    }
+
+    async fn recv_at_async(&mut self) -> Result<(usize, usize), RecvError> {
+        match self.try_recv_at() {
+            Err(RecvError::Empty) => {}
+            r => return r,
+        }
+        let storage = &self.storage;
+        let st = &mut self.st;
+        let cell = &storage.control::<Control>().data_ready;
+        let mut w = crate::reactor::AsyncWait::new(cell, None, st.asymmetric, self.liveness);
+        std::future::poll_fn(|cx| {
+            w.poll(
+                cx,
+                &mut *st,
+                |st| match try_recv_at(storage, st) {
+                    Err(RecvError::Empty) => Poll::Pending,
+                    r => Poll::Ready(r),
+                },
+                |_| producer_gone(storage),
+            )
+        })
+        .await
+    }
+}
+
+// SAFETY: `data` points into the consumer's storage; the state moves with its handle (see `Consumer`'s
+// Send), and the async futures hold it only through that handle's `&mut` borrow.
+unsafe impl Send for ConsumerState {}
+
 impl ConsumerState {
     /// Finds the next message: `Some((header offset, payload length))`, or `None` if nothing is committed
     /// at our position (after publishing our head, so that a producer waiting for space can go on).

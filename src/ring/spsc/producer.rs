@@ -215,6 +215,68 @@ impl<S: Storage> Producer<S> {
     }
 }
 
+#[cfg(feature = "tokio")]
+impl<S: Storage> Producer<S> {
+    /// Reserves room for a `len`-byte message, waiting for space without blocking the thread: the
+    /// future completes when the consumer frees enough room (woken through the ring's own wake-up,
+    /// see `ringwire::reactor`), or with the error a blocking [`reserve`](Self::reserve) would return
+    /// (`PeerGone` for a closed consumer, `PeerReset` for a dead one, `Oversize`).
+    ///
+    /// Cancel-safe: the space is reserved in the poll that completes the future, so dropping the
+    /// future before that reserves nothing; a reservation dropped uncommitted publishes nothing, as
+    /// with [`try_reserve`](Self::try_reserve).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let (mut tx, mut rx) = ringwire::spsc::channel(ringwire::RingConfig::default())?;
+    /// let mut slot = tx.reserve_async(5).await?;
+    /// slot.copy_from_slice(b"hello");
+    /// slot.commit();
+    /// assert_eq!(&*rx.recv_async().await?, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn reserve_async(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
+        let off = match self.st.try_reserve_at(&self.storage, len) {
+            Ok(off) => off,
+            Err(SendError::WouldBlock) => {
+                let storage = &self.storage;
+                let st = &mut self.st;
+                let cell = &storage.control::<Control>().space_ready;
+                let mut w = crate::reactor::AsyncWait::new(cell, None, st.asymmetric, self.liveness);
+                std::future::poll_fn(|cx| {
+                    w.poll(
+                        cx,
+                        &mut *st,
+                        |st| match st.try_reserve_at(storage, len) {
+                            Err(SendError::WouldBlock) => Poll::Pending,
+                            r => Poll::Ready(r),
+                        },
+                        |_| consumer_gone(storage),
+                    )
+                })
+                .await?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(WriteGuard { off, len, producer: self })
+    }
+
+    /// Copies `msg` into the ring, waiting for space without blocking the thread (see
+    /// [`reserve_async`](Self::reserve_async)). Cancel-safe: `msg` is copied and committed in the
+    /// poll that completes the future; a future dropped before that sent nothing.
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut slot = self.reserve_async(msg.len()).await?;
+        slot.copy_from_slice(msg);
+        slot.commit();
+        Ok(())
+    }
+}
+
+// SAFETY: `data` points into the producer's storage; the state moves with its handle (see `Producer`'s
+// Send), and the async futures hold it only through that handle's `&mut` borrow.
+unsafe impl Send for ProducerState {}
+
 impl ProducerState {
     /// The reservation itself: returns the data offset of the record header slot.
     #[inline]

@@ -57,6 +57,8 @@ pub(super) struct Link {
     /// Times a connection was made after the first.
     pub(super) reconnects: u64,
     pub(super) connected_once: bool,
+    /// The (write, read) timeouts set on `con`, so that a call with the same ones sets nothing.
+    timeouts: Option<(Duration, Duration)>,
 }
 
 impl std::fmt::Debug for Link {
@@ -70,7 +72,7 @@ impl Link {
     /// error at once).
     pub(super) fn open(url: &str, opts: Options) -> io::Result<Link> {
         let client = Client::open(url).map_err(io_err)?;
-        let mut link = Link { client, con: None, opts, reconnects: 0, connected_once: false };
+        let mut link = Link { client, con: None, opts, reconnects: 0, connected_once: false, timeouts: None };
         let deadline = Instant::now() + link.opts.connect_timeout;
         link.connect(Some(deadline)).map_err(io_err)?;
         Ok(link)
@@ -87,6 +89,7 @@ impl Link {
         }
         self.connected_once = true;
         self.con = Some(con);
+        self.timeouts = None;
         Ok(())
     }
 
@@ -101,6 +104,19 @@ impl Link {
         extra: Duration,
         mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, LinkError> {
+        self.run_fresh(deadline, patient, extra, |con, _| f(con))
+    }
+
+    /// As [`run`](Self::run), telling `f` whether its connection was made during this call (so that
+    /// nothing written on an earlier connection is on it: a pipeline writes its window again).
+    pub(super) fn run_fresh<T>(
+        &mut self,
+        deadline: Option<Instant>,
+        patient: bool,
+        extra: Duration,
+        mut f: impl FnMut(&mut Connection, bool) -> Result<T, RedisError>,
+    ) -> Result<T, LinkError> {
+        let mut fresh = false;
         let mut failing_since: Option<Instant> = None;
         let mut backoff = Duration::ZERO;
         let mut tries = 0;
@@ -110,6 +126,7 @@ impl Link {
                 return Err(if failing_since.is_some() { LinkError::Unreachable } else { LinkError::Timeout });
             }
             if self.con.is_none() {
+                fresh = true;
                 if let Err(e) = self.connect(deadline) {
                     if !is_connection_error(&e) && !e.is_timeout() {
                         return Err(LinkError::Server(e));
@@ -119,11 +136,24 @@ impl Link {
             if let Some(con) = self.con.as_mut() {
                 let mut t = self.opts.io_timeout;
                 if let Some(d) = deadline {
-                    t = t.min(d.saturating_duration_since(Instant::now()));
+                    // (`now` is this iteration's time unless a connection was just made.)
+                    let now = if fresh { Instant::now() } else { now };
+                    t = t.min(d.saturating_duration_since(now));
                 }
-                let t = t.max(MIN_TIMEOUT);
-                let set = con.set_write_timeout(Some(t)).and_then(|_| con.set_read_timeout(Some(t + extra)));
-                match set.and_then(|_| f(con)) {
+                // Rounded up to whole milliseconds (the kernel rounds up to its ticks anyway): calls with
+                // the same timeouts, as every blocking call has, make no system call for them.
+                let t = Duration::from_millis(t.as_nanos().div_ceil(1_000_000) as u64).max(MIN_TIMEOUT);
+                let wanted = (t, t + extra);
+                let set = if self.timeouts == Some(wanted) {
+                    Ok(())
+                } else {
+                    self.timeouts = None;
+                    con.set_write_timeout(Some(wanted.0)).and_then(|_| con.set_read_timeout(Some(wanted.1)))
+                };
+                if set.is_ok() {
+                    self.timeouts = Some(wanted);
+                }
+                match set.and_then(|_| f(con, fresh)) {
                     Ok(v) => return Ok(v),
                     Err(e) if e.is_timeout() => {
                         // A reply may still come on this connection: it can't be used again.

@@ -2,24 +2,28 @@
 
 use super::envelope::{decode, encode, new_publisher_id, DeliveryReport, Tracker};
 use super::link::*;
+use super::window::Window;
 use super::*;
 use crate::transport::codec::FrameError;
 use crate::transport::{check_frame, Receiver, RecvFrame, Sender, TransportRecvError, TransportSendError, Wait};
-use redis::Client;
+use redis::{Client, Value};
 use std::io;
+use std::ops::Range;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The sending half of pub/sub: `PUBLISH`es each message on a channel. At most once: a message reaches
 /// the subscribers connected at that moment, and no one else.
+///
+/// With the default [`Options::window`] of 1 a send returns once the server has handled the message;
+/// with a larger window it returns once the command is written, up to `window` of them unacknowledged
+/// (see the module docs, "Pipelining"), and [`flush`](Sender::flush) waits for every reply.
 #[derive(Debug)]
 pub struct Publisher {
-    link: Link,
+    window: Window,
     channel: String,
     id: u64,
-    seq: u64,
     buf: Vec<u8>,
-    last_receivers: Option<u64>,
     closed: bool,
 }
 
@@ -32,12 +36,10 @@ impl Publisher {
     /// As [`connect`](Self::connect), with options.
     pub fn with_options(url: &str, channel: &str, opts: Options) -> io::Result<Publisher> {
         Ok(Publisher {
-            link: Link::open(url, opts)?,
+            window: Window::new(Link::open(url, opts)?),
             channel: channel.to_string(),
             id: new_publisher_id(),
-            seq: 0,
             buf: Vec::new(),
-            last_receivers: None,
             closed: false,
         })
     }
@@ -49,53 +51,84 @@ impl Publisher {
 
     /// The sequence number the next message will carry.
     pub fn next_seq(&self) -> u64 {
-        self.seq
+        self.window.next_seq()
     }
 
-    /// How many subscribers the server handed the last message to (`PUBLISH`'s reply); `None` before the
-    /// first message. 0 means that message is lost: nobody was subscribed.
+    /// The sequence numbers of the messages written whose reply has not been read yet (empty with a
+    /// window of 1, and after a [`flush`](Sender::flush)).
+    pub fn in_flight(&self) -> Range<u64> {
+        self.window.in_flight()
+    }
+
+    /// The sequence numbers the last send or flush gave up on, if it failed: after a lost connection,
+    /// deadline or server, every message then unacknowledged (each may or may not have been published;
+    /// none is sent again); after an error reply, the one message the server refused. `None` after a
+    /// call that succeeded.
+    pub fn failed(&self) -> Option<Range<u64>> {
+        self.window.failed()
+    }
+
+    /// How many subscribers the server handed the last acknowledged message to (`PUBLISH`'s reply);
+    /// `None` before the first reply. 0 means that message is lost: nobody was subscribed.
     pub fn last_receivers(&self) -> Option<u64> {
-        self.last_receivers
+        match self.window.last_reply {
+            Some(Value::Int(n)) => u64::try_from(n).ok(),
+            _ => None,
+        }
     }
 
     /// Times the connection was made again.
     pub fn reconnects(&self) -> u64 {
-        self.link.reconnects
+        self.window.link.reconnects
+    }
+
+    fn submit(&mut self, ext: u16, parts: &[&[u8]], wait: Wait, buffered: bool) -> Result<(), TransportSendError> {
+        if self.closed {
+            return Err(TransportSendError::Closed);
+        }
+        check_frame(ext, parts, self.window.link.opts.max_message)?;
+        let (id, buf, channel) = (self.id, &mut self.buf, &self.channel);
+        self.window.send(wait, buffered, |seq, cmd| {
+            encode(buf, id, seq, ext, parts);
+            cmd.arg("PUBLISH").arg(channel).arg(&buf[..]);
+        })
     }
 }
 
 impl Sender for Publisher {
     fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
-        if self.closed {
-            return Err(TransportSendError::Closed);
-        }
-        check_frame(ext, parts, self.link.opts.max_message)?;
-        encode(&mut self.buf, self.id, self.seq, ext, parts);
-        let (channel, buf) = (&self.channel, &self.buf);
-        let mut written = false;
-        let deadline = deadline_of(wait, self.link.opts.io_timeout);
-        let r = self.link.run(deadline, wait != Wait::Never, Duration::ZERO, |con| {
-            written = true;
-            redis::cmd("PUBLISH").arg(channel).arg(buf).query::<u64>(con)
-        });
-        if written {
-            // It may have reached the server: its number is used either way, so that a receiver counts
-            // it as lost if it did not.
-            self.seq += 1;
-        }
-        let n = r.map_err(|e| send_error(e, wait))?;
-        self.last_receivers = Some(n);
-        Ok(())
+        self.submit(ext, parts, wait, false)
     }
 
+    /// With a window above 1: queues the message's command without writing it (see
+    /// [`Sender::send_buffered`]: call `flush` before waiting for an answer); it is written by the next
+    /// `send`, `flush` or `close`, or once 64 KiB is queued or the window is full. With a window of 1,
+    /// the same as `send`.
+    fn send_buffered(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        self.submit(0, &[msg], wait, true)
+    }
+
+    /// Waits for the reply to every message written (blocking; see [`Publisher::failed`] on an error).
+    fn flush(&mut self) -> Result<(), TransportSendError> {
+        // Closed: nothing is in flight any more.
+        if self.closed {
+            return Ok(());
+        }
+        self.window.flush(Wait::Forever)
+    }
+
+    /// Flushes (after a refused message, on to the end of the window), then closes: the first error is
+    /// returned, and the half is closed anyway.
     fn close(&mut self) -> Result<(), TransportSendError> {
+        if self.closed {
+            return Ok(());
+        }
         self.closed = true;
-        self.link.con = None;
-        Ok(())
+        self.window.close()
     }
 
     fn max_message(&self) -> usize {
-        self.link.opts.max_message
+        self.window.link.opts.max_message
     }
 }
 

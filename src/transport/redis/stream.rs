@@ -3,24 +3,28 @@
 
 use super::envelope::{decode, encode, new_publisher_id, DeliveryReport, Tracker};
 use super::link::*;
+use super::window::Window;
 use super::*;
 use crate::transport::{check_frame, Receiver, RecvFrame, Sender, TransportRecvError, TransportSendError, Wait};
 use redis::Value;
 use std::collections::VecDeque;
 use std::io;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// The sending half of a stream: `XADD`s each message (optionally trimming the stream to about
-/// [`set_max_len`](Self::set_max_len) entries). A send returns once the server has stored the entry.
+/// [`set_max_len`](Self::set_max_len) entries).
+///
+/// With the default [`Options::window`] of 1 a send returns once the server has stored the entry; with
+/// a larger window it returns once the command is written, up to `window` of them unacknowledged (see
+/// the module docs, "Pipelining"), and [`flush`](Sender::flush) waits until every entry is stored.
 #[derive(Debug)]
 pub struct StreamProducer {
-    link: Link,
+    window: Window,
     key: String,
     max_len: Option<usize>,
     id: u64,
-    seq: u64,
     buf: Vec<u8>,
-    last_id: Option<String>,
     closed: bool,
 }
 
@@ -33,13 +37,11 @@ impl StreamProducer {
     /// As [`connect`](Self::connect), with options.
     pub fn with_options(url: &str, key: &str, opts: Options) -> io::Result<StreamProducer> {
         Ok(StreamProducer {
-            link: Link::open(url, opts)?,
+            window: Window::new(Link::open(url, opts)?),
             key: key.to_string(),
             max_len: None,
             id: new_publisher_id(),
-            seq: 0,
             buf: Vec::new(),
-            last_id: None,
             closed: false,
         })
     }
@@ -56,51 +58,90 @@ impl StreamProducer {
         self.id
     }
 
-    /// The stream entry id of the last message sent.
+    /// The sequence number the next message will carry.
+    pub fn next_seq(&self) -> u64 {
+        self.window.next_seq()
+    }
+
+    /// The sequence numbers of the messages written whose entry id has not been read yet (empty with a
+    /// window of 1, and after a [`flush`](Sender::flush)).
+    pub fn in_flight(&self) -> Range<u64> {
+        self.window.in_flight()
+    }
+
+    /// The sequence numbers the last send or flush gave up on, if it failed: after a lost connection,
+    /// deadline or server, every message then unacknowledged (each may or may not have been stored; none
+    /// is sent again); after an error reply, the one message the server refused. `None` after a call
+    /// that succeeded.
+    pub fn failed(&self) -> Option<Range<u64>> {
+        self.window.failed()
+    }
+
+    /// The stream entry id of the last message acknowledged (the last one sent, with a window of 1).
     pub fn last_id(&self) -> Option<&str> {
-        self.last_id.as_deref()
+        match &self.window.last_reply {
+            Some(Value::BulkString(b)) => std::str::from_utf8(b).ok(),
+            Some(Value::SimpleString(s)) => Some(s),
+            _ => None,
+        }
     }
 
     /// Times the connection was made again.
     pub fn reconnects(&self) -> u64 {
-        self.link.reconnects
+        self.window.link.reconnects
+    }
+
+    fn submit(&mut self, ext: u16, parts: &[&[u8]], wait: Wait, buffered: bool) -> Result<(), TransportSendError> {
+        if self.closed {
+            return Err(TransportSendError::Closed);
+        }
+        check_frame(ext, parts, self.window.link.opts.max_message)?;
+        let (id, buf, key, max_len) = (self.id, &mut self.buf, &self.key, self.max_len);
+        self.window.send(wait, buffered, |seq, cmd| {
+            encode(buf, id, seq, ext, parts);
+            cmd.arg("XADD").arg(key);
+            if let Some(n) = max_len {
+                cmd.arg("MAXLEN").arg("~").arg(n);
+            }
+            cmd.arg("*").arg(FIELD).arg(&buf[..]);
+        })
     }
 }
 
 impl Sender for StreamProducer {
     fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
-        if self.closed {
-            return Err(TransportSendError::Closed);
-        }
-        check_frame(ext, parts, self.link.opts.max_message)?;
-        encode(&mut self.buf, self.id, self.seq, ext, parts);
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.key);
-        if let Some(n) = self.max_len {
-            cmd.arg("MAXLEN").arg("~").arg(n);
-        }
-        cmd.arg("*").arg(FIELD).arg(&self.buf);
-        let mut written = false;
-        let deadline = deadline_of(wait, self.link.opts.io_timeout);
-        let r = self.link.run(deadline, wait != Wait::Never, Duration::ZERO, |con| {
-            written = true;
-            cmd.query::<String>(con)
-        });
-        if written {
-            self.seq += 1;
-        }
-        self.last_id = Some(r.map_err(|e| send_error(e, wait))?);
-        Ok(())
+        self.submit(ext, parts, wait, false)
     }
 
+    /// With a window above 1: queues the message's command without writing it (see
+    /// [`Sender::send_buffered`]: call `flush` before waiting for an answer); it is written by the next
+    /// `send`, `flush` or `close`, or once 64 KiB is queued or the window is full. With a window of 1,
+    /// the same as `send`.
+    fn send_buffered(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        self.submit(0, &[msg], wait, true)
+    }
+
+    /// Waits until every entry written is stored (blocking; see [`StreamProducer::failed`] on an error).
+    fn flush(&mut self) -> Result<(), TransportSendError> {
+        // Closed: nothing is in flight any more.
+        if self.closed {
+            return Ok(());
+        }
+        self.window.flush(Wait::Forever)
+    }
+
+    /// Flushes (after a refused message, on to the end of the window), then closes: the first error is
+    /// returned, and the half is closed anyway.
     fn close(&mut self) -> Result<(), TransportSendError> {
+        if self.closed {
+            return Ok(());
+        }
         self.closed = true;
-        self.link.con = None;
-        Ok(())
+        self.window.close()
     }
 
     fn max_message(&self) -> usize {
-        self.link.opts.max_message
+        self.window.link.opts.max_message
     }
 }
 

@@ -1,0 +1,262 @@
+//! Write coalescing on the kernel transports (`Sender::send_buffered` + `flush`): frames queued in a
+//! bounded buffer go out in one `write` (`sendmmsg` on UDP), in order and byte for byte, interleaved
+//! with plain sends; the buffer never grows past its bound (a full one is `WouldBlock` / `Timeout`, the
+//! message not accepted); a plain send is never held back; close writes the queue out, a drop what goes
+//! without waiting. Real pipes and sockets; deadlines are watchdogs only.
+
+use ringwire::transport::{
+    pipe, tcp, udp, FdReceiver, FdSender, Receiver, Sender, StreamFd, StreamReceiver, StreamSender, TransportRecvError,
+    TransportSendError, Wait, DEFAULT_MAX_BUFFERED,
+};
+use ringwire_testkit::{check, message};
+use std::time::{Duration, Instant};
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+fn soon() -> Instant {
+    Instant::now() + WATCHDOG
+}
+
+/// A connected stream pair of each kind: (name, sender, receiver).
+fn stream_pairs() -> Vec<(&'static str, FdSender, FdReceiver)> {
+    let (ptx, prx) = pipe::pair().unwrap();
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let utx = StreamSender::new(StreamFd::new(a).unwrap()).unwrap();
+    let urx = StreamReceiver::new(StreamFd::new(b).unwrap()).unwrap();
+    let l = tcp::Listener::bind("127.0.0.1:0").unwrap();
+    // The other direction's halves are dropped: that shuts down only the direction not used here.
+    let (ttx, _) = tcp::connect(l.local_addr().unwrap()).unwrap();
+    let (_, srx, _) = l.accept().unwrap();
+    vec![("pipe", ptx, prx), ("unix", utx, urx), ("tcp", ttx, srx)]
+}
+
+/// Sizes that cross every boundary: empty, tiny, around the header, larger than a pipe's atomic write.
+fn size_of(i: u64) -> usize {
+    [0, 1, 7, 8, 9, 64, 100, 1000, 4095, 4097, 9000][(i % 11) as usize]
+}
+
+#[test]
+fn buffered_and_plain_sends_arrive_in_order_byte_exact() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        for (name, mut tx, mut rx) in stream_pairs() {
+            const N: u64 = 5_000;
+            let reader = std::thread::spawn(move || {
+                for i in 0..N {
+                    let m = rx.recv_deadline(soon()).unwrap();
+                    assert!(check(&m, i, size_of(i)), "{name}: message {i} wrong or out of order");
+                }
+                rx
+            });
+            for i in 0..N {
+                let m = message(i, size_of(i));
+                match i % 7 {
+                    // A plain send writes the queue and its own frame, in order.
+                    0 => tx.send(&m).unwrap(),
+                    _ => tx.send_buffered(&m, Wait::Until(soon())).unwrap(),
+                }
+                assert!(tx.buffered() <= DEFAULT_MAX_BUFFERED, "{name}: {} bytes queued", tx.buffered());
+            }
+            tx.flush().unwrap();
+            assert_eq!(tx.buffered(), 0);
+            reader.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_buffered_message_waits_for_flush_and_a_plain_send_does_not() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        for (name, mut tx, mut rx) in stream_pairs() {
+            tx.send_buffered(b"queued", Wait::Never).unwrap();
+            assert_eq!(tx.buffered(), 8 + 6);
+            // Nothing on the wire yet: queued means queued.
+            assert!(matches!(rx.try_recv(), Err(TransportRecvError::Empty)), "{name}");
+            tx.flush().unwrap();
+            assert_eq!(rx.recv_deadline(soon()).unwrap(), b"queued");
+            // A plain send after buffered ones takes them along, and goes out at once.
+            tx.send_buffered(b"one", Wait::Never).unwrap();
+            tx.send(b"two").unwrap();
+            assert_eq!(tx.buffered(), 0, "{name}");
+            assert_eq!(rx.recv_deadline(soon()).unwrap(), b"one");
+            assert_eq!(rx.recv_deadline(soon()).unwrap(), b"two");
+            // A lone plain send: on the wire when send returns.
+            tx.send(b"lone").unwrap();
+            assert_eq!(rx.try_recv().unwrap(), b"lone");
+        }
+    });
+}
+
+#[test]
+fn the_buffer_is_bounded_when_the_peer_does_not_read() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        for (name, mut tx, rx) in stream_pairs() {
+            tx.set_max_buffered(4096);
+            tx.set_stall_timeout(None);
+            let msg = vec![7u8; 100];
+            // Fill the kernel's buffer and ours: accepted until both are full, then WouldBlock. (A
+            // WouldBlock that wrote part of the queue leaves room in it: full means no progress.)
+            let mut accepted = 0u64;
+            loop {
+                let before = tx.buffered();
+                match tx.send_buffered(&msg, Wait::Never) {
+                    Ok(()) => accepted += 1,
+                    Err(TransportSendError::WouldBlock) if tx.buffered() == before => break,
+                    Err(TransportSendError::WouldBlock) => {}
+                    Err(e) => panic!("{name}: {e:?}"),
+                }
+                assert!(tx.buffered() <= 4096, "{name}: {} bytes queued", tx.buffered());
+                assert!(accepted < 10_000_000, "{name}: the buffer never filled");
+            }
+            assert!(tx.buffered() <= 4096);
+            // A deadline: Timeout, nothing more accepted, still bounded.
+            let before = tx.buffered();
+            let e = tx.send_buffered(&msg, Wait::Until(Instant::now() + Duration::from_millis(20))).unwrap_err();
+            assert!(matches!(e, TransportSendError::Timeout), "{name}: {e:?}");
+            assert!(tx.buffered() <= before.max(4096));
+            // Reading everything lets the queue out, in order.
+            let reader = std::thread::spawn(move || {
+                let mut rx = rx;
+                for _ in 0..accepted {
+                    assert_eq!(rx.recv_deadline(soon()).unwrap(), vec![7u8; 100]);
+                }
+                assert_eq!(rx.recv_deadline(soon()).unwrap(), b"end");
+            });
+            tx.send_buffered(b"end", Wait::Until(soon())).unwrap();
+            tx.flush().unwrap();
+            reader.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_frame_larger_than_the_bound_is_written_through() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        for (name, mut tx, mut rx) in stream_pairs() {
+            tx.set_max_buffered(1024);
+            let big = vec![9u8; 50_000];
+            tx.send_buffered(b"small", Wait::Never).unwrap();
+            let reader = std::thread::spawn(move || {
+                assert_eq!(rx.recv_deadline(soon()).unwrap(), b"small");
+                assert!(rx.recv_deadline(soon()).unwrap() == vec![9u8; 50_000]);
+            });
+            tx.send_buffered(&big, Wait::Until(soon())).unwrap();
+            assert_eq!(tx.buffered(), 0, "{name}: a large frame is not queued");
+            reader.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn close_writes_the_queue_and_drop_what_goes_without_waiting() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        for (name, mut tx, mut rx) in stream_pairs() {
+            for i in 0..100 {
+                tx.send_buffered(&message(i, 64), Wait::Never).unwrap();
+            }
+            tx.close().unwrap();
+            for i in 0..100 {
+                assert!(check(&rx.recv_deadline(soon()).unwrap(), i, 64), "{name}");
+            }
+            assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerGone)), "{name}");
+        }
+        for (name, mut tx, mut rx) in stream_pairs() {
+            for i in 0..100 {
+                tx.send_buffered(&message(i, 64), Wait::Never).unwrap();
+            }
+            drop(tx); // the kernel has room for 100 small frames: all of them go
+            for i in 0..100 {
+                assert!(check(&rx.recv_deadline(soon()).unwrap(), i, 64), "{name}");
+            }
+            assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerGone)), "{name}");
+        }
+    });
+}
+
+#[test]
+fn udp_buffered_datagrams_go_out_in_order_and_the_queue_is_bounded() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        b.connect(a.local_addr().unwrap()).unwrap();
+        let (mut tx, _) = udp::from_socket(a).unwrap();
+        let (_, mut rx) = udp::from_socket(b).unwrap();
+        // Batches of 32 (well within a receive buffer), each flushed, then read back: order and bytes.
+        for batch in 0..50u64 {
+            for k in 0..32 {
+                let i = batch * 32 + k;
+                tx.send_buffered(&message(i, size_of(i)), Wait::Never).unwrap();
+            }
+            assert_eq!(tx.buffered(), 32);
+            tx.flush().unwrap();
+            assert_eq!(tx.buffered(), 0);
+            for k in 0..32 {
+                let i = batch * 32 + k;
+                assert!(check(&rx.recv_deadline(soon()).unwrap(), i, size_of(i)), "datagram {i}");
+            }
+        }
+        // The queue holds at most MAX_BUFFERED_DATAGRAMS: the next one sends the queue first.
+        for i in 0..udp::MAX_BUFFERED_DATAGRAMS as u64 + 1 {
+            tx.send_buffered(&message(i, 8), Wait::Never).unwrap();
+            assert!(tx.buffered() <= udp::MAX_BUFFERED_DATAGRAMS);
+        }
+        assert_eq!(tx.buffered(), 1);
+        // A plain send takes the queue along, in order.
+        tx.send(b"plain").unwrap();
+        assert_eq!(tx.buffered(), 0);
+        for i in 0..udp::MAX_BUFFERED_DATAGRAMS as u64 + 1 {
+            assert!(check(&rx.recv_deadline(soon()).unwrap(), i, 8), "datagram {i}");
+        }
+        assert_eq!(rx.recv_deadline(soon()).unwrap(), b"plain");
+        // Close sends what is queued.
+        tx.send_buffered(b"last", Wait::Never).unwrap();
+        tx.close().unwrap();
+        assert_eq!(rx.recv_deadline(soon()).unwrap(), b"last");
+    });
+}
+
+/// Every kernel transport with write coalescing, end to end through the bench's sink peer in another
+/// process (as `ringwire bench`'s `+batch` rows): nothing lost, nothing out of order, in every wait.
+#[test]
+fn buffered_stream_through_a_sink_peer() {
+    use ringwire::transport::IoWait;
+    use ringwire_testkit::peers;
+    use ringwire_testkit::{Adapter, PeerArgs, PeerMode};
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        for adapter in [Adapter::Fifo, Adapter::Unix, Adapter::Tcp, Adapter::Stdio, Adapter::Fork] {
+            for (wait, io_wait) in [("block", IoWait::Block), ("spin", IoWait::Spin)] {
+                const N: u64 = 20_000;
+                let size = 64;
+                let args =
+                    PeerArgs { size, count: N, wait: wait.into(), ..PeerArgs::transport(PeerMode::Sink, adapter) };
+                let mut c = peers::connect(ringwire_testkit::peer::bench_command(&args), adapter).unwrap();
+                c.tx.set_io_wait(io_wait);
+                c.rx.set_io_wait(io_wait);
+                let every = ringwire_cli::peer::sink_ack_every(size);
+                let base = ringwire_cli::util::base_payload(size);
+                let mut msg = base.clone();
+                let mut acked = 0;
+                for i in 0..N {
+                    if i - acked >= 4 * every {
+                        c.tx.flush().unwrap();
+                        while i - acked >= 4 * every {
+                            let ack = c.rx.recv_deadline(soon()).unwrap();
+                            acked = u64::from_le_bytes(ack.as_slice().try_into().unwrap());
+                        }
+                    }
+                    ringwire_cli::util::stamp(&mut msg, &base, i);
+                    c.tx.send_buffered(&msg, Wait::Until(soon())).unwrap();
+                }
+                c.tx.flush().unwrap();
+                let verdict = loop {
+                    let m = c.rx.recv_deadline(soon()).unwrap();
+                    if m.len() != 8 {
+                        break m;
+                    }
+                };
+                assert_eq!(verdict, b"ok", "{adapter:?} ({wait}): the sink saw a wrong message");
+                c.tx.close().unwrap();
+            }
+        }
+    });
+}
