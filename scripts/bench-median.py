@@ -3,8 +3,10 @@
 ratio to the adjacent `limit` probes. On a VM whose vCPUs migrate between placements a single run can
 straddle a placement change; medians over runs are what the README quotes.
 
-The fan-out rows (`--transports hub`: `ringwire hub` against socket.io) get their own table of medians
-(ranges in brackets), with the hub / socket.io ratios and each server's memory per idle connection.
+The fan-out rows (`--transports hub`: `ringwire hub` against socket.io; `hub-cluster`: two processes
+per server) get their own table of medians (ranges in brackets), with the ratios to socket.io (for the
+two-hub rows: socket.io-2-redis) and, for the two-hub rows, to one hub, and each server's memory per
+idle connection.
 
 Usage: scripts/bench-median.py [N] [extra ringwire bench args...]
 """
@@ -28,7 +30,7 @@ for i in range(n):
         d["rtt_lim"].append(r["limit_ratio"]["rtt_p50"])
         d["tput_lim"].append(r["limit_ratio"]["throughput"])
     for r in doc.get("fanout", []):
-        d = fan.setdefault((r["server"], r["clients"]), {k: [] for k in ("p50", "p99", "dps", "srv_ns", "tput_r", "p50_r", "p99_r", "p99_sp50")})
+        d = fan.setdefault((r["server"], r["clients"]), {k: [] for k in ("p50", "p99", "dps", "srv_ns", "tput_r", "p50_r", "p99_r", "p99_sp50", "h50", "h99", "htput")})
         d["p50"].append(r["latency_ns"]["p50"])
         d["p99"].append(r["latency_ns"]["p99"])
         d["dps"].append(r["throughput"]["deliveries_per_sec"])
@@ -36,6 +38,9 @@ for i in range(n):
         if r["socketio_ratio"]:
             for k, j in (("tput_r", "throughput"), ("p50_r", "latency_p50"), ("p99_r", "latency_p99"), ("p99_sp50", "p99_to_socketio_p50")):
                 d[k].append(r["socketio_ratio"][j])
+        if r.get("one_hub_ratio"):
+            for k, j in (("h50", "latency_p50"), ("h99", "latency_p99"), ("htput", "throughput")):
+                d[k].append(r["one_hub_ratio"][j])
     for m in doc.get("fanout_memory", []):
         mem.setdefault(m["server"], []).append(m["bytes_per_connection"])
 med = statistics.median
@@ -58,11 +63,12 @@ ms = lambda ns: f"{ns / 1e6:.2f} ms" if ns >= 1e6 else f"{ns / 1e3:.0f} µs"
 if fan:
     print()
     print("| server | clients | latency p50 | latency p99 | deliveries/s | server CPU / delivery "
-          "| tput / socket.io | p50 / socket.io | p99 / socket.io | p99 / socket.io p50 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| tput / socket.io | p50 / socket.io | p99 / socket.io | p99 / socket.io p50 | p50 / one hub | p99 / one hub | tput / one hub |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (srv, n), d in sorted(fan.items(), key=lambda kv: (kv[0][1], kv[0][0] != "socket.io")):
         print(f"| {srv} | {n} | {rng(d['p50'], ms)} | {rng(d['p99'], ms)} | {rng(d['dps'], lambda v: f'{v / 1e3:.0f}k')} "
               f"| {med(d['srv_ns']) / 1e3:.1f} µs | {rng(d['tput_r'], lambda v: f'{v:.2f}')} | {rng(d['p50_r'], lambda v: f'{v:.2f}')} "
-              f"| {rng(d['p99_r'], lambda v: f'{v:.2f}')} | {rng(d['p99_sp50'], lambda v: f'{v:.2f}')} |")
+              f"| {rng(d['p99_r'], lambda v: f'{v:.2f}')} | {rng(d['p99_sp50'], lambda v: f'{v:.2f}')} "
+              f"| {rng(d['h50'], lambda v: f'{v:.2f}')} | {rng(d['h99'], lambda v: f'{v:.2f}')} | {rng(d['htput'], lambda v: f'{v:.2f}')} |")
 for srv, v in mem.items():
     print(f"idle memory, {srv}: {rng(v, lambda b: f'{b / 1024:.1f} KiB')} per connection")
