@@ -149,6 +149,12 @@ pub fn encode(name: &str, body: &[u8]) -> Bytes {
 
 /// [`encode`] after checking the name fits the `ext` field and the whole message fits `max`.
 pub fn encode_checked(name: &str, body: &[u8], max: usize) -> Result<Bytes, super::HubError> {
+    check(name, body, max)?;
+    Ok(encode(name, body))
+}
+
+/// The checks of [`encode_checked`], without encoding.
+pub(crate) fn check(name: &str, body: &[u8], max: usize) -> Result<(), super::HubError> {
     if name.is_empty() || name.len() > u16::MAX as usize {
         return Err(super::HubError::BadName(name.len()));
     }
@@ -156,7 +162,7 @@ pub fn encode_checked(name: &str, body: &[u8], max: usize) -> Result<Bytes, supe
     if size > max || size - HEADER_LEN > u32::MAX as usize {
         return Err(super::HubError::Oversize { size, max });
     }
-    Ok(encode(name, body))
+    Ok(())
 }
 
 /// An ack name: `ringwire:ack:<token as 16 hex>.<id>:<event>`.

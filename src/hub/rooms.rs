@@ -202,12 +202,15 @@ impl Emit {
         super::check_user_name(name)?;
         // Outside a cluster and without recovery no target is recorded: the emit only pushes.
         let record = self.hub.cluster_record(|| self.target(), name, body)?;
-        if let (Some(rec), true) = (&record, self.hub.ordered()) {
-            protocol::encode_checked(name, body, self.hub.config.max_message)?;
-            let mut n = 0;
-            self.for_each_target(|_| n += 1);
-            self.hub.cluster_publish(rec.clone());
-            return Ok(n);
+        if self.hub.ordered() {
+            if let Some(rec) = record {
+                // Delivered here too when read back from the stream: checked now, encoded then.
+                protocol::check(name, body, self.hub.config.max_message)?;
+                let mut n = 0;
+                self.for_each_target(|_| n += 1);
+                self.hub.cluster_publish(rec);
+                return Ok(n);
+            }
         }
         let n = self.emit_local(name, body)?;
         if let Some(rec) = record {
