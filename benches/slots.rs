@@ -10,6 +10,8 @@
 //!   `ringwire-testpeer slots mpmc-consume` child checks every byte of every message.
 //! * `broadcast_fanout/ringwire/{1,2,4}`: one publisher thread, 1, 2 or 4 subscriber threads, back-pressure
 //!   mode (nobody loses a message); throughput per published message, each delivered to every subscriber.
+//! * `broadcast_copy/send_recv/{64,4096}`: one thread publishes a message and receives it back: the two
+//!   payload copies through the sequence lock and the bookkeeping around them, nothing crossing cores.
 //!
 //! Timing uses `iter_custom`: from the first producer's start to the last message received. Each
 //! measurement checks the count and the sum of what it moved.
@@ -356,12 +358,32 @@ fn broadcast_fanout(c: &mut Criterion) {
     g.finish();
 }
 
+/// One thread publishes a message and receives it back, 64 B and 4 KiB: the broadcast ring's two payload
+/// copies (into the slot, out of it) and its bookkeeping, without any cache line crossing cores, so that
+/// the copy's cost shows on a busy machine too (the cross-process rows are `ringwire bench`'s).
+fn broadcast_copy(c: &mut Criterion) {
+    let mut g = c.benchmark_group("broadcast_copy");
+    for size in [64usize, 4096] {
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(BenchmarkId::new("send_recv", size), |b| {
+            let (mut tx, mut rx) = broadcast::channel(RingConfig::new(1 << 20, size), Mode::Overwrite).unwrap();
+            let msg = vec![7u8; size];
+            let mut buf = vec![0u8; size];
+            b.iter(|| {
+                tx.try_send(std::hint::black_box(&msg)).unwrap();
+                std::hint::black_box(rx.try_recv_into(&mut buf).unwrap())
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500))
         .sample_size(10);
-    targets = mpmc_inproc, mpmc_xproc, broadcast_fanout
+    targets = mpmc_inproc, mpmc_xproc, broadcast_fanout, broadcast_copy
 }
 criterion_main!(benches);

@@ -18,32 +18,43 @@ fn payload(size: usize) -> Vec<u8> {
     (0..size).map(|i| i as u8).collect()
 }
 
+/// Streams `iters` messages of `size` bytes to a spinning sink thread; `buffered`: with `send_buffered`.
+fn ringwire_stream(size: usize, iters: u64, buffered: bool) -> std::time::Duration {
+    let (mut tx, mut rx) = ringwire::spsc::channel(RingConfig::default()).unwrap();
+    tx.set_wait_strategy(WaitStrategy::Spin);
+    rx.set_wait_strategy(WaitStrategy::Spin);
+    let sink = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while let Ok(m) = rx.recv() {
+            assert_eq!(m.len(), size);
+            n += 1;
+        }
+        n
+    });
+    let msg = payload(size);
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        if buffered {
+            tx.send_buffered(&msg).unwrap();
+        } else {
+            tx.send(&msg).unwrap();
+        }
+    }
+    drop(tx);
+    assert_eq!(sink.join().unwrap(), iters);
+    t0.elapsed()
+}
+
 fn inproc_stream(c: &mut Criterion) {
     let mut g = c.benchmark_group("inproc_stream");
     g.throughput(Throughput::Elements(1));
     let size = 64;
     g.bench_function(BenchmarkId::new("ringwire", size), |b| {
-        b.iter_custom(|iters| {
-            let (mut tx, mut rx) = ringwire::spsc::channel(RingConfig::default()).unwrap();
-            tx.set_wait_strategy(WaitStrategy::Spin);
-            rx.set_wait_strategy(WaitStrategy::Spin);
-            let sink = std::thread::spawn(move || {
-                let mut n = 0u64;
-                while let Ok(m) = rx.recv() {
-                    assert_eq!(m.len(), size);
-                    n += 1;
-                }
-                n
-            });
-            let msg = payload(size);
-            let t0 = Instant::now();
-            for _ in 0..iters {
-                tx.send(&msg).unwrap();
-            }
-            drop(tx);
-            assert_eq!(sink.join().unwrap(), iters);
-            t0.elapsed()
-        })
+        b.iter_custom(|iters| ringwire_stream(size, iters, false))
+    });
+    // Buffered publication: each message committed with `send_buffered`, published in 4 KiB batches.
+    g.bench_function(BenchmarkId::new("ringwire_buffered", size), |b| {
+        b.iter_custom(|iters| ringwire_stream(size, iters, true))
     });
     g.bench_function(BenchmarkId::new("rtrb", size), |b| {
         // rtrb as a byte ring: each message copied into a write chunk and out of a read chunk in place.

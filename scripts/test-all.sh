@@ -26,7 +26,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 # What a library user compiles: the rings alone, and each feature on its own.
 cargo build --quiet -p ringwire --no-default-features
-for f in transport json redis websocket amqp events msgpack hub tokio; do
+for f in transport json redis websocket amqp events msgpack hub tokio tokio-websocket "tokio transport"; do
     cargo build --quiet -p ringwire --no-default-features --features "$f"
 done
 

@@ -11,7 +11,8 @@
 //! 4. [`shm`]: memory regions (named `/dev/shm` files, sealed memfds, role locks) and [`OpenError`].
 //! 5. `transport` (feature `transport`; `websocket`, `redis`, `json` add to it): one `Sender` /
 //!    `Receiver` interface over the ring, pipes, sockets, UDP, child stdio, inherited socketpairs,
-//!    WebSocket and Redis, and the stream codec.
+//!    WebSocket and Redis, and the stream codec; with feature `tokio`, `transport::tokio`: the stream,
+//!    UDP and (feature `tokio-websocket`) WebSocket adapters as async halves on tokio's I/O types.
 //!
 //! Beside them, `events` (feature `events`): Node's `EventEmitter` in one process, a leaf that uses
 //! no other layer; and above the transports and rings, `socket` (feature `events`): named events on

@@ -2,7 +2,10 @@
 //! bounded buffer go out in one `write` (`sendmmsg` on UDP), in order and byte for byte, interleaved
 //! with plain sends; the buffer never grows past its bound (a full one is `WouldBlock` / `Timeout`, the
 //! message not accepted); a plain send is never held back; close writes the queue out, a drop what goes
-//! without waiting. Real pipes and sockets; deadlines are watchdogs only.
+//! without waiting. Real pipes and sockets; deadlines are watchdogs only. The same for WebSocket
+//! (tungstenite's write buffer: still one binary message per frame on the wire). And the receive side
+//! of batching: a UDP receiver limited to small datagrams takes them with `recvmmsg`, each still checked
+//! on its own; `recv_frame_into_vec` reuses one buffer.
 
 use ringwire::transport::{
     pipe, tcp, udp, FdReceiver, FdSender, Receiver, Sender, StreamFd, StreamReceiver, StreamSender, TransportRecvError,
@@ -215,15 +218,24 @@ fn udp_buffered_datagrams_go_out_in_order_and_the_queue_is_bounded() {
     });
 }
 
-/// Every kernel transport with write coalescing, end to end through the bench's sink peer in another
-/// process (as `ringwire bench`'s `+batch` rows): nothing lost, nothing out of order, in every wait.
+/// Every kernel transport with write coalescing, and the shared-memory ring with buffered publication,
+/// end to end through the bench's sink peer in another process (as `ringwire bench`'s `+batch` rows):
+/// nothing lost, nothing out of order, in every wait.
 #[test]
 fn buffered_stream_through_a_sink_peer() {
     use ringwire::transport::IoWait;
     use ringwire_testkit::peers;
     use ringwire_testkit::{Adapter, PeerArgs, PeerMode};
     ringwire_testkit::watchdog(WATCHDOG, || {
-        for adapter in [Adapter::Fifo, Adapter::Unix, Adapter::Tcp, Adapter::Stdio, Adapter::Fork] {
+        for adapter in [
+            Adapter::Fifo,
+            Adapter::Unix,
+            Adapter::Tcp,
+            Adapter::Stdio,
+            Adapter::Fork,
+            Adapter::Websocket,
+            Adapter::Shm,
+        ] {
             for (wait, io_wait) in [("block", IoWait::Block), ("spin", IoWait::Spin)] {
                 const N: u64 = 20_000;
                 let size = 64;
@@ -256,6 +268,148 @@ fn buffered_stream_through_a_sink_peer() {
                 };
                 assert_eq!(verdict, b"ok", "{adapter:?} ({wait}): the sink saw a wrong message");
                 c.tx.close().unwrap();
+            }
+        }
+    });
+}
+
+/// A WebSocket pair in this process: (client sender, server receiver), plus the other two halves (kept
+/// alive: dropping both halves of one end closes the connection).
+fn websocket_pair() -> (ringwire::transport::websocket::WsSender, ringwire::transport::websocket::WsReceiver, impl Sized)
+{
+    use ringwire::transport::websocket;
+    let l = websocket::Listener::bind("127.0.0.1:0", "/c").unwrap();
+    let url = l.url().unwrap();
+    let client = std::thread::spawn(move || websocket::connect(&url).unwrap());
+    let (stx, srx, _) = l.accept().unwrap();
+    let (ctx, crx) = client.join().unwrap();
+    (ctx, srx, (stx, crx))
+}
+
+#[test]
+fn websocket_buffered_messages_wait_for_flush_and_arrive_in_order() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        let (mut tx, mut rx, _keep) = websocket_pair();
+        tx.send_buffered(b"queued", Wait::Never).unwrap();
+        // Nothing on the wire yet: queued means queued.
+        assert!(matches!(rx.try_recv(), Err(TransportRecvError::Empty)));
+        tx.flush().unwrap();
+        assert_eq!(rx.recv_deadline(soon()).unwrap(), b"queued");
+        // A plain send after buffered ones takes them along, in order, and goes out at once.
+        tx.send_buffered(b"one", Wait::Never).unwrap();
+        tx.send(b"two").unwrap();
+        assert_eq!(rx.recv_deadline(soon()).unwrap(), b"one");
+        assert_eq!(rx.recv_deadline(soon()).unwrap(), b"two");
+        // Many, interleaved with plain sends, read by another thread: order and bytes.
+        const N: u64 = 5_000;
+        let reader = std::thread::spawn(move || {
+            for i in 0..N {
+                let m = rx.recv_deadline(soon()).unwrap();
+                assert!(check(&m, i, size_of(i)), "message {i} wrong or out of order");
+            }
+            rx
+        });
+        for i in 0..N {
+            let m = message(i, size_of(i));
+            match i % 7 {
+                0 => tx.send(&m).unwrap(),
+                _ => tx.send_buffered(&m, Wait::Until(soon())).unwrap(),
+            }
+        }
+        tx.flush().unwrap();
+        let mut rx = reader.join().unwrap();
+        // Close writes the queue out before its Close frame.
+        for i in 0..100 {
+            tx.send_buffered(&message(i, 64), Wait::Never).unwrap();
+        }
+        tx.close().unwrap();
+        for i in 0..100 {
+            assert!(check(&rx.recv_deadline(soon()).unwrap(), i, 64));
+        }
+        assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::PeerGone)));
+    });
+}
+
+#[test]
+fn udp_batched_receive_checks_each_datagram_and_keeps_order() {
+    use ringwire::transport::codec::FrameError;
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        raw.connect(b.local_addr().unwrap()).unwrap();
+        b.connect(raw.local_addr().unwrap()).unwrap();
+        let (_, mut rx) = udp::from_socket(b).unwrap();
+        // Datagrams of at most 1 KiB: batches of up to MAX_RECV_BATCH per recvmmsg.
+        rx.set_max_datagram(1024);
+        assert_eq!(rx.max_message(), 1024 - 8);
+        let frame = |payload: &[u8]| {
+            let mut v = Vec::new();
+            ringwire::transport::codec::encode_into(&mut v, ringwire::wire::Kind::Data, payload).unwrap();
+            v
+        };
+        // A burst larger than one batch, with bad datagrams among good ones, all waiting at once.
+        const N: u64 = 150;
+        let bad = |i: u64| i % 10 == 3;
+        let over = |i: u64| i % 10 == 7;
+        for i in 0..N {
+            let d = if bad(i) {
+                b"not a frame at all".to_vec()
+            } else if over(i) {
+                frame(&vec![1u8; 1500]) // larger than the limit (and than a slot): refused, not cut
+            } else {
+                frame(&message(i, 1000))
+            };
+            raw.send(&d).unwrap();
+        }
+        let mut buf = Vec::new();
+        for i in 0..N {
+            match rx.recv_frame_into_vec(&mut buf, Wait::Until(soon())) {
+                Ok(ext) => {
+                    assert!(!bad(i) && !over(i), "datagram {i} should have been refused");
+                    assert_eq!(ext, 0);
+                    assert!(check(&buf, i, 1000), "datagram {i} wrong or out of order");
+                }
+                Err(TransportRecvError::BadFrame(FrameError::Oversize { len, max })) => {
+                    assert!(over(i), "datagram {i}: unexpected Oversize");
+                    assert_eq!((len, max), (1500, 1016));
+                }
+                Err(TransportRecvError::BadFrame(_)) => assert!(bad(i), "datagram {i}: unexpected BadFrame"),
+                Err(e) => panic!("datagram {i}: {e:?}"),
+            }
+        }
+        // The receiver goes on: nothing left, then the next one.
+        assert!(matches!(rx.try_recv(), Err(TransportRecvError::Empty)));
+        raw.send(&frame(b"after")).unwrap();
+        assert_eq!(rx.recv_deadline(soon()).unwrap(), b"after");
+    });
+}
+
+#[test]
+fn recv_frame_into_vec_reuses_one_buffer() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        b.connect(a.local_addr().unwrap()).unwrap();
+        let (utx, _) = udp::from_socket(a).unwrap();
+        let (_, urx) = udp::from_socket(b).unwrap();
+        type Pair = (&'static str, Box<dyn Sender>, Box<dyn Receiver>);
+        let mut pairs: Vec<Pair> =
+            stream_pairs().into_iter().map(|(n, t, r)| (n, Box::new(t) as _, Box::new(r) as _)).collect();
+        pairs.push(("udp", Box::new(utx), Box::new(urx)));
+        for (name, mut tx, mut rx) in pairs {
+            let mut buf = Vec::with_capacity(2000);
+            let at = buf.as_ptr();
+            for i in 0..200u64 {
+                let m = message(i, 1000);
+                // Every third one an event frame: its name length comes back as `ext`.
+                let ext = if i % 3 == 0 { 3 } else { 0 };
+                let parts: [&[u8]; 2] = [b"evt", &m];
+                tx.send_frame_wait(ext, &parts[(ext == 0) as usize..], Wait::Until(soon())).unwrap();
+                let got = rx.recv_frame_into_vec(&mut buf, Wait::Until(soon())).unwrap();
+                assert_eq!(got, ext, "{name}: message {i}");
+                assert!(check(&buf[ext as usize..], i, 1000), "{name}: message {i} wrong");
+                assert_eq!(buf.as_ptr(), at, "{name}: message {i} was received into a new allocation");
             }
         }
     });

@@ -114,6 +114,17 @@ fn tcp_server_and_client() {
 }
 
 #[test]
+fn async_tcp() {
+    watchdog(LIMIT, || {
+        let o = stdout(&run(&mut example("async_tcp")));
+        for i in 0..3 {
+            assert!(o.contains(&format!("echo: async message {i}")), "{o}");
+            assert!(o.contains(&format!("echo: blocking message {i}")), "{o}");
+        }
+    });
+}
+
+#[test]
 fn udp() {
     watchdog(LIMIT, || {
         let o = stdout(&run(&mut example("udp")));

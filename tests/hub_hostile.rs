@@ -72,6 +72,23 @@ async fn hello_of(ws: &mut Raw) -> Value {
     }
 }
 
+/// A resuming raw client: its hello, or the close code it got before any hello.
+async fn resume(url: &str, extra: &str) -> (Raw, Result<Value, u16>) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}?token={TOKEN}{extra}")).await.unwrap();
+    loop {
+        match ws.next().await.expect("a hello or a close frame").expect("a message") {
+            Message::Binary(b) => {
+                let ev = protocol::decode(b).unwrap();
+                assert_eq!(ev.name(), protocol::HELLO);
+                let hello = serde_json::from_slice(&ev.body()).unwrap();
+                return (ws, Ok(hello));
+            }
+            Message::Close(Some(f)) => return (ws, Err(f.code.into())),
+            _ => {}
+        }
+    }
+}
+
 /// The `&sid=S&offset=N` of a hello (the offset is a number, or a decimal string above 2^53).
 fn resume_of(hello: &Value) -> String {
     let off = match &hello["offset"] {
@@ -638,16 +655,34 @@ fn two_resumes_of_one_session_at_once_leave_exactly_one() {
         drop(lost);
         until(|| hub.stats().kept_sessions == 1).await;
         let extra = resume_of(&hello);
-        let ((mut a, ha), (mut b, hb)) = tokio::join!(raw(&url, &extra), raw(&url, &extra));
-        assert_eq!((ha["id"].as_str(), hb["id"].as_str()), (Some(id.as_str()), Some(id.as_str())));
-        // The replaced one gets 4003; the other gets the marker (sent once the loser is known: the
-        // winner's `close_of` above read and dropped what came before).
-        let first = tokio::select! {
-            m = close_of(&mut a) => (m, 'a'),
-            m = close_of(&mut b) => (m, 'b'),
+        let ((mut a, ha), (mut b, hb)) = tokio::join!(resume(&url, &extra), resume(&url, &extra));
+        // The replaced one gets 4003 (possibly before its hello reached it: it was replaced while its
+        // hello was still queued); the other gets the marker (sent once the loser is known: the
+        // winner's `close_of` below read and dropped what came before).
+        let winner = match (ha, hb) {
+            (Ok(ha), Ok(hb)) => {
+                assert_eq!((ha["id"].as_str(), hb["id"].as_str()), (Some(id.as_str()), Some(id.as_str())));
+                let first = tokio::select! {
+                    m = close_of(&mut a) => (m, 'a'),
+                    m = close_of(&mut b) => (m, 'b'),
+                };
+                assert_eq!(first.0 .0, close::REPLACED);
+                if first.1 == 'a' {
+                    &mut b
+                } else {
+                    &mut a
+                }
+            }
+            (Ok(h), Err(code)) => {
+                assert_eq!((h["id"].as_str(), code), (Some(id.as_str()), close::REPLACED));
+                &mut a
+            }
+            (Err(code), Ok(h)) => {
+                assert_eq!((h["id"].as_str(), code), (Some(id.as_str()), close::REPLACED));
+                &mut b
+            }
+            (Err(x), Err(y)) => panic!("both resumes were closed ({x}, {y})"),
         };
-        assert_eq!(first.0 .0, close::REPLACED);
-        let winner = if first.1 == 'a' { &mut b } else { &mut a };
         hub.to(&id).emit("m", &1).unwrap();
         assert!(raw_until_marker(winner, 1).await.is_empty());
         assert_eq!(hub.connection_count(), 1);
@@ -741,13 +776,25 @@ fn a_second_post_while_one_is_in_flight_is_refused() {
         );
         s.write_all(head.as_bytes()).await.unwrap();
         s.write_all(&first[..4]).await.unwrap(); // the rest comes later
+                                                 // The hub may not have taken the first POST yet (its connection's task not scheduled): a
+                                                 // second POST sent then is a POST like any other and is answered 200. Once the first is in
+                                                 // flight, every second POST must get 409: with the bug, none ever does and the watchdog fails
+                                                 // the test.
         let second = protocol::encode("c", b"2");
-        let (status, _) = http(addr, "POST", &format!("/poll?pid={pid}"), &second).await;
+        let mut taken_before = 0;
+        while http(addr, "POST", &format!("/poll?pid={pid}"), &second).await.0 != 409 {
+            taken_before += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         s.write_all(&first[4..]).await.unwrap();
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest).await;
+        until(|| got.lock().unwrap().len() == taken_before + 1).await;
+        // Every second POST answered 200 was dispatched before the first, none after it was refused.
         let order = got.lock().unwrap().clone();
-        assert_eq!(status, 409, "a second POST was taken while the first was in flight; dispatched in order {order:?}");
+        let mut expected = vec![2; taken_before];
+        expected.push(1);
+        assert_eq!(order, expected);
     });
 }
 

@@ -105,11 +105,25 @@ fn two_million_messages_to_a_named_ring_in_another_process() {
 
 #[test]
 fn anonymous_ring_inherited_by_a_child_producer() {
+    child_producer_streams_into_an_inherited_ring(false);
+}
+
+/// Buffered publication across processes: every message arrives, in order and intact, the last batch
+/// published by the producer's exit.
+#[test]
+fn anonymous_ring_inherited_by_a_child_producer_that_buffers() {
+    child_producer_streams_into_an_inherited_ring(true);
+}
+
+fn child_producer_streams_into_an_inherited_ring(buffered: bool) {
     let ring = ShmRing::anonymous(cfg()).unwrap();
     const N: u64 = 500_000;
-    let mut peer = Peer::spawn(Mode::Produce, &["--fd-env", "RINGWIRE_FD", "--count", &N.to_string()], |cmd| {
-        ring.share_with(cmd, "RINGWIRE_FD")
-    });
+    let n = N.to_string();
+    let mut args = vec!["--fd-env", "RINGWIRE_FD", "--count", &n];
+    if buffered {
+        args.push("--buffered");
+    }
+    let mut peer = Peer::spawn(Mode::Produce, &args, |cmd| ring.share_with(cmd, "RINGWIRE_FD"));
     let mut rx = ring.consumer().unwrap();
     peer.wait_attached();
     for seq in 0..N {
@@ -123,13 +137,29 @@ fn anonymous_ring_inherited_by_a_child_producer() {
 
 #[test]
 fn producer_killed_at_random_moments_never_tears_or_hangs() {
-    let name = unique("kill-producer");
+    producer_killed_at_random_moments("kill-producer", false);
+}
+
+/// A producer killed with a batch withheld (`commit_buffered`) loses that batch and nothing else: the
+/// consumer never sees any of it (no torn or stale record, the stream stays in order), learns of the
+/// death, and the next producer writes over the withheld records from the last published one.
+#[test]
+fn producer_killed_while_buffering_loses_only_its_withheld_batch() {
+    producer_killed_at_random_moments("kill-buffering-producer", true);
+}
+
+fn producer_killed_at_random_moments(tag: &str, buffered: bool) {
+    let name = unique(tag);
     let ring = ShmRing::create(&name, cfg()).unwrap();
     let mut rx = ring.consumer().unwrap();
     rx.set_liveness_interval(Duration::from_millis(10));
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     for round in 0..30 {
-        let mut peer = Peer::named(Mode::Produce, &name, &["--wait", if round % 2 == 0 { "spin" } else { "adaptive" }]);
+        let mut args = vec!["--wait", if round % 2 == 0 { "spin" } else { "adaptive" }];
+        if buffered {
+            args.push("--buffered");
+        }
+        let mut peer = Peer::named(Mode::Produce, &name, &args);
         peer.wait_attached();
         let kill_after = rng.gen_range(0..20_000u64);
         let mut seq = 0u64;

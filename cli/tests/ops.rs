@@ -142,6 +142,26 @@ fn inspect_refuses_what_is_not_a_ring() {
     });
 }
 
+/// A FIFO planted in the directory, or under a ring's name, is skipped by `ls` and `clean` and refused
+/// by `inspect` and `ShmRing::open`, at once: opening a FIFO waits for a peer, so a blocking open would
+/// hang them all (regression: a stray FIFO in /dev/shm hung `ringwire ls` and `clean`).
+#[test]
+fn a_fifo_in_the_directory_hangs_nothing() {
+    serial(|| {
+        let name = unique("fifo");
+        let status = Command::new("mkfifo").arg(shm(&name)).status().unwrap();
+        assert!(status.success(), "mkfifo");
+        assert!(ls_entry(&name).is_none());
+        assert!(run(&["clean"]).status.success());
+        assert!(shm(&name).exists(), "clean removed a FIFO");
+        let out = run(&["inspect", &name]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"), "{out:?}");
+        assert!(ShmRing::open(&name).is_err());
+        std::fs::remove_file(shm(&name)).unwrap();
+    });
+}
+
 #[test]
 fn clean_removes_dead_rings_and_only_those() {
     serial(|| {

@@ -1,7 +1,10 @@
 //! Models 9-11: the broadcast ring (`src/ring/broadcast.rs`): a sequence lock per slot, publishers that
 //! take a slot by CAS and may lap a subscriber in the middle of its copy, and the wake-up of sleeping
 //! subscribers. Payload words are loom atomics (relaxed), so these models check the sequence-lock
-//! argument itself: a copy that overlapped a rewrite must be discarded, never returned.
+//! argument itself: a copy that overlapped a rewrite must be discarded, never returned. (Production
+//! x86_64 builds copy payloads with inline assembly instead, `broadcast::racy_copy`: a copy of relaxed
+//! per-byte accesses, ordered like the word copies modelled here; see ARCHITECTURE.md, "Payload
+//! copies".)
 //! Preemption bound: per test, the `Bound` passed to `common::model` (`run.sh` sets LOOM_MAX_PREEMPTIONS=2).
 
 mod common;

@@ -292,7 +292,8 @@ impl RingConfig {
 ///
 /// # Safety
 ///
-/// Implementors guarantee, for as long as the storage value lives: `control_page()` points to an
+/// Implementors guarantee, for as long as the storage value lives, at addresses that stay the same
+/// when the value is moved (endpoints cache both pointers): `control_page()` points to an
 /// initialised control block of the type whose [`ControlBlock::KIND`] is `kind()`, whose header fields
 /// were validated against the real size of the memory; `data()` points to `capacity` readable and
 /// writable bytes, 8-byte aligned, where `capacity` is the value in the header; and `word(off)` for any

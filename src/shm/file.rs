@@ -42,8 +42,12 @@ pub(crate) fn open_errno(e: io::Error, path: &Path) -> OpenError {
 /// `open(2)` with O_NOFOLLOW | O_CLOEXEC added and mode 0600 for creation.
 pub(crate) fn open_file(path: &Path, flags: i32) -> io::Result<File> {
     let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // O_NONBLOCK: a FIFO (or device) planted under a ring's name must not block the open (an open of a
+    // FIFO waits for a peer); the caller's `check_file` then refuses it. On a regular file the flag
+    // changes nothing (reads, mmap and the OFD locks behave the same).
+    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
     // SAFETY: `c` is a valid NUL-terminated path; open returns a new fd or -1.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o600 as libc::c_uint) };
+    let fd = unsafe { libc::open(c.as_ptr(), flags, 0o600 as libc::c_uint) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -54,9 +54,7 @@ impl<R: Receiver> FrameSource for R {
         Ok(self.recv_frame_wait(wait)?)
     }
     fn recv_frame_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<u16, EventRecvError> {
-        let f = self.recv_frame_wait(wait)?;
-        *buf = f.bytes;
-        Ok(f.ext)
+        Ok(self.recv_frame_into_vec(buf, wait)?)
     }
     fn close(&mut self) {
         Receiver::close(self)

@@ -154,12 +154,14 @@ pub struct FrameDecoder {
     skip: usize,
     /// Set once the stream is out of sync.
     failed: Option<FrameError>,
+    /// Whether the last read filled all the room it was given (the writer is ahead of us).
+    last_full: bool,
 }
 
 impl FrameDecoder {
     /// A decoder accepting payloads of up to `max_payload` bytes.
     pub fn new(max_payload: usize) -> Self {
-        FrameDecoder { max: max_payload, buf: Vec::new(), start: 0, end: 0, skip: 0, failed: None }
+        FrameDecoder { max: max_payload, buf: Vec::new(), start: 0, end: 0, skip: 0, failed: None, last_full: false }
     }
 
     /// The largest payload accepted.
@@ -226,10 +228,15 @@ impl FrameDecoder {
     }
 
     /// Makes room for `want` more bytes after `end`, within the bound. Returns the free room.
+    #[inline]
     fn make_room(&mut self, want: usize) -> usize {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+        }
+        // The usual case: the room is there (nothing to move, nothing to grow).
+        if self.buf.len() - self.end >= want {
+            return self.buf.len() - self.end;
         }
         let bound = self.max_buffer();
         let target = (self.end - self.start + want).min(bound);
@@ -247,7 +254,11 @@ impl FrameDecoder {
     }
 
     /// Discards as much of an oversize payload as is buffered.
+    #[inline]
     fn drain_skip(&mut self) {
+        if self.skip == 0 {
+            return;
+        }
         let n = self.skip.min(self.buffered());
         self.start += n;
         self.skip -= n;
@@ -280,21 +291,48 @@ impl FrameDecoder {
     /// [`READ_CHUNK`]) and returns the byte count, 0 meaning end of input. Errors, `WouldBlock` included,
     /// are the reader's.
     pub fn read_from<R: std::io::Read + ?Sized>(&mut self, reader: &mut R) -> std::io::Result<usize> {
+        self.read_from_retrying(reader, |_| false)
+    }
+
+    /// As [`read_from`](Self::read_from), retrying the read at once, into the same room, for as long as
+    /// `retry` says of its error (a busy-polling receiver's `EAGAIN` loop: the room is found once, not
+    /// on every try).
+    pub(crate) fn read_from_retrying<R: std::io::Read + ?Sized>(
+        &mut self,
+        reader: &mut R,
+        mut retry: impl FnMut(&std::io::Error) -> bool,
+    ) -> std::io::Result<usize> {
         if self.failed.is_some() {
             // Out of sync: nothing more will be decoded; read into a scratch so the caller still sees EOF.
             let mut scratch = [0u8; 512];
-            return reader.read(&mut scratch);
+            return loop {
+                match reader.read(&mut scratch) {
+                    Err(e) if retry(&e) => {}
+                    r => break r,
+                }
+            };
         }
         self.drain_skip();
         let want = if self.skip > 0 { self.skip.min(READ_CHUNK) } else { self.frame_total().max(READ_CHUNK) };
         let want = want.saturating_sub(self.buffered()).max(1);
         // Grow with what actually arrives, not with what a header announces: ask for no more room than
-        // the buffer already has, or twice what is buffered, or a first small chunk. A peer that sends a
-        // header announcing 1 MiB and nothing else makes us hold a few KiB, not 1 MiB.
-        let grow = self.buf.len().max(2 * self.buffered()).max(FIRST_CHUNK);
+        // the buffer already has (twice that when the last read filled it: the writer is ahead, and
+        // larger reads take its backlog in fewer syscalls), or twice what is buffered, or a first small
+        // chunk. A peer that sends a header announcing 1 MiB and nothing else makes us hold a few KiB,
+        // not 1 MiB.
+        let have = if self.last_full { 2 * self.buf.len() } else { self.buf.len() };
+        let grow = have.max(2 * self.buffered()).max(FIRST_CHUNK);
         let want = want.min(grow);
         let room = self.make_room(want);
-        let n = reader.read(&mut self.buf[self.end..self.end + room.min(want)])?;
+        let ask = room.min(want);
+        let into = &mut self.buf[self.end..self.end + ask];
+        let n = loop {
+            match reader.read(into) {
+                Err(e) if retry(&e) => {}
+                r => break r?,
+            }
+        };
+        self.last_full = n == ask;
         self.end += n;
         self.drain_skip();
         Ok(n)
@@ -302,6 +340,7 @@ impl FrameDecoder {
 
     /// The next whole frame if the buffered bytes hold one, `None` if more input is needed. An oversize
     /// frame is reported once ([`FrameError::Oversize`]) and then skipped; a bad header stops the stream.
+    #[inline]
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, FrameError> {
         if let Some(e) = self.failed {
             return Err(e);
@@ -313,19 +352,7 @@ impl FrameDecoder {
         let head: [u8; HEADER_LEN] = self.buf[self.start..self.start + HEADER_LEN].try_into().expect("8 bytes");
         let hdr = match check_header(head, self.max) {
             Ok(h) => h,
-            Err(e @ FrameError::Oversize { len, .. }) => {
-                self.start += HEADER_LEN;
-                self.skip = len;
-                self.drain_skip();
-                return Err(e);
-            }
-            Err(e) => {
-                self.failed = Some(e);
-                self.buf = Vec::new();
-                self.start = 0;
-                self.end = 0;
-                return Err(e);
-            }
+            Err(e) => return Err(self.refuse(e)),
         };
         let total = HEADER_LEN + hdr.len as usize;
         if self.buffered() < total {
@@ -334,5 +361,23 @@ impl FrameDecoder {
         let from = self.start + HEADER_LEN;
         self.start += total;
         Ok(Some(Frame { kind: hdr.kind, ext: hdr.ext, payload: &self.buf[from..from + hdr.len as usize] }))
+    }
+
+    /// A header that [`check_header`] refused: an oversize frame's payload is skipped from now on; any
+    /// other error stops the stream. Returns the error. (Out of line: the receive path stays short.)
+    #[cold]
+    #[inline(never)]
+    fn refuse(&mut self, e: FrameError) -> FrameError {
+        if let FrameError::Oversize { len, .. } = e {
+            self.start += HEADER_LEN;
+            self.skip = len;
+            self.drain_skip();
+        } else {
+            self.failed = Some(e);
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
+        e
     }
 }

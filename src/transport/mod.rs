@@ -21,6 +21,7 @@
 //! | `websocket` (feature `websocket`) | `websocket::Listener::{bind, bind_url}` + `accept`, `websocket::connect` | `websocket::WsSender` / `websocket::WsReceiver` |
 //! | `redis` (feature `redis`) | `redis::Publisher` + `redis::Subscriber`; `redis::StreamProducer` + `redis::StreamConsumer` | each type is one half |
 //! | `amqp` (feature `amqp`) | `amqp::Producer` + `amqp::Consumer` (RabbitMQ work queue) | each type is one half |
+//! | `tokio` (feature `tokio`) | async forms on tokio: `tokio::{tcp, unix, pipe, stdio, udp}`, `tokio::websocket` (feature `tokio-websocket`) | `tokio::AsyncStreamSender` / `AsyncStreamReceiver`, `tokio::udp::AsyncUdpSender` / `AsyncUdpReceiver`, `tokio::websocket::AsyncWsSender` / `AsyncWsReceiver` (traits `tokio::AsyncSender` / `AsyncReceiver`) |
 //!
 //! Delivery guarantees per adapter are in ARCHITECTURE.md ("Transports").
 //!
@@ -55,6 +56,8 @@ pub mod shm;
 pub mod stdio;
 mod stream;
 pub mod tcp;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod udp;
 pub mod unix;
 #[cfg(feature = "websocket")]
@@ -247,6 +250,17 @@ pub trait Receiver: Send {
     /// implement this.
     fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError>;
 
+    /// Receives one frame into `buf` (its previous contents replaced) and returns its `ext`, waiting as
+    /// `wait` allows: [`recv_frame_wait`](Self::recv_frame_wait) without a new `Vec` per message. The
+    /// stream and UDP adapters copy the payload into `buf`, so a receive loop that reuses one buffer
+    /// makes no allocation once it has grown to the largest message; the other adapters hand over the
+    /// buffer they received into (the default: `*buf = frame.bytes`). On an error `buf` is unspecified.
+    fn recv_frame_into_vec(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<u16, TransportRecvError> {
+        let f = self.recv_frame_wait(wait)?;
+        *buf = f.bytes;
+        Ok(f.ext)
+    }
+
     /// Receives one message, waiting as `wait` allows: its whole payload. A raw receiver given an event
     /// frame (`ext > 0`) gets the name bytes followed by the event's payload, and no way to tell where
     /// one ends; use [`recv_frame_wait`](Self::recv_frame_wait) (or the events layer) to see `ext`.
@@ -319,6 +333,9 @@ macro_rules! forward_receiver {
             fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
                 (**self).recv_frame_wait(wait)
             }
+            fn recv_frame_into_vec(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<u16, TransportRecvError> {
+                (**self).recv_frame_into_vec(buf, wait)
+            }
             fn recv_wait(&mut self, wait: Wait) -> Result<Vec<u8>, TransportRecvError> {
                 (**self).recv_wait(wait)
             }
@@ -362,10 +379,14 @@ pub enum IoWait {
 }
 
 impl IoWait {
-    /// Whether to retry the syscall now (spinning) rather than sleep: `spinning_since` is when this wait
-    /// began (set on the first call). Never for `try_` calls, and never past the caller's deadline.
+    /// Whether to retry the syscall now (spinning) rather than sleep: `spin` is this wait's state (a
+    /// fresh [`Spin::default`] per wait). Never for `try_` calls. The clock is read only every
+    /// [`Spin::CHECK_EVERY`] tries, not on each (a syscall that fails with `EAGAIN` takes about 0.1-0.2 µs;
+    /// a clock read per try lengthened the loop, and with it the time to see an arriving message, by a
+    /// fifth): an adaptive spin lasts its `spin` plus at most that many tries, and a deadline is
+    /// overshot by at most that many tries (a few microseconds) before the wait gives up.
     #[inline]
-    pub(crate) fn keep_spinning(self, wait: Wait, spinning_since: &mut Option<Instant>) -> bool {
+    pub(crate) fn keep_spinning(self, wait: Wait, spin: &mut Spin) -> bool {
         let limit = match self {
             IoWait::Block => return false,
             IoWait::Spin => None,
@@ -374,18 +395,41 @@ impl IoWait {
         if wait == Wait::Never {
             return false;
         }
-        let now = Instant::now();
-        let since = *spinning_since.get_or_insert(now);
-        if limit.is_some_and(|l| now.duration_since(since) >= l) {
-            return false;
-        }
-        if let Wait::Until(d) = wait {
-            if now >= d {
+        spin.tries = spin.tries.wrapping_add(1);
+        if spin.tries % Spin::CHECK_EVERY == 0 && (limit.is_some() || matches!(wait, Wait::Until(_))) {
+            let now = Instant::now();
+            let since = *spin.since.get_or_insert(now);
+            if limit.is_some_and(|l| now.duration_since(since) >= l) {
                 return false;
+            }
+            if let Wait::Until(d) = wait {
+                if now >= d {
+                    return false;
+                }
             }
         }
         std::hint::spin_loop();
         true
+    }
+}
+
+/// The state of one busy-polling wait ([`IoWait::keep_spinning`]): how many tries so far, and when the
+/// clock was first read.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Spin {
+    tries: u32,
+    since: Option<Instant>,
+}
+
+impl Spin {
+    /// Tries between two clock reads.
+    pub(crate) const CHECK_EVERY: u32 = 16;
+
+    /// Whether the last [`IoWait::keep_spinning`] was one that read the clock: a caller with a bound
+    /// of its own (a sender's stall bound) checks it then, and not on every try.
+    #[inline]
+    pub(crate) fn clock_due(&self) -> bool {
+        self.tries % Self::CHECK_EVERY == 0
     }
 }
 
@@ -424,6 +468,22 @@ pub(crate) fn check_frame(ext: u16, parts: &[&[u8]], max: usize) -> Result<usize
         )));
     }
     Ok(len)
+}
+
+/// A received frame's `ext` and payload as an owned [`RecvFrame`]: the `recv_frame_wait` of the adapters
+/// that decode into a buffer of their own.
+pub(crate) fn owned_frame(ext: u16, payload: &[u8]) -> RecvFrame {
+    RecvFrame { ext, bytes: payload.to_vec() }
+}
+
+/// Copies a received payload into `buf` and returns its `ext`: the `recv_frame_into_vec` of the
+/// adapters that decode into a buffer of their own (no allocation once `buf` has room).
+pub(crate) fn copy_into(buf: &mut Vec<u8>) -> impl FnOnce(u16, &[u8]) -> u16 + '_ {
+    move |ext, payload| {
+        buf.clear();
+        buf.extend_from_slice(payload);
+        ext
+    }
 }
 
 /// Whether an I/O error means the peer is gone without a clean close.

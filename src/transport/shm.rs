@@ -146,7 +146,29 @@ impl Sender for ShmSender {
         Ok(())
     }
 
+    // Buffered publication: the record is written now and published with the rest of its batch
+    // (`WriteGuard::commit_buffered`; a full ring publishes before waiting for space).
+    fn send_buffered(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        let Some(tx) = self.0.as_mut() else { return Err(TransportSendError::Closed) };
+        let mut slot = match wait {
+            Wait::Never => tx.try_reserve(msg.len()),
+            Wait::Forever => tx.reserve(msg.len()),
+            Wait::Until(d) => tx.reserve_deadline(msg.len(), d),
+        }
+        .map_err(send_error)?;
+        slot.copy_from_slice(msg);
+        slot.commit_buffered();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), TransportSendError> {
+        let Some(tx) = self.0.as_mut() else { return Err(TransportSendError::Closed) };
+        tx.flush();
+        Ok(())
+    }
+
     fn close(&mut self) -> Result<(), TransportSendError> {
+        // Dropping the producer publishes what it withholds, then closes.
         self.0 = None;
         Ok(())
     }

@@ -2,10 +2,10 @@
 //! FIFOs, Unix and TCP sockets, a child's stdio and inherited socketpairs are all this type.
 
 use super::{
-    check_frame, is_reset, poll_fd, set_nonblocking, IoWait, Receiver, RecvFrame, Sender, TransportRecvError,
+    check_frame, is_reset, poll_fd, set_nonblocking, IoWait, Receiver, RecvFrame, Sender, Spin, TransportRecvError,
     TransportSendError, Wait,
 };
-use crate::transport::codec::{encode_parts_into, FrameDecoder, FrameError};
+use crate::transport::codec::{FrameDecoder, FrameError};
 use crate::wire::{FrameHeader, Kind, HEADER_LEN};
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -242,21 +242,22 @@ impl<W: Write + AsFd + Send> StreamSender<W> {
         let Some(w) = self.w.as_mut() else { return Err(TransportSendError::Closed) };
         // When the peer last took bytes (for the stall bound); read from the clock only once we wait.
         let mut progress: Option<Instant> = None;
-        let mut spinning: Option<Instant> = None;
+        let mut spin = Spin::default();
         while self.pos < self.out.len() {
             match w.write(&self.out[self.pos..]) {
                 Ok(0) => return Err(TransportSendError::PeerReset),
                 Ok(n) => {
                     self.pos += n;
                     progress = None;
-                    spinning = None;
+                    spin = Spin::default();
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let since = *progress.get_or_insert_with(Instant::now);
-                    // Busy-poll first if asked (within the stall bound and the caller's deadline).
-                    if self.stall.map_or(true, |st| since.elapsed() < st)
-                        && self.io_wait.keep_spinning(wait, &mut spinning)
+                    // Busy-poll first if asked (within the caller's deadline, and within the stall
+                    // bound, checked whenever the spin reads the clock).
+                    if self.io_wait.keep_spinning(wait, &mut spin)
+                        && (!spin.clock_due() || self.stall.map_or(true, |st| since.elapsed() < st))
                     {
                         continue;
                     }
@@ -335,7 +336,12 @@ impl<W: Write + AsFd + Send> Sender for StreamSender<W> {
         } else {
             self.compact();
             let start = self.out.len();
-            encode_parts_into(&mut self.out, Kind::Data, ext, parts).expect("checked: max <= u32::MAX, ext <= len");
+            // The frame behind what is queued (checked above: `len <= max <= u32::MAX`, `ext <= len`).
+            self.out.reserve(HEADER_LEN + len);
+            self.out.extend_from_slice(&FrameHeader { len: len as u32, kind: Kind::Data, ext }.to_bytes());
+            for p in parts {
+                self.out.extend_from_slice(p);
+            }
             (start, false)
         };
         match self.drain(wait) {
@@ -460,13 +466,15 @@ impl<R: Read + AsFd + Send> StreamReceiver<R> {
     }
 }
 
-impl<R: Read + AsFd + Send> Receiver for StreamReceiver<R> {
-    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
+impl<R: Read + AsFd + Send> StreamReceiver<R> {
+    /// Waits for the next whole frame and hands it to `take` (its `ext` and its payload, borrowed from
+    /// the decoder's buffer): the one receive loop behind both ways of receiving.
+    fn next_with<T>(&mut self, wait: Wait, take: impl FnOnce(u16, &[u8]) -> T) -> Result<T, TransportRecvError> {
         let Some(r) = self.r.as_mut() else { return Err(TransportRecvError::Closed) };
-        let mut spinning: Option<Instant> = None;
+        let mut spin = Spin::default();
         loop {
             match self.dec.next_frame() {
-                Ok(Some(frame)) => return Ok(RecvFrame { ext: frame.ext, bytes: frame.payload.to_vec() }),
+                Ok(Some(frame)) => return Ok(take(frame.ext, frame.payload)),
                 Ok(None) => {}
                 // Skipped (its payload is thrown away as it arrives): the stream goes on.
                 Err(e @ FrameError::Oversize { .. }) => return Err(TransportRecvError::BadFrame(e)),
@@ -480,14 +488,18 @@ impl<R: Read + AsFd + Send> Receiver for StreamReceiver<R> {
                     Err(e) => TransportRecvError::Broken(e),
                 });
             }
-            match self.dec.read_from(r) {
+            // Busy-polling (as `io_wait` allows) retries the read in place, in a tight loop.
+            let io_wait = self.io_wait;
+            let retry = |e: &io::Error| match e.kind() {
+                io::ErrorKind::Interrupted => true,
+                io::ErrorKind::WouldBlock => io_wait.keep_spinning(wait, &mut spin),
+                _ => false,
+            };
+            match self.dec.read_from_retrying(r, retry) {
                 Ok(0) => self.eof = true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.io_wait.keep_spinning(wait, &mut spinning) {
-                        continue;
-                    }
                     if !poll_fd(r.as_fd(), libc::POLLIN, wait)? {
                         return Err(match wait {
                             Wait::Never => TransportRecvError::Empty,
@@ -499,6 +511,17 @@ impl<R: Read + AsFd + Send> Receiver for StreamReceiver<R> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+impl<R: Read + AsFd + Send> Receiver for StreamReceiver<R> {
+    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
+        self.next_with(wait, super::owned_frame)
+    }
+
+    /// Copies the payload out of the decoder's buffer into `buf`: no allocation once `buf` has room.
+    fn recv_frame_into_vec(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<u16, TransportRecvError> {
+        self.next_with(wait, super::copy_into(buf))
     }
 
     fn close(&mut self) {

@@ -16,9 +16,19 @@
 //! larger one is sent at once) and sends them with one `sendmmsg(2)` when the queue is full, on
 //! [`flush`](super::Sender::flush), on a plain send (queue first) or on close. A datagram is sent whole or
 //! not at all, so a queue that the socket takes only in part keeps the rest, in order.
+//!
+//! A receiver that finds datagrams waiting (it did not have to wait for the last one) takes them in
+//! batches, one `recvmmsg(2)` for up to [`MAX_RECV_BATCH`] of them, each into a slot of the largest accepted datagram's size (so a datagram
+//! is never cut short by the batching), and hands them out one by one, in arrival order, each checked
+//! on its own as above. The batch holds as many slots as fit in
+//! [`DEFAULT_MAX_BUFFERED`](super::DEFAULT_MAX_BUFFERED) bytes (at least one): with the default
+//! datagram limit (64 KiB) that is one, a plain `recv` per datagram; a receiver limited to small
+//! datagrams ([`UdpReceiver::set_max_datagram`]) batches. Either way it holds at most
+//! `max(max_datagram, DEFAULT_MAX_BUFFERED)` bytes of buffer.
 
 use super::{
-    check_frame, is_reset, poll_fd, IoWait, Receiver, RecvFrame, Sender, TransportRecvError, TransportSendError, Wait,
+    check_frame, is_reset, poll_fd, IoWait, Receiver, RecvFrame, Sender, Spin, TransportRecvError, TransportSendError,
+    Wait,
 };
 use crate::transport::codec::{decode_datagram, encode_parts_into};
 use crate::wire::{Kind, HEADER_LEN};
@@ -34,6 +44,10 @@ pub const DEFAULT_MAX_DATAGRAM: usize = 65507;
 
 /// The most datagrams one `sendmmsg` of a UDP sender's queue carries (and the most it queues).
 pub const MAX_BUFFERED_DATAGRAMS: usize = 64;
+
+/// The most datagrams a UDP receiver takes with one `recvmmsg` (fewer when they would not fit in
+/// [`DEFAULT_MAX_BUFFERED`](super::DEFAULT_MAX_BUFFERED) bytes at the receiver's datagram limit).
+pub const MAX_RECV_BATCH: usize = 64;
 
 /// The sending half of a UDP transport.
 #[derive(Debug)]
@@ -55,7 +69,16 @@ pub struct UdpSender {
 pub struct UdpReceiver {
     sock: Option<Arc<UdpSocket>>,
     max: usize,
+    /// The batch's slots, `slot` bytes each, back to back.
     buf: Vec<u8>,
+    /// The slot size of the batch in `buf` (the datagram limit when it was received).
+    slot: usize,
+    /// The real length (`MSG_TRUNC`) of each datagram of the batch, in slot order.
+    lens: Vec<usize>,
+    /// The next datagram of the batch to hand out (`lens.len()`: none left).
+    next: usize,
+    /// Whether the last receive found its datagram waiting (then the next takes a batch).
+    batching: bool,
     io_wait: IoWait,
 }
 
@@ -83,7 +106,16 @@ pub fn from_socket(sock: UdpSocket) -> io::Result<(UdpSender, UdpReceiver)> {
             sent: 0,
             max_buffered: super::DEFAULT_MAX_BUFFERED,
         },
-        UdpReceiver { sock: Some(sock), max, buf: Vec::new(), io_wait: IoWait::Block },
+        UdpReceiver {
+            sock: Some(sock),
+            max,
+            buf: Vec::new(),
+            slot: 0,
+            lens: Vec::with_capacity(MAX_RECV_BATCH),
+            next: 0,
+            batching: false,
+            io_wait: IoWait::Block,
+        },
     ))
 }
 
@@ -124,40 +156,19 @@ impl UdpSender {
     /// `WouldBlock` / `Timeout` some may have been sent (the rest stay queued, in order).
     fn drain(&mut self, wait: Wait) -> Result<(), TransportSendError> {
         let Some(sock) = self.sock.as_deref() else { return Err(TransportSendError::Closed) };
-        let mut spinning = None;
+        let mut spin = Spin::default();
         while self.sent < self.ends.len() {
-            let mut iov: Vec<libc::iovec> = Vec::with_capacity(self.ends.len() - self.sent);
-            let mut from = if self.sent == 0 { 0 } else { self.ends[self.sent - 1] };
-            for &end in &self.ends[self.sent..] {
-                // sendmmsg only reads through these pointers.
-                iov.push(libc::iovec { iov_base: self.queue[from..].as_ptr() as *mut _, iov_len: end - from });
-                from = end;
-            }
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    // SAFETY: all-zero is a valid mmsghdr (no address, no control data).
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = v;
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
-            // SAFETY: `msgs` holds `msgs.len()` valid headers, each pointing at one iovec over `queue`,
-            // all of which live (unmoved) until the call returns.
-            let n = unsafe {
-                libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as libc::c_uint, libc::MSG_NOSIGNAL)
-            };
+            let n = send_queued(sock.as_raw_fd(), &self.queue, &self.ends, self.sent);
             if n > 0 {
                 self.sent += n as usize;
-                spinning = None;
+                spin = Spin::default();
                 continue;
             }
             let e = if n == 0 { io::Error::from(io::ErrorKind::WouldBlock) } else { io::Error::last_os_error() };
             match e.kind() {
                 io::ErrorKind::Interrupted => {}
                 io::ErrorKind::WouldBlock => {
-                    if self.io_wait.keep_spinning(wait, &mut spinning) {
+                    if self.io_wait.keep_spinning(wait, &mut spin) {
                         continue;
                     }
                     if !poll_fd(sock.as_fd(), libc::POLLOUT, wait)? {
@@ -211,7 +222,7 @@ impl Sender for UdpSender {
         let Some(sock) = self.sock.as_deref() else { return Err(TransportSendError::Closed) };
         self.buf.clear();
         encode_parts_into(&mut self.buf, Kind::Data, ext, parts).expect("checked: max < u32::MAX, ext <= len");
-        let mut spinning = None;
+        let mut spin = Spin::default();
         loop {
             // SAFETY: `buf` is valid for reads of its length during the call.
             let n =
@@ -223,7 +234,7 @@ impl Sender for UdpSender {
             match e.kind() {
                 io::ErrorKind::Interrupted => {}
                 io::ErrorKind::WouldBlock => {
-                    if self.io_wait.keep_spinning(wait, &mut spinning) {
+                    if self.io_wait.keep_spinning(wait, &mut spin) {
                         continue;
                     }
                     if !poll_fd(sock.as_fd(), libc::POLLOUT, wait)? {
@@ -302,39 +313,134 @@ impl UdpReceiver {
     }
 }
 
-impl Receiver for UdpReceiver {
-    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
-        let Some(sock) = self.sock.as_deref() else { return Err(TransportRecvError::Closed) };
-        let cap = self.max + HEADER_LEN;
-        if self.buf.len() < cap {
-            self.buf.resize(cap, 0);
+impl UdpReceiver {
+    /// Receives what is waiting on the socket into a batch of `slots` slots of `cap` bytes in `buf`
+    /// (grown to fit) without waiting, each datagram's real length into `lens`, retrying at once for as
+    /// long as `retry` says of the error (a busy-polling receiver). Errors are the socket's
+    /// (`WouldBlock` included); at least one datagram came on `Ok`.
+    fn fill(
+        sock: &UdpSocket,
+        buf: &mut Vec<u8>,
+        lens: &mut Vec<usize>,
+        cap: usize,
+        slots: usize,
+        mut retry: impl FnMut(&io::Error) -> bool,
+    ) -> io::Result<()> {
+        if buf.len() < slots * cap {
+            buf.resize(slots * cap, 0);
         }
-        let mut spinning = None;
-        loop {
-            // MSG_TRUNC: the return value is the datagram's real length even when it did not fit.
-            // SAFETY: `buf` is valid for writes of `cap` bytes during the call.
-            let n = unsafe { libc::recv(sock.as_raw_fd(), self.buf.as_mut_ptr().cast(), cap, libc::MSG_TRUNC) };
+        lens.clear();
+        if slots == 1 {
+            loop {
+                // MSG_TRUNC: the return value is the datagram's real length even when it did not fit.
+                // SAFETY: `buf` is valid for writes of `cap` bytes during the call.
+                let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), cap, libc::MSG_TRUNC) };
+                if n >= 0 {
+                    lens.push(n as usize);
+                    return Ok(());
+                }
+                let e = io::Error::last_os_error();
+                if !retry(&e) {
+                    return Err(e);
+                }
+            }
+        }
+        let base = buf.as_mut_ptr();
+        // SAFETY: all-zero is a valid iovec (null, 0).
+        let mut iov: [libc::iovec; MAX_RECV_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: all-zero is a valid mmsghdr (no address, no control data, no iovecs yet).
+        let mut msgs: [libc::mmsghdr; MAX_RECV_BATCH] = unsafe { std::mem::zeroed() };
+        for (i, v) in iov[..slots].iter_mut().enumerate() {
+            // SAFETY: slot `i` lies within `buf` (`slots * cap <= buf.len()`).
+            *v = libc::iovec { iov_base: unsafe { base.add(i * cap) }.cast(), iov_len: cap };
+        }
+        // Pointers taken once every iovec is written (recvmmsg only reads the iovecs).
+        let iov_at = iov.as_mut_ptr();
+        for (i, m) in msgs[..slots].iter_mut().enumerate() {
+            // SAFETY: `i < slots <= MAX_RECV_BATCH`: within `iov`.
+            m.msg_hdr.msg_iov = unsafe { iov_at.add(i) };
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        let n = loop {
+            // MSG_TRUNC: each `msg_len` is its datagram's real length even when it did not fit.
+            // SAFETY: `msgs[..slots]` are valid headers, each pointing at one iovec over its own
+            // `cap`-byte slot of `buf`; `iov`, `msgs` and `buf` live, unmoved, until the call returns.
+            let n = unsafe {
+                libc::recvmmsg(
+                    sock.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    slots as libc::c_uint,
+                    libc::MSG_TRUNC,
+                    std::ptr::null_mut(),
+                )
+            };
             if n >= 0 {
-                let n = n as usize;
-                if n > cap {
+                break n as usize;
+            }
+            let e = io::Error::last_os_error();
+            if !retry(&e) {
+                return Err(e);
+            }
+        };
+        lens.extend(msgs[..n].iter().map(|m| m.msg_len as usize));
+        Ok(())
+    }
+
+    /// Waits for the next datagram (from the batch, or a new batch) and hands its frame to `take`.
+    fn next_with<T>(&mut self, wait: Wait, take: impl FnOnce(u16, &[u8]) -> T) -> Result<T, TransportRecvError> {
+        let Some(sock) = self.sock.as_deref() else { return Err(TransportRecvError::Closed) };
+        let mut spin = Spin::default();
+        loop {
+            if self.next < self.lens.len() {
+                let (i, n) = (self.next, self.lens[self.next]);
+                self.next += 1;
+                if n > self.slot {
                     let len = n - HEADER_LEN;
                     return Err(TransportRecvError::BadFrame(crate::transport::codec::FrameError::Oversize {
                         len,
-                        max: self.max,
+                        max: self.slot - HEADER_LEN,
                     }));
                 }
-                return match decode_datagram(&self.buf[..n], self.max) {
-                    Ok(frame) => Ok(RecvFrame { ext: frame.ext, bytes: frame.payload.to_vec() }),
+                let at = i * self.slot;
+                return match decode_datagram(&self.buf[at..at + n], self.max) {
+                    Ok(frame) => Ok(take(frame.ext, frame.payload)),
                     Err(e) => Err(TransportRecvError::BadFrame(e)),
                 };
             }
-            let e = io::Error::last_os_error();
+            let cap = self.max + HEADER_LEN;
+            let max_slots = (super::DEFAULT_MAX_BUFFERED / cap).clamp(1, MAX_RECV_BATCH);
+            // A batch only while datagrams are found waiting: a receiver that has to wait for each
+            // one (a round trip) takes it with a plain `recv`, cheaper to retry than `recvmmsg`.
+            let batch = self.batching && max_slots > 1;
+            let slots = if batch { max_slots } else { 1 };
+            self.next = 0;
+            // Busy-polling (as `io_wait` allows) retries the receive in place, in a tight loop. The
+            // first `EAGAIN` of a batch ends it: the wait goes on with single receives.
+            let io_wait = self.io_wait;
+            let mut waited = false;
+            let retry = |e: &io::Error| match e.kind() {
+                io::ErrorKind::Interrupted => true,
+                io::ErrorKind::WouldBlock => {
+                    waited = true;
+                    !batch && io_wait.keep_spinning(wait, &mut spin)
+                }
+                _ => false,
+            };
+            let e = match Self::fill(sock, &mut self.buf, &mut self.lens, cap, slots, retry) {
+                Ok(()) => {
+                    self.slot = cap;
+                    self.batching = !waited;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            if batch && e.kind() == io::ErrorKind::WouldBlock {
+                self.batching = false;
+                continue;
+            }
             match e.kind() {
                 io::ErrorKind::Interrupted => {}
                 io::ErrorKind::WouldBlock => {
-                    if self.io_wait.keep_spinning(wait, &mut spinning) {
-                        continue;
-                    }
                     if !poll_fd(sock.as_fd(), libc::POLLIN, wait)? {
                         return Err(if wait == Wait::Never {
                             TransportRecvError::Empty
@@ -347,6 +453,43 @@ impl Receiver for UdpReceiver {
                 _ => return Err(e.into()),
             }
         }
+    }
+}
+
+/// One `sendmmsg` of the queued datagrams `ends[sent..]` (datagram `i` is `queue[ends[i - 1]..ends[i]]`,
+/// the first starting at 0): the count sent (> 0), 0, or -1 with `errno` set, as the syscall returns.
+/// Shared by the blocking and the async (`transport::tokio::udp`) senders.
+pub(crate) fn send_queued(fd: std::os::fd::RawFd, queue: &[u8], ends: &[usize], sent: usize) -> libc::c_int {
+    let mut iov: Vec<libc::iovec> = Vec::with_capacity(ends.len() - sent);
+    let mut from = if sent == 0 { 0 } else { ends[sent - 1] };
+    for &end in &ends[sent..] {
+        // sendmmsg only reads through these pointers.
+        iov.push(libc::iovec { iov_base: queue[from..].as_ptr() as *mut _, iov_len: end - from });
+        from = end;
+    }
+    let mut msgs: Vec<libc::mmsghdr> = iov
+        .iter_mut()
+        .map(|v| {
+            // SAFETY: all-zero is a valid mmsghdr (no address, no control data).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: `msgs` holds `msgs.len()` valid headers, each pointing at one iovec over `queue`, all of
+    // which live (unmoved) until the call returns; `fd` is the caller's open socket.
+    unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as libc::c_uint, libc::MSG_NOSIGNAL) }
+}
+
+impl Receiver for UdpReceiver {
+    fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
+        self.next_with(wait, super::owned_frame)
+    }
+
+    /// Copies the payload out of the batch into `buf`: no allocation once `buf` has room.
+    fn recv_frame_into_vec(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<u16, TransportRecvError> {
+        self.next_with(wait, super::copy_into(buf))
     }
 
     fn close(&mut self) {

@@ -5,6 +5,7 @@
 //! `limit` probe (see `probe.rs`) is taken right before and right after every row, and each row is
 //! reported with its ratio to the mean of those two probes as well as in absolute numbers.
 
+mod async_transports;
 mod asyncio;
 mod fanout;
 mod plan;
@@ -33,24 +34,33 @@ pub const TRANSPORTS: &[&str] = &[
     "shm-spsc",
     "shm-spsc+events",
     "shm-spsc+async",
+    "shm-spsc+batch",
     "shm-mpmc",
     "shm-broadcast",
     "raw-pipe",
+    "raw-fifo",
     "pipe",
     "pipe+batch",
     "stdio",
+    "stdio+batch",
     "raw-unix",
     "fork",
+    "fork+batch",
     "unix",
     "unix+batch",
+    "unix+async",
     "raw-tcp",
     "tcp",
     "tcp+batch",
     "tcp+events",
+    "tcp+async",
     "raw-udp",
     "udp",
     "udp+batch",
+    "udp+async",
     "websocket",
+    "websocket+batch",
+    "websocket+async",
     "redis-pubsub",
     "redis-pubsub+batch",
     "redis-stream",
@@ -67,10 +77,14 @@ pub struct BenchArgs {
     /// Print the results as JSON (schema in README.md) instead of a table.
     #[arg(long)]
     json: bool,
-    /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, shm-spsc+events,
+    /// Comma-separated transports to run (default: all). Known: limit, shm-spsc, shm-spsc+events, shm-spsc+batch,
     /// shm-spsc+async (this side awaits with `reserve_async`/`recv_async`; compared with shm-spsc
-    /// adaptive, its `raw_ratio`), shm-mpmc, shm-broadcast, raw-pipe, pipe, pipe+batch, stdio, raw-unix, fork, unix, unix+batch,
-    /// raw-tcp, tcp, tcp+batch, tcp+events, raw-udp, udp, udp+batch, websocket, redis-pubsub,
+    /// adaptive, its `raw_ratio`), unix+async, tcp+async, udp+async, websocket+async (this side on the
+    /// async transports, `ringwire::transport::tokio`, against the same blocking peers; compared with the
+    /// blocking row's `block` wait, its `raw_ratio`), shm-mpmc, shm-broadcast, raw-pipe, raw-fifo (raw-pipe over two named FIFOs, as the
+    /// pipe row's; not brought along by any row), pipe, pipe+batch, stdio, stdio+batch, raw-unix, fork,
+    /// fork+batch, unix, unix+batch, raw-tcp, tcp, tcp+batch, tcp+events, raw-udp, udp, udp+batch, websocket,
+    /// websocket+batch, redis-pubsub,
     /// redis-pubsub+batch, redis-stream, redis-stream+batch, amqp, crossbeam, rtrb, hub, hub-cluster.
     /// The redis rows run `block` (each send waits for its reply) and `pipelined` (up to 128 commands
     /// unacknowledged, `redis::Options::window`); their `+batch` rows, pipelined, queue each window's
@@ -80,7 +94,7 @@ pub struct BenchArgs {
     /// compared with the bare read/write of its kernel mechanism (`raw-pipe`, `raw-unix`, `raw-tcp`,
     /// `raw-udp`, block and spin; added to the run whenever a kernel transport over it is selected;
     /// `websocket` is compared with `raw-tcp` when that runs). A `+batch`
-    /// row (pipe, unix, tcp, udp, redis) streams with write coalescing (`Sender::send_buffered`, flushed before
+    /// row (pipe, stdio, fork, unix, tcp, udp, websocket, redis) streams with write coalescing (`Sender::send_buffered`, flushed before
     /// waiting for the sink) and is compared with its plain row (`raw_ratio`). `hub` is the
     /// fan-out group: `ringwire hub` and, as the reference, Node's socket.io server broadcasting to rooms
     /// of `--fanout-clients` WebSocket clients, and their memory per idle connection (run last; its own
@@ -151,12 +165,14 @@ pub fn run(args: BenchArgs) -> CliResult {
         }
     };
     // Each kernel transport is reported against its raw mechanism, measured in the same run: a selected
-    // transport brings its raw row along (just before the first row over it). `websocket` is compared
-    // with `raw-tcp` when that row runs anyway, but does not bring it.
+    // transport brings its raw row along (just before the first row over it). `websocket` (and
+    // `websocket+batch`) is compared with `raw-tcp` when that row runs anyway, but does not bring it.
     let mut i = 0;
     while i < selected.len() {
         match raw::mechanism_of(selected[i], "block") {
-            Some((m, _)) if !selected.contains(&m) && selected[i] != "websocket" => selected.insert(i, m),
+            Some((m, _)) if !selected.contains(&m) && !matches!(selected[i], "websocket" | "websocket+batch") => {
+                selected.insert(i, m)
+            }
             _ => i += 1,
         }
     }
@@ -195,6 +211,8 @@ pub fn run(args: BenchArgs) -> CliResult {
                 "limit" => &["spin"],
                 "shm-spsc" => &["spin", "adaptive"],
                 "shm-spsc+events" => &["spin"],
+                // Buffered publication (commit_buffered + flush), against the plain rows of the run.
+                "shm-spsc+batch" => &["spin", "adaptive"],
                 // Awaiting against the blocking shm-spsc adaptive row (the peer's wait: adaptive).
                 "shm-spsc+async" => &["adaptive"],
                 "shm-mpmc" | "shm-broadcast" | "rtrb" => &["spin"],
@@ -205,7 +223,9 @@ pub fn run(args: BenchArgs) -> CliResult {
                 // ... and with send_buffered, a window's commands in one write.
                 "redis-pubsub+batch" | "redis-stream+batch" => &["pipelined"],
                 // Write coalescing (send_buffered + flush), against the plain rows of the same run.
-                "pipe+batch" | "unix+batch" | "tcp+batch" | "udp+batch" => &["block", "spin"],
+                "pipe+batch" | "stdio+batch" | "fork+batch" | "unix+batch" | "tcp+batch" | "udp+batch" => {
+                    &["block", "spin"]
+                }
                 // Their raw mechanisms: bare blocking read/write, and busy-polled non-blocking ones.
                 t if raw::NAMES.contains(&t) => &["block", "spin"],
                 _ => &["block"],
@@ -340,9 +360,14 @@ fn measure(plan: &Plan, counts: &Counts, broker: &str) -> CliResult<Measured> {
             let throughput = probe_stream(plan.size, counts.stream(plan.size))?;
             Ok(Measured { rtt, throughput })
         }
-        "shm-spsc" => {
-            Ok(Measured { rtt: shm_rtt(plan, counts)?, throughput: shm_stream(plan, counts.stream(plan.size))? })
-        }
+        "shm-spsc" => Ok(Measured {
+            rtt: shm_rtt_with(plan, counts, false)?,
+            throughput: shm_stream_with(plan, counts.stream(plan.size), false)?,
+        }),
+        "shm-spsc+batch" => Ok(Measured {
+            rtt: shm_rtt_with(plan, counts, true)?,
+            throughput: shm_stream_with(plan, counts.stream(plan.size), true)?,
+        }),
         "shm-spsc+async" => Ok(Measured {
             rtt: asyncio::rtt(plan, counts)?,
             throughput: asyncio::stream(plan, counts.stream(plan.size))?,
@@ -378,6 +403,15 @@ fn measure(plan: &Plan, counts: &Counts, broker: &str) -> CliResult<Measured> {
             transports::rtt(t, plan.wait, plan.size, warmup, samples, broker, &mut rtt)?;
             let n = counts.stream(plan.size) / div;
             let elapsed = transports::stream(t, plan.wait, plan.size, n, broker)?;
+            Ok(Measured { rtt, throughput: Throughput::new(n, plan.size, elapsed) })
+        }
+        t if async_transports::NAMES.contains(&t) => {
+            // The same message counts as the blocking rows they are compared with (see above).
+            let mut rtt = histogram();
+            let (warmup, samples) = (counts.rtt_warmup / 25, counts.rtt_samples / 25);
+            async_transports::rtt(t, plan.size, warmup, samples, &mut rtt)?;
+            let n = counts.stream(plan.size) / 25;
+            let elapsed = async_transports::stream(t, plan.size, n)?;
             Ok(Measured { rtt, throughput: Throughput::new(n, plan.size, elapsed) })
         }
         t if raw::NAMES.contains(&t) => {
@@ -425,7 +459,9 @@ fn shm_pair(
     Ok((tx, rx, child))
 }
 
-fn shm_rtt(plan: &Plan, counts: &Counts) -> CliResult<Histogram<u64>> {
+/// The `shm-spsc` round trip; `buffered` (`shm-spsc+batch`): each message committed with
+/// `commit_buffered` and published by `flush` (what a lone buffered message costs).
+fn shm_rtt_with(plan: &Plan, counts: &Counts, buffered: bool) -> CliResult<Histogram<u64>> {
     let (mut tx, mut rx, child) = shm_pair(PeerMode::RingEcho, plan, 0)?;
     let base = base_payload(plan.size);
     let mut h = histogram();
@@ -433,7 +469,12 @@ fn shm_rtt(plan: &Plan, counts: &Counts) -> CliResult<Histogram<u64>> {
         let t0 = Instant::now();
         let mut slot = tx.reserve(plan.size)?;
         stamp(&mut slot, &base, i);
-        slot.commit();
+        if buffered {
+            slot.commit_buffered();
+            tx.flush();
+        } else {
+            slot.commit();
+        }
         let reply = rx.recv()?;
         let dt = t0.elapsed().as_nanos() as u64;
         if !verify(&reply, &base, i) {
@@ -495,15 +536,22 @@ fn shm_events_stream(plan: &Plan, count: u64) -> CliResult<Throughput> {
     Ok(Throughput::new(count, plan.size, elapsed))
 }
 
-fn shm_stream(plan: &Plan, count: u64) -> CliResult<Throughput> {
+/// The `shm-spsc` stream; `buffered` (`shm-spsc+batch`): every message committed with
+/// `commit_buffered` (published in batches of `DEFAULT_BATCH_BYTES`), one `flush` at the end.
+fn shm_stream_with(plan: &Plan, count: u64, buffered: bool) -> CliResult<Throughput> {
     let (mut tx, mut rx, child) = shm_pair(PeerMode::RingSink, plan, count)?;
     let base = base_payload(plan.size);
     let t0 = Instant::now();
     for i in 0..count {
         let mut slot = tx.reserve(plan.size)?;
         stamp(&mut slot, &base, i);
-        slot.commit();
+        if buffered {
+            slot.commit_buffered();
+        } else {
+            slot.commit();
+        }
     }
+    tx.flush();
     let verdict = rx.recv()?.to_vec();
     let elapsed = t0.elapsed();
     reap(child)?;

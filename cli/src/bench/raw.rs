@@ -1,6 +1,8 @@
 //! The raw mechanism under each kernel transport, measured in the same run: `raw-pipe` (the `pipe` and
 //! `stdio` rows), `raw-unix` (`unix`, `fork`), `raw-tcp` (`tcp`, `tcp+events`, `websocket`), `raw-udp`
-//! (`udp`), and the `+batch` rows over them. What `limit` is to the rings, these are to the kernel transports: no framing, no library,
+//! (`udp`), and the `+batch` rows over them. `raw-fifo` is `raw-pipe` over two named FIFOs (as the
+//! `pipe` row's) instead of anonymous pipes: run it next to `raw-pipe` to see what the FIFO itself costs
+//! in the kernel (the `pipe` row's `mechanism` stays `raw-pipe`; no row brings `raw-fifo` along). What `limit` is to the rings, these are to the kernel transports: no framing, no library,
 //! bare `read`/`write` (`send`/`recv` on UDP) of fixed-size messages between this process and a forked
 //! child pinned to the other cpu, in two waits:
 //!
@@ -28,7 +30,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// The raw-mechanism rows, in table order.
-pub const NAMES: &[&str] = &["raw-pipe", "raw-unix", "raw-tcp", "raw-udp"];
+pub const NAMES: &[&str] = &["raw-pipe", "raw-fifo", "raw-unix", "raw-tcp", "raw-udp"];
 
 /// The raw row a transport row is compared with, and in which wait: `None` for rows that are not over a
 /// kernel byte stream or datagram socket of their own.
@@ -77,6 +79,7 @@ impl Ends {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Medium {
     Pipe,
+    Fifo,
     Unix,
     Tcp,
     Udp,
@@ -86,6 +89,7 @@ impl Medium {
     fn of(name: &str) -> CliResult<Medium> {
         Ok(match name {
             "raw-pipe" => Medium::Pipe,
+            "raw-fifo" => Medium::Fifo,
             "raw-unix" => Medium::Unix,
             "raw-tcp" => Medium::Tcp,
             "raw-udp" => Medium::Udp,
@@ -100,6 +104,34 @@ impl Medium {
                 let (down_r, down_w) = ringwire::transport::pipe::raw_pipe()?;
                 let (up_r, up_w) = ringwire::transport::pipe::raw_pipe()?;
                 (Ends { r: up_r, w: Some(down_w) }, Ends { r: down_r, w: Some(up_w) })
+            }
+            Medium::Fifo => {
+                // Two FIFOs in a fresh directory (as the `pipe` row's): each opened at both ends here,
+                // read end first and non-blocking so that no open waits; open FIFOs outlive their names.
+                let dir = std::env::temp_dir().join(format!("ringwire-raw-fifo-{}", std::process::id()));
+                std::fs::create_dir(&dir)?;
+                let ends = (|| {
+                    let open = |name: &str, mode: libc::c_int| -> io::Result<OwnedFd> {
+                        let path = std::ffi::CString::new(dir.join(name).into_os_string().into_encoded_bytes())
+                            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+                        // SAFETY: `path` is a valid NUL-terminated path; open returns a new descriptor or -1.
+                        let fd = unsafe { libc::open(path.as_ptr(), mode | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+                        if fd < 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                        // SAFETY: open just returned this descriptor, which nothing else owns.
+                        Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+                    };
+                    ringwire::transport::pipe::create_fifo(dir.join("down"))?;
+                    ringwire::transport::pipe::create_fifo(dir.join("up"))?;
+                    let down_r = open("down", libc::O_RDONLY)?;
+                    let down_w = open("down", libc::O_WRONLY)?;
+                    let up_r = open("up", libc::O_RDONLY)?;
+                    let up_w = open("up", libc::O_WRONLY)?;
+                    Ok::<_, io::Error>((Ends { r: up_r, w: Some(down_w) }, Ends { r: down_r, w: Some(up_w) }))
+                })();
+                std::fs::remove_dir_all(&dir)?;
+                ends?
             }
             Medium::Unix => {
                 let (a, b) = std::os::unix::net::UnixStream::pair()?;
@@ -366,7 +398,7 @@ fn recv_msg(ours: &Ends, buf: &mut [u8], spin: bool, dgram: bool) -> io::Result<
 fn prepare(medium: Medium, ours: &Ends, spin: bool) -> io::Result<()> {
     set_nonblocking(ours.r(), spin)?;
     set_nonblocking(ours.w(), spin)?;
-    if !spin && medium != Medium::Pipe {
+    if !spin && !matches!(medium, Medium::Pipe | Medium::Fifo) {
         let tv = libc::timeval { tv_sec: STALL.as_secs() as libc::time_t, tv_usec: 0 };
         // SAFETY: `tv` is a valid timeval for the duration of the call.
         let r = unsafe {

@@ -207,6 +207,11 @@ pub fn fill_spsc_ratios(rows: &mut [Row]) {
 pub fn fill_raw_ratios(rows: &mut [Row]) {
     let refs = ratio_refs(rows);
     for row in rows.iter_mut() {
+        if row.transport == "shm-spsc+batch" {
+            // The ring's buffered publication: a ring row, normalised by its probes.
+            row.raw_ratio = ratio_to(row, &refs, "shm-spsc", row.wait);
+            continue;
+        }
         if let Some(plain) = row.transport.strip_suffix("+batch") {
             // Before / after write coalescing: the rows' own numbers, as for `mechanism_ratio`.
             row.raw_ratio = direct_ratio(row, &refs, plain, row.wait);

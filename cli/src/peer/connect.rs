@@ -223,7 +223,10 @@ pub fn connect_via_window(
             let (_, from) = sock.recv_from(&mut hello)?;
             sock.connect(from)?;
             sock.set_read_timeout(None)?;
-            let (tx, rx) = udp::from_socket(sock)?;
+            let (tx, mut rx) = udp::from_socket(sock)?;
+            // Datagrams as large as the peer's messages (`--max-message`; at most UDP's own limit): a
+            // receiver limited to small datagrams takes them in batches (`recvmmsg`).
+            rx.set_max_datagram(redis_options(&cmd).max_message.saturating_add(ringwire::wire::HEADER_LEN));
             PeerConn { datagram: true, ..conn(Box::new(tx), Box::new(rx), peer) }
         }
         Adapter::Shm => {
@@ -322,7 +325,9 @@ pub fn child(adapter: Adapter, args: &PeerArgs) -> CliResult<(Box<dyn Sender>, B
         Adapter::UnixAbstract => limit(unix::connect_abstract(addr()?.as_bytes())?),
         Adapter::Tcp => limit(tcp::connect(addr()?)?),
         Adapter::Udp => {
-            let (mut tx, rx) = udp::connect("127.0.0.1:0", addr()?)?;
+            let (mut tx, mut rx) = udp::connect("127.0.0.1:0", addr()?)?;
+            // As the parent's receiver: datagrams up to `--max-message` (batched when small).
+            rx.set_max_datagram(args.max_message.saturating_add(ringwire::wire::HEADER_LEN));
             tx.send(b"hello")?; // tells the parent our address
             (Box::new(tx), Box::new(rx))
         }

@@ -11,6 +11,7 @@
 
 mod args;
 pub mod connect;
+pub mod connect_async;
 mod slots;
 
 pub use args::{Adapter, PeerArgs, PeerMode, RING_A_VAR, RING_B_VAR};
@@ -115,10 +116,12 @@ pub fn sink_ack_every(size: usize) -> u64 {
 pub fn sink<S: Sender, R: Receiver>((mut tx, mut rx): (S, R), size: usize, count: u64) -> CliResult {
     let base = base_payload(size);
     let mut ok = true;
+    // One buffer for every message (`recv_frame_into_vec`), as a receive loop that keeps up should.
+    let mut msg = Vec::new();
     for i in 0..count {
-        let msg = rx.recv_frame_wait(Wait::Forever)?;
+        let ext = rx.recv_frame_into_vec(&mut msg, Wait::Forever)?;
         // An event's name (the first `ext` bytes) is not part of the checked stream.
-        ok &= verify(msg.payload(), &base, i);
+        ok &= verify(&msg[ext as usize..], &base, i);
         if (i + 1) % sink_ack_every(size) == 0 {
             tx.send(&(i + 1).to_le_bytes())?;
         }
@@ -133,10 +136,12 @@ pub fn sink<S: Sender, R: Receiver>((mut tx, mut rx): (S, R), size: usize, count
 /// as a valid ack reply: see `ringwire::events`); skips (and reports on stderr) frames over the limit;
 /// closes once the peer has closed.
 pub fn echo<S: Sender, R: Receiver>((mut tx, mut rx): (S, R)) -> CliResult {
+    // One buffer for every message (`recv_frame_into_vec`): no allocation per message.
+    let mut msg = Vec::new();
     loop {
-        match rx.recv_frame_wait(Wait::Forever) {
-            Ok(f) if f.ext == 0 => tx.send(&f.bytes)?,
-            Ok(f) => tx.send_frame_wait(f.ext, &[&f.bytes], Wait::Forever)?,
+        match rx.recv_frame_into_vec(&mut msg, Wait::Forever) {
+            Ok(0) => tx.send(&msg)?,
+            Ok(ext) => tx.send_frame_wait(ext, &[&msg], Wait::Forever)?,
             Err(TransportRecvError::PeerGone) => {
                 tx.close()?;
                 return Ok(());

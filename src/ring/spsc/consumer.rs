@@ -23,6 +23,8 @@ pub struct Consumer<S: Storage> {
 /// The consumer's process-local state.
 struct ConsumerState {
     data: *mut u8,
+    /// `storage.control()`, taken at attach (see `control_at`).
+    control: *const Control,
     capacity: u64,
     mask: usize,
     max_message: usize,
@@ -63,6 +65,7 @@ impl<S: Storage> Consumer<S> {
         Ok(Consumer {
             st: ConsumerState {
                 data: storage.data(),
+                control: std::ptr::from_ref(control),
                 capacity: cfg.capacity as u64,
                 mask: cfg.capacity - 1,
                 max_message: cfg.max_message,
@@ -267,7 +270,7 @@ impl ConsumerState {
             let off = (self.head as usize) & self.mask;
             // SYNC POINT: Acquire pairs with the producer's Release store of this header (commit_at, or the
             // pad in try_reserve_at): the payload and the terminator after the record are visible.
-            let word = storage.word(off).load(Ordering::Acquire);
+            let word = word_at(storage, self.data, off).load(Ordering::Acquire);
             if word == 0 {
                 if self.head != self.published {
                     self.publish_head(storage);
@@ -318,7 +321,7 @@ impl ConsumerState {
     }
 
     fn publish_head<S: Storage>(&mut self, storage: &S) {
-        let control = storage.control::<Control>();
+        let control = control_at(storage, self.control);
         // SYNC POINT: Release: our reads of everything before `head` happen-before the producer's Acquire
         // load of it (try_reserve_at), after which it overwrites that space.
         control.head.store(self.head, Ordering::Release);

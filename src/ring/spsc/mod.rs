@@ -36,7 +36,7 @@ mod consumer;
 mod producer;
 
 pub use consumer::{Consumer, ReadGuard};
-pub use producer::{Producer, WriteGuard};
+pub use producer::{Producer, WriteGuard, DEFAULT_BATCH_BYTES};
 
 use super::error::{AttachError, Corruption};
 use super::{endpoint, ControlBlock, Header, RingConfig, RingKind, Role, RoleToken, Storage};
@@ -129,6 +129,40 @@ impl Control {
             Role::Consumer => &self.states.consumer_pid,
         }
     }
+}
+
+/// The 8-byte word at data offset `off` of `storage`'s ring, whose data area starts at `data` (the
+/// storage's `data()`, cached by each endpoint at attach): what `storage.word(off)` returns, without
+/// recomputing the data pointer on every access of the hot path (production), or loom's tracked word
+/// (model checking, where the storage keeps its words apart).
+#[inline(always)]
+fn word_at<S: Storage>(storage: &S, data: *mut u8, off: usize) -> &AtomicU64 {
+    #[cfg(ringwire_loom)]
+    {
+        let _ = data;
+        storage.word(off)
+    }
+    #[cfg(not(ringwire_loom))]
+    {
+        debug_assert!(off % 8 == 0 && off < storage.config().capacity && data == storage.data());
+        let _ = storage;
+        // SAFETY: `data` is `storage.data()`, which the Storage contract makes valid and 8-aligned for
+        // `capacity` bytes for as long as `storage` lives (the returned borrow); callers pass an 8-aligned
+        // in-bounds offset (as for `Storage::word`); AtomicU64 has the size and alignment of u64.
+        unsafe { &*(data.add(off) as *const AtomicU64) }
+    }
+}
+
+/// The control block of `storage`, through the pointer an endpoint took from `storage.control()` at
+/// attach (which checked the kind): the same block, without the kind check on every access.
+#[inline(always)]
+fn control_at<S: Storage>(storage: &S, control: *const Control) -> &Control {
+    debug_assert!(std::ptr::eq(control, storage.control::<Control>()));
+    let _ = storage;
+    // SAFETY: `control` came from `storage.control::<Control>()`, a reference into memory that `storage`
+    // owns and keeps at one address for as long as it lives (a mapping or a heap block, never moved);
+    // the returned borrow is tied to `storage`.
+    unsafe { &*control }
 }
 
 /// The lock byte of an SPSC role.

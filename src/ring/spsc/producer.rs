@@ -35,6 +35,8 @@ pub struct Producer<S: Storage> {
 /// The producer's process-local state (kept apart from `storage` so that a wait loop can borrow both).
 struct ProducerState {
     data: *mut u8,
+    /// `storage.control()`, taken at attach (see `control_at`).
+    control: *const Control,
     capacity: u64,
     mask: usize,
     max_message: usize,
@@ -43,7 +45,24 @@ struct ProducerState {
     /// The consumer's head as last read: free space is at least `capacity - (tail - cached_head)`.
     cached_head: u64,
     asymmetric: bool,
+    /// Buffered publication ([`WriteGuard::commit_buffered`]): the position of the first record
+    /// committed but withheld, or [`NOTHING_PENDING`]. Its header slot still reads zero in the ring (it is
+    /// the previous record's terminator), so the consumer stops there; the records after it already
+    /// carry their headers. [`Producer::flush`] stores `pending_word` there and so publishes them all.
+    pending: u64,
+    /// The header word of the record at `pending`.
+    pending_word: u64,
+    /// Withheld bytes after which a buffered commit publishes by itself ([`Producer::set_batch_bytes`]).
+    batch_bytes: u64,
 }
+
+/// `ProducerState::pending` when nothing is withheld.
+const NOTHING_PENDING: u64 = u64::MAX;
+
+/// The default bound on withheld bytes ([`Producer::set_batch_bytes`]): 4 KiB, 56 records of 64-byte
+/// messages, 64 cache lines. Small enough that the consumer works on one batch while the producer
+/// writes the next; large enough that the line the consumer polls changes hands once per batch.
+pub const DEFAULT_BATCH_BYTES: usize = 4096;
 
 // SAFETY: `data` points into memory owned by `storage` (Send), and the producer is the only writer of the
 // bytes it reserves; moving the handle to another thread moves that exclusive right with it.
@@ -106,12 +125,16 @@ impl<S: Storage> Producer<S> {
         Ok(Producer {
             st: ProducerState {
                 data: storage.data(),
+                control: std::ptr::from_ref(control),
                 capacity,
                 mask,
                 max_message: cfg.max_message,
                 tail,
                 cached_head: head,
                 asymmetric,
+                pending: NOTHING_PENDING,
+                pending_word: 0,
+                batch_bytes: (DEFAULT_BATCH_BYTES as u64).min(capacity / 4),
             },
             storage,
             wait: WaitStrategy::default(),
@@ -133,6 +156,56 @@ impl<S: Storage> Producer<S> {
     /// The largest payload this ring accepts.
     pub fn max_message(&self) -> usize {
         self.st.max_message
+    }
+
+    /// Copies `msg` into the ring like [`send`](Self::send), but withholds its publication (see
+    /// [`WriteGuard::commit_buffered`]): the consumer sees it after [`flush`](Self::flush), a plain
+    /// commit, a full batch, a wait for space, or the producer's close or drop.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = ringwire::spsc::channel(ringwire::RingConfig::default())?;
+    /// for i in 0..10u8 {
+    ///     tx.send_buffered(&[i])?;
+    /// }
+    /// assert!(rx.try_recv().is_err()); // withheld until the flush
+    /// tx.flush();
+    /// for i in 0..10u8 {
+    ///     assert_eq!(*rx.recv()?, [i]);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn send_buffered(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut slot = self.reserve_deadline_opt(msg.len(), None)?;
+        slot.copy_from_slice(msg);
+        slot.commit_buffered();
+        Ok(())
+    }
+
+    /// Publishes every record committed with [`WriteGuard::commit_buffered`] and not yet published, in
+    /// one store, and wakes a sleeping consumer. Cheap when nothing is withheld (one comparison). Never
+    /// blocks.
+    #[inline]
+    pub fn flush(&mut self) {
+        if self.st.pending != NOTHING_PENDING {
+            self.st.publish_pending(&self.storage);
+        }
+    }
+
+    /// Bytes of buffered records committed and not yet published (0 after [`flush`](Self::flush)).
+    pub fn buffered_bytes(&self) -> usize {
+        match self.st.pending {
+            NOTHING_PENDING => 0,
+            p => (self.st.tail - p) as usize,
+        }
+    }
+
+    /// Sets how many withheld bytes (records with their 8-byte headers and padding) make a buffered
+    /// commit publish the batch by itself: default [`DEFAULT_BATCH_BYTES`] (or a quarter of the
+    /// capacity if that is less); at most the capacity (a full ring publishes anyway); 0 publishes every
+    /// commit, as a plain one.
+    pub fn set_batch_bytes(&mut self, bytes: usize) {
+        self.st.batch_bytes = (bytes as u64).min(self.st.capacity);
     }
 
     /// Reserves room for a `len`-byte message without blocking. Write the payload into the returned
@@ -284,7 +357,7 @@ impl ProducerState {
         if len > self.max_message {
             return Err(SendError::Oversize { len, max: self.max_message });
         }
-        let control = storage.control::<Control>();
+        let control = control_at(storage, self.control);
         // Relaxed: a hint that lets a send fail early once the consumer has closed; nothing is read on its
         // strength. The authoritative check is on the slow path (`consumer_gone`).
         if control.states.consumer.load(Ordering::Relaxed) == endpoint::CLOSED {
@@ -305,51 +378,102 @@ impl ProducerState {
             }
             self.cached_head = head;
             if self.tail + need - head > self.capacity {
+                // A full ring publishes what it withholds: the consumer may be waiting for exactly those
+                // records to free the space we wait for.
+                if self.pending != NOTHING_PENDING {
+                    self.publish_pending(storage);
+                }
                 return Err(SendError::WouldBlock);
             }
         }
         let mut off = off;
         if pad != 0 {
             // Terminator for the pad: offset 0 reads "nothing yet" until our record there commits.
-            storage.word(0).store(0, Ordering::Relaxed);
+            word_at(storage, self.data, 0).store(0, Ordering::Relaxed);
             let pad_hdr = FrameHeader { len: (pad - HEADER_LEN as u64) as u32, kind: Kind::Pad, ext: 0 };
             // SYNC POINT: Release publishes the zeroed slot at offset 0 before the pad that leads there;
             // pairs with the consumer's Acquire load of this header in `poll`.
-            storage.word(off).store(pad_hdr.to_word(), Ordering::Release);
+            word_at(storage, self.data, off).store(pad_hdr.to_word(), Ordering::Release);
             self.tail += pad;
             off = 0;
         }
         // Terminator after the record (published with the record's own header, by Release).
         let next = (off + rec as usize) & self.mask;
-        storage.word(next).store(0, Ordering::Relaxed);
+        word_at(storage, self.data, next).store(0, Ordering::Relaxed);
         Ok(off)
     }
 
-    /// Publishes the record reserved at `off` with a `len`-byte payload whose first `ext` bytes are an
-    /// event name (`ext <= len`, checked by the callers).
+    /// Commits the record reserved at `off` with a `len`-byte payload whose first `ext` bytes are an
+    /// event name (`ext <= len`, checked by the callers): publishes it, and every withheld record before
+    /// it, unless `buffered`, in which case it is withheld too until the batch is full.
     #[inline]
-    fn commit_at<S: Storage>(&mut self, storage: &S, off: usize, reserved: usize, len: usize, ext: u16) {
+    fn commit_at<S: Storage>(
+        &mut self,
+        storage: &S,
+        off: usize,
+        reserved: usize,
+        len: usize,
+        ext: u16,
+        buffered: bool,
+    ) {
         debug_assert!(len <= reserved && off == (self.tail as usize) & self.mask);
         debug_assert!(ext as usize <= len);
         let rec = record_len(len);
         if rec != record_len(reserved) {
             // The record shrank: move the terminator to its new end (still inside the reserved space).
-            storage.word((off + rec) & self.mask).store(0, Ordering::Relaxed);
+            word_at(storage, self.data, (off + rec) & self.mask).store(0, Ordering::Relaxed);
         }
         storage.note_write(off + HEADER_LEN, len);
-        let hdr = FrameHeader { len: len as u32, kind: Kind::Data, ext };
-        // SYNC POINT: Release publishes the payload and the terminator after it; pairs with the consumer's
-        // Acquire load of this header word in `poll`.
-        storage.word(off).store(hdr.to_word(), Ordering::Release);
+        let word = FrameHeader { len: len as u32, kind: Kind::Data, ext }.to_word();
+        if !buffered && self.pending == NOTHING_PENDING {
+            // SYNC POINT: Release publishes the payload and the terminator after it; pairs with the
+            // consumer's Acquire load of this header word in `poll`.
+            word_at(storage, self.data, off).store(word, Ordering::Release);
+            self.tail += rec as u64;
+            // Relaxed: the hint is only read by a re-attaching producer, which re-validates it.
+            control_at(storage, self.control).tail.store(self.tail, Ordering::Relaxed);
+            control_at(storage, self.control).data_ready.notify(self.asymmetric);
+            return;
+        }
+        let at = self.tail;
         self.tail += rec as u64;
-        // Relaxed: the hint is only read by a re-attaching producer, which re-validates it.
-        storage.control::<Control>().tail.store(self.tail, Ordering::Relaxed);
-        storage.control::<Control>().data_ready.notify(self.asymmetric);
+        if self.pending == NOTHING_PENDING {
+            // Withheld: the slot keeps reading zero (the terminator the previous record left), so the
+            // consumer stops here until `publish_pending` stores the word.
+            self.pending = at;
+            self.pending_word = word;
+        } else {
+            // Relaxed: this header lies behind the withheld one at `pending`, which the consumer can't
+            // pass before `publish_pending` stores it with Release, after this store in program order;
+            // the consumer's Acquire load of that header makes this one (and this payload) visible.
+            word_at(storage, self.data, off).store(word, Ordering::Relaxed);
+        }
+        if !buffered || self.tail - self.pending >= self.batch_bytes {
+            self.publish_pending(storage);
+        }
+    }
+
+    /// Publishes the withheld records (`pending` is set).
+    #[inline]
+    fn publish_pending<S: Storage>(&mut self, storage: &S) {
+        debug_assert!(self.pending != NOTHING_PENDING);
+        let off = (self.pending as usize) & self.mask;
+        // SYNC POINT: Release publishes every record from `pending` to `tail` (payloads, the Relaxed
+        // headers after the first, the terminator after the last); pairs with the consumer's Acquire load
+        // of this header word in `poll`, as for an unbuffered commit.
+        word_at(storage, self.data, off).store(self.pending_word, Ordering::Release);
+        self.pending = NOTHING_PENDING;
+        // Relaxed: as in `commit_at`. Stored only here, so the hint never points past a withheld record:
+        // a producer that re-attaches after we die walks from at most `pending` and stops at its zero.
+        control_at(storage, self.control).tail.store(self.tail, Ordering::Relaxed);
+        control_at(storage, self.control).data_ready.notify(self.asymmetric);
     }
 }
 
 impl<S: Storage> Drop for Producer<S> {
     fn drop(&mut self) {
+        // A clean close publishes what was withheld, as a stream sender's close flushes.
+        self.flush();
         let control = self.storage.control::<Control>();
         // SYNC POINT: Release orders every commit before CLOSED; pairs with the consumer's Acquire load of
         // the state before its last poll, so "closed and empty" really means drained.
@@ -367,11 +491,26 @@ pub struct WriteGuard<'a, S: Storage> {
 }
 
 impl<S: Storage> WriteGuard<'_, S> {
-    /// Publishes the message with its full reserved length.
+    /// Publishes the message with its full reserved length (and every record withheld before it).
     #[inline]
     pub fn commit(self) {
         let len = self.len;
         self.commit_len(len);
+    }
+
+    /// Commits the message with its full reserved length but withholds its publication, so that a burst
+    /// reaches the consumer in one store instead of one per message: the cache line the consumer polls
+    /// changes hands once per batch. The batch is published by [`Producer::flush`], by the next plain
+    /// commit, when it holds [`Producer::set_batch_bytes`] bytes (4 KiB by default), when a reservation
+    /// finds the ring full (before waiting), and when the producer closes or is dropped. A producer
+    /// that dies (SIGKILL) with a batch withheld loses that batch, and only it: the consumer never sees
+    /// any of it, and a producer that re-attaches writes over it. **Flush before waiting for an answer.**
+    ///
+    /// A lone message costs what [`commit`](Self::commit) does once it is flushed: the same one
+    /// Release store, made by `flush`.
+    #[inline]
+    pub fn commit_buffered(self) {
+        self.producer.st.commit_at(&self.producer.storage, self.off, self.len, self.len, 0, true);
     }
 
     /// Publishes only the first `len` bytes (at most the reserved length) as the message.
@@ -381,7 +520,7 @@ impl<S: Storage> WriteGuard<'_, S> {
     #[inline]
     pub fn commit_len(self, len: usize) {
         assert!(len <= self.len, "commit_len({len}) exceeds the reserved {} bytes", self.len);
-        self.producer.st.commit_at(&self.producer.storage, self.off, self.len, len, 0);
+        self.producer.st.commit_at(&self.producer.storage, self.off, self.len, len, 0, false);
     }
 
     /// Publishes the first `len` bytes as the message, of which the first `ext` are an event name (the
@@ -393,7 +532,7 @@ impl<S: Storage> WriteGuard<'_, S> {
     pub fn commit_ext(self, len: usize, ext: u16) {
         assert!(len <= self.len, "commit_ext({len}) exceeds the reserved {} bytes", self.len);
         assert!(ext as usize <= len, "an ext of {ext} bytes in a {len}-byte message");
-        self.producer.st.commit_at(&self.producer.storage, self.off, self.len, len, ext);
+        self.producer.st.commit_at(&self.producer.storage, self.off, self.len, len, ext, false);
     }
 }
 

@@ -113,26 +113,41 @@ impl WsSender {
     }
 }
 
-impl Sender for WsSender {
-    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
-        if self.closed {
-            return Err(TransportSendError::Closed);
-        }
+impl WsSender {
+    /// Builds one binary WebSocket message holding the whole frame (tungstenite takes an owned buffer).
+    fn message(&self, ext: u16, parts: &[&[u8]]) -> Result<Message, TransportSendError> {
         let len = check_frame(ext, parts, self.shared.opts.max_message)?;
-        // One binary WebSocket message holds the whole frame (tungstenite takes an owned buffer).
         let mut frame = Vec::with_capacity(HEADER_LEN + len);
         frame.extend_from_slice(&FrameHeader { len: len as u32, kind: Kind::Data, ext }.to_bytes());
         for p in parts {
             frame.extend_from_slice(p);
         }
-        let mut message = Message::Binary(frame.into());
+        Ok(Message::Binary(frame.into()))
+    }
+
+    /// Hands `message` to tungstenite, waiting as `wait` allows for room in its bounded write queue.
+    /// `buffered`: tungstenite keeps the frame in its write buffer until that holds more than
+    /// [`DEFAULT_MAX_BUFFERED`](crate::transport::DEFAULT_MAX_BUFFERED) bytes (its own
+    /// `write_buffer_size`, set for this one call), so that queued frames go out in one `write`;
+    /// otherwise (the connection's setting, 0) everything queued is written at once, this frame last.
+    fn write_message(&mut self, mut message: Message, wait: Wait, buffered: bool) -> Result<(), TransportSendError> {
         loop {
             let until = {
                 let mut c = self.shared.lock();
                 if let Some(end) = c.end {
                     return Err(send_end(end));
                 }
-                match c.ws.write(message) {
+                let written = if buffered {
+                    // tungstenite requires write_buffer_size < max_write_buffer_size.
+                    let bound = crate::transport::DEFAULT_MAX_BUFFERED.min(c.ws.get_config().max_write_buffer_size - 1);
+                    c.ws.set_config(|cfg| cfg.write_buffer_size = bound);
+                    let r = c.ws.write(message);
+                    c.ws.set_config(|cfg| cfg.write_buffer_size = 0);
+                    r
+                } else {
+                    c.ws.write(message)
+                };
+                match written {
                     // Written, or queued whole with the rest going out on a later call.
                     Ok(()) => {
                         c.blocked_since = None;
@@ -161,6 +176,29 @@ impl Sender for WsSender {
             }
             self.shared.wait(libc::POLLOUT, wait, Some(until))?;
         }
+    }
+}
+
+impl Sender for WsSender {
+    fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
+        if self.closed {
+            return Err(TransportSendError::Closed);
+        }
+        let message = self.message(ext, parts)?;
+        self.write_message(message, wait, false)
+    }
+
+    /// Queues the message in tungstenite's write buffer as its own binary WebSocket message (the wire
+    /// is the same as for `send`: one message per frame); the buffer goes out in one `write` once it
+    /// holds more than [`DEFAULT_MAX_BUFFERED`](crate::transport::DEFAULT_MAX_BUFFERED) bytes, on
+    /// `flush`, on a plain send (queue first) and on close. The queue stays bounded by
+    /// [`Options::max_queued`] as for plain sends.
+    fn send_buffered(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
+        if self.closed {
+            return Err(TransportSendError::Closed);
+        }
+        let message = self.message(0, &[msg])?;
+        self.write_message(message, wait, true)
     }
 
     fn flush(&mut self) -> Result<(), TransportSendError> {
@@ -226,6 +264,31 @@ impl WsReceiver {
 
 impl Receiver for WsReceiver {
     fn recv_frame_wait(&mut self, wait: Wait) -> Result<RecvFrame, TransportRecvError> {
+        self.next_with(wait, crate::transport::owned_frame)
+    }
+
+    /// Copies the payload out of tungstenite's message into `buf`: no allocation of ours per message
+    /// once `buf` has room.
+    fn recv_frame_into_vec(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<u16, TransportRecvError> {
+        self.next_with(wait, crate::transport::copy_into(buf))
+    }
+
+    fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.shared.halve_closed();
+        }
+    }
+
+    fn max_message(&self) -> usize {
+        self.shared.opts.max_message
+    }
+}
+
+impl WsReceiver {
+    /// Waits for the next binary message and hands its frame to `take` (its `ext` and its payload,
+    /// borrowed from the message): the one receive loop behind both ways of receiving.
+    fn next_with<T>(&mut self, wait: Wait, take: impl FnOnce(u16, &[u8]) -> T) -> Result<T, TransportRecvError> {
         if self.closed {
             return Err(TransportRecvError::Closed);
         }
@@ -243,7 +306,7 @@ impl Receiver for WsReceiver {
                         match msg {
                             Message::Binary(b) => {
                                 return match decode_datagram(&b, opts.max_message) {
-                                    Ok(frame) => Ok(RecvFrame { ext: frame.ext, bytes: frame.payload.to_vec() }),
+                                    Ok(frame) => Ok(take(frame.ext, frame.payload)),
                                     Err(e) => Err(TransportRecvError::BadFrame(e)),
                                 };
                             }
@@ -342,17 +405,6 @@ impl Receiver for WsReceiver {
             }
             self.shared.wait(libc::POLLIN, wait, until)?;
         }
-    }
-
-    fn close(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            self.shared.halve_closed();
-        }
-    }
-
-    fn max_message(&self) -> usize {
-        self.shared.opts.max_message
     }
 }
 

@@ -88,6 +88,27 @@ impl Listener {
     }
 }
 
+/// The server handshake's callback that takes only requests for `path` and answers any other with 404
+/// ("no WebSocket endpoint at P"), recording the path asked for in `asked`. Shared by the blocking and
+/// the async (`transport::tokio::websocket`) listeners.
+// The signature is tungstenite's handshake callback's.
+#[allow(clippy::result_large_err)]
+pub(crate) fn only_path<'a>(
+    path: &'a str,
+    asked: &'a mut Option<String>,
+) -> impl FnOnce(&Request, Response) -> Result<Response, ErrorResponse> + 'a {
+    move |req, resp| {
+        if req.uri().path() == path {
+            Ok(resp)
+        } else {
+            *asked = Some(req.uri().path().to_string());
+            let mut e = ErrorResponse::new(Some(format!("no WebSocket endpoint at {}", req.uri().path())));
+            *e.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
+            Err(e)
+        }
+    }
+}
+
 /// Completes the server side of the handshake on an accepted stream (blocking, within
 /// `opts.handshake_timeout`), refusing any path but `path` with a 404.
 pub fn accept(stream: TcpStream, path: &str, opts: &Options) -> io::Result<(WsSender, WsReceiver)> {
@@ -95,19 +116,7 @@ pub fn accept(stream: TcpStream, path: &str, opts: &Options) -> io::Result<(WsSe
     let watch = stream.try_clone()?;
     stream.set_nonblocking(true)?;
     let mut asked = None;
-    // The signature is tungstenite's handshake callback's.
-    #[allow(clippy::result_large_err)]
-    let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == path {
-            Ok(resp)
-        } else {
-            asked = Some(req.uri().path().to_string());
-            let mut e = ErrorResponse::new(Some(format!("no WebSocket endpoint at {}", req.uri().path())));
-            *e.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
-            Err(e)
-        }
-    };
-    let started = tungstenite::accept_hdr_with_config(stream, check, Some(opts.config()));
+    let started = tungstenite::accept_hdr_with_config(stream, only_path(path, &mut asked), Some(opts.config()));
     let ws = match complete(started, &watch, deadline) {
         Ok(ws) => ws,
         Err(None) => return Err(timed_out()),

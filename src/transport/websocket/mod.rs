@@ -48,7 +48,7 @@
 
 mod conn;
 mod halves;
-mod handshake;
+pub(crate) mod handshake;
 
 pub use halves::{WsReceiver, WsSender};
 pub use handshake::{accept, connect, connect_with, Listener};
@@ -92,7 +92,7 @@ impl Default for Options {
 }
 
 impl Options {
-    fn config(&self) -> WebSocketConfig {
+    pub(crate) fn config(&self) -> WebSocketConfig {
         let frame = self.max_message + HEADER_LEN;
         // One WebSocket frame header is at most 14 bytes.
         let queue = self.max_queued.max(frame + 14);

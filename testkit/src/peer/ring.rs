@@ -49,6 +49,9 @@ pub struct Args {
     /// spin | yield | adaptive
     #[arg(long, default_value = "spin")]
     pub wait: String,
+    /// produce: commit with `commit_buffered` (published in batches, by a full ring, and at the end).
+    #[arg(long)]
+    pub buffered: bool,
 }
 
 /// Runs the peer.
@@ -79,7 +82,11 @@ fn produce(args: &Args, wait: WaitStrategy) -> PeerResult {
     while args.count == 0 || seq < args.count {
         let mut slot = tx.reserve(len_for(seq, args.max))?;
         fill(&mut slot, seq);
-        slot.commit();
+        if args.buffered {
+            slot.commit_buffered();
+        } else {
+            slot.commit();
+        }
         seq += 1;
     }
     Ok(())
