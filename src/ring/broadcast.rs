@@ -1055,10 +1055,9 @@ fn store_payload<S: Storage>(storage: &S, l: &Local, off: usize, msg: &[u8]) {
     #[cfg(all(target_arch = "x86_64", not(ringwire_loom)))]
     {
         let _ = storage;
-        // SAFETY: `off + msg.len()` lies inside the slot we took (the caller checked `msg.len() <=
-        // max_message`, and a slot holds SLOT_HEADER + max_message bytes), so the destination is valid for
-        // `msg.len()` bytes of the data area, which `l.data` points to and `storage` keeps mapped; `msg`
-        // is a private slice that does not overlap the shared region. Racing readers: see `racy_copy`.
+        // The caller checked `msg.len() <= max_message`; a slot holds SLOT_HEADER + max_message bytes.
+        // SAFETY: so `off + msg.len()` lies inside our slot of the data area (`l.data`, kept mapped by
+        // `storage`); `msg` is private, not overlapping it. Racing readers: see `racy_copy`.
         unsafe { racy_copy(l.data.add(off), msg.as_ptr(), msg.len()) }
     }
     #[cfg(not(all(target_arch = "x86_64", not(ringwire_loom))))]

@@ -95,12 +95,21 @@ pub fn encode_parts_into(out: &mut Vec<u8>, kind: Kind, ext: u16, parts: &[&[u8]
     if ext as u32 > len {
         return Err(FrameError::BadHeader(HeaderDecodeError::ExtTooLong { ext, len }));
     }
-    out.reserve(HEADER_LEN + total);
+    encode_checked(out, kind, ext, len, parts);
+    Ok(())
+}
+
+/// Appends one frame whose `len` (the parts' total) and `ext` the caller has already checked
+/// (`transport::check_frame`: `len <= max <= u32::MAX`, `ext <= len`): [`encode_parts_into`] without
+/// summing and checking again, for the senders' hot paths.
+#[inline]
+pub(crate) fn encode_checked(out: &mut Vec<u8>, kind: Kind, ext: u16, len: u32, parts: &[&[u8]]) {
+    debug_assert!(ext as u32 <= len && parts.iter().map(|p| p.len()).sum::<usize>() == len as usize);
+    out.reserve(HEADER_LEN + len as usize);
     out.extend_from_slice(&FrameHeader { len, kind, ext }.to_bytes());
     for p in parts {
         out.extend_from_slice(p);
     }
-    Ok(())
 }
 
 /// Checks a header read from a stream or a datagram: valid, a kind allowed there, within `max`.

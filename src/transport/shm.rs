@@ -115,6 +115,20 @@ fn recv_error(e: RecvError) -> TransportRecvError {
     }
 }
 
+/// Reserves `len` bytes in the ring, waiting as `wait` allows.
+fn reserve(
+    tx: &mut ShmProducer,
+    len: usize,
+    wait: Wait,
+) -> Result<crate::spsc::WriteGuard<'_, std::sync::Arc<crate::shm::ShmRegion>>, TransportSendError> {
+    match wait {
+        Wait::Never => tx.try_reserve(len),
+        Wait::Forever => tx.reserve(len),
+        Wait::Until(d) => tx.reserve_deadline(len, d),
+    }
+    .map_err(send_error)
+}
+
 impl Sender for ShmSender {
     // The plain send keeps the ring's own copying path.
     fn send_wait(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
@@ -131,12 +145,7 @@ impl Sender for ShmSender {
     fn send_frame_wait(&mut self, ext: u16, parts: &[&[u8]], wait: Wait) -> Result<(), TransportSendError> {
         let Some(tx) = self.0.as_mut() else { return Err(TransportSendError::Closed) };
         let len = check_frame(ext, parts, tx.max_message())?;
-        let mut slot = match wait {
-            Wait::Never => tx.try_reserve(len),
-            Wait::Forever => tx.reserve(len),
-            Wait::Until(d) => tx.reserve_deadline(len, d),
-        }
-        .map_err(send_error)?;
+        let mut slot = reserve(tx, len, wait)?;
         let mut at = 0;
         for p in parts {
             slot[at..at + p.len()].copy_from_slice(p);
@@ -150,12 +159,7 @@ impl Sender for ShmSender {
     // (`WriteGuard::commit_buffered`; a full ring publishes before waiting for space).
     fn send_buffered(&mut self, msg: &[u8], wait: Wait) -> Result<(), TransportSendError> {
         let Some(tx) = self.0.as_mut() else { return Err(TransportSendError::Closed) };
-        let mut slot = match wait {
-            Wait::Never => tx.try_reserve(msg.len()),
-            Wait::Forever => tx.reserve(msg.len()),
-            Wait::Until(d) => tx.reserve_deadline(msg.len(), d),
-        }
-        .map_err(send_error)?;
+        let mut slot = reserve(tx, msg.len(), wait)?;
         slot.copy_from_slice(msg);
         slot.commit_buffered();
         Ok(())

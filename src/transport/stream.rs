@@ -5,7 +5,7 @@ use super::{
     check_frame, is_reset, poll_fd, set_nonblocking, IoWait, Receiver, RecvFrame, Sender, Spin, TransportRecvError,
     TransportSendError, Wait,
 };
-use crate::transport::codec::{FrameDecoder, FrameError};
+use crate::transport::codec::{encode_checked, FrameDecoder, FrameError};
 use crate::wire::{FrameHeader, Kind, HEADER_LEN};
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -337,11 +337,7 @@ impl<W: Write + AsFd + Send> Sender for StreamSender<W> {
             self.compact();
             let start = self.out.len();
             // The frame behind what is queued (checked above: `len <= max <= u32::MAX`, `ext <= len`).
-            self.out.reserve(HEADER_LEN + len);
-            self.out.extend_from_slice(&FrameHeader { len: len as u32, kind: Kind::Data, ext }.to_bytes());
-            for p in parts {
-                self.out.extend_from_slice(p);
-            }
+            encode_checked(&mut self.out, Kind::Data, ext, len as u32, parts);
             (start, false)
         };
         match self.drain(wait) {

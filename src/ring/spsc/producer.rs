@@ -430,9 +430,7 @@ impl ProducerState {
             // consumer's Acquire load of this header word in `poll`.
             word_at(storage, self.data, off).store(word, Ordering::Release);
             self.tail += rec as u64;
-            // Relaxed: the hint is only read by a re-attaching producer, which re-validates it.
-            control_at(storage, self.control).tail.store(self.tail, Ordering::Relaxed);
-            control_at(storage, self.control).data_ready.notify(self.asymmetric);
+            self.published(storage);
             return;
         }
         let at = self.tail;
@@ -463,10 +461,18 @@ impl ProducerState {
         // of this header word in `poll`, as for an unbuffered commit.
         word_at(storage, self.data, off).store(self.pending_word, Ordering::Release);
         self.pending = NOTHING_PENDING;
-        // Relaxed: as in `commit_at`. Stored only here, so the hint never points past a withheld record:
-        // a producer that re-attaches after we die walks from at most `pending` and stops at its zero.
-        control_at(storage, self.control).tail.store(self.tail, Ordering::Relaxed);
-        control_at(storage, self.control).data_ready.notify(self.asymmetric);
+        self.published(storage);
+    }
+
+    /// After a publication that reached `tail`: stores the `tail` hint and wakes a sleeping consumer.
+    #[inline(always)]
+    fn published<S: Storage>(&self, storage: &S) {
+        let control = control_at(storage, self.control);
+        // Relaxed: the hint is only read by a re-attaching producer, which re-validates it. Stored only
+        // after a publication, so it never points past a withheld record: a producer that re-attaches
+        // after we die walks from at most `pending` and stops at its zero.
+        control.tail.store(self.tail, Ordering::Relaxed);
+        control.data_ready.notify(self.asymmetric);
     }
 }
 

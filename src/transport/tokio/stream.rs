@@ -2,7 +2,7 @@
 //! and decoded by the same codec as the blocking [`StreamSender`](crate::transport::StreamSender).
 
 use super::{AsyncReceiver, AsyncSender};
-use crate::transport::codec::{encode_parts_into, FrameDecoder, FrameError};
+use crate::transport::codec::{encode_checked, FrameDecoder, FrameError};
 use crate::transport::{
     check_frame, is_reset, RecvFrame, TransportRecvError, TransportSendError, DEFAULT_MAX_BUFFERED, DEFAULT_MAX_MESSAGE,
 };
@@ -163,14 +163,14 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender for AsyncStreamSender<W> {
     async fn send_frame(&mut self, ext: u16, parts: &[&[u8]]) -> Result<(), TransportSendError> {
         let len = self.check(ext, parts)?;
         self.room_for(8 + len).await?;
-        encode_parts_into(&mut self.out, Kind::Data, ext, parts).expect("checked: max <= u32::MAX, ext <= len");
+        encode_checked(&mut self.out, Kind::Data, ext, len as u32, parts);
         self.drain().await
     }
 
     async fn send_buffered(&mut self, msg: &[u8]) -> Result<(), TransportSendError> {
         let len = self.check(0, &[msg])?;
         self.room_for(8 + len).await?;
-        encode_parts_into(&mut self.out, Kind::Data, 0, &[msg]).expect("checked: max <= u32::MAX");
+        encode_checked(&mut self.out, Kind::Data, 0, len as u32, &[msg]);
         if self.buffered() > self.max_buffered {
             // A single frame larger than the bound is written through.
             self.drain().await?;
