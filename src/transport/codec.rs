@@ -324,14 +324,16 @@ impl FrameDecoder {
         self.drain_skip();
         let want = if self.skip > 0 { self.skip.min(READ_CHUNK) } else { self.frame_total().max(READ_CHUNK) };
         let want = want.saturating_sub(self.buffered()).max(1);
-        // Grow with what actually arrives, not with what a header announces: ask for no more room than
-        // the buffer already has (twice that when the last read filled it: the writer is ahead, and
-        // larger reads take its backlog in fewer syscalls), or twice what is buffered, or a first small
-        // chunk. A peer that sends a header announcing 1 MiB and nothing else makes us hold a few KiB,
-        // not 1 MiB.
+        // Grow with what actually arrives, not with what a header announces: the buffer (what is held
+        // plus the room asked for) may reach the size it already has (twice that when the last read
+        // filled it: the writer is ahead, and larger reads take its backlog in fewer syscalls), or twice
+        // what is buffered, or a first small chunk; never more. So a peer that sends a header announcing
+        // 1 MiB and then dribbles makes us hold about twice what it sent, not 1 MiB. (The room asked
+        // for is free space *after* what is held: asking for the whole target as room grew the buffer
+        // by what was held on every read, to the limit after a few hundred dribbled bytes.)
         let have = if self.last_full { 2 * self.buf.len() } else { self.buf.len() };
-        let grow = have.max(2 * self.buffered()).max(FIRST_CHUNK);
-        let want = want.min(grow);
+        let target = have.max(2 * self.buffered()).max(FIRST_CHUNK);
+        let want = want.min(target.saturating_sub(self.buffered()).max(1));
         let room = self.make_room(want);
         let ask = room.min(want);
         let into = &mut self.buf[self.end..self.end + ask];
