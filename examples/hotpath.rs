@@ -2,37 +2,60 @@
 //! one thread alternately sends and receives batches of 64-byte messages through a heap ring, with
 //! the same stamp/verify work as `ringwire bench`.
 //!
-//! Run: `cargo build --release --example hotpath && valgrind --tool=callgrind target/release/examples/hotpath`
-//! (`... hotpath buffered`: each message committed with `commit_buffered`, one `flush` per 1,000).
+//! Run: `cargo build --release --example hotpath && valgrind --tool=callgrind target/release/examples/hotpath [MODE]`
+//! where MODE is `plain` (the default: SPSC, each message committed with `commit`), `buffered` (SPSC,
+//! each committed with `commit_buffered`, one `flush` per 1,000), `mpmc` or `mpmc-buffered` (the same
+//! on an MPMC ring of 1 MiB of 128-byte slots).
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("buffered") {
-        run::<true>()
-    } else {
-        run::<false>()
+    match std::env::args().nth(1).as_deref().unwrap_or("plain") {
+        "plain" => spsc::<false>(),
+        "buffered" => spsc::<true>(),
+        "mpmc" => mpmc::<false>(),
+        "mpmc-buffered" => mpmc::<true>(),
+        other => panic!("unknown mode {other:?}: plain, buffered, mpmc or mpmc-buffered"),
     }
 }
 
-fn run<const BUFFERED: bool>() {
-    let (mut tx, mut rx) = ringwire::spsc::channel(ringwire::RingConfig::default()).unwrap();
-    let base: Vec<u8> = (0..64u32).map(|i| i.wrapping_mul(2654435761).rotate_right(13) as u8).collect();
-    let mut ok = 0u64;
-    for round in 0..1000u64 {
-        for i in 0..1000u64 {
-            let mut slot = tx.try_reserve(64).unwrap();
-            slot.copy_from_slice(&base);
-            slot[..8].copy_from_slice(&(round * 1000 + i).to_le_bytes());
-            if BUFFERED {
-                slot.commit_buffered();
-            } else {
-                slot.commit();
+const ROUNDS: u64 = 1000;
+const BURST: u64 = 1000;
+
+fn base() -> Vec<u8> {
+    (0..64u32).map(|i| i.wrapping_mul(2654435761).rotate_right(13) as u8).collect()
+}
+
+/// Sends and receives `ROUNDS` bursts of `BURST` messages through the ring `(tx, rx)` made by
+/// `$channel`, committing each with `commit_buffered` if `$buffered`, else `commit`.
+macro_rules! run {
+    ($channel:expr, $buffered:expr) => {{
+        let (mut tx, mut rx) = $channel.unwrap();
+        let base = base();
+        let mut ok = 0u64;
+        for round in 0..ROUNDS {
+            for i in 0..BURST {
+                let mut slot = tx.try_reserve(64).unwrap();
+                slot.copy_from_slice(&base);
+                slot[..8].copy_from_slice(&(round * BURST + i).to_le_bytes());
+                if $buffered {
+                    slot.commit_buffered();
+                } else {
+                    slot.commit();
+                }
+            }
+            tx.flush();
+            for i in 0..BURST {
+                let m = rx.try_recv().unwrap();
+                ok += (m[..8] == (round * BURST + i).to_le_bytes() && m[8..] == base[8..]) as u64;
             }
         }
-        tx.flush();
-        for i in 0..1000u64 {
-            let m = rx.try_recv().unwrap();
-            ok += (m[..8] == (round * 1000 + i).to_le_bytes() && m[8..] == base[8..]) as u64;
-        }
-    }
-    assert_eq!(ok, 1_000_000);
+        assert_eq!(ok, ROUNDS * BURST);
+    }};
+}
+
+fn spsc<const BUFFERED: bool>() {
+    run!(ringwire::spsc::channel(ringwire::RingConfig::default()), BUFFERED)
+}
+
+fn mpmc<const BUFFERED: bool>() {
+    run!(ringwire::mpmc::channel(ringwire::RingConfig::new(1 << 20, 64)), BUFFERED)
 }

@@ -292,6 +292,28 @@ fn kernel_rows_report_their_raw_mechanism_and_batch_rows_their_gain() {
     });
 }
 
+/// The rings' `+batch` rows (buffered publication) run and report their ratio to the plain ring row.
+#[test]
+fn ring_batch_rows_report_their_ratio_to_the_plain_ring() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let doc = run(&[
+            "--quick",
+            "--json",
+            "--transports",
+            "shm-spsc,shm-spsc+batch,shm-mpmc,shm-mpmc+batch",
+            "--sizes",
+            "64",
+        ]);
+        let rows = doc["results"].as_array().unwrap();
+        for t in ["shm-spsc+batch", "shm-mpmc+batch"] {
+            let r = rows.iter().find(|r| r["transport"] == t && r["wait"] == "spin").expect(t);
+            assert!(number(r, &["throughput", "msgs_per_sec"]) > 0.0, "{t}");
+            assert!(number(r, &["raw_ratio", "rtt_p50"]) > 0.0, "{t}: ratio to the plain row");
+            assert!(number(r, &["raw_ratio", "throughput"]) > 0.0, "{t}: ratio to the plain row");
+        }
+    });
+}
+
 #[test]
 fn async_row_reports_its_ratio_to_the_blocking_row() {
     ringwire_testkit::watchdog(TEST_LIMIT, || {

@@ -178,8 +178,30 @@ pub struct Producer<S: Storage> {
     local: Local,
     me: Membership,
     watch: StuckWatch,
+    batch: Batch,
     storage: S,
 }
+
+/// A producer's buffered publication ([`WriteGuard::commit_buffered`]).
+#[derive(Clone, Copy, Debug)]
+struct Batch {
+    /// The first position committed but withheld, or [`NOTHING_PENDING`]. Its slot's sequence still
+    /// says "claimed, not committed", so consumers (who take positions in order) stop there; the
+    /// buffered slots committed after it are published one by one but can't be taken before it.
+    pending: u64,
+    /// Slots committed since `pending` (it included): what `buffered_bytes` counts in strides.
+    slots: u64,
+    /// Withheld bytes (in slot strides) after which a buffered commit publishes by itself.
+    bytes: u64,
+}
+
+/// `Batch::pending` when nothing is withheld.
+const NOTHING_PENDING: u64 = u64::MAX;
+
+/// The default bound on a producer's withheld bytes ([`Producer::set_batch_bytes`]): 4 KiB of slots
+/// (32 slots of 64-byte messages, whose slots take 128 bytes), as SPSC's
+/// [`DEFAULT_BATCH_BYTES`](crate::spsc::DEFAULT_BATCH_BYTES).
+pub const DEFAULT_BATCH_BYTES: usize = 4096;
 
 /// A reading end of an MPMC ring. Any number may be attached; each message goes to one of them.
 pub struct Consumer<S: Storage> {
@@ -204,7 +226,82 @@ impl<S: Storage> Producer<S> {
         check_kind::<Control, _>(&storage)?;
         let local = Local::new(&storage)?;
         let me = slots::join(&storage, ctl(&storage), role::PRODUCER)?;
-        Ok(Producer { local, me, watch: StuckWatch::default(), storage })
+        let room = local.geo.slots * local.geo.stride as u64;
+        let batch = Batch { pending: NOTHING_PENDING, slots: 0, bytes: (DEFAULT_BATCH_BYTES as u64).min(room / 4) };
+        Ok(Producer { local, me, watch: StuckWatch::default(), batch, storage })
+    }
+
+    /// Copies `msg` into a slot like [`send`](Self::send), but withholds its publication (see
+    /// [`WriteGuard::commit_buffered`]): consumers see it after [`flush`](Self::flush), a plain commit,
+    /// a full batch, a wait for a free slot, or this producer's drop.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = ringwire::mpmc::channel(ringwire::RingConfig::new(1 << 16, 64))?;
+    /// for i in 0..10u8 {
+    ///     tx.send_buffered(&[i])?;
+    /// }
+    /// assert!(rx.try_recv().is_err()); // withheld until the flush
+    /// tx.flush();
+    /// for i in 0..10u8 {
+    ///     assert_eq!(*rx.recv()?, [i]);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_buffered(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut slot = self.reserve_opt(msg.len(), None, false)?;
+        slot.copy_from_slice(msg);
+        slot.commit_buffered();
+        Ok(())
+    }
+
+    /// Publishes every slot committed with [`WriteGuard::commit_buffered`] and not yet published (one
+    /// Release store: the first withheld slot's sequence) and wakes a sleeping consumer. Cheap when
+    /// nothing is withheld (one comparison). Never blocks.
+    #[inline]
+    pub fn flush(&mut self) {
+        if self.batch.pending != NOTHING_PENDING {
+            self.publish_pending();
+        }
+    }
+
+    /// Bytes of slots committed with [`WriteGuard::commit_buffered`] and not yet published, counted in
+    /// whole slots (each message takes one slot of `max_message` + 16 bytes, rounded up to 64); 0 after
+    /// [`flush`](Self::flush).
+    pub fn buffered_bytes(&self) -> usize {
+        (self.batch.slots * self.local.geo.stride as u64) as usize
+    }
+
+    /// Sets how many withheld bytes (whole slots, see [`buffered_bytes`](Self::buffered_bytes)) make a
+    /// buffered commit publish the batch by itself: default [`DEFAULT_BATCH_BYTES`] (or a quarter of
+    /// the ring if that is less). One slot or less publishes every commit, as a plain one; a bound
+    /// beyond the ring's slot bytes leaves publication to `flush`, plain commits and the full ring.
+    pub fn set_batch_bytes(&mut self, bytes: usize) {
+        self.batch.bytes = bytes as u64;
+    }
+
+    /// Publishes the withheld slots (`batch.pending` is set): the first one's sequence, with Release.
+    fn publish_pending(&mut self) {
+        let pos = self.batch.pending;
+        debug_assert!(pos != NOTHING_PENDING);
+        let (storage, l) = (&self.storage, &self.local);
+        let c = ctl(storage);
+        // SYNC POINT: Release publishes this slot's header and payload, as in `WriteGuard::publish`;
+        // pairs with the consumer's Acquire load of the sequence in `try_take`. The slots committed after
+        // it were published already (each with its own Release store) but could not be taken before it.
+        storage.word(l.geo.offset(pos)).store(l.base(pos) + 1, Ordering::Release);
+        // Release: a recoverer that reads 0 here (Acquire, in `owner_alive`) sees the slot committed.
+        c.participants[self.me.index].withheld.store(0, Ordering::Release);
+        self.batch = Batch { pending: NOTHING_PENDING, slots: 0, ..self.batch };
+        c.data_ready.notify(l.asymmetric);
+    }
+
+    /// Test hook: forgets the withheld batch without publishing it, as a producer killed while
+    /// buffering does (its participant entry still names the withheld slot; dropping the producer
+    /// afterwards closes the entry: the "dead owner" that recovery looks for).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn __forget_withheld(&mut self) {
+        self.batch = Batch { pending: NOTHING_PENDING, slots: 0, ..self.batch };
     }
 
     #[cfg(feature = "test-hooks")]
@@ -274,7 +371,7 @@ impl<S: Storage> Producer<S> {
         if len > self.local.max_message {
             return Err(SendError::Oversize { len, max: self.local.max_message });
         }
-        let pos = match self.try_claim() {
+        let pos = match self.try_claim_flushing() {
             Ok(pos) => pos,
             Err(SendError::WouldBlock) if !once => {
                 let params = self.local.params(deadline);
@@ -298,12 +395,26 @@ impl<S: Storage> Producer<S> {
         Ok(WriteGuard { producer: self, pos, len, done: false })
     }
 
+    /// [`try_claim`](Self::try_claim), and if no slot is free while this producer withholds a batch,
+    /// publishes the batch and tries once more: consumers may be stuck behind our withheld slot, and a
+    /// producer that waited for space with it withheld would wait for ever.
+    #[inline]
+    fn try_claim_flushing(&mut self) -> Result<u64, SendError> {
+        match self.try_claim() {
+            Err(SendError::WouldBlock) if self.batch.pending != NOTHING_PENDING => {
+                self.publish_pending();
+                self.try_claim()
+            }
+            r => r,
+        }
+    }
+
     /// Claims the next position whose slot is free.
     fn try_claim(&mut self) -> Result<u64, SendError> {
         let storage = &self.storage;
         let c = ctl(storage);
         let me = &c.participants[self.me.index];
-        let l = self.local;
+        let l = &self.local;
         // Relaxed: a starting guess, confirmed by the slot's sequence and the CAS.
         let mut pos = c.tail.load(Ordering::Relaxed);
         loop {
@@ -386,7 +497,7 @@ impl<S: Storage> Producer<S> {
         if len > self.local.max_message {
             return Err(SendError::Oversize { len, max: self.local.max_message });
         }
-        let pos = match self.try_claim() {
+        let pos = match self.try_claim_flushing() {
             Ok(pos) => pos,
             Err(SendError::WouldBlock) => {
                 let (index, asymmetric, liveness) = (self.me.index, self.local.asymmetric, self.local.liveness);
@@ -476,6 +587,8 @@ impl<S: Storage> Consumer<S> {
 
 impl<S: Storage> Drop for Producer<S> {
     fn drop(&mut self) {
+        // A clean close publishes what was withheld, as SPSC's producer does.
+        self.flush();
         let c = ctl(&self.storage);
         slots::leave(c, &self.me);
         // Consumers blocked on an empty ring re-check whether any producer is left.
@@ -512,9 +625,28 @@ pub struct WriteGuard<'a, S: Storage> {
 }
 
 impl<S: Storage> WriteGuard<'_, S> {
-    /// Publishes the message.
+    /// Publishes the message (and every slot this producer withholds, see
+    /// [`commit_buffered`](Self::commit_buffered)).
     pub fn commit(mut self) {
-        self.publish(Kind::Data, self.len, 0);
+        self.publish(Kind::Data, self.len, 0, false);
+    }
+
+    /// Commits the message with its full reserved length but withholds its publication, so that a burst
+    /// reaches consumers with one store they wait on instead of one per message: the line a waiting
+    /// consumer polls changes hands once per batch (the SPSC ring's
+    /// [`commit_buffered`](crate::spsc::WriteGuard::commit_buffered), on slots). The batch is published
+    /// by [`Producer::flush`], by this producer's next plain commit, when it holds
+    /// [`Producer::set_batch_bytes`] bytes of slots (4 KiB by default), when a reservation finds no
+    /// free slot (before waiting), and when the producer is dropped. **Flush before waiting for an
+    /// answer.**
+    ///
+    /// Consumers take positions in order, so messages that other producers commit after the first
+    /// withheld one wait for the flush too. A producer that dies (SIGKILL) with a batch withheld loses
+    /// its first withheld message: consumers skip that slot after the stuck timeout, as a dead
+    /// producer's claimed slot (counted in [`Recovered::skipped`](slots::Recovered::skipped)), and then
+    /// take the rest of the batch.
+    pub fn commit_buffered(mut self) {
+        self.publish(Kind::Data, self.len, 0, true);
     }
 
     /// Publishes the first `len` bytes, of which the first `ext` are an event name (the frame header's
@@ -522,32 +654,57 @@ impl<S: Storage> WriteGuard<'_, S> {
     pub fn commit_ext(mut self, len: usize, ext: u16) {
         assert!(len <= self.len, "commit_ext({len}) beyond the reserved {} bytes", self.len);
         assert!(ext as usize <= len, "an ext of {ext} bytes in a {len}-byte message");
-        self.publish(Kind::Data, len, ext);
+        self.publish(Kind::Data, len, ext, false);
     }
 
     /// Publishes the first `len` bytes only (`len` at most the reserved length).
     pub fn commit_len(mut self, len: usize) {
         assert!(len <= self.len, "commit_len({len}) beyond the reserved {} bytes", self.len);
-        self.publish(Kind::Data, len, 0);
+        self.publish(Kind::Data, len, 0, false);
     }
 
-    fn publish(&mut self, kind: Kind, len: usize, ext: u16) {
+    /// Commits the slot: publishes it (and the producer's withheld batch), or, if `buffered`, withholds
+    /// it (the first of a batch) or publishes it behind the withheld first one.
+    #[inline]
+    fn publish(&mut self, kind: Kind, len: usize, ext: u16, buffered: bool) {
         let p = &mut *self.producer;
         let storage = &p.storage;
-        let l = p.local;
+        let l = &p.local;
         let off = l.geo.offset(self.pos);
         if kind == Kind::Data {
             storage.note_write(off + SLOT_HEADER, len);
         }
-        // Relaxed: published by the Release store of the sequence below.
+        // Relaxed: published by the Release store of the sequence below (or of the withheld first slot
+        // of the batch, whose publication comes after this store in program order).
         storage.word(off + 8).store(FrameHeader { len: len as u32, kind, ext }.to_word(), Ordering::Relaxed);
-        // SYNC POINT: Release publishes the frame header and payload; pairs with the consumer's Acquire
-        // load of the sequence in `try_take`.
-        storage.word(off).store(l.base(self.pos) + 1, Ordering::Release);
         let c = ctl(storage);
-        c.participants[p.me.index].intent.store(0, Ordering::Release);
-        c.data_ready.notify(l.asymmetric);
+        let me = &c.participants[p.me.index];
         self.done = true;
+        // A batch of one slot or less is no batch: publish at once.
+        let buffered = buffered && p.batch.bytes > l.geo.stride as u64;
+        if buffered && p.batch.pending == NOTHING_PENDING {
+            // Withheld: the sequence keeps saying "claimed", so consumers stop here. Release: set
+            // before the intent is cleared, for `owner_alive` (see `Participant::withheld`).
+            me.withheld.store(self.pos.wrapping_add(1), Ordering::Release);
+            me.intent.store(0, Ordering::Release);
+            p.batch.pending = self.pos;
+            p.batch.slots = 1;
+            return;
+        }
+        // SYNC POINT: Release publishes the frame header and payload; pairs with the consumer's Acquire
+        // load of the sequence in `try_take`. Behind a withheld slot this is Release too: the consumer
+        // that takes this position may not be the one that took the withheld one, so it must
+        // synchronise with this store itself (a plain store on x86, like Relaxed).
+        storage.word(off).store(l.base(self.pos) + 1, Ordering::Release);
+        me.intent.store(0, Ordering::Release);
+        if p.batch.pending == NOTHING_PENDING {
+            c.data_ready.notify(l.asymmetric);
+            return;
+        }
+        p.batch.slots += 1;
+        if !buffered || p.batch.slots * l.geo.stride as u64 >= p.batch.bytes {
+            p.publish_pending();
+        }
     }
 }
 
@@ -555,7 +712,7 @@ impl<S: Storage> Drop for WriteGuard<'_, S> {
     fn drop(&mut self) {
         if !self.done {
             // Abandoned: publish an empty pad, which consumers skip, so the slot does not look stuck.
-            self.publish(Kind::Pad, 0, 0);
+            self.publish(Kind::Pad, 0, 0, false);
         }
     }
 }
@@ -696,7 +853,7 @@ impl<S: Storage> Consumer<S> {
         let storage = &self.storage;
         let c = ctl(storage);
         let me = &c.participants[self.me.index];
-        let l = self.local;
+        let l = &self.local;
         // Relaxed: a starting guess, confirmed by the slot's sequence and the CAS.
         let mut pos = c.head.load(Ordering::Relaxed);
         loop {
@@ -772,7 +929,7 @@ impl<S: Storage> Consumer<S> {
 
     /// Skips position `pos`, whose producer died before committing: claim it, then free its slot.
     #[cold]
-    fn skip_dead(storage: &S, l: Local, me: usize, pos: u64, off: usize, base: u64) {
+    fn skip_dead(storage: &S, l: &Local, me: usize, pos: u64, off: usize, base: u64) {
         let c = ctl(storage);
         // The owner is dead and makes no more stores; but it may have committed just before dying,
         // in which case the slot is an ordinary message: re-read and let the normal path take it.
@@ -793,11 +950,11 @@ impl<S: Storage> Consumer<S> {
     /// Frees the slot of `pos` for the producer of the next lap.
     #[inline]
     fn release(&self, pos: u64) {
-        Self::release_in(&self.storage, self.local, self.me.index, pos)
+        Self::release_in(&self.storage, &self.local, self.me.index, pos)
     }
 
     #[inline]
-    fn release_in(storage: &S, l: Local, me: usize, pos: u64) {
+    fn release_in(storage: &S, l: &Local, me: usize, pos: u64) {
         let c = ctl(storage);
         // SYNC POINT: Release orders our reads of the slot before a producer's Acquire load that sees it
         // free (and its writes after them).

@@ -144,6 +144,11 @@ pub(crate) struct Participant {
     pub intent: AtomicU64,
     /// Broadcast subscribers: the next position they will read (published for back-pressure).
     pub cursor: AtomicU64,
+    /// MPMC producers: `position + 1` of the slot they committed but withhold (buffered publication,
+    /// `mpmc::WriteGuard::commit_buffered`), 0 for none. Set (Release) before the intent that claimed
+    /// the slot is cleared, cleared (Release) after the slot's sequence is published, so a recoverer
+    /// (`owner_alive`) that no longer finds the intent finds this, or the published slot.
+    pub withheld: AtomicU64,
 }
 
 /// Counters of recovered slots, for reports.
@@ -213,6 +218,7 @@ impl SlotControl {
                     asleep: AtomicU32::new(0),
                     intent: AtomicU64::new(0),
                     cursor: AtomicU64::new(0),
+                    withheld: AtomicU64::new(0),
                 })
             }),
         }
@@ -238,6 +244,7 @@ pub(crate) fn join<S: Storage>(storage: &S, control: &SlotControl, role: u32) ->
         // a sleeper: clear all that).
         reclaim_sleep(control, p);
         p.intent.store(0, Ordering::Release);
+        p.withheld.store(0, Ordering::Release);
         p.role.store(role, Ordering::Relaxed);
         p.pid.store(std::process::id(), Ordering::Relaxed);
         // Release: whoever sees ATTACHED sees the role, pid and cleared intent.
@@ -349,8 +356,8 @@ fn entry_alive<S: Storage>(storage: &S, control: &SlotControl, index: usize) -> 
     false
 }
 
-/// Whether some live endpoint of `roles` has `intent == pos + 1`: the owner of a slot stuck at `pos`
-/// may still commit it. Called only after the slot was seen stuck for the stuck timeout, and after the
+/// Whether some live endpoint of `roles` has `intent == pos + 1` or `withheld == pos + 1`: the owner of a
+/// slot stuck at `pos` may still commit it, or has committed it and withholds its publication. Called only after the slot was seen stuck for the stuck timeout, and after the
 /// caller loaded the claim cursor past `pos` with Acquire (so the owner's intent store, made before its
 /// Release claim, is visible).
 pub(crate) fn owner_alive<S: Storage>(storage: &S, control: &SlotControl, roles: [u32; 2], pos: u64) -> bool {
@@ -361,7 +368,13 @@ pub(crate) fn owner_alive<S: Storage>(storage: &S, control: &SlotControl, roles:
             // SYNC POINT: Acquire pairs with the owner's Release stores of `intent`. If we read the value
             // it stored after committing (0, or the next position it claims), we also see the commit,
             // so the caller's re-check of the slot finds it committed and does not skip it.
-            && p.intent.load(Ordering::Acquire) == pos.wrapping_add(1)
+            && (p.intent.load(Ordering::Acquire) == pos.wrapping_add(1)
+                // SYNC POINT: Acquire pairs with the owner's Release stores of `withheld`. It sets
+                // `withheld` before it clears the intent that claimed the slot (both Release), so an
+                // intent load that saw the clear (or a later claim) makes this load see the set, or the
+                // clear that followed the slot's publication (and then the caller's re-check of the
+                // slot finds it committed).
+                || p.withheld.load(Ordering::Acquire) == pos.wrapping_add(1))
             && entry_alive(storage, control, i)
     })
 }

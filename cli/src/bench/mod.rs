@@ -36,6 +36,7 @@ pub const TRANSPORTS: &[&str] = &[
     "shm-spsc+async",
     "shm-spsc+batch",
     "shm-mpmc",
+    "shm-mpmc+batch",
     "shm-broadcast",
     "raw-pipe",
     "raw-fifo",
@@ -81,7 +82,8 @@ pub struct BenchArgs {
     /// shm-spsc+async (this side awaits with `reserve_async`/`recv_async`; compared with shm-spsc
     /// adaptive, its `raw_ratio`), unix+async, tcp+async, udp+async, websocket+async (this side on the
     /// async transports, `ringwire::transport::tokio`, against the same blocking peers; compared with the
-    /// blocking row's `block` wait, its `raw_ratio`), shm-mpmc, shm-broadcast, raw-pipe, raw-fifo (raw-pipe over two named FIFOs, as the
+    /// blocking row's `block` wait, its `raw_ratio`), shm-mpmc, shm-mpmc+batch (each message committed with
+    /// `commit_buffered`, as shm-spsc+batch; compared with shm-mpmc, its `raw_ratio`), shm-broadcast, raw-pipe, raw-fifo (raw-pipe over two named FIFOs, as the
     /// pipe row's; not brought along by any row), pipe, pipe+batch, stdio, stdio+batch, raw-unix, fork,
     /// fork+batch, unix, unix+batch, raw-tcp, tcp, tcp+batch, tcp+events, raw-udp, udp, udp+batch, websocket,
     /// websocket+batch, redis-pubsub,
@@ -215,7 +217,7 @@ pub fn run(args: BenchArgs) -> CliResult {
                 "shm-spsc+batch" => &["spin", "adaptive"],
                 // Awaiting against the blocking shm-spsc adaptive row (the peer's wait: adaptive).
                 "shm-spsc+async" => &["adaptive"],
-                "shm-mpmc" | "shm-broadcast" | "rtrb" => &["spin"],
+                "shm-mpmc" | "shm-mpmc+batch" | "shm-broadcast" | "rtrb" => &["spin"],
                 // Kernel transports: sleeping in poll (block), busy-polling the syscall (spin), or both.
                 "pipe" | "stdio" | "fork" | "unix" | "tcp" | "udp" => &["block", "spin", "adaptive"],
                 // Redis: a round trip per send (block), or up to a window of sends in flight.
@@ -376,10 +378,10 @@ fn measure(plan: &Plan, counts: &Counts, broker: &str) -> CliResult<Measured> {
             rtt: shm_events_rtt(plan, counts)?,
             throughput: shm_events_stream(plan, counts.stream(plan.size))?,
         }),
-        "shm-mpmc" | "shm-broadcast" => {
+        "shm-mpmc" | "shm-mpmc+batch" | "shm-broadcast" => {
             let wait = parse_wait(plan.wait)?;
-            let (rtt, throughput) = if plan.transport == "shm-mpmc" {
-                slots::mpmc(plan, counts, wait)?
+            let (rtt, throughput) = if plan.transport != "shm-broadcast" {
+                slots::mpmc(plan, counts, wait, plan.transport == "shm-mpmc+batch")?
             } else {
                 slots::bcast(plan, counts, wait)?
             };

@@ -207,9 +207,9 @@ pub fn fill_spsc_ratios(rows: &mut [Row]) {
 pub fn fill_raw_ratios(rows: &mut [Row]) {
     let refs = ratio_refs(rows);
     for row in rows.iter_mut() {
-        if row.transport == "shm-spsc+batch" {
-            // The ring's buffered publication: a ring row, normalised by its probes.
-            row.raw_ratio = ratio_to(row, &refs, "shm-spsc", row.wait);
+        if let Some(ring @ ("shm-spsc" | "shm-mpmc")) = row.transport.strip_suffix("+batch") {
+            // A ring's buffered publication: a ring row, normalised by its probes.
+            row.raw_ratio = ratio_to(row, &refs, ring, row.wait);
             continue;
         }
         if let Some(plain) = row.transport.strip_suffix("+batch") {

@@ -22,8 +22,21 @@ fn config(size: usize) -> RingConfig {
 
 const GREETING_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Parent side of a `shm-mpmc` row.
-pub fn mpmc(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(Histogram<u64>, Throughput)> {
+/// Parent side of a `shm-mpmc` row; `buffered`: `shm-mpmc+batch`, each message committed with
+/// `commit_buffered` (round trip: one `flush` after it; streaming: one at the end).
+pub fn mpmc(
+    plan: &Plan,
+    counts: &Counts,
+    wait: WaitStrategy,
+    buffered: bool,
+) -> CliResult<(Histogram<u64>, Throughput)> {
+    let commit = |slot: ringwire::mpmc::WriteGuard<'_, _>| {
+        if buffered {
+            slot.commit_buffered()
+        } else {
+            slot.commit()
+        }
+    };
     let base = base_payload(plan.size);
     // Round trip.
     let (mut tx, mut rx, child) = mpmc_pair(PeerMode::MpmcEcho, plan, 0, wait)?;
@@ -32,7 +45,8 @@ pub fn mpmc(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(Hist
         let t0 = Instant::now();
         let mut slot = tx.reserve(plan.size)?;
         stamp(&mut slot, &base, i);
-        slot.commit();
+        commit(slot);
+        tx.flush();
         let reply = rx.recv()?;
         let dt = t0.elapsed().as_nanos() as u64;
         if !verify(&reply, &base, i) {
@@ -51,8 +65,9 @@ pub fn mpmc(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(Hist
     for i in 0..count {
         let mut slot = tx.reserve(plan.size)?;
         stamp(&mut slot, &base, i);
-        slot.commit();
+        commit(slot);
     }
+    tx.flush();
     let verdict = rx.recv()?.to_vec();
     let elapsed = t0.elapsed();
     drop((tx, rx));

@@ -4,8 +4,10 @@
 //!
 //! Modes (each prints `attached` once its endpoint is attached, unless said otherwise):
 //!
-//! * `mpmc-produce RING --id P --count N [--dawdle-us U]`: sends messages 0..N (forever with 0) of
-//!   stream P, then exits; with `--dawdle-us`, sleeps U µs in the middle of writing each message.
+//! * `mpmc-produce RING --id P --count N [--dawdle-us U] [--buffered]`: sends messages 0..N (forever
+//!   with 0) of stream P, then exits; with `--dawdle-us`, sleeps U µs in the middle of writing each
+//!   message; with `--buffered`, commits each with `commit_buffered` (2 KiB batches: 8 slots
+//!   of the test stream's 256).
 //! * `mpmc-consume RING [--out FILE] [--count N] [--flush-each] [--dawdle-us U]`: receives until every
 //!   producer has gone (or N messages), checking every byte and that each producer's messages come in
 //!   order; writes each message's tag (`id << 40 | seq`, u64 LE) to FILE, before dropping its read
@@ -119,6 +121,9 @@ pub struct Args {
     /// mpmc-consume: write each tag through to `--out` before dropping the message's read guard.
     #[arg(long)]
     flush_each: bool,
+    /// mpmc-produce: commit each message with `commit_buffered`, in 2 KiB batches.
+    #[arg(long)]
+    buffered: bool,
     /// bcast-subscribe: sleep 1 ms every this many messages (0: never).
     #[arg(long, default_value_t = 0)]
     pause_every: u64,
@@ -304,6 +309,7 @@ fn out_file(a: &Args) -> CliResult<Option<BufWriter<std::fs::File>>> {
 fn mpmc_produce(a: &Args, p: &Params) -> CliResult {
     let mut tx = open_queue(a)?.producer()?;
     configure!(tx, p);
+    tx.set_batch_bytes(2048);
     say("attached");
     let mut seq = 0u64;
     let mut whole = Vec::new();
@@ -319,7 +325,11 @@ fn mpmc_produce(a: &Args, p: &Params) -> CliResult {
             std::thread::sleep(Duration::from_micros(a.dawdle_us));
             slot[len / 2..].copy_from_slice(&whole[len / 2..]);
         }
-        slot.commit();
+        if a.buffered {
+            slot.commit_buffered();
+        } else {
+            slot.commit();
+        }
         seq += 1;
     }
     Ok(())
