@@ -5,7 +5,8 @@
 //! Run: `cargo build --release --example hotpath && valgrind --tool=callgrind target/release/examples/hotpath [MODE]`
 //! where MODE is `plain` (the default: SPSC, each message committed with `commit`), `buffered` (SPSC,
 //! each committed with `commit_buffered`, one `flush` per 1,000), `mpmc` or `mpmc-buffered` (the same
-//! on an MPMC ring of 1 MiB of 128-byte slots).
+//! on an MPMC ring of 1 MiB of 128-byte slots), `broadcast` (a back-pressure broadcast ring of the same
+//! geometry: `try_send` of a stamped copy, `try_recv_into` and a check).
 
 fn main() {
     match std::env::args().nth(1).as_deref().unwrap_or("plain") {
@@ -13,7 +14,8 @@ fn main() {
         "buffered" => spsc::<true>(),
         "mpmc" => mpmc::<false>(),
         "mpmc-buffered" => mpmc::<true>(),
-        other => panic!("unknown mode {other:?}: plain, buffered, mpmc or mpmc-buffered"),
+        "broadcast" => broadcast(),
+        other => panic!("unknown mode {other:?}: plain, buffered, mpmc, mpmc-buffered or broadcast"),
     }
 }
 
@@ -58,4 +60,22 @@ fn spsc<const BUFFERED: bool>() {
 
 fn mpmc<const BUFFERED: bool>() {
     run!(ringwire::mpmc::channel(ringwire::RingConfig::new(1 << 20, 64)), BUFFERED)
+}
+
+fn broadcast() {
+    use ringwire::broadcast::{channel, Mode};
+    let (mut tx, mut rx) = channel(ringwire::RingConfig::new(1 << 20, 64), Mode::Backpressure).unwrap();
+    let (base, mut msg, mut buf) = (base(), base(), [0u8; 64]);
+    let mut ok = 0u64;
+    for round in 0..ROUNDS {
+        for i in 0..BURST {
+            msg[..8].copy_from_slice(&(round * BURST + i).to_le_bytes());
+            tx.try_send(&msg).unwrap();
+        }
+        for i in 0..BURST {
+            let n = rx.try_recv_into(&mut buf).unwrap();
+            ok += (n == 64 && buf[..8] == (round * BURST + i).to_le_bytes() && buf[8..] == base[8..]) as u64;
+        }
+    }
+    assert_eq!(ok, ROUNDS * BURST);
 }

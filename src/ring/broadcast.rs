@@ -475,7 +475,7 @@ impl<S: Storage> Publisher<S> {
     fn take(&mut self, pos: u64, deadline: Option<Instant>, once: bool) -> Result<bool, SendError> {
         let storage = &self.storage;
         let c = ctl(storage);
-        let l = self.local;
+        let l = &self.local;
         let off = l.geo.offset(pos);
         let seq = storage.word(off);
         let mine = l.writing(pos);
@@ -534,7 +534,7 @@ impl<S: Storage> Publisher<S> {
     fn publish(&self, pos: u64, kind: Kind, payload: &[u8], ext: u16) {
         let storage = &self.storage;
         let c = ctl(storage);
-        let l = self.local;
+        let l = &self.local;
         let off = l.geo.offset(pos);
         let seq = storage.word(off);
         let mine = l.writing(pos);
@@ -933,7 +933,7 @@ impl<S: Storage> Subscriber<S> {
     /// Reads the message at our position: `Ok(None)` if it was an empty PAD (skipped).
     fn read_at_pos(&mut self, buf: &mut [u8]) -> Result<Option<usize>, RecvError> {
         let storage = &self.storage;
-        let l = self.local;
+        let l = &self.local;
         let pos = self.pos;
         let off = l.geo.offset(pos);
         let want = l.writing(pos).wrapping_add(1);

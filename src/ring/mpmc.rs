@@ -195,6 +195,12 @@ struct Batch {
     bytes: u64,
 }
 
+/// How many positions ahead of its claim a producer prefetches (for writing) the slot it will claim
+/// then (see `sync::prefetch_write`). Measured with buffered publication, 64-byte messages, Intel host
+/// in the far placement: 2, 4, 8 and 16 all stream at ~1.0-1.4x the bare ring, against ~0.6-0.8x with
+/// no prefetch; 4 keeps the hint within a few hundred bytes.
+const PREFETCH_AHEAD: u64 = 4;
+
 /// `Batch::pending` when nothing is withheld.
 const NOTHING_PENDING: u64 = u64::MAX;
 
@@ -432,6 +438,11 @@ impl<S: Storage> Producer<S> {
                 match c.tail.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Release, Ordering::Relaxed) {
                     Ok(_) => {
                         self.watch.reset();
+                        // The slot we will write a few messages from now: its line is likely still in
+                        // the cache of the consumer that freed it.
+                        crate::sync::prefetch_write(
+                            l.data.wrapping_add(l.geo.offset(pos.wrapping_add(PREFETCH_AHEAD))),
+                        );
                         return Ok(pos);
                     }
                     Err(now) => pos = now,
