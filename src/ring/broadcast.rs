@@ -544,7 +544,7 @@ impl<S: Storage> Publisher<S> {
         fence(Ordering::Release);
         // Relaxed: published by the Release store of the sequence below.
         storage.word(off + 8).store(FrameHeader { len: payload.len() as u32, kind, ext }.to_word(), Ordering::Relaxed);
-        store_payload(storage, &l, off + SLOT_HEADER, payload);
+        store_payload(storage, l, off + SLOT_HEADER, payload);
         // SYNC POINT: Release publishes the header and payload; pairs with the subscriber's Acquire load.
         // A plain store: nobody else writes this word while it is odd and ours, because a slot is only
         // taken over from a writer whose process (or endpoint) is gone, and we are here.
@@ -960,7 +960,7 @@ impl<S: Storage> Subscriber<S> {
         };
         let copied = len != usize::MAX && len <= buf.len();
         if copied {
-            load_payload(storage, &l, off + SLOT_HEADER, &mut buf[..len]);
+            load_payload(storage, l, off + SLOT_HEADER, &mut buf[..len]);
         }
         // SYNC POINT (seqlock, reader): orders the copies above before the re-check; pairs with the
         // publisher's Release fence after it took the slot.
