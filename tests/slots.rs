@@ -510,6 +510,120 @@ fn broadcast_publisher_gone_mid_write_is_skipped_after_the_stuck_timeout() {
 /// `_timeout` forms saturate: a timeout too large to add to `Instant::now()` waits without a deadline
 /// instead of panicking (it used to overflow `Instant + Duration` in MPMC whatever the queue's state).
 #[test]
+fn broadcast_buffered_batch_is_withheld_until_flushed_and_every_subscriber_gets_it_in_order() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut a) = broadcast::channel(RingConfig::new(1 << 16, 64), Mode::Overwrite).unwrap();
+        let mut b = a.clone_handle().unwrap();
+        for s in 0..10 {
+            tx.send_buffered(&msg(0, s, 40)).unwrap();
+        }
+        assert_eq!(tx.buffered_bytes(), 10 * 128);
+        assert!(matches!(a.try_recv_vec(), Err(broadcast::RecvError::Empty)));
+        tx.flush();
+        assert_eq!(tx.buffered_bytes(), 0);
+        for rx in [&mut a, &mut b] {
+            for s in 0..10 {
+                assert_eq!(parse(&rx.try_recv_vec().unwrap()), (0, s));
+            }
+        }
+        // A plain commit publishes the batch before it; the bound publishes by itself; drop publishes.
+        tx.send_buffered(&msg(0, 10, 20)).unwrap();
+        tx.send(&msg(0, 11, 20)).unwrap();
+        tx.set_batch_bytes(2 * 128);
+        tx.send_buffered(&msg(0, 12, 20)).unwrap();
+        tx.send_buffered(&msg(0, 13, 20)).unwrap();
+        assert_eq!(tx.buffered_bytes(), 0);
+        tx.set_batch_bytes(usize::MAX);
+        tx.send_buffered(&msg(0, 14, 20)).unwrap();
+        drop(tx);
+        for s in 10..15 {
+            assert_eq!(parse(&a.try_recv_vec().unwrap()), (0, s));
+        }
+        assert!(matches!(a.try_recv_vec(), Err(broadcast::RecvError::PeerGone)));
+        assert_eq!(a.recovered(), Default::default());
+    });
+}
+
+#[test]
+fn broadcast_buffered_publisher_never_waits_for_itself() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        // Back-pressure, 32 slots: a subscriber that reads everything in another thread, and a
+        // publisher whose batch is as large as allowed; and overwrite mode, where the publisher's own
+        // claims come round to its withheld slot when another publisher fills the ring in between.
+        let (mut tx, mut rx) = broadcast::channel(RingConfig::new(4096, 100), Mode::Backpressure).unwrap();
+        tx.set_batch_bytes(usize::MAX);
+        let reader = std::thread::spawn(move || {
+            for s in 0..500 {
+                assert_eq!(parse(rx.recv_timeout(Duration::from_secs(30)).unwrap()), (0, s));
+            }
+        });
+        for s in 0..500 {
+            tx.send_buffered(&msg(0, s, 50)).unwrap();
+        }
+        tx.flush();
+        reader.join().unwrap();
+
+        let (mut a, mut rx) = broadcast::channel(RingConfig::new(4096, 100), Mode::Overwrite).unwrap();
+        let mut other = a.clone_handle().unwrap();
+        a.set_batch_bytes(usize::MAX);
+        a.send_buffered(&msg(0, 0, 50)).unwrap();
+        for s in 0..31 {
+            other.try_send(&msg(1, s, 50)).unwrap();
+        }
+        // Position 32 is the withheld slot's, a lap later: `a` publishes it first, not waits for it.
+        a.send_buffered(&msg(0, 1, 50)).unwrap();
+        assert_eq!(a.buffered_bytes(), 128, "position 32 withheld in turn");
+        // Another publisher coming round to a withheld slot waits for it (a `try_` send: not at all).
+        for s in 31..62 {
+            other.try_send(&msg(1, s, 50)).unwrap();
+        }
+        assert!(matches!(other.try_send(&msg(1, 62, 50)), Err(broadcast::SendError::WouldBlock)));
+        a.flush();
+        other.try_send(&msg(1, 62, 50)).unwrap();
+        let mut got = Vec::new();
+        loop {
+            match rx.try_recv_vec() {
+                Ok(m) => got.push(parse(&m)),
+                Err(broadcast::RecvError::Lagged(_)) => {}
+                Err(broadcast::RecvError::Empty) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // (The subscriber was lapped twice meanwhile: it reads the last lap.)
+        assert_eq!(got.last(), Some(&(1, 62)));
+        assert_eq!(rx.recovered().skipped, 0);
+    });
+}
+
+#[test]
+fn broadcast_publisher_gone_with_a_withheld_batch_loses_only_its_first_message_and_a_live_one_none() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut rx) = broadcast::channel(RingConfig::new(1 << 16, 64), Mode::Backpressure).unwrap();
+        let mut other = tx.clone_handle().unwrap();
+        rx.set_stuck_timeout(Duration::ZERO);
+        other.send_buffered(&msg(1, 0, 30)).unwrap();
+        for _ in 0..1000 {
+            assert!(matches!(rx.try_recv_vec(), Err(broadcast::RecvError::Empty)));
+        }
+        assert_eq!(rx.recovered().skipped, 0, "a live publisher's withheld slot was skipped");
+        other.flush();
+        assert_eq!(parse(&rx.try_recv_vec().unwrap()), (1, 0));
+        rx.set_stuck_timeout(Duration::from_millis(1));
+        for s in 0..5 {
+            tx.send_buffered(&msg(0, s, 30)).unwrap();
+        }
+        other.send(&msg(1, 1, 30)).unwrap();
+        tx.__forget_withheld();
+        drop(tx);
+        for s in 1..5 {
+            assert_eq!(parse(rx.recv_timeout(Duration::from_secs(10)).unwrap()), (0, s));
+        }
+        assert_eq!(parse(&rx.try_recv_vec().unwrap()), (1, 1));
+        assert_eq!(rx.recovered().skipped, 1);
+    });
+}
+
+#[test]
 fn timeouts_saturate_on_every_slot_ring() {
     ringwire_testkit::watchdog(Duration::from_secs(60), || {
         let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();

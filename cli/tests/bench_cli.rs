@@ -300,12 +300,12 @@ fn ring_batch_rows_report_their_ratio_to_the_plain_ring() {
             "--quick",
             "--json",
             "--transports",
-            "shm-spsc,shm-spsc+batch,shm-mpmc,shm-mpmc+batch",
+            "shm-spsc,shm-spsc+batch,shm-mpmc,shm-mpmc+batch,shm-broadcast,shm-broadcast+batch",
             "--sizes",
             "64",
         ]);
         let rows = doc["results"].as_array().unwrap();
-        for t in ["shm-spsc+batch", "shm-mpmc+batch"] {
+        for t in ["shm-spsc+batch", "shm-mpmc+batch", "shm-broadcast+batch"] {
             let r = rows.iter().find(|r| r["transport"] == t && r["wait"] == "spin").expect(t);
             assert!(number(r, &["throughput", "msgs_per_sec"]) > 0.0, "{t}");
             assert!(number(r, &["raw_ratio", "rtt_p50"]) > 0.0, "{t}: ratio to the plain row");

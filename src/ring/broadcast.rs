@@ -34,11 +34,12 @@
 //! `Overwrite` mode; in `Backpressure` mode publishers stop waiting for it once its process is gone.
 
 use super::error::{AttachError, Corruption};
-use super::slots::{self, role, Local, Membership, SlotControl, StuckWatch, SLOT_HEADER};
+use super::slots::{self, role, Batch, Local, Membership, Publication, SlotControl, StuckWatch, SLOT_HEADER};
 use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage, FLAG_BACKPRESSURE};
 use crate::sync::{fence, Ordering};
 use crate::wait::{Poll, WaitStrategy};
 use crate::wire::{FrameHeader, Kind};
+pub use slots::DEFAULT_BATCH_BYTES;
 use std::time::{Duration, Instant};
 
 /// The control block of a broadcast ring.
@@ -207,6 +208,8 @@ pub struct Publisher<S: Storage> {
     /// Where a reservation's bytes are written before its commit copies them into the slot (allocated
     /// at the first reservation, `max_message` bytes).
     staging: Vec<u8>,
+    /// Buffered publication ([`WriteGuard::commit_buffered`]).
+    batch: Batch,
     storage: S,
 }
 
@@ -252,6 +255,7 @@ impl<S: Storage> Publisher<S> {
         let local = Local::new(&storage)?;
         let me = slots::join(&storage, ctl(&storage), role::PUBLISHER)?;
         Ok(Publisher {
+            batch: Batch::new(&local.geo),
             local,
             me,
             watch: StuckWatch::default(),
@@ -261,6 +265,85 @@ impl<S: Storage> Publisher<S> {
             staging: Vec::new(),
             storage,
         })
+    }
+
+    /// Publishes a copy of `msg` like [`send`](Self::send), but withholds its publication (see
+    /// [`WriteGuard::commit_buffered`]): subscribers see it after [`flush`](Self::flush), a plain
+    /// commit, a full batch, a wait for subscribers (back-pressure), or this publisher's drop.
+    ///
+    /// ```
+    /// use ringwire::broadcast::{self, Mode};
+    /// let (mut tx, mut rx) = broadcast::channel(ringwire::RingConfig::new(1 << 16, 64), Mode::Overwrite)?;
+    /// for i in 0..10u8 {
+    ///     tx.send_buffered(&[i])?;
+    /// }
+    /// assert!(rx.try_recv().is_err()); // withheld until the flush
+    /// tx.flush();
+    /// for i in 0..10u8 {
+    ///     assert_eq!(rx.recv()?, [i]);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_buffered(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        if msg.len() > self.local.max_message {
+            return Err(SendError::Oversize { len: msg.len(), max: self.local.max_message });
+        }
+        let pos = self.claim_opt(None, false)?;
+        if self.take(pos, None, false)? {
+            self.write_slot(pos, Kind::Data, msg, 0);
+            self.commit_slot(pos, true);
+        }
+        Ok(())
+    }
+
+    /// Publishes every slot committed with [`WriteGuard::commit_buffered`] and not yet published (one
+    /// Release store: the first withheld slot's sequence) and wakes sleeping subscribers. Cheap when
+    /// nothing is withheld (one comparison). Never blocks.
+    #[inline]
+    pub fn flush(&mut self) {
+        if self.batch.is_pending() {
+            self.publish_pending();
+        }
+    }
+
+    /// Bytes of slots committed with [`WriteGuard::commit_buffered`] and not yet published, counted in
+    /// whole slots (each message takes one slot of `max_message` + 16 bytes, rounded up to 64); 0 after
+    /// [`flush`](Self::flush).
+    pub fn buffered_bytes(&self) -> usize {
+        self.batch.buffered_bytes(self.local.geo.stride)
+    }
+
+    /// Sets how many withheld bytes (whole slots, see [`buffered_bytes`](Self::buffered_bytes)) make a
+    /// buffered commit publish the batch by itself: default [`DEFAULT_BATCH_BYTES`] (or a quarter of
+    /// the ring if that is less). One slot or less publishes every commit, as a plain one. At most half
+    /// the ring's slot bytes (a publisher must never come round to its own withheld slot).
+    pub fn set_batch_bytes(&mut self, bytes: usize) {
+        let half = self.local.geo.slots / 2 * self.local.geo.stride as u64;
+        self.batch.bytes = (bytes as u64).min(half);
+    }
+
+    /// Publishes the withheld slots (`batch.pending` is set): the first one's sequence, with Release.
+    fn publish_pending(&mut self) {
+        let pos = self.batch.pending;
+        debug_assert!(self.batch.is_pending());
+        let (storage, l) = (&self.storage, &self.local);
+        let c = ctl(storage);
+        // SYNC POINT: Release publishes this slot's header and payload, as in `commit_slot`; pairs with
+        // the subscriber's Acquire load of the sequence. The slots committed after it were published
+        // already, each with its own Release store, but can't be read before it.
+        storage.word(l.geo.offset(pos)).store(l.writing(pos).wrapping_add(1), Ordering::Release);
+        // Release: a recoverer that reads 0 here (Acquire, in `owner_alive`) sees the slot committed.
+        c.participants[self.me.index].withheld.store(0, Ordering::Release);
+        self.batch.clear();
+        c.data_ready.notify(l.asymmetric);
+    }
+
+    /// Test hook: forgets the withheld batch without publishing it, as a publisher killed while
+    /// buffering does (dropping the publisher afterwards closes its entry: the dead owner).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn __forget_withheld(&mut self) {
+        self.batch.clear();
     }
 
     /// Publishes a copy of `msg` without waiting: [`SendError::WouldBlock`] in back-pressure mode while
@@ -317,7 +400,8 @@ impl<S: Storage> Publisher<S> {
         }
         let pos = self.claim_opt(deadline, once)?;
         if self.take(pos, deadline, once)? {
-            self.publish(pos, Kind::Data, msg, 0);
+            self.write_slot(pos, Kind::Data, msg, 0);
+            self.commit_slot(pos, false);
         }
         Ok(())
     }
@@ -340,9 +424,29 @@ impl<S: Storage> Publisher<S> {
         Ok(WriteGuard { publisher: self, pos, len, owned, done: false })
     }
 
+    /// [`try_claim`](Self::try_claim), publishing the withheld batch first where waiting with it
+    /// withheld could wait for ever: before a back-pressure wait (the slowest subscriber may be stuck
+    /// behind our withheld slot), and when the claimed position comes round to the withheld slot's
+    /// (it would wait for itself as for a stalled publisher of an earlier lap).
+    fn try_claim_flushing(&mut self) -> Result<u64, SendError> {
+        let r = match self.try_claim() {
+            Err(SendError::WouldBlock) if self.batch.is_pending() => {
+                self.publish_pending();
+                self.try_claim()
+            }
+            r => r,
+        };
+        if let Ok(pos) = r {
+            if self.batch.is_pending() && pos.wrapping_sub(self.batch.pending) >= self.local.geo.slots {
+                self.publish_pending();
+            }
+        }
+        r
+    }
+
     /// Claims the next position, waiting as `deadline` / `once` say.
     fn claim_opt(&mut self, deadline: Option<Instant>, once: bool) -> Result<u64, SendError> {
-        Ok(match self.try_claim() {
+        Ok(match self.try_claim_flushing() {
             Ok(pos) => pos,
             Err(SendError::WouldBlock) if once => {
                 // A poller must also stop waiting for subscribers that died: look, at most once per
@@ -529,28 +633,46 @@ impl<S: Storage> Publisher<S> {
         Ok(true)
     }
 
-    /// Writes a frame of `kind` with `payload` into the slot of `pos`, taken by [`take`](Self::take), and
-    /// publishes it. [`Kind::Pad`] (empty) marks a position given up by an abandoned reservation.
-    fn publish(&self, pos: u64, kind: Kind, payload: &[u8], ext: u16) {
+    /// Writes a frame of `kind` with `payload` into the slot of `pos`, taken by [`take`](Self::take);
+    /// [`commit_slot`](Self::commit_slot) publishes it. [`Kind::Pad`] (empty) marks a position given up
+    /// by an abandoned reservation.
+    fn write_slot(&self, pos: u64, kind: Kind, payload: &[u8], ext: u16) {
         let storage = &self.storage;
-        let c = ctl(storage);
         let l = &self.local;
         let off = l.geo.offset(pos);
-        let seq = storage.word(off);
-        let mine = l.writing(pos);
         // SYNC POINT (seqlock, writer): orders the odd sequence before every payload store; pairs with the
         // Acquire fence a subscriber issues after copying, so a copy that saw any of our stores also sees
         // the odd (or a later) sequence on its re-check.
         fence(Ordering::Release);
-        // Relaxed: published by the Release store of the sequence below.
+        // Relaxed: published by the Release store of the sequence in `commit_slot` (or of the withheld
+        // first slot of the batch, which comes after this store in program order).
         storage.word(off + 8).store(FrameHeader { len: payload.len() as u32, kind, ext }.to_word(), Ordering::Relaxed);
         store_payload(storage, l, off + SLOT_HEADER, payload);
+    }
+
+    /// Publishes the slot of `pos`, written by [`write_slot`](Self::write_slot): or, if `buffered`,
+    /// withholds it (the first of a batch) or publishes it behind the withheld first one.
+    fn commit_slot(&mut self, pos: u64, buffered: bool) {
+        let storage = &self.storage;
+        let c = ctl(storage);
+        let l = &self.local;
+        let me = &c.participants[self.me.index];
+        let (notify, then_flush) = match self.batch.commit(pos, buffered, l.geo.stride) {
+            // Withheld: the sequence stays odd ("being written"), so subscribers stop here.
+            Publication::Withhold => return slots::withhold(me, pos),
+            Publication::Publish { notify, then_flush } => (notify, then_flush),
+        };
         // SYNC POINT: Release publishes the header and payload; pairs with the subscriber's Acquire load.
         // A plain store: nobody else writes this word while it is odd and ours, because a slot is only
         // taken over from a writer whose process (or endpoint) is gone, and we are here.
-        seq.store(mine.wrapping_add(1), Ordering::Release);
-        c.participants[self.me.index].intent.store(0, Ordering::Release);
-        c.data_ready.notify(l.asymmetric);
+        storage.word(l.geo.offset(pos)).store(l.writing(pos).wrapping_add(1), Ordering::Release);
+        me.intent.store(0, Ordering::Release);
+        if notify {
+            c.data_ready.notify(l.asymmetric);
+        }
+        if then_flush {
+            self.publish_pending();
+        }
     }
 }
 
@@ -567,9 +689,27 @@ pub struct WriteGuard<'a, S: Storage> {
 }
 
 impl<S: Storage> WriteGuard<'_, S> {
-    /// Publishes the message.
+    /// Publishes the message (and every slot this publisher withholds, see
+    /// [`commit_buffered`](Self::commit_buffered)).
     pub fn commit(mut self) {
-        self.finish(Kind::Data, self.len, 0);
+        self.finish(Kind::Data, self.len, 0, false);
+    }
+
+    /// Commits the message but withholds its publication, so that a burst reaches subscribers with one
+    /// store they wait on instead of one per message (the SPSC ring's
+    /// [`commit_buffered`](crate::spsc::WriteGuard::commit_buffered), on slots). The batch is published
+    /// by [`Publisher::flush`], by this publisher's next plain commit, when it holds
+    /// [`Publisher::set_batch_bytes`] bytes of slots (4 KiB by default), before a back-pressure wait,
+    /// and when the publisher is dropped. **Flush before waiting for an answer.**
+    ///
+    /// Subscribers read positions in order, so messages that other publishers commit after the first
+    /// withheld one wait for the flush too, and another publisher that comes round to the withheld slot
+    /// a lap later waits for it as for a stalled publisher. A publisher that dies (SIGKILL) with a batch
+    /// withheld loses its first withheld message: subscribers skip that slot after the stuck timeout,
+    /// as a dead publisher's (counted in [`Recovered::skipped`](slots::Recovered::skipped)), and then
+    /// read the rest of the batch.
+    pub fn commit_buffered(mut self) {
+        self.finish(Kind::Data, self.len, 0, true);
     }
 
     /// Publishes the first `len` bytes, of which the first `ext` are an event name (the frame header's
@@ -577,20 +717,21 @@ impl<S: Storage> WriteGuard<'_, S> {
     pub fn commit_ext(mut self, len: usize, ext: u16) {
         assert!(len <= self.len, "commit_ext({len}) beyond the reserved {} bytes", self.len);
         assert!(ext as usize <= len, "an ext of {ext} bytes in a {len}-byte message");
-        self.finish(Kind::Data, len, ext);
+        self.finish(Kind::Data, len, ext, false);
     }
 
     /// Publishes the first `len` bytes only (`len` at most the reserved length).
     pub fn commit_len(mut self, len: usize) {
         assert!(len <= self.len, "commit_len({len}) beyond the reserved {} bytes", self.len);
-        self.finish(Kind::Data, len, 0);
+        self.finish(Kind::Data, len, 0, false);
     }
 
-    fn finish(&mut self, kind: Kind, len: usize, ext: u16) {
+    fn finish(&mut self, kind: Kind, len: usize, ext: u16, buffered: bool) {
         self.done = true;
         if self.owned {
             let p = &*self.publisher;
-            p.publish(self.pos, kind, &p.staging[..len], ext);
+            p.write_slot(self.pos, kind, &p.staging[..len], ext);
+            self.publisher.commit_slot(self.pos, buffered);
         }
     }
 }
@@ -598,7 +739,7 @@ impl<S: Storage> WriteGuard<'_, S> {
 impl<S: Storage> Drop for WriteGuard<'_, S> {
     fn drop(&mut self) {
         if !self.done {
-            self.finish(Kind::Pad, 0, 0);
+            self.finish(Kind::Pad, 0, 0, false);
         }
     }
 }
@@ -645,7 +786,8 @@ impl<S: Storage> Publisher<S> {
         }
         let pos = self.claim_async().await?;
         if self.take(pos, None, false)? {
-            self.publish(pos, Kind::Data, msg, 0);
+            self.write_slot(pos, Kind::Data, msg, 0);
+            self.commit_slot(pos, false);
         }
         Ok(())
     }
@@ -667,7 +809,7 @@ impl<S: Storage> Publisher<S> {
     }
 
     async fn claim_async(&mut self) -> Result<u64, SendError> {
-        match self.try_claim() {
+        match self.try_claim_flushing() {
             Err(SendError::WouldBlock) => {}
             r => return r,
         }
@@ -748,6 +890,8 @@ impl<S: Storage> Subscriber<S> {
 
 impl<S: Storage> Drop for Publisher<S> {
     fn drop(&mut self) {
+        // A clean close publishes what was withheld.
+        self.flush();
         let c = ctl(&self.storage);
         slots::leave(c, &self.me);
         // Subscribers blocked on an empty ring re-check whether any publisher is left.

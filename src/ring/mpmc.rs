@@ -32,7 +32,7 @@
 //! to the end (its read guard dropped).
 
 use super::error::{AttachError, Corruption};
-use super::slots::{self, role, Local, Membership, SlotControl, StuckWatch, SLOT_HEADER};
+use super::slots::{self, role, Batch, Local, Membership, Publication, SlotControl, StuckWatch, SLOT_HEADER};
 use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage};
 use crate::sync::Ordering;
 use crate::wait::{Poll, WaitStrategy};
@@ -182,32 +182,13 @@ pub struct Producer<S: Storage> {
     storage: S,
 }
 
-/// A producer's buffered publication ([`WriteGuard::commit_buffered`]).
-#[derive(Clone, Copy, Debug)]
-struct Batch {
-    /// The first position committed but withheld, or [`NOTHING_PENDING`]. Its slot's sequence still
-    /// says "claimed, not committed", so consumers (who take positions in order) stop there; the
-    /// buffered slots committed after it are published one by one but can't be taken before it.
-    pending: u64,
-    /// Slots committed since `pending` (it included): what `buffered_bytes` counts in strides.
-    slots: u64,
-    /// Withheld bytes (in slot strides) after which a buffered commit publishes by itself.
-    bytes: u64,
-}
-
 /// How many positions ahead of its claim a producer prefetches (for writing) the slot it will claim
 /// then (see `sync::prefetch_write`). Measured with buffered publication, 64-byte messages, Intel host
 /// in the far placement: 2, 4, 8 and 16 all stream at ~1.0-1.4x the bare ring, against ~0.6-0.8x with
 /// no prefetch; 4 keeps the hint within a few hundred bytes.
 const PREFETCH_AHEAD: u64 = 4;
 
-/// `Batch::pending` when nothing is withheld.
-const NOTHING_PENDING: u64 = u64::MAX;
-
-/// The default bound on a producer's withheld bytes ([`Producer::set_batch_bytes`]): 4 KiB of slots
-/// (32 slots of 64-byte messages, whose slots take 128 bytes), as SPSC's
-/// [`DEFAULT_BATCH_BYTES`](crate::spsc::DEFAULT_BATCH_BYTES).
-pub const DEFAULT_BATCH_BYTES: usize = 4096;
+pub use slots::DEFAULT_BATCH_BYTES;
 
 /// A reading end of an MPMC ring. Any number may be attached; each message goes to one of them.
 pub struct Consumer<S: Storage> {
@@ -232,8 +213,7 @@ impl<S: Storage> Producer<S> {
         check_kind::<Control, _>(&storage)?;
         let local = Local::new(&storage)?;
         let me = slots::join(&storage, ctl(&storage), role::PRODUCER)?;
-        let room = local.geo.slots * local.geo.stride as u64;
-        let batch = Batch { pending: NOTHING_PENDING, slots: 0, bytes: (DEFAULT_BATCH_BYTES as u64).min(room / 4) };
+        let batch = Batch::new(&local.geo);
         Ok(Producer { local, me, watch: StuckWatch::default(), batch, storage })
     }
 
@@ -265,7 +245,7 @@ impl<S: Storage> Producer<S> {
     /// nothing is withheld (one comparison). Never blocks.
     #[inline]
     pub fn flush(&mut self) {
-        if self.batch.pending != NOTHING_PENDING {
+        if self.batch.is_pending() {
             self.publish_pending();
         }
     }
@@ -274,7 +254,7 @@ impl<S: Storage> Producer<S> {
     /// whole slots (each message takes one slot of `max_message` + 16 bytes, rounded up to 64); 0 after
     /// [`flush`](Self::flush).
     pub fn buffered_bytes(&self) -> usize {
-        (self.batch.slots * self.local.geo.stride as u64) as usize
+        self.batch.buffered_bytes(self.local.geo.stride)
     }
 
     /// Sets how many withheld bytes (whole slots, see [`buffered_bytes`](Self::buffered_bytes)) make a
@@ -288,7 +268,7 @@ impl<S: Storage> Producer<S> {
     /// Publishes the withheld slots (`batch.pending` is set): the first one's sequence, with Release.
     fn publish_pending(&mut self) {
         let pos = self.batch.pending;
-        debug_assert!(pos != NOTHING_PENDING);
+        debug_assert!(self.batch.is_pending());
         let (storage, l) = (&self.storage, &self.local);
         let c = ctl(storage);
         // SYNC POINT: Release publishes this slot's header and payload, as in `WriteGuard::publish`;
@@ -297,7 +277,7 @@ impl<S: Storage> Producer<S> {
         storage.word(l.geo.offset(pos)).store(l.base(pos) + 1, Ordering::Release);
         // Release: a recoverer that reads 0 here (Acquire, in `owner_alive`) sees the slot committed.
         c.participants[self.me.index].withheld.store(0, Ordering::Release);
-        self.batch = Batch { pending: NOTHING_PENDING, slots: 0, ..self.batch };
+        self.batch.clear();
         c.data_ready.notify(l.asymmetric);
     }
 
@@ -307,7 +287,7 @@ impl<S: Storage> Producer<S> {
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn __forget_withheld(&mut self) {
-        self.batch = Batch { pending: NOTHING_PENDING, slots: 0, ..self.batch };
+        self.batch.clear();
     }
 
     #[cfg(feature = "test-hooks")]
@@ -407,7 +387,7 @@ impl<S: Storage> Producer<S> {
     #[inline]
     fn try_claim_flushing(&mut self) -> Result<u64, SendError> {
         match self.try_claim() {
-            Err(SendError::WouldBlock) if self.batch.pending != NOTHING_PENDING => {
+            Err(SendError::WouldBlock) if self.batch.is_pending() => {
                 self.publish_pending();
                 self.try_claim()
             }
@@ -691,29 +671,21 @@ impl<S: Storage> WriteGuard<'_, S> {
         let c = ctl(storage);
         let me = &c.participants[p.me.index];
         self.done = true;
-        // A batch of one slot or less is no batch: publish at once.
-        let buffered = buffered && p.batch.bytes > l.geo.stride as u64;
-        if buffered && p.batch.pending == NOTHING_PENDING {
-            // Withheld: the sequence keeps saying "claimed", so consumers stop here. Release: set
-            // before the intent is cleared, for `owner_alive` (see `Participant::withheld`).
-            me.withheld.store(self.pos.wrapping_add(1), Ordering::Release);
-            me.intent.store(0, Ordering::Release);
-            p.batch.pending = self.pos;
-            p.batch.slots = 1;
-            return;
-        }
+        let (notify, then_flush) = match p.batch.commit(self.pos, buffered, l.geo.stride) {
+            // Withheld: the sequence keeps saying "claimed", so consumers stop here.
+            Publication::Withhold => return slots::withhold(me, self.pos),
+            Publication::Publish { notify, then_flush } => (notify, then_flush),
+        };
         // SYNC POINT: Release publishes the frame header and payload; pairs with the consumer's Acquire
         // load of the sequence in `try_take`. Behind a withheld slot this is Release too: the consumer
         // that takes this position may not be the one that took the withheld one, so it must
         // synchronise with this store itself (a plain store on x86, like Relaxed).
         storage.word(off).store(l.base(self.pos) + 1, Ordering::Release);
         me.intent.store(0, Ordering::Release);
-        if p.batch.pending == NOTHING_PENDING {
+        if notify {
             c.data_ready.notify(l.asymmetric);
-            return;
         }
-        p.batch.slots += 1;
-        if !buffered || p.batch.slots * l.geo.stride as u64 >= p.batch.bytes {
+        if then_flush {
             p.publish_pending();
         }
     }

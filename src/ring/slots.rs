@@ -118,6 +118,89 @@ impl Geometry {
     }
 }
 
+/// The default bound on a writer's withheld bytes (`set_batch_bytes` of MPMC producers and broadcast
+/// publishers): 4 KiB of slots (32 slots of 64-byte messages, whose slots take 128 bytes), as SPSC's
+/// [`DEFAULT_BATCH_BYTES`](crate::spsc::DEFAULT_BATCH_BYTES).
+pub const DEFAULT_BATCH_BYTES: usize = 4096;
+
+/// `Batch::pending` when nothing is withheld.
+pub(crate) const NOTHING_PENDING: u64 = u64::MAX;
+
+/// A writer's buffered publication (`commit_buffered` of both slot rings): readers take positions in
+/// order, so withholding the first buffered slot's sequence withholds every slot committed after it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Batch {
+    /// The first position committed but withheld, or [`NOTHING_PENDING`]. Its slot's sequence still
+    /// says "being written", so readers stop there; the slots committed after it are published one by
+    /// one but can't be read before it.
+    pub pending: u64,
+    /// Slots committed since `pending` (it included): what `buffered_bytes` counts in strides.
+    pub slots: u64,
+    /// Withheld bytes (in slot strides) after which a buffered commit publishes by itself.
+    pub bytes: u64,
+}
+
+/// What a writer does with the sequence of a slot it commits ([`Batch::commit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Publication {
+    /// Withhold it: the first slot of a batch.
+    Withhold,
+    /// Publish it; `notify`: wake readers (nothing is withheld before it); `then_flush`: then publish
+    /// the withheld batch (a plain commit, or the bound reached).
+    Publish { notify: bool, then_flush: bool },
+}
+
+impl Batch {
+    /// Nothing withheld; the default bound, or a quarter of the ring's slot bytes if that is less.
+    pub(crate) fn new(geo: &Geometry) -> Batch {
+        let room = geo.slots * geo.stride as u64;
+        Batch { pending: NOTHING_PENDING, slots: 0, bytes: (DEFAULT_BATCH_BYTES as u64).min(room / 4) }
+    }
+
+    #[inline(always)]
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending != NOTHING_PENDING
+    }
+
+    /// Decides what a commit of `pos` (`buffered` or plain) does, and records it. A batch bound of one
+    /// slot or less makes every buffered commit a plain one. For `Withhold` the caller must store its
+    /// participant's `withheld` before clearing the claim's intent ([`withhold`]).
+    #[inline]
+    pub(crate) fn commit(&mut self, pos: u64, buffered: bool, stride: usize) -> Publication {
+        let buffered = buffered && self.bytes > stride as u64;
+        if !self.is_pending() {
+            if buffered {
+                self.pending = pos;
+                self.slots = 1;
+                return Publication::Withhold;
+            }
+            return Publication::Publish { notify: true, then_flush: false };
+        }
+        self.slots += 1;
+        Publication::Publish { notify: false, then_flush: !buffered || self.slots * stride as u64 >= self.bytes }
+    }
+
+    /// Forgets the batch (after publishing it, or in the test hook that imitates a kill).
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        self.pending = NOTHING_PENDING;
+        self.slots = 0;
+    }
+
+    /// Bytes of the withheld slots, counted in whole strides.
+    pub(crate) fn buffered_bytes(&self, stride: usize) -> usize {
+        (self.slots * stride as u64) as usize
+    }
+}
+
+/// Marks `pos` as withheld by participant `me`, then clears the intent that claimed it, both Release,
+/// in that order (see `Participant::withheld` and [`owner_alive`]).
+#[inline]
+pub(crate) fn withhold(me: &Participant, pos: u64) {
+    me.withheld.store(pos.wrapping_add(1), Ordering::Release);
+    me.intent.store(0, Ordering::Release);
+}
+
 /// Roles in the participant table.
 pub(crate) mod role {
     pub const PRODUCER: u32 = 1;
@@ -144,8 +227,8 @@ pub(crate) struct Participant {
     pub intent: AtomicU64,
     /// Broadcast subscribers: the next position they will read (published for back-pressure).
     pub cursor: AtomicU64,
-    /// MPMC producers: `position + 1` of the slot they committed but withhold (buffered publication,
-    /// `mpmc::WriteGuard::commit_buffered`), 0 for none. Set (Release) before the intent that claimed
+    /// Writers (MPMC producers, broadcast publishers): `position + 1` of the slot they committed but
+    /// withhold (buffered publication, [`Batch`]), 0 for none. Set (Release) before the intent that claimed
     /// the slot is cleared, cleared (Release) after the slot's sequence is published, so a recoverer
     /// (`owner_alive`) that no longer finds the intent finds this, or the published slot.
     pub withheld: AtomicU64,

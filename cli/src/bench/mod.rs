@@ -38,6 +38,7 @@ pub const TRANSPORTS: &[&str] = &[
     "shm-mpmc",
     "shm-mpmc+batch",
     "shm-broadcast",
+    "shm-broadcast+batch",
     "raw-pipe",
     "raw-fifo",
     "pipe",
@@ -83,7 +84,8 @@ pub struct BenchArgs {
     /// adaptive, its `raw_ratio`), unix+async, tcp+async, udp+async, websocket+async (this side on the
     /// async transports, `ringwire::transport::tokio`, against the same blocking peers; compared with the
     /// blocking row's `block` wait, its `raw_ratio`), shm-mpmc, shm-mpmc+batch (each message committed with
-    /// `commit_buffered`, as shm-spsc+batch; compared with shm-mpmc, its `raw_ratio`), shm-broadcast, raw-pipe, raw-fifo (raw-pipe over two named FIFOs, as the
+    /// `commit_buffered`, as shm-spsc+batch; compared with shm-mpmc, its `raw_ratio`), shm-broadcast,
+    /// shm-broadcast+batch (`send_buffered`; compared with shm-broadcast), raw-pipe, raw-fifo (raw-pipe over two named FIFOs, as the
     /// pipe row's; not brought along by any row), pipe, pipe+batch, stdio, stdio+batch, raw-unix, fork,
     /// fork+batch, unix, unix+batch, raw-tcp, tcp, tcp+batch, tcp+events, raw-udp, udp, udp+batch, websocket,
     /// websocket+batch, redis-pubsub,
@@ -217,7 +219,7 @@ pub fn run(args: BenchArgs) -> CliResult {
                 "shm-spsc+batch" => &["spin", "adaptive"],
                 // Awaiting against the blocking shm-spsc adaptive row (the peer's wait: adaptive).
                 "shm-spsc+async" => &["adaptive"],
-                "shm-mpmc" | "shm-mpmc+batch" | "shm-broadcast" | "rtrb" => &["spin"],
+                "shm-mpmc" | "shm-mpmc+batch" | "shm-broadcast" | "shm-broadcast+batch" | "rtrb" => &["spin"],
                 // Kernel transports: sleeping in poll (block), busy-polling the syscall (spin), or both.
                 "pipe" | "stdio" | "fork" | "unix" | "tcp" | "udp" => &["block", "spin", "adaptive"],
                 // Redis: a round trip per send (block), or up to a window of sends in flight.
@@ -378,12 +380,13 @@ fn measure(plan: &Plan, counts: &Counts, broker: &str) -> CliResult<Measured> {
             rtt: shm_events_rtt(plan, counts)?,
             throughput: shm_events_stream(plan, counts.stream(plan.size))?,
         }),
-        "shm-mpmc" | "shm-mpmc+batch" | "shm-broadcast" => {
+        "shm-mpmc" | "shm-mpmc+batch" | "shm-broadcast" | "shm-broadcast+batch" => {
             let wait = parse_wait(plan.wait)?;
-            let (rtt, throughput) = if plan.transport != "shm-broadcast" {
-                slots::mpmc(plan, counts, wait, plan.transport == "shm-mpmc+batch")?
+            let buffered = plan.transport.ends_with("+batch");
+            let (rtt, throughput) = if plan.transport.starts_with("shm-mpmc") {
+                slots::mpmc(plan, counts, wait, buffered)?
             } else {
-                slots::bcast(plan, counts, wait)?
+                slots::bcast(plan, counts, wait, buffered)?
             };
             Ok(Measured { rtt, throughput })
         }

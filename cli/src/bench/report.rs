@@ -207,7 +207,7 @@ pub fn fill_spsc_ratios(rows: &mut [Row]) {
 pub fn fill_raw_ratios(rows: &mut [Row]) {
     let refs = ratio_refs(rows);
     for row in rows.iter_mut() {
-        if let Some(ring @ ("shm-spsc" | "shm-mpmc")) = row.transport.strip_suffix("+batch") {
+        if let Some(ring @ ("shm-spsc" | "shm-mpmc" | "shm-broadcast")) = row.transport.strip_suffix("+batch") {
             // A ring's buffered publication: a ring row, normalised by its probes.
             row.raw_ratio = ratio_to(row, &refs, ring, row.wait);
             continue;

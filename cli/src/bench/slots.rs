@@ -103,8 +103,14 @@ fn mpmc_pair(
     Ok((tx, rx, child))
 }
 
-/// Parent side of a `shm-broadcast` row.
-pub fn bcast(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(Histogram<u64>, Throughput)> {
+/// Parent side of a `shm-broadcast` row; `buffered`: `shm-broadcast+batch`, each message sent with
+/// `send_buffered` (round trip: one `flush` after it; streaming: one at the end).
+pub fn bcast(
+    plan: &Plan,
+    counts: &Counts,
+    wait: WaitStrategy,
+    buffered: bool,
+) -> CliResult<(Histogram<u64>, Throughput)> {
     let base = base_payload(plan.size);
     let mut buf = vec![0u8; plan.size];
     let (mut tx, mut rx, child) = bcast_pair(PeerMode::BcastEcho, plan, 0, wait)?;
@@ -112,7 +118,12 @@ pub fn bcast(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(His
     for i in 0..counts.rtt_warmup + counts.rtt_samples {
         let t0 = Instant::now();
         stamp(&mut buf, &base, i);
-        tx.send(&buf)?;
+        if buffered {
+            tx.send_buffered(&buf)?;
+            tx.flush();
+        } else {
+            tx.send(&buf)?;
+        }
         let n = rx.recv_into(&mut buf)?;
         let dt = t0.elapsed().as_nanos() as u64;
         if !verify(&buf[..n], &base, i) {
@@ -129,8 +140,13 @@ pub fn bcast(plan: &Plan, counts: &Counts, wait: WaitStrategy) -> CliResult<(His
     let t0 = Instant::now();
     for i in 0..count {
         stamp(&mut buf, &base, i);
-        tx.send(&buf)?;
+        if buffered {
+            tx.send_buffered(&buf)?;
+        } else {
+            tx.send(&buf)?;
+        }
     }
+    tx.flush();
     let n = rx.recv_into(&mut buf)?;
     let elapsed = t0.elapsed();
     let ok = &buf[..n] == b"ok";
