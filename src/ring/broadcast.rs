@@ -34,7 +34,7 @@
 //! `Overwrite` mode; in `Backpressure` mode publishers stop waiting for it once its process is gone.
 
 use super::error::{AttachError, Corruption};
-use super::slots::{self, role, Batch, Local, Membership, Publication, SlotControl, StuckWatch, SLOT_HEADER};
+use super::slots::{self, role, Batch, Local, Membership, SlotControl, StuckWatch, SLOT_HEADER};
 use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage, FLAG_BACKPRESSURE};
 use crate::sync::{fence, Ordering};
 use crate::wait::{Poll, WaitStrategy};
@@ -285,15 +285,7 @@ impl<S: Storage> Publisher<S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_buffered(&mut self, msg: &[u8]) -> Result<(), SendError> {
-        if msg.len() > self.local.max_message {
-            return Err(SendError::Oversize { len: msg.len(), max: self.local.max_message });
-        }
-        let pos = self.claim_opt(None, false)?;
-        if self.take(pos, None, false)? {
-            self.write_slot(pos, Kind::Data, msg, 0);
-            self.commit_slot(pos, true);
-        }
-        Ok(())
+        self.send_opt(msg, None, false, true)
     }
 
     /// Publishes every slot committed with [`WriteGuard::commit_buffered`] and not yet published (one
@@ -332,10 +324,7 @@ impl<S: Storage> Publisher<S> {
         // the subscriber's Acquire load of the sequence. The slots committed after it were published
         // already, each with its own Release store, but can't be read before it.
         storage.word(l.geo.offset(pos)).store(l.writing(pos).wrapping_add(1), Ordering::Release);
-        // Release: a recoverer that reads 0 here (Acquire, in `owner_alive`) sees the slot committed.
-        c.participants[self.me.index].withheld.store(0, Ordering::Release);
-        self.batch.clear();
-        c.data_ready.notify(l.asymmetric);
+        slots::batch_published(c, self.me.index, &mut self.batch, l.asymmetric);
     }
 
     /// Test hook: forgets the withheld batch without publishing it, as a publisher killed while
@@ -350,23 +339,23 @@ impl<S: Storage> Publisher<S> {
     /// the slowest subscriber is a lap behind, and in either mode while another publisher that claimed
     /// the same slot a lap earlier is still writing it (given up after the stuck timeout).
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
-        self.send_opt(msg, None, true)
+        self.send_opt(msg, None, true, false)
     }
 
     /// Publishes a copy of `msg`, in back-pressure mode waiting for the slowest subscriber.
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
-        self.send_opt(msg, None, false)
+        self.send_opt(msg, None, false, false)
     }
 
     /// Publishes a copy of `msg`, waiting until `deadline` at most (back-pressure mode).
     pub fn send_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), SendError> {
-        self.send_opt(msg, Some(deadline), false)
+        self.send_opt(msg, Some(deadline), false, false)
     }
 
     /// Publishes a copy of `msg`, waiting `timeout` at most (back-pressure mode). A timeout too large to
     /// be a deadline (`Duration::MAX`) waits without one.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
-        self.send_opt(msg, Instant::now().checked_add(timeout), false)
+        self.send_opt(msg, Instant::now().checked_add(timeout), false, false)
     }
 
     /// Reserves the next position for a `len`-byte message without waiting (as [`try_send`](Self::try_send)).
@@ -394,14 +383,14 @@ impl<S: Storage> Publisher<S> {
         self.reserve_opt(len, Some(deadline), false)
     }
 
-    fn send_opt(&mut self, msg: &[u8], deadline: Option<Instant>, once: bool) -> Result<(), SendError> {
+    fn send_opt(&mut self, msg: &[u8], deadline: Option<Instant>, once: bool, buffered: bool) -> Result<(), SendError> {
         if msg.len() > self.local.max_message {
             return Err(SendError::Oversize { len: msg.len(), max: self.local.max_message });
         }
         let pos = self.claim_opt(deadline, once)?;
         if self.take(pos, deadline, once)? {
             self.write_slot(pos, Kind::Data, msg, 0);
-            self.commit_slot(pos, false);
+            self.commit_slot(pos, buffered);
         }
         Ok(())
     }
@@ -428,20 +417,22 @@ impl<S: Storage> Publisher<S> {
     /// withheld could wait for ever: before a back-pressure wait (the slowest subscriber may be stuck
     /// behind our withheld slot), and when the claimed position comes round to the withheld slot's
     /// (it would wait for itself as for a stalled publisher of an earlier lap).
+    #[inline]
     fn try_claim_flushing(&mut self) -> Result<u64, SendError> {
-        let r = match self.try_claim() {
-            Err(SendError::WouldBlock) if self.batch.is_pending() => {
-                self.publish_pending();
-                self.try_claim()
-            }
-            r => r,
-        };
-        if let Ok(pos) = r {
-            if self.batch.is_pending() && pos.wrapping_sub(self.batch.pending) >= self.local.geo.slots {
-                self.publish_pending();
-            }
+        if !self.batch.is_pending() {
+            return self.try_claim();
         }
-        r
+        let pos = match self.try_claim() {
+            Err(SendError::WouldBlock) => {
+                self.publish_pending();
+                return self.try_claim();
+            }
+            r => r?,
+        };
+        if pos.wrapping_sub(self.batch.pending) >= self.local.geo.slots {
+            self.publish_pending();
+        }
+        Ok(pos)
     }
 
     /// Claims the next position, waiting as `deadline` / `once` say.
@@ -653,24 +644,15 @@ impl<S: Storage> Publisher<S> {
     /// Publishes the slot of `pos`, written by [`write_slot`](Self::write_slot): or, if `buffered`,
     /// withholds it (the first of a batch) or publishes it behind the withheld first one.
     fn commit_slot(&mut self, pos: u64, buffered: bool) {
-        let storage = &self.storage;
+        let (storage, l) = (&self.storage, &self.local);
+        // Withheld, the sequence stays odd ("being written"), so subscribers stop here. Published, a plain
+        // store: nobody else writes this word while it is odd and ours, because a slot is only taken
+        // over from a writer whose process (or endpoint) is gone, and we are here.
+        let word = storage.word(l.geo.offset(pos));
+        let committed = l.writing(pos).wrapping_add(1);
         let c = ctl(storage);
-        let l = &self.local;
-        let me = &c.participants[self.me.index];
-        let (notify, then_flush) = match self.batch.commit(pos, buffered, l.geo.stride) {
-            // Withheld: the sequence stays odd ("being written"), so subscribers stop here.
-            Publication::Withhold => return slots::withhold(me, pos),
-            Publication::Publish { notify, then_flush } => (notify, then_flush),
-        };
-        // SYNC POINT: Release publishes the header and payload; pairs with the subscriber's Acquire load.
-        // A plain store: nobody else writes this word while it is odd and ours, because a slot is only
-        // taken over from a writer whose process (or endpoint) is gone, and we are here.
-        storage.word(l.geo.offset(pos)).store(l.writing(pos).wrapping_add(1), Ordering::Release);
-        me.intent.store(0, Ordering::Release);
-        if notify {
-            c.data_ready.notify(l.asymmetric);
-        }
-        if then_flush {
+        if slots::commit(c, self.me.index, &mut self.batch, pos, buffered, l.geo.stride, word, committed, l.asymmetric)
+        {
             self.publish_pending();
         }
     }

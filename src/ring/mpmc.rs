@@ -32,7 +32,7 @@
 //! to the end (its read guard dropped).
 
 use super::error::{AttachError, Corruption};
-use super::slots::{self, role, Batch, Local, Membership, Publication, SlotControl, StuckWatch, SLOT_HEADER};
+use super::slots::{self, role, Batch, Local, Membership, SlotControl, StuckWatch, SLOT_HEADER};
 use super::{check_kind, ControlBlock, Header, RingConfig, RingKind, Storage};
 use crate::sync::Ordering;
 use crate::wait::{Poll, WaitStrategy};
@@ -275,10 +275,7 @@ impl<S: Storage> Producer<S> {
         // pairs with the consumer's Acquire load of the sequence in `try_take`. The slots committed after
         // it were published already (each with its own Release store) but could not be taken before it.
         storage.word(l.geo.offset(pos)).store(l.base(pos) + 1, Ordering::Release);
-        // Release: a recoverer that reads 0 here (Acquire, in `owner_alive`) sees the slot committed.
-        c.participants[self.me.index].withheld.store(0, Ordering::Release);
-        self.batch.clear();
-        c.data_ready.notify(l.asymmetric);
+        slots::batch_published(c, self.me.index, &mut self.batch, l.asymmetric);
     }
 
     /// Test hook: forgets the withheld batch without publishing it, as a producer killed while
@@ -668,24 +665,12 @@ impl<S: Storage> WriteGuard<'_, S> {
         // Relaxed: published by the Release store of the sequence below (or of the withheld first slot
         // of the batch, whose publication comes after this store in program order).
         storage.word(off + 8).store(FrameHeader { len: len as u32, kind, ext }.to_word(), Ordering::Relaxed);
-        let c = ctl(storage);
-        let me = &c.participants[p.me.index];
         self.done = true;
-        let (notify, then_flush) = match p.batch.commit(self.pos, buffered, l.geo.stride) {
-            // Withheld: the sequence keeps saying "claimed", so consumers stop here.
-            Publication::Withhold => return slots::withhold(me, self.pos),
-            Publication::Publish { notify, then_flush } => (notify, then_flush),
-        };
-        // SYNC POINT: Release publishes the frame header and payload; pairs with the consumer's Acquire
-        // load of the sequence in `try_take`. Behind a withheld slot this is Release too: the consumer
-        // that takes this position may not be the one that took the withheld one, so it must
-        // synchronise with this store itself (a plain store on x86, like Relaxed).
-        storage.word(off).store(l.base(self.pos) + 1, Ordering::Release);
-        me.intent.store(0, Ordering::Release);
-        if notify {
-            c.data_ready.notify(l.asymmetric);
-        }
-        if then_flush {
+        // Withheld, the sequence keeps saying "claimed", so consumers stop here.
+        let word = storage.word(off);
+        let committed = l.base(self.pos) + 1;
+        let c = ctl(storage);
+        if slots::commit(c, p.me.index, &mut p.batch, self.pos, buffered, l.geo.stride, word, committed, l.asymmetric) {
             p.publish_pending();
         }
     }

@@ -165,7 +165,7 @@ impl Batch {
     /// Decides what a commit of `pos` (`buffered` or plain) does, and records it. A batch bound of one
     /// slot or less makes every buffered commit a plain one. For `Withhold` the caller must store its
     /// participant's `withheld` before clearing the claim's intent ([`withhold`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn commit(&mut self, pos: u64, buffered: bool, stride: usize) -> Publication {
         let buffered = buffered && self.bytes > stride as u64;
         if !self.is_pending() {
@@ -196,9 +196,57 @@ impl Batch {
 /// Marks `pos` as withheld by participant `me`, then clears the intent that claimed it, both Release,
 /// in that order (see `Participant::withheld` and [`owner_alive`]).
 #[inline]
-pub(crate) fn withhold(me: &Participant, pos: u64) {
+fn withhold(me: &Participant, pos: u64) {
     me.withheld.store(pos.wrapping_add(1), Ordering::Release);
     me.intent.store(0, Ordering::Release);
+}
+
+/// Commits the slot of `pos` for participant `me` (a writer), its payload and frame header written:
+/// withholds it (the first of a `buffered` batch: its sequence keeps saying "being written", readers
+/// stop there) or stores `committed` into its sequence word `seq` with Release, clears the claim's
+/// intent, and wakes readers unless a withheld slot is in front of it. Returns whether the caller must
+/// now publish its withheld batch (a plain commit behind it, or the batch bound reached).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn commit(
+    control: &SlotControl,
+    me: usize,
+    batch: &mut Batch,
+    pos: u64,
+    buffered: bool,
+    stride: usize,
+    seq: &AtomicU64,
+    committed: u64,
+    asymmetric: bool,
+) -> bool {
+    let entry = &control.participants[me];
+    let (notify, then_flush) = match batch.commit(pos, buffered, stride) {
+        Publication::Withhold => {
+            withhold(entry, pos);
+            return false;
+        }
+        Publication::Publish { notify, then_flush } => (notify, then_flush),
+    };
+    // SYNC POINT: Release publishes the frame header and payload; pairs with the reader's Acquire load of
+    // the sequence (MPMC `try_take`, broadcast `read_at_pos`). Behind a withheld slot this is Release
+    // too: the reader of this position may not be the one that read the withheld one, so it must
+    // synchronise with this store itself (a plain store on x86 either way).
+    seq.store(committed, Ordering::Release);
+    entry.intent.store(0, Ordering::Release);
+    if notify {
+        control.data_ready.notify(asymmetric);
+    }
+    then_flush
+}
+
+/// After the withheld slot's sequence was published (Release): clears participant `me`'s `withheld`
+/// (Release: a recoverer that reads 0 there, with Acquire in [`owner_alive`], sees the slot committed),
+/// forgets the batch, and wakes sleeping readers.
+#[inline]
+pub(crate) fn batch_published(control: &SlotControl, me: usize, batch: &mut Batch, asymmetric: bool) {
+    control.participants[me].withheld.store(0, Ordering::Release);
+    batch.clear();
+    control.data_ready.notify(asymmetric);
 }
 
 /// Roles in the participant table.
