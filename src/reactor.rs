@@ -307,6 +307,8 @@ pub(crate) struct AsyncWait<'a> {
     asymmetric: bool,
     liveness: Duration,
     next_liveness: Option<Instant>,
+    /// The cell's `seq` read by the announcement after which `gone` was last asked (see `wait_for`).
+    checked_at: Option<u32>,
     /// Announced in `cell` (counted in `sleepers`).
     counted: bool,
     reg: Option<Registration>,
@@ -316,13 +318,14 @@ impl<'a> AsyncWait<'a> {
     /// A waiter on `cell` (with the endpoint's sleep mark, slot rings), for a ring in fence mode
     /// `asymmetric`, that asks whether the peer is alive every `liveness`.
     pub(crate) fn new(cell: &'a WaitCell, mark: Option<SleepMark<'a>>, asymmetric: bool, liveness: Duration) -> Self {
-        AsyncWait { cell, mark, asymmetric, liveness, next_liveness: None, counted: false, reg: None }
+        AsyncWait { cell, mark, asymmetric, liveness, next_liveness: None, checked_at: None, counted: false, reg: None }
     }
 
     /// One poll: `attempt` is the non-blocking operation (it must complete the operation when it says
     /// `Ready`, and change nothing when `Pending`: that is what makes every future built on this
-    /// cancel-safe); `gone` reports a dead or departed peer, asked once per liveness interval (its
-    /// error is returned after one last `attempt`, as in `wait_for`).
+    /// cancel-safe); `gone` reports a dead or departed peer, asked before the future sleeps: the first
+    /// time, after a wake-up that brought nothing, and once per liveness interval, as in `wait_for`
+    /// (its error is returned after one last `attempt`).
     ///
     /// `ep` is what both need mutably (the endpoint, or its local state), passed to each in turn.
     pub(crate) fn poll<X: ?Sized, T, E>(
@@ -349,25 +352,31 @@ impl<'a> AsyncWait<'a> {
             return Poll::Ready(r);
         }
         let t = now();
-        match (t, self.next_liveness) {
-            (Some(t), Some(n)) if t < n => {}
-            (Some(t), None) => self.next_liveness = t.checked_add(self.liveness),
-            // Due, or no clock (loom): ask every time, as `wait_for` does.
-            _ => {
-                if let Some(e) = gone(ep) {
-                    if let Attempt::Ready(r) = attempt(ep) {
-                        return Poll::Ready(r);
-                    }
-                    return Poll::Ready(Err(e));
-                }
-                self.next_liveness = t.and_then(|t| t.checked_add(self.liveness));
-            }
+        if self.next_liveness.is_none() {
+            self.next_liveness = t.and_then(|t| t.checked_add(self.liveness));
         }
         let seq = self.cell.announce(self.mark, self.asymmetric);
         self.counted = true;
         if let Attempt::Ready(r) = attempt(ep) {
             self.retire();
             return Poll::Ready(r);
+        }
+        // After the announcement, as in `wait_for` (which explains why a clean close cannot be missed):
+        // due, or woken since the last ask, or no clock (loom).
+        let due = match (t, self.next_liveness) {
+            (Some(t), Some(n)) => t >= n,
+            _ => true,
+        };
+        if due || self.checked_at != Some(seq) {
+            if let Some(e) = gone(ep) {
+                self.retire();
+                if let Attempt::Ready(r) = attempt(ep) {
+                    return Poll::Ready(r);
+                }
+                return Poll::Ready(Err(e));
+            }
+            self.checked_at = Some(seq);
+            self.next_liveness = t.and_then(|t| t.checked_add(self.liveness));
         }
         let addr = self.cell.seq_word() as *const AtomicU32 as usize;
         self.reg = Some(reactor().register(addr, seq, self.next_liveness, cx.waker().clone()));

@@ -153,7 +153,8 @@ pub(crate) enum Poll<T, E> {
 /// dying is still delivered).
 ///
 /// `attempt` must be cheap (it is polled in the spin loop); `peer_gone` may make a syscall and is called
-/// about every `params.liveness`, and before each sleep.
+/// about every `params.liveness`, and before a sleep unless nothing woke us since the last call (so a
+/// peer that leaves cleanly, which wakes the cell's sleepers as it goes, is noticed at once).
 pub(crate) fn wait_for<T, E>(
     cell: &WaitCell,
     mark: Option<SleepMark<'_>>,
@@ -209,18 +210,18 @@ pub(crate) fn wait_for<T, E>(
         }
     }
 
-    // Sleep phase (Adaptive only). The peer check (a syscall across processes) runs once per liveness
-    // interval, not on every wake-up; each sleep is bounded by that interval, so a dead peer (who will
-    // never wake us) is noticed within about two intervals. Without a clock (loom) it runs every time.
+    // Sleep phase (Adaptive only). The peer check (a syscall across processes) runs after the sleeper's
+    // announcement and re-check, just before it sleeps: on the first sleep of this call, after every
+    // wake-up that brought nothing (the cell's `seq` moved since the last check), and once per liveness
+    // interval; not after a wake-up that brings what we wait for. Placed after the announcement, it
+    // cannot miss a clean close: a departing peer marks itself closed and then bumps `seq`. If our
+    // announcement read `seq` before that bump, the futex returns and the next round checks; if after,
+    // this round's check sees the close (the Acquire load of `seq` pairs with the bump's Release).
+    // A dead peer never bumps: each sleep is bounded by the liveness interval, so it is noticed within
+    // about two intervals. Without a clock (loom) the check runs before every sleep.
+    let mut checked_at: Option<u32> = None;
     loop {
         let t = now();
-        if t.is_none() || next_liveness.is_some_and(|n| t.is_some_and(|t| t >= n)) {
-            if let Some(e) = peer_gone() {
-                try_ready!();
-                return Err(e);
-            }
-            next_liveness = t.map(|t| t + params.liveness);
-        }
         let timeout = match (params.deadline, t) {
             (Some(d), Some(t)) => {
                 if t >= d {
@@ -236,6 +237,19 @@ pub(crate) fn wait_for<T, E>(
         if let Poll::Ready(r) = attempt() {
             cell.retire(mark);
             return r;
+        }
+        let due = match (t, next_liveness) {
+            (Some(t), Some(n)) => t >= n,
+            _ => true,
+        };
+        if due || checked_at != Some(seq) {
+            if let Some(e) = peer_gone() {
+                cell.retire(mark);
+                try_ready!();
+                return Err(e);
+            }
+            checked_at = Some(seq);
+            next_liveness = t.map(|t| t + params.liveness);
         }
         futex::wait(&cell.seq, seq, timeout);
         cell.retire(mark);

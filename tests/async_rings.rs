@@ -561,6 +561,33 @@ fn async_waiters_see_a_clean_close() {
     });
 }
 
+/// As `tests/slots.rs`'s blocking test: with an hour's liveness interval (and a one-minute watchdog),
+/// a pending future learns of the last producer's / publisher's clean close from its wake-up, not from
+/// the next liveness check.
+#[test]
+fn async_slot_ring_waiters_see_a_clean_close_whatever_the_liveness_interval() {
+    const HOUR: Duration = Duration::from_secs(3600);
+    run(async {
+        let (tx, mut rx) = mpmc::channel(RingConfig::new(4096, 56)).unwrap();
+        rx.set_liveness_interval(HOUR);
+        let recv = tokio::spawn(async move { rx.recv_vec_async().await });
+        while tx.__sleepers().0 == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(tx);
+        assert_eq!(recv.await.unwrap(), Err(mpmc::RecvError::PeerGone));
+
+        let (tx, mut sub) = broadcast::channel(RingConfig::new(4096, 56), BcastMode::Overwrite).unwrap();
+        sub.set_liveness_interval(HOUR);
+        let recv = tokio::spawn(async move { sub.recv_vec_async().await });
+        while tx.__sleepers().0 == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(tx);
+        assert_eq!(recv.await.unwrap(), Err(broadcast::RecvError::PeerGone));
+    });
+}
+
 #[test]
 fn oversize_is_refused_at_once() {
     run(async {

@@ -637,3 +637,61 @@ fn timeouts_saturate_on_every_slot_ring() {
         assert_eq!(sub.recv_into_timeout(&mut buf, Duration::MAX).unwrap(), 1);
     });
 }
+
+/// Yields until `asleep()` reports a sleeper (a wait on a condition, not on time: the watchdog fails a
+/// hang).
+fn until_asleep(mut asleep: impl FnMut() -> u32) {
+    while asleep() == 0 {
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn slot_ring_waiters_learn_of_a_clean_close_at_once_whatever_the_liveness_interval() {
+    // The liveness interval is an hour, the watchdog two minutes: a waiter that noticed the close only
+    // at its next liveness check fails the test.
+    const HOUR: Duration = Duration::from_secs(3600);
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        // An MPMC consumer asleep on an empty ring; the only producer leaves.
+        let (tx, mut rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
+        rx.set_liveness_interval(HOUR);
+        let t = std::thread::spawn(move || rx.recv().map(|m| m.len()));
+        until_asleep(|| tx.__sleepers().0);
+        drop(tx);
+        assert_eq!(t.join().unwrap(), Err(RecvError::PeerGone));
+
+        // An MPMC producer asleep on a full ring; the only consumer leaves.
+        let (mut tx, rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
+        let watcher = tx.clone_handle().unwrap();
+        tx.set_liveness_interval(HOUR);
+        while tx.try_send(b"fill").is_ok() {}
+        let t = std::thread::spawn(move || tx.send(b"more"));
+        until_asleep(|| watcher.__sleepers().1);
+        drop(rx);
+        assert_eq!(t.join().unwrap(), Err(SendError::PeerGone));
+
+        // A broadcast subscriber asleep; the only publisher leaves (after one message, still delivered).
+        let (mut tx, mut sub) = broadcast::channel(RingConfig::new(4096, 64), Mode::Overwrite).unwrap();
+        sub.set_liveness_interval(HOUR);
+        let t = std::thread::spawn(move || {
+            let first = sub.recv_vec();
+            (first, sub.recv_vec())
+        });
+        tx.send(b"only").unwrap();
+        until_asleep(|| tx.__sleepers().0);
+        drop(tx);
+        let (first, then) = t.join().unwrap();
+        assert_eq!(first.as_deref(), Ok(&b"only"[..]));
+        assert_eq!(then, Err(broadcast::RecvError::PeerGone));
+
+        // A close that comes while the consumer still spins (or before it even calls): seen at its first
+        // sleep, not a liveness interval later.
+        for _ in 0..20 {
+            let (tx, mut rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();
+            rx.set_liveness_interval(HOUR);
+            let t = std::thread::spawn(move || rx.recv().map(|m| m.len()));
+            drop(tx);
+            assert_eq!(t.join().unwrap(), Err(RecvError::PeerGone));
+        }
+    });
+}

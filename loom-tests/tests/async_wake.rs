@@ -130,3 +130,23 @@ fn mpmc_async_recv_no_lost_wakeup_and_no_sleeper_left() {
         drop((tx, rx));
     });
 }
+
+/// MPMC: the only producer sends one message and drops its end while an async consumer waits: the
+/// future gets the message, then `PeerGone` (the close's wake-up makes the waiter ask about the
+/// producers after it announces, as `wait_for` does), never a hang.
+#[test]
+fn mpmc_async_recv_sees_a_clean_close() {
+    model("async/mpmc close", Bound::Env, || {
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 2000)).expect("valid config");
+        with_reactor(|| {
+            let p = loom::thread::spawn(move || {
+                tx.try_send(&payload(6, 24)).expect("try_send");
+            });
+            loom::future::block_on(async {
+                check(&rx.recv_async().await.expect("recv_async"), 6, 24);
+                assert!(matches!(rx.recv_async().await.map(|m| m.len()), Err(mpmc::RecvError::PeerGone)));
+            });
+            p.join().unwrap();
+        });
+    });
+}

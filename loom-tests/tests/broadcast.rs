@@ -152,3 +152,21 @@ fn abandoned_reservation_is_skipped_by_a_sleeping_subscriber() {
         assert_eq!(rx.recv_into(&mut buf), Err(RecvError::PeerGone));
     });
 }
+
+/// As `mpmc.rs`'s model: the only publisher sends one message and drops its end in its own thread; a
+/// subscriber asleep in a blocking `recv_into` (zero spin) gets the message, then `PeerGone`, never a
+/// hang, however the close's CLOSED store and wake interleave with the subscriber's sleep.
+#[test]
+fn publisher_drop_wakes_a_sleeping_subscriber_with_peer_gone() {
+    model("broadcast/publisher drop wakes sleeper", Bound::AtLeast(4), || {
+        let (mut tx, mut rx) = ring(Mode::Overwrite);
+        let p = loom::thread::spawn(move || {
+            tx.try_send(&payload(5, 24)).expect("overwrite mode never waits");
+        });
+        let mut buf = [0u8; 64];
+        let n = rx.recv_into(&mut buf).expect("the message before the close");
+        check(&buf[..n], 5, 24);
+        assert_eq!(rx.recv_into(&mut buf), Err(RecvError::PeerGone));
+        p.join().unwrap();
+    });
+}

@@ -150,3 +150,21 @@ fn dead_consumers_slot_is_reclaimed() {
         assert_eq!(tx.recovered().reclaimed, 1);
     });
 }
+
+/// A clean close wakes a consumer asleep in a blocking `recv` (zero spin: straight to the futex) with
+/// `PeerGone`, after the message sent before it, and never hangs: the producer sends one message and
+/// drops its end (CLOSED, then a wake of `data_ready`), however that interleaves with the consumer's
+/// announcement, re-check and liveness check (`wait::wait_for` asks about the producers after it
+/// announces; loom has no clock, so only the close's wake can end the sleep).
+#[test]
+fn producer_drop_wakes_a_sleeping_consumer_with_peer_gone() {
+    model("mpmc/producer drop wakes sleeper", Bound::AtLeast(4), || {
+        let (mut tx, mut rx) = queue();
+        let p = loom::thread::spawn(move || {
+            tx.try_send(&payload(4, 24)).expect("try_send");
+        });
+        check(&rx.recv().expect("recv"), 4, 24);
+        assert!(matches!(rx.recv().map(|m| m.len()), Err(RecvError::PeerGone)));
+        p.join().unwrap();
+    });
+}

@@ -27,9 +27,9 @@ const LENS: [usize; 3] = [24, 40, 16];
 /// Three buffered sends into the two-slot ring with no batch bound: the first is withheld, the second
 /// published behind it, and the third finds no free slot, so the producer publishes the batch before it
 /// sleeps for space (else both sides would wait for ever: a loom deadlock); the drop publishes the third.
-/// The consumer (blocking, zero spin) gets all three in order and intact, and then (not blocking:
-/// a blocked consumer learns of a clean close at its next liveness check, which loom has no clock for)
-/// `PeerGone`.
+/// The consumer (blocking, zero spin) gets all three in order and intact, and then, after the join,
+/// `PeerGone` (a close waking a blocked consumer is `mpmc.rs`'s
+/// `producer_drop_wakes_a_sleeping_consumer_with_peer_gone`; here it would only grow the model).
 #[test]
 fn a_full_ring_publishes_the_batch_before_waiting_and_the_drop_publishes_the_rest() {
     model("mpmc-batch/full ring+drop", Bound::Env, || {

@@ -335,6 +335,14 @@ impl<S: Storage> Publisher<S> {
         self.batch.clear();
     }
 
+    #[cfg(feature = "test-hooks")]
+    /// Diagnostics: how many endpoints are announced asleep on (data, space) right now.
+    #[doc(hidden)]
+    pub fn __sleepers(&self) -> (u32, u32) {
+        let c = ctl(&self.storage);
+        (c.data_ready.sleepers(), c.space_ready.sleepers())
+    }
+
     /// Publishes a copy of `msg` without waiting: [`SendError::WouldBlock`] in back-pressure mode while
     /// the slowest subscriber is a lap behind, and in either mode while another publisher that claimed
     /// the same slot a lap earlier is still writing it (given up after the stuck timeout).

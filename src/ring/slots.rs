@@ -592,7 +592,11 @@ macro_rules! endpoint_common {
             }
 
             #[doc = concat!(
-                        "How often a blocked call checks whether any ", $peers, " is still attached (default 50 ms)."
+                        "How often a blocked call checks whether any ", $peers, " is still attached (default 50 ms): ",
+                        "a process that died is noticed within about two intervals. A clean close (the last ",
+                        "one dropped) wakes sleeping calls, which notice it at once whatever the interval ",
+                        "(the default `Adaptive` wait sleeps after its spin); a call still spinning looks once ",
+                        "per interval."
                     )]
             pub fn set_liveness_interval(&mut self, every: Duration) {
                 self.local.liveness = every;
