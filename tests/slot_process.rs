@@ -686,6 +686,19 @@ fn broadcast_publisher_killed_mid_write_is_skipped_by_every_subscriber() {
 
 #[test]
 fn broadcast_publishers_killed_at_random_moments_never_tear_a_message() {
+    broadcast_publishers_killed_at_random_moments("bcast-kill-publisher", false);
+}
+
+/// As above with victims that publish with `send_buffered` (2 KiB batches): a victim killed with a batch
+/// withheld loses the batch's first message (every subscriber skips its slot) and at most the one it
+/// was writing; the rest of the batch, published behind the withheld slot, reaches every subscriber in
+/// order, so a victim's stream has at most one hole of one message.
+#[test]
+fn broadcast_publishers_killed_while_buffering_lose_at_most_their_withheld_and_in_flight_messages() {
+    broadcast_publishers_killed_at_random_moments("bcast-kill-buffering", true);
+}
+
+fn broadcast_publishers_killed_at_random_moments(tag: &str, buffered: bool) {
     // Back-pressure: a subscriber loses nothing but the positions it skips, so its record says exactly
     // what each publisher committed. This process publishes stream LIVE through the whole run; VICTIMS
     // publisher processes, one at a time, are killed: two in three while publishing as fast as they
@@ -694,8 +707,8 @@ fn broadcast_publishers_killed_at_random_moments_never_tear_a_message() {
     // unless back-pressure refuses the claim just then, and it holds nothing).
     const VICTIMS: u32 = 20;
     const LIVE: u32 = 1000;
-    let name = unique("bcast-kill-publisher");
-    let dir = TempDir::new("bcast-kill-publisher");
+    let name = unique(tag);
+    let dir = TempDir::new(tag);
     let ring = ShmBroadcast::create(&name, cfg(SMALL), Mode::Backpressure).unwrap();
     let n = slots(SMALL);
     let fast = ["--stuck-ms", "2", "--liveness-ms", "5"];
@@ -705,7 +718,8 @@ fn broadcast_publishers_killed_at_random_moments_never_tear_a_message() {
     let subscribers: Vec<Peer> = (0..2)
         .map(|s| {
             let out = dir.arg(&format!("s{s}"));
-            Peer::attached(PeerMode::BcastSubscribe, &name, &[&fast[..], &["--out", &out]].concat())
+            let gaps: &[&str] = if buffered { &["--allow-gaps"] } else { &[] };
+            Peer::attached(PeerMode::BcastSubscribe, &name, &[&fast[..], &["--out", &out], gaps].concat())
         })
         .collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xb_5eed);
@@ -730,7 +744,12 @@ fn broadcast_publishers_killed_at_random_moments_never_tear_a_message() {
             abandoned.push((v, count));
         } else {
             let wait = ["spin", "yield", "adaptive"][rng.gen_range(0..3)];
-            let args = ["--id", &id, "--wait", wait];
+            let mut args = vec!["--id", &id, "--wait", wait];
+            if buffered {
+                // Half of them pause half-way through every message: a kill then often finds a batch
+                // withheld and a slot claimed.
+                args.extend(["--buffered", "--dawdle-us", ["0", "50"][v as usize % 2]]);
+            }
             let mut victim = Peer::attached(PeerMode::BcastPublish, &name, &[&fast[..], &args].concat());
             send_live(&mut tx, rng.gen_range(0..600));
             victim.kill_running();
@@ -744,6 +763,9 @@ fn broadcast_publishers_killed_at_random_moments_never_tear_a_message() {
     for (s, peer) in subscribers.into_iter().enumerate() {
         let summary = peer.finish();
         assert_eq!((field(&summary, "lagged"), field(&summary, "lost")), (0, 0), "subscriber {s}: {summary}");
+        if !buffered {
+            assert_eq!(field(&summary, "gaps"), 0, "subscriber {s}: {summary}");
+        }
         ends.push((field(&summary, "received"), field(&summary, "position")));
     }
     let recovered = ring.subscriber().unwrap().recovered();
@@ -753,8 +775,11 @@ fn broadcast_publishers_killed_at_random_moments_never_tear_a_message() {
     let (received, position) = ends[0];
     assert_eq!(received, seen[0].len() as u64);
     // In position order: the live stream whole; each victim's stream from 0 with no gap (it can only
-    // stop short, where it died), after every earlier victim's (each started after the last one died).
+    // stop short, where it died; a buffering victim may also lose the withheld first message of the
+    // batch it died in: one hole of one message), after every earlier victim's (each started after the
+    // last one died).
     let (mut live_next, mut victim_next, mut latest) = (0u64, vec![0u64; VICTIMS as usize], 0u32);
+    let mut holes = vec![0u64; VICTIMS as usize];
     for &t in &seen[0] {
         let (id, seq) = ((t >> 40) as u32, t & ((1 << 40) - 1));
         if id == LIVE {
@@ -765,8 +790,13 @@ fn broadcast_publishers_killed_at_random_moments_never_tear_a_message() {
         assert!(id < VICTIMS, "stray message {seq} of stream {id}");
         assert!(id >= latest, "a message of victim {id} after one of victim {latest}");
         latest = id;
-        assert_eq!(seq, victim_next[id as usize], "victim {id}'s stream has a gap or is out of order");
-        victim_next[id as usize] += 1;
+        if buffered && seq == victim_next[id as usize] + 1 {
+            holes[id as usize] += 1;
+            assert_eq!(holes[id as usize], 1, "victim {id}'s stream has more than one hole");
+        } else {
+            assert_eq!(seq, victim_next[id as usize], "victim {id}'s stream has a gap or is out of order");
+        }
+        victim_next[id as usize] = seq + 1;
     }
     assert_eq!(live_next, live_sent, "the live publisher's messages did not all arrive");
     for &(v, count) in &abandoned {
@@ -775,13 +805,17 @@ fn broadcast_publishers_killed_at_random_moments_never_tear_a_message() {
     // Every position claimed was read or skipped by each subscriber (a victim killed between claim and
     // commit leaves one), and each subscriber counts its own skips.
     let skipped = position - received;
+    let holes: u64 = holes.iter().sum();
     eprintln!(
         "{VICTIMS} publishers killed ({} told to stop mid-write); {live_sent} live messages, {} from victims; \
-         {skipped} positions skipped",
+         {skipped} positions skipped, {holes} messages missing inside victims' streams",
         abandoned.len(),
         received - live_sent
     );
-    assert!(skipped <= VICTIMS as u64, "{skipped} positions skipped for {VICTIMS} kills");
+    // One claimed position per kill, and for a buffering victim its withheld one.
+    let per_kill = 1 + buffered as u64;
+    assert!(skipped <= per_kill * VICTIMS as u64, "{skipped} positions skipped for {VICTIMS} kills");
+    assert!(holes <= skipped, "{holes} messages missing inside streams, {skipped} positions skipped");
     assert_eq!(recovered.skipped, 2 * skipped, "{recovered:?}");
 }
 

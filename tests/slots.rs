@@ -695,3 +695,46 @@ fn slot_ring_waiters_learn_of_a_clean_close_at_once_whatever_the_liveness_interv
         }
     });
 }
+
+#[test]
+fn broadcast_publisher_waiting_for_an_earlier_laps_slot_is_woken_by_its_commit_or_flush() {
+    // Overwrite mode: no subscriber ever wakes a publisher, so the publication that frees the slot must.
+    // With an hour's liveness interval, a publisher that only looked again at its next liveness check
+    // would hang past the watchdog.
+    const HOUR: Duration = Duration::from_secs(3600);
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let slots = RingConfig::new(4096, 100).slots().unwrap().0 as u64;
+        for buffered in [false, true] {
+            let (mut a, _sub) = broadcast::channel(RingConfig::new(4096, 100), Mode::Overwrite).unwrap();
+            a.set_batch_bytes(usize::MAX);
+            let waiter = a.clone_handle().unwrap();
+            let mut b = a.clone_handle().unwrap();
+            b.set_liveness_interval(HOUR);
+            // B fills positions 1.. and its next send needs slot 0 again, which A holds.
+            let start = |b: broadcast::HeapPublisher| {
+                let mut b = b;
+                for s in 1..slots {
+                    b.try_send(&msg(1, s, 20)).unwrap();
+                }
+                let t = std::thread::spawn(move || b.send(&msg(1, slots, 20)));
+                until_asleep(|| waiter.__sleepers().1);
+                t
+            };
+            let t = if buffered {
+                // A holds position 0 as the withheld first slot of a batch; its flush publishes it.
+                a.send_buffered(&msg(0, 0, 20)).unwrap();
+                let t = start(b);
+                a.flush();
+                t
+            } else {
+                // A holds position 0 as an open reservation; its commit publishes it.
+                let mut g = a.try_reserve(20).unwrap();
+                let t = start(b);
+                g.copy_from_slice(&msg(0, 0, 20));
+                g.commit();
+                t
+            };
+            assert_eq!(t.join().unwrap(), Ok(()), "buffered: {buffered}");
+        }
+    });
+}

@@ -18,8 +18,11 @@
 //!
 //! By default ([`Mode::Overwrite`]) a publisher never waits for subscribers: it overwrites the oldest
 //! slot. (It waits only for another *publisher* that claimed the same slot a whole lap earlier and is
-//! still writing it: yielding up to the stuck timeout, then sleeping with a doubling back-off, and giving
-//! the position up when that publisher died or the deadline passed.) A subscriber
+//! still writing it, or withholds it as the first slot of a buffered batch: a claim sleeps until that
+//! publisher's commit or flush wakes it, or its deadline; a publisher that claimed and then finds the
+//! slot taken yields up to the stuck timeout, then sleeps with a doubling back-off, and gives the
+//! position up when the deadline passes. Either takes the slot over once that publisher is found dead.)
+//! A subscriber
 //! that fell a lap behind gets [`RecvError::Lagged`]`(n)` — `n` messages it will never see — and resumes
 //! at the oldest message still in the ring. With [`Mode::Backpressure`] publishers wait instead until the
 //! slowest live subscriber has read the slot they need (Disruptor style); subscribers then publish their
@@ -98,7 +101,7 @@ pub enum SendError {
     #[error("ring is full (a subscriber, or a stalled publisher, is a lap behind)")]
     WouldBlock,
     /// `_timeout` / `_deadline` forms: still full (as for `WouldBlock`) when the time ran out.
-    #[error("timed out waiting for the slowest subscriber")]
+    #[error("timed out waiting for room (the slowest subscriber, or another publisher's slot of an earlier lap)")]
     Timeout,
     /// The message is larger than the ring's maximum.
     #[error("message of {len} bytes exceeds the ring maximum of {max}")]
@@ -268,8 +271,12 @@ impl<S: Storage> Publisher<S> {
     }
 
     /// Publishes a copy of `msg` like [`send`](Self::send), but withholds its publication (see
-    /// [`WriteGuard::commit_buffered`]): subscribers see it after [`flush`](Self::flush), a plain
-    /// commit, a full batch, a wait for subscribers (back-pressure), or this publisher's drop.
+    /// [`WriteGuard::commit_buffered`], which lists what publishes the batch and what it costs others):
+    /// subscribers see it after [`flush`](Self::flush), a plain commit, an abandoned reservation, a
+    /// full batch, a claim that cannot proceed at once (a back-pressure wait, `WouldBlock`), a claim
+    /// that comes round to its own withheld slot, or this publisher's drop. With a batch bound of one
+    /// slot or less (see [`set_batch_bytes`](Self::set_batch_bytes)) nothing is withheld and this is
+    /// [`send`](Self::send).
     ///
     /// ```
     /// use ringwire::broadcast::{self, Mode};
@@ -307,8 +314,11 @@ impl<S: Storage> Publisher<S> {
 
     /// Sets how many withheld bytes (whole slots, see [`buffered_bytes`](Self::buffered_bytes)) make a
     /// buffered commit publish the batch by itself: default [`DEFAULT_BATCH_BYTES`] (or a quarter of
-    /// the ring if that is less). One slot or less publishes every commit, as a plain one. At most half
-    /// the ring's slot bytes (a publisher must never come round to its own withheld slot).
+    /// the ring if that is less). One slot or less publishes every commit, as a plain one: so with the
+    /// default bound nothing is withheld on a ring of four slots or fewer, or with slots over 4 KiB
+    /// (`max_message` over 4016 bytes; [`RingConfig::default`](crate::RingConfig::default) is such a
+    /// ring). At most half the ring's slot bytes (a publisher must never come round to its own withheld
+    /// slot).
     pub fn set_batch_bytes(&mut self, bytes: usize) {
         let half = self.local.geo.slots / 2 * self.local.geo.stride as u64;
         self.batch.bytes = (bytes as u64).min(half);
@@ -324,7 +334,7 @@ impl<S: Storage> Publisher<S> {
         // the subscriber's Acquire load of the sequence. The slots committed after it were published
         // already, each with its own Release store, but can't be read before it.
         storage.word(l.geo.offset(pos)).store(l.writing(pos).wrapping_add(1), Ordering::Release);
-        slots::batch_published(c, self.me.index, &mut self.batch, l.asymmetric);
+        slots::batch_published(c, self.me.index, &mut self.batch, l.asymmetric, true);
     }
 
     /// Test hook: forgets the withheld batch without publishing it, as a publisher killed while
@@ -503,7 +513,13 @@ impl<S: Storage> Publisher<S> {
             let cur = self.storage.word(self.local.geo.offset(pos)).load(Ordering::Acquire);
             if cur % 2 == 1 && cur < self.local.writing(pos) {
                 let theirs = ((cur - 1) / 2) << self.local.geo.shift | (pos & (n - 1));
+                // Taken for a live writer until it has looked stuck for the stuck timeout; then asked
+                // (a lock probe), and asked again only after another timeout while it lives.
+                if !self.watch.stuck(theirs, self.local.stuck) {
+                    return Err(SendError::WouldBlock);
+                }
                 if slots::owner_alive(&self.storage, c, [role::PUBLISHER, role::PUBLISHER], theirs) {
+                    self.watch.reset();
                     return Err(SendError::WouldBlock);
                 }
                 // Its writer died: claim, and `write` takes the slot over.
@@ -659,8 +675,19 @@ impl<S: Storage> Publisher<S> {
         let word = storage.word(l.geo.offset(pos));
         let committed = l.writing(pos).wrapping_add(1);
         let c = ctl(storage);
-        if slots::commit(c, self.me.index, &mut self.batch, pos, buffered, l.geo.stride, word, committed, l.asymmetric)
-        {
+        // Writers wait too: a publisher of a later lap asleep until this slot's sequence turns even.
+        if slots::commit(
+            c,
+            self.me.index,
+            &mut self.batch,
+            pos,
+            buffered,
+            l.geo.stride,
+            word,
+            committed,
+            l.asymmetric,
+            true,
+        ) {
             self.publish_pending();
         }
     }
@@ -688,16 +715,23 @@ impl<S: Storage> WriteGuard<'_, S> {
     /// Commits the message but withholds its publication, so that a burst reaches subscribers with one
     /// store they wait on instead of one per message (the SPSC ring's
     /// [`commit_buffered`](crate::spsc::WriteGuard::commit_buffered), on slots). The batch is published
-    /// by [`Publisher::flush`], by this publisher's next plain commit, when it holds
-    /// [`Publisher::set_batch_bytes`] bytes of slots (4 KiB by default), before a back-pressure wait,
-    /// and when the publisher is dropped. **Flush before waiting for an answer.**
+    /// by [`Publisher::flush`], by this publisher's next plain commit or abandoned reservation, when it
+    /// holds [`Publisher::set_batch_bytes`] bytes of slots (4 KiB of slots by default; with a bound of
+    /// one slot or less nothing is withheld), when a claim cannot proceed at once (before a
+    /// back-pressure wait, and in `try_` forms before returning `WouldBlock`), when a claim comes round
+    /// to its own withheld slot, and when the publisher is dropped. **Flush before waiting for an
+    /// answer.**
     ///
-    /// Subscribers read positions in order, so messages that other publishers commit after the first
-    /// withheld one wait for the flush too, and another publisher that comes round to the withheld slot
-    /// a lap later waits for it as for a stalled publisher. A publisher that dies (SIGKILL) with a batch
-    /// withheld loses its first withheld message: subscribers skip that slot after the stuck timeout,
-    /// as a dead publisher's (counted in [`Recovered::skipped`](slots::Recovered::skipped)), and then
-    /// read the rest of the batch.
+    /// What a withheld batch costs others: subscribers read positions in order, so messages that other
+    /// publishers commit after the first withheld one wait for the flush too; and another publisher
+    /// that comes round to the withheld slot a lap later waits for it, in either [`Mode`], as for a
+    /// stalled publisher (`try_send`: `WouldBlock`; `send_timeout`: `Timeout`), woken by the flush. A
+    /// subscriber that attaches while a batch is withheld starts after it (at the claim cursor), so it
+    /// never sees that batch. A publisher leaked with `mem::forget` while it withholds a batch never
+    /// publishes it: subscribers and publishers wait at its slot for as long as its process lives. A
+    /// publisher that dies (SIGKILL) with a batch withheld loses its first withheld message:
+    /// subscribers skip that slot after the stuck timeout, as a dead publisher's (counted in
+    /// [`Recovered::skipped`](slots::Recovered::skipped)), and then read the rest of the batch.
     pub fn commit_buffered(mut self) {
         self.finish(Kind::Data, self.len, 0, true);
     }
@@ -890,8 +924,10 @@ impl<S: Storage> Drop for Publisher<S> {
 }
 
 impl<S: Storage> Subscriber<S> {
-    /// Attaches a subscriber to the broadcast ring in `storage`. It sees every message published from
-    /// now on.
+    /// Attaches a subscriber to the broadcast ring in `storage`. It sees every message claimed from now
+    /// on: it starts at the claim cursor, so a message another publisher claimed before (an open
+    /// reservation, or a withheld batch, see [`WriteGuard::commit_buffered`]) is not delivered to it,
+    /// even when published after.
     pub fn attach(storage: S) -> Result<Self, AttachError> {
         check_kind::<Control, _>(&storage)?;
         let local = Local::new(&storage)?;
@@ -1137,9 +1173,11 @@ impl<S: Storage> Subscriber<S> {
                     // Relaxed: a statistic; every subscriber that skips counts once.
                     c.stats.skipped.fetch_add(1, Ordering::Relaxed);
                     self.advance(pos.wrapping_add(1));
-                    self.watch.reset();
                 }
             }
+            // Skipped, or its owner lives (a slow writer, or a withheld batch): in the latter case look
+            // again only after another stuck timeout, not on every poll (each look probes a lock).
+            self.watch.reset();
         }
         RecvError::Empty
     }

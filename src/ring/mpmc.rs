@@ -26,9 +26,12 @@
 //! - a consumer waiting on a slot claimed by a producer that died before committing claims the
 //!   position and releases the slot: the message is skipped (counted in [`Recovered::skipped`](slots::Recovered::skipped));
 //! - a producer waiting on a slot claimed by a consumer that died while reading releases it: that
-//!   message is lost (counted in [`Recovered::reclaimed`](slots::Recovered::reclaimed)); it may or may not have been processed.
+//!   message is lost (counted in [`Recovered::reclaimed`](slots::Recovered::reclaimed)); it may or may not have been processed;
+//! - a consumer waiting on the first slot of a batch that a producer withheld
+//!   ([`WriteGuard::commit_buffered`]) when it died skips that slot as a dead producer's claim
+//!   (counted in `skipped`), then takes the rest of the batch, which was published behind it.
 //!
-//! Nothing else is lost: every committed message is delivered to exactly one consumer that read it
+//! Nothing else is lost: every published message is delivered to exactly one consumer that read it
 //! to the end (its read guard dropped).
 
 use super::error::{AttachError, Corruption};
@@ -218,8 +221,11 @@ impl<S: Storage> Producer<S> {
     }
 
     /// Copies `msg` into a slot like [`send`](Self::send), but withholds its publication (see
-    /// [`WriteGuard::commit_buffered`]): consumers see it after [`flush`](Self::flush), a plain commit,
-    /// a full batch, a wait for a free slot, or this producer's drop.
+    /// [`WriteGuard::commit_buffered`], which lists what publishes the batch and what it costs others):
+    /// consumers see it after [`flush`](Self::flush), a plain commit, an abandoned reservation, a full
+    /// batch, a claim that finds no free slot (`try_` forms included), or this producer's drop. With a
+    /// batch bound of one slot or less (see [`set_batch_bytes`](Self::set_batch_bytes): a small ring,
+    /// or slots over 4 KiB) nothing is withheld and this is [`send`](Self::send).
     ///
     /// ```
     /// let (mut tx, mut rx) = ringwire::mpmc::channel(ringwire::RingConfig::new(1 << 16, 64))?;
@@ -259,8 +265,11 @@ impl<S: Storage> Producer<S> {
 
     /// Sets how many withheld bytes (whole slots, see [`buffered_bytes`](Self::buffered_bytes)) make a
     /// buffered commit publish the batch by itself: default [`DEFAULT_BATCH_BYTES`] (or a quarter of
-    /// the ring if that is less). One slot or less publishes every commit, as a plain one; a bound
-    /// beyond the ring's slot bytes leaves publication to `flush`, plain commits and the full ring.
+    /// the ring if that is less). One slot or less publishes every commit, as a plain one: so with the
+    /// default bound nothing is withheld on a ring of four slots or fewer, or with slots over 4 KiB
+    /// (`max_message` over 4016 bytes; [`RingConfig::default`](crate::RingConfig::default) is such a
+    /// ring). A bound beyond the ring's slot bytes leaves publication to `flush`, plain commits and the
+    /// full ring.
     pub fn set_batch_bytes(&mut self, bytes: usize) {
         self.batch.bytes = bytes as u64;
     }
@@ -275,7 +284,7 @@ impl<S: Storage> Producer<S> {
         // pairs with the consumer's Acquire load of the sequence in `try_take`. The slots committed after
         // it were published already (each with its own Release store) but could not be taken before it.
         storage.word(l.geo.offset(pos)).store(l.base(pos) + 1, Ordering::Release);
-        slots::batch_published(c, self.me.index, &mut self.batch, l.asymmetric);
+        slots::batch_published(c, self.me.index, &mut self.batch, l.asymmetric, false);
     }
 
     /// Test hook: forgets the withheld batch without publishing it, as a producer killed while
@@ -445,6 +454,8 @@ impl<S: Storage> Producer<S> {
                         }
                         continue;
                     }
+                    // A live consumer holds it: look again after another stuck timeout (as consumers do).
+                    self.watch.reset();
                 }
                 return Err(SendError::WouldBlock);
             } else {
@@ -522,7 +533,7 @@ impl<S: Storage> Producer<S> {
 
 #[cfg(feature = "tokio")]
 impl<S: Storage> Consumer<S> {
-    /// Takes the next message, waiting without blocking the thread until one is committed (woken
+    /// Takes the next message, waiting without blocking the thread until one is published (woken
     /// through the ring's own wake-up, see `ringwire::reactor`), or with the error a blocking
     /// [`recv`](Self::recv) would return (`PeerGone` once the ring is drained and every producer that
     /// attached has gone).
@@ -623,16 +634,21 @@ impl<S: Storage> WriteGuard<'_, S> {
     /// reaches consumers with one store they wait on instead of one per message: the line a waiting
     /// consumer polls changes hands once per batch (the SPSC ring's
     /// [`commit_buffered`](crate::spsc::WriteGuard::commit_buffered), on slots). The batch is published
-    /// by [`Producer::flush`], by this producer's next plain commit, when it holds
-    /// [`Producer::set_batch_bytes`] bytes of slots (4 KiB by default), when a reservation finds no
-    /// free slot (before waiting), and when the producer is dropped. **Flush before waiting for an
-    /// answer.**
+    /// by [`Producer::flush`], by this producer's next plain commit or abandoned reservation, when it
+    /// holds [`Producer::set_batch_bytes`] bytes of slots (4 KiB of slots by default; with a bound of
+    /// one slot or less nothing is withheld), when a claim finds no free slot (before waiting, and in
+    /// `try_` forms before returning `WouldBlock`), and when the producer is dropped. **Flush before
+    /// waiting for an answer.**
     ///
-    /// Consumers take positions in order, so messages that other producers commit after the first
-    /// withheld one wait for the flush too. A producer that dies (SIGKILL) with a batch withheld loses
-    /// its first withheld message: consumers skip that slot after the stuck timeout, as a dead
-    /// producer's claimed slot (counted in [`Recovered::skipped`](slots::Recovered::skipped)), and then
-    /// take the rest of the batch.
+    /// What a withheld batch costs others: consumers take positions in order, so messages that other
+    /// producers commit after the first withheld one wait for the flush too, and once the ring has
+    /// come round to the withheld slot, other producers' claims wait for it as well (`try_send`:
+    /// `WouldBlock`). A producer leaked with `mem::forget` while it withholds a batch never publishes
+    /// it: consumers and producers wait at its slot for as long as its process lives (as at a
+    /// leaked reservation). A producer that dies (SIGKILL) with a batch withheld loses its first
+    /// withheld message: consumers skip that slot after the stuck timeout, as a dead producer's claimed
+    /// slot (counted in [`Recovered::skipped`](slots::Recovered::skipped)), and then take the rest of
+    /// the batch.
     pub fn commit_buffered(mut self) {
         self.publish(Kind::Data, self.len, 0, true);
     }
@@ -670,7 +686,19 @@ impl<S: Storage> WriteGuard<'_, S> {
         let word = storage.word(off);
         let committed = l.base(self.pos) + 1;
         let c = ctl(storage);
-        if slots::commit(c, p.me.index, &mut p.batch, self.pos, buffered, l.geo.stride, word, committed, l.asymmetric) {
+        // Writers never wait for a commit here (a producer waits for a consumer to free its slot).
+        if slots::commit(
+            c,
+            p.me.index,
+            &mut p.batch,
+            self.pos,
+            buffered,
+            l.geo.stride,
+            word,
+            committed,
+            l.asymmetric,
+            false,
+        ) {
             p.publish_pending();
         }
     }
@@ -717,12 +745,13 @@ impl<S: Storage> Consumer<S> {
         Ok(Consumer { local, me, watch: StuckWatch::default(), empty_polls: 0, storage })
     }
 
-    /// Takes the next message if one is committed: [`RecvError::Empty`] otherwise.
+    /// Takes the next message if one is published: [`RecvError::Empty`] otherwise (also while the next
+    /// position is a withheld slot of a buffering producer, see [`WriteGuard::commit_buffered`]).
     pub fn try_recv(&mut self) -> Result<ReadGuard<'_, S>, RecvError> {
         self.recv_opt(None, true)
     }
 
-    /// Takes the next message, blocking until one is committed or the ring is drained and every
+    /// Takes the next message, blocking until one is published or the ring is drained and every
     /// producer that attached has gone ([`RecvError::PeerGone`]).
     pub fn recv(&mut self) -> Result<ReadGuard<'_, S>, RecvError> {
         self.recv_opt(None, false)
@@ -749,7 +778,7 @@ impl<S: Storage> Consumer<S> {
         self.recv_deadline(deadline).map(|m| m.to_vec())
     }
 
-    /// Copies the next message into `buf` if one is committed: its length. A message longer than `buf`
+    /// Copies the next message into `buf` if one is published: its length. A message longer than `buf`
     /// stays in the ring ([`RecvError::BufferTooSmall`]).
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         self.recv_into_opt(buf, None, true)
@@ -881,6 +910,9 @@ impl<S: Storage> Consumer<S> {
                         pos = c.head.load(Ordering::Relaxed);
                         continue;
                     }
+                    // Its owner lives (a slow writer, or a withheld batch): look again only after another
+                    // stuck timeout, not on every poll (each look probes a lock: a syscall).
+                    self.watch.reset();
                 }
                 return Err(RecvError::Empty);
             } else {

@@ -20,12 +20,17 @@
 //!   it, prints `ready` and blocks forever (to be killed mid-message).
 //! * `mpmc-hold-read RING`: receives one message, prints `holding ID SEQ` and blocks forever with the
 //!   read guard held (to be killed mid-read).
-//! * `bcast-publish RING --id P --count N`: publishes messages 0..N (forever with 0) of stream P.
-//! * `bcast-subscribe RING [--out FILE] [--gate] [--pause-every K]`: receives until every publisher has
-//!   gone, checking every byte, each publisher's order, and that its messages are consecutive except
-//!   across a reported `Lagged`; counts `Lagged`; prints a JSON summary (with its final `position`:
-//!   positions read, lost to `Lagged` or skipped as a dead publisher's). `--gate`: waits for a line on
-//!   stdin before the first read; `--pause-every K`: sleeps 1 ms every K messages (a slow subscriber).
+//! * `bcast-publish RING --id P --count N [--buffered] [--dawdle-us U]`: publishes messages 0..N
+//!   (forever with 0) of stream P; with `--buffered`, each with `send_buffered` / `commit_buffered`
+//!   (2 KiB batches); with `--dawdle-us`, reserves each message and sleeps U µs half-way through
+//!   writing it.
+//! * `bcast-subscribe RING [--out FILE] [--gate] [--pause-every K] [--allow-gaps]`: receives until every
+//!   publisher has gone, checking every byte, each publisher's order, and that its messages are
+//!   consecutive except across a reported `Lagged` (or anywhere, with `--allow-gaps`: the summary's
+//!   `gaps` then counts the messages missing inside streams); counts `Lagged`; prints a JSON summary
+//!   (with its final `position`: positions read, lost to `Lagged` or skipped as a dead publisher's).
+//!   `--gate`: waits for a line on stdin before the first read; `--pause-every K`: sleeps 1 ms every K
+//!   messages (a slow subscriber).
 //! * `bcast-abandon RING`: publishes `--count` messages, then claims a slot and stops mid-write
 //!   (`__abandon_mid_write`), prints `abandoned` and blocks forever.
 //! * `bcast-hold RING`: attaches a subscriber that never reads, and blocks forever.
@@ -113,17 +118,23 @@ pub struct Args {
     /// bcast-subscribe: wait for a line on stdin before reading.
     #[arg(long)]
     gate: bool,
-    /// mpmc-produce: sleep this many microseconds in the middle of writing each message (a producer
-    /// that spends most of its time between claiming a slot and committing it). mpmc-consume: hold
+    /// mpmc-produce, bcast-publish: sleep this many microseconds in the middle of writing each message
+    /// (a writer that spends most of its time between claiming a slot and committing it). mpmc-consume: hold
     /// each read guard this much longer (half before recording the message, half after).
     #[arg(long, default_value_t = 0)]
     dawdle_us: u64,
     /// mpmc-consume: write each tag through to `--out` before dropping the message's read guard.
     #[arg(long)]
     flush_each: bool,
-    /// mpmc-produce: commit each message with `commit_buffered`, in 2 KiB batches.
+    /// mpmc-produce: commit each message with `commit_buffered`; bcast-publish: send each with
+    /// `send_buffered`; both in 2 KiB batches.
     #[arg(long)]
     buffered: bool,
+    /// bcast-subscribe: a stream may skip messages without a `Lagged` (its publisher was killed with a
+    /// batch withheld: the batch's first message is skipped, those behind it delivered); the summary's
+    /// `gaps` counts the messages missing inside streams.
+    #[arg(long)]
+    allow_gaps: bool,
     /// bcast-subscribe: sleep 1 ms every this many messages (0: never).
     #[arg(long, default_value_t = 0)]
     pause_every: u64,
@@ -429,13 +440,30 @@ fn mpmc_hold_read(a: &Args, p: &Params) -> CliResult {
 fn bcast_publish(a: &Args, p: &Params) -> CliResult {
     let mut tx = open_broadcast(a)?.publisher()?;
     configure!(tx, p);
+    tx.set_batch_bytes(2048);
     say("attached");
     let mut buf = Vec::new();
     let mut seq = 0u64;
     while a.count == 0 || seq < a.count {
-        buf.resize(p.stream.len(a.id, seq), 0);
+        let len = p.stream.len(a.id, seq);
+        buf.resize(len, 0);
         p.stream.fill(&mut buf, a.id, seq);
-        tx.send(&buf)?;
+        if a.dawdle_us != 0 {
+            // Claimed, half written, a pause, the rest: a kill often lands between claim and commit.
+            let mut slot = tx.reserve(len)?;
+            slot[..len / 2].copy_from_slice(&buf[..len / 2]);
+            std::thread::sleep(Duration::from_micros(a.dawdle_us));
+            slot[len / 2..].copy_from_slice(&buf[len / 2..]);
+            if a.buffered {
+                slot.commit_buffered();
+            } else {
+                slot.commit();
+            }
+        } else if a.buffered {
+            tx.send_buffered(&buf)?;
+        } else {
+            tx.send(&buf)?;
+        }
         seq += 1;
     }
     Ok(())
@@ -456,7 +484,7 @@ fn bcast_subscribe(a: &Args, p: &Params) -> CliResult {
     // stream starts after this subscriber attached.
     let mut last = Streams::default();
     let mut lagged_yet = false;
-    let (mut received, mut lagged, mut lost, mut scratch) = (0u64, 0u64, 0u64, Vec::new());
+    let (mut received, mut lagged, mut lost, mut gaps, mut scratch) = (0u64, 0u64, 0u64, 0u64, Vec::new());
     loop {
         let n = match rx.recv_into(&mut buf) {
             Ok(n) => n,
@@ -475,9 +503,11 @@ fn bcast_subscribe(a: &Args, p: &Params) -> CliResult {
             Some((prev, _)) if seq <= prev => {
                 return Err(format!("stream {id}: message {seq} after {prev}").into());
             }
+            Some((prev, true)) if seq != prev + 1 && a.allow_gaps => gaps += seq - prev - 1,
             Some((prev, true)) if seq != prev + 1 => {
                 return Err(format!("stream {id}: message {seq} after {prev} with no Lagged between").into());
             }
+            None if !lagged_yet && seq != 0 && a.allow_gaps => gaps += seq,
             None if !lagged_yet && seq != 0 => {
                 return Err(format!("stream {id}: first message is {seq}, not 0").into());
             }
@@ -495,7 +525,7 @@ fn bcast_subscribe(a: &Args, p: &Params) -> CliResult {
         out.flush()?;
     }
     say(&format!(
-        r#"{{"received": {received}, "lagged": {lagged}, "lost": {lost}, "skipped": {}, "position": {}}}"#,
+        r#"{{"received": {received}, "lagged": {lagged}, "lost": {lost}, "gaps": {gaps}, "skipped": {}, "position": {}}}"#,
         rx.recovered().skipped,
         rx.position()
     ));
