@@ -89,21 +89,6 @@ impl WaitCell {
         }
     }
 
-    /// [`notify`](Self::notify) for two cells behind one barrier: a store that sleepers of either may
-    /// be waiting for (a broadcast publisher's commit: subscribers wait on `data_ready`, a publisher of a
-    /// later lap on `space_ready`).
-    #[inline]
-    pub(crate) fn notify_both(first: &WaitCell, second: &WaitCell, asymmetric: bool) {
-        // SYNC POINT (Dekker, notifier side): as in `notify`, for both loads.
-        light_barrier(asymmetric);
-        if first.sleepers.load(Ordering::Relaxed) != 0 {
-            first.wake();
-        }
-        if second.sleepers.load(Ordering::Relaxed) != 0 {
-            second.wake();
-        }
-    }
-
     /// Wakes everybody sleeping on this cell, unconditionally (close, or a sleeper was seen).
     #[cold]
     pub(crate) fn wake(&self) {

@@ -698,14 +698,15 @@ fn slot_ring_waiters_learn_of_a_clean_close_at_once_whatever_the_liveness_interv
 
 #[test]
 fn broadcast_publisher_waiting_for_an_earlier_laps_slot_is_woken_by_its_commit_or_flush() {
-    // Overwrite mode: no subscriber ever wakes a publisher, so the publication that frees the slot must.
-    // With an hour's liveness interval, a publisher that only looked again at its next liveness check
-    // would hang past the watchdog.
+    // Overwrite mode, and back-pressure mode with no subscriber left: no subscriber wakes a publisher,
+    // so the publication that frees the slot must. With an hour's liveness interval, a publisher that
+    // only looked again at its next liveness check would hang past the watchdog.
     const HOUR: Duration = Duration::from_secs(3600);
     ringwire_testkit::watchdog(TEST_LIMIT, || {
         let slots = RingConfig::new(4096, 100).slots().unwrap().0 as u64;
-        for buffered in [false, true] {
-            let (mut a, _sub) = broadcast::channel(RingConfig::new(4096, 100), Mode::Overwrite).unwrap();
+        for (mode, buffered) in [(Mode::Overwrite, false), (Mode::Overwrite, true), (Mode::Backpressure, true)] {
+            let (mut a, sub) = broadcast::channel(RingConfig::new(4096, 100), mode).unwrap();
+            drop(sub);
             a.set_batch_bytes(usize::MAX);
             let waiter = a.clone_handle().unwrap();
             let mut b = a.clone_handle().unwrap();
@@ -717,7 +718,7 @@ fn broadcast_publisher_waiting_for_an_earlier_laps_slot_is_woken_by_its_commit_o
                     b.try_send(&msg(1, s, 20)).unwrap();
                 }
                 let t = std::thread::spawn(move || b.send(&msg(1, slots, 20)));
-                until_asleep(|| waiter.__sleepers().1);
+                until_asleep(|| waiter.__sleepers().0); // on `data_ready`, which publications notify
                 t
             };
             let t = if buffered {
@@ -734,7 +735,7 @@ fn broadcast_publisher_waiting_for_an_earlier_laps_slot_is_woken_by_its_commit_o
                 g.commit();
                 t
             };
-            assert_eq!(t.join().unwrap(), Ok(()), "buffered: {buffered}");
+            assert_eq!(t.join().unwrap(), Ok(()), "{mode:?}, buffered: {buffered}");
         }
     });
 }

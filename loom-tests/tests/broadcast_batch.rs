@@ -37,8 +37,8 @@ fn poll(rx: &mut HeapSubscriber) -> Result<Vec<u8>, RecvError> {
 /// Back-pressure, a blocking subscriber (zero spin): ten buffered sends through eight slots (two batches
 /// published by the bound, the rest by the back-pressure wait or the drop) arrive whole and in order,
 /// with no lost wake-up between a publisher waiting for space and a subscriber waiting for a batch.
-/// Two threads, but long: one preemption (1 698 executions, 0.6 s); two passed once (3 542 195 executions,
-/// 20 minutes, before publications also notified `space_ready`), too long for every run.
+/// Two threads, but long: one preemption (6 906 executions, 2 s); two passed once (3 542 195 executions,
+/// 20 minutes), too long for every run.
 #[test]
 fn backpressure_batches_arrive_whole_and_in_order() {
     model("broadcast-batch/backpressure", Bound::AtMost(1), || {
@@ -94,20 +94,27 @@ fn a_dead_publishers_withheld_slot_is_skipped_and_the_rest_delivered() {
     });
 }
 
-/// Overwrite mode: publisher A withholds a batch at position 0; publisher B fills positions 1-7 and
-/// its next `send` (position 8, slot 0 again) finds A's slot still odd, so it sleeps on `space_ready`
-/// (zero spin). A's `flush` must wake it: in Overwrite mode no subscriber ever notifies `space_ready`,
-/// so the publication itself does (`slots::commit` / `batch_published` with `writers_wait`). Before
-/// that, B slept out its liveness interval: here, with no clock, a loom deadlock.
+/// Publisher A withholds a batch at position 0; publisher B fills positions 1-7 and its next `send`
+/// (position 8, slot 0 again) finds A's slot still odd, so it sleeps (zero spin). A's `flush` must wake
+/// it: B sleeps on `data_ready`, which every publication notifies. Overwrite mode, and back-pressure mode
+/// with no subscriber left: in neither does any subscriber notify `space_ready`, where B slept before
+/// (out its liveness interval: here, with no clock, a loom deadlock).
 #[test]
 fn a_flush_wakes_a_publisher_waiting_for_the_withheld_slot() {
-    model("broadcast-batch/flush wakes a later lap", Bound::AtLeast(4), || {
-        let (mut a, _rx) = ring(Mode::Overwrite);
+    for mode in [Mode::Overwrite, Mode::Backpressure] {
+        flush_wakes_a_later_lap(mode);
+    }
+}
+
+fn flush_wakes_a_later_lap(mode: Mode) {
+    model("broadcast-batch/flush wakes a later lap", Bound::AtLeast(4), move || {
+        let (mut a, rx) = ring(mode);
+        drop(rx);
         let mut b = a.clone_handle().unwrap();
         b.set_wait_strategy(ZERO_SPIN);
         a.send_buffered(&payload(0, 24)).expect("send_buffered");
         for id in 1..8 {
-            b.try_send(&payload(id, 24)).expect("overwrite mode: room up to A's slot");
+            b.try_send(&payload(id, 24)).expect("room up to A's slot");
         }
         let p = loom::thread::spawn(move || {
             b.send(&payload(8, 24)).expect("send, once A has published its slot");

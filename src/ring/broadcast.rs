@@ -213,6 +213,9 @@ pub struct Publisher<S: Storage> {
     staging: Vec<u8>,
     /// Buffered publication ([`WriteGuard::commit_buffered`]).
     batch: Batch,
+    /// Why the last `try_claim` returned `WouldBlock`: the slot is still odd for a live publisher of an
+    /// earlier lap (true), or back-pressure (false). It picks the wait cell (see [`Publisher::claim_cell`]).
+    writer_blocked: bool,
     storage: S,
 }
 
@@ -266,8 +269,22 @@ impl<S: Storage> Publisher<S> {
             dead: Vec::new(),
             dead_checked: None,
             staging: Vec::new(),
+            writer_blocked: false,
             storage,
         })
+    }
+
+    /// The wait cell for a claim blocked as the last `try_claim` said: `data_ready` when a publisher of
+    /// an earlier lap holds the slot (every publication notifies that cell, so its commit or flush wakes
+    /// us, in either mode and with no subscriber at all), `space_ready` for back-pressure (subscribers
+    /// notify it as they advance). Publications notify only `data_ready`, so the streaming hot path pays
+    /// nothing for this.
+    fn claim_cell(&self) -> u32 {
+        if self.writer_blocked {
+            slots::ASLEEP_DATA
+        } else {
+            slots::ASLEEP_SPACE
+        }
     }
 
     /// Publishes a copy of `msg` like [`send`](Self::send), but withholds its publication (see
@@ -334,7 +351,7 @@ impl<S: Storage> Publisher<S> {
         // the subscriber's Acquire load of the sequence. The slots committed after it were published
         // already, each with its own Release store, but can't be read before it.
         storage.word(l.geo.offset(pos)).store(l.writing(pos).wrapping_add(1), Ordering::Release);
-        slots::batch_published(c, self.me.index, &mut self.batch, l.asymmetric, true);
+        slots::batch_published(c, self.me.index, &mut self.batch, l.asymmetric);
     }
 
     /// Test hook: forgets the withheld batch without publishing it, as a publisher killed while
@@ -472,22 +489,33 @@ impl<S: Storage> Publisher<S> {
             Err(SendError::WouldBlock) => {
                 let params = self.local.params(deadline);
                 let index = self.me.index;
-                slots::block(
-                    self,
-                    |p| ctl(&p.storage),
-                    index,
-                    slots::ASLEEP_SPACE,
-                    params,
-                    |p| match p.try_claim() {
-                        Err(SendError::WouldBlock) => Poll::Pending,
-                        r => Poll::Ready(r),
-                    },
-                    |p| {
-                        p.forget_dead_subscribers();
-                        None
-                    },
-                    || SendError::Timeout,
-                )?
+                // Sleep on the cell for the reason we are blocked; if the reason changes, go round and
+                // sleep on the other one (the deadline is absolute).
+                loop {
+                    let cell = self.claim_cell();
+                    match slots::block(
+                        self,
+                        |p| ctl(&p.storage),
+                        index,
+                        cell,
+                        params,
+                        |p| match p.try_claim() {
+                            Err(SendError::WouldBlock) if p.claim_cell() != cell => {
+                                Poll::Ready(Err(SendError::WouldBlock))
+                            }
+                            Err(SendError::WouldBlock) => Poll::Pending,
+                            r => Poll::Ready(r),
+                        },
+                        |p| {
+                            p.forget_dead_subscribers();
+                            None
+                        },
+                        || SendError::Timeout,
+                    ) {
+                        Err(SendError::WouldBlock) => continue,
+                        r => break r?,
+                    }
+                }
             }
             Err(e) => return Err(e),
         })
@@ -504,6 +532,7 @@ impl<S: Storage> Publisher<S> {
             if self.local.backpressure && pos >= self.min_cursor.saturating_add(n) {
                 self.min_cursor = self.slowest(pos);
                 if pos >= self.min_cursor.saturating_add(n) {
+                    self.writer_blocked = false;
                     return Err(SendError::WouldBlock);
                 }
             }
@@ -515,6 +544,7 @@ impl<S: Storage> Publisher<S> {
                 let theirs = ((cur - 1) / 2) << self.local.geo.shift | (pos & (n - 1));
                 // Taken for a live writer until it has looked stuck for the stuck timeout; then asked
                 // (a lock probe), and asked again only after another timeout while it lives.
+                self.writer_blocked = true;
                 if !self.watch.stuck(theirs, self.local.stuck) {
                     return Err(SendError::WouldBlock);
                 }
@@ -675,19 +705,8 @@ impl<S: Storage> Publisher<S> {
         let word = storage.word(l.geo.offset(pos));
         let committed = l.writing(pos).wrapping_add(1);
         let c = ctl(storage);
-        // Writers wait too: a publisher of a later lap asleep until this slot's sequence turns even.
-        if slots::commit(
-            c,
-            self.me.index,
-            &mut self.batch,
-            pos,
-            buffered,
-            l.geo.stride,
-            word,
-            committed,
-            l.asymmetric,
-            true,
-        ) {
+        if slots::commit(c, self.me.index, &mut self.batch, pos, buffered, l.geo.stride, word, committed, l.asymmetric)
+        {
             self.publish_pending();
         }
     }
@@ -838,23 +857,32 @@ impl<S: Storage> Publisher<S> {
             r => return r,
         }
         let (index, asymmetric, liveness) = (self.me.index, self.local.asymmetric, self.local.liveness);
-        slots::block_async(
-            self,
-            |p| ctl(&p.storage),
-            index,
-            slots::ASLEEP_SPACE,
-            asymmetric,
-            liveness,
-            |p| match p.try_claim() {
-                Err(SendError::WouldBlock) => Poll::Pending,
-                r => Poll::Ready(r),
-            },
-            |p| {
-                p.forget_dead_subscribers();
-                None
-            },
-        )
-        .await
+        // As `claim_opt`: the cell for the reason we are blocked, changed when the reason changes.
+        loop {
+            let cell = self.claim_cell();
+            match slots::block_async(
+                self,
+                |p| ctl(&p.storage),
+                index,
+                cell,
+                asymmetric,
+                liveness,
+                |p| match p.try_claim() {
+                    Err(SendError::WouldBlock) if p.claim_cell() != cell => Poll::Ready(Err(SendError::WouldBlock)),
+                    Err(SendError::WouldBlock) => Poll::Pending,
+                    r => Poll::Ready(r),
+                },
+                |p| {
+                    p.forget_dead_subscribers();
+                    None
+                },
+            )
+            .await
+            {
+                Err(SendError::WouldBlock) => continue,
+                r => return r,
+            }
+        }
     }
 }
 

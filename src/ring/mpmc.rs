@@ -284,7 +284,7 @@ impl<S: Storage> Producer<S> {
         // pairs with the consumer's Acquire load of the sequence in `try_take`. The slots committed after
         // it were published already (each with its own Release store) but could not be taken before it.
         storage.word(l.geo.offset(pos)).store(l.base(pos) + 1, Ordering::Release);
-        slots::batch_published(c, self.me.index, &mut self.batch, l.asymmetric, false);
+        slots::batch_published(c, self.me.index, &mut self.batch, l.asymmetric);
     }
 
     /// Test hook: forgets the withheld batch without publishing it, as a producer killed while
@@ -686,19 +686,7 @@ impl<S: Storage> WriteGuard<'_, S> {
         let word = storage.word(off);
         let committed = l.base(self.pos) + 1;
         let c = ctl(storage);
-        // Writers never wait for a commit here (a producer waits for a consumer to free its slot).
-        if slots::commit(
-            c,
-            p.me.index,
-            &mut p.batch,
-            self.pos,
-            buffered,
-            l.geo.stride,
-            word,
-            committed,
-            l.asymmetric,
-            false,
-        ) {
+        if slots::commit(c, p.me.index, &mut p.batch, self.pos, buffered, l.geo.stride, word, committed, l.asymmetric) {
             p.publish_pending();
         }
     }

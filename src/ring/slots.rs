@@ -204,10 +204,9 @@ fn withhold(me: &Participant, pos: u64) {
 /// Commits the slot of `pos` for participant `me` (a writer), its payload and frame header written:
 /// withholds it (the first of a `buffered` batch: its sequence keeps saying "being written", readers
 /// stop there) or stores `committed` into its sequence word `seq` with Release, clears the claim's
-/// intent, and wakes readers unless a withheld slot is in front of it, and, if `writers_wait`, writers
-/// asleep on `space_ready` (broadcast: a publisher of a later lap waits for this slot's sequence to turn
-/// even). Returns whether the caller must now publish its withheld batch (a plain commit behind it, or
-/// the batch bound reached).
+/// intent, and wakes readers unless a withheld slot is in front of it (and so, in broadcast overwrite
+/// mode, publishers of a later lap waiting for this slot: they sleep on `data_ready` too). Returns whether
+/// the caller must now publish its withheld batch (a plain commit behind it, or the batch bound reached).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn commit(
@@ -220,7 +219,6 @@ pub(crate) fn commit(
     seq: &AtomicU64,
     committed: u64,
     asymmetric: bool,
-    writers_wait: bool,
 ) -> bool {
     let entry = &control.participants[me];
     let (notify, then_flush) = match batch.commit(pos, buffered, stride) {
@@ -236,33 +234,21 @@ pub(crate) fn commit(
     // synchronise with this store itself (a plain store on x86 either way).
     seq.store(committed, Ordering::Release);
     entry.intent.store(0, Ordering::Release);
-    match (notify, writers_wait) {
-        (true, true) => WaitCell::notify_both(&control.data_ready, &control.space_ready, asymmetric),
-        (true, false) => control.data_ready.notify(asymmetric),
-        (false, true) => control.space_ready.notify(asymmetric),
-        (false, false) => {}
+    if notify {
+        control.data_ready.notify(asymmetric);
     }
     then_flush
 }
 
 /// After the withheld slot's sequence was published (Release): clears participant `me`'s `withheld`
 /// (Release: a recoverer that reads 0 there, with Acquire in [`owner_alive`], sees the slot committed),
-/// forgets the batch, and wakes sleeping readers (and, if `writers_wait`, writers: see [`commit`]).
+/// forgets the batch, and wakes sleeping readers (and publishers waiting for the withheld slot: see
+/// [`commit`]).
 #[inline]
-pub(crate) fn batch_published(
-    control: &SlotControl,
-    me: usize,
-    batch: &mut Batch,
-    asymmetric: bool,
-    writers_wait: bool,
-) {
+pub(crate) fn batch_published(control: &SlotControl, me: usize, batch: &mut Batch, asymmetric: bool) {
     control.participants[me].withheld.store(0, Ordering::Release);
     batch.clear();
-    if writers_wait {
-        WaitCell::notify_both(&control.data_ready, &control.space_ready, asymmetric);
-    } else {
-        control.data_ready.notify(asymmetric);
-    }
+    control.data_ready.notify(asymmetric);
 }
 
 /// Roles in the participant table.
