@@ -6,10 +6,13 @@
 //!   into and out of its slots). Threads wait by spinning, then yielding (ringwire `SpinYield`,
 //!   crossbeam-utils `Backoff` for the `ArrayQueue`; the channel blocks its own way): on a small or shared
 //!   machine, pure spinning turns every hand-off into a wait for the end of a time slice.
+//! * `mpmc_inproc/ringwire_buffered/*`: the ringwire rows with each message sent by `send_buffered`
+//!   (published in batches of 4 KiB of slots; the producer's drop publishes the last batch).
 //! * `mpmc_xproc/ringwire/1p1c`: the same ring across processes: this process produces, a
 //!   `ringwire-testpeer slots mpmc-consume` child checks every byte of every message.
 //! * `broadcast_fanout/ringwire/{1,2,4}`: one publisher thread, 1, 2 or 4 subscriber threads, back-pressure
 //!   mode (nobody loses a message); throughput per published message, each delivered to every subscriber.
+//!   `broadcast_fanout/ringwire_buffered/*`: the same with `send_buffered`.
 //! * `broadcast_copy/send_recv/{64,4096}`: one thread publishes a message and receives it back: the two
 //!   payload copies through the sequence lock and the bookkeeping around them, nothing crossing cores.
 //!
@@ -117,7 +120,7 @@ fn run_threads(
     last - t0
 }
 
-fn ringwire_mpmc(iters: u64, np: u64, nc: u64) -> Duration {
+fn ringwire_mpmc(iters: u64, np: u64, nc: u64, buffered: bool) -> Duration {
     let (tx, rx) = ringwire::mpmc::channel(ring_config()).unwrap();
     let mut txs = vec![tx];
     while (txs.len() as u64) < np {
@@ -136,7 +139,11 @@ fn ringwire_mpmc(iters: u64, np: u64, nc: u64) -> Duration {
                 let mut m = message(0);
                 for v in 1..=share(iters, np, p as u64) {
                     m[..8].copy_from_slice(&v.to_le_bytes());
-                    tx.send(&m).unwrap();
+                    if buffered {
+                        tx.send_buffered(&m).unwrap();
+                    } else {
+                        tx.send(&m).unwrap();
+                    }
                 }
             }) as Box<dyn FnOnce() + Send>
         })
@@ -253,7 +260,12 @@ fn mpmc_inproc(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (np, nc) in [(1u64, 1u64), (2, 2)] {
         let id = format!("{np}p{nc}c");
-        g.bench_function(BenchmarkId::new("ringwire", &id), |b| b.iter_custom(|iters| ringwire_mpmc(iters, np, nc)));
+        g.bench_function(BenchmarkId::new("ringwire", &id), |b| {
+            b.iter_custom(|iters| ringwire_mpmc(iters, np, nc, false))
+        });
+        g.bench_function(BenchmarkId::new("ringwire_buffered", &id), |b| {
+            b.iter_custom(|iters| ringwire_mpmc(iters, np, nc, true))
+        });
         g.bench_function(BenchmarkId::new("array_queue", &id), |b| b.iter_custom(|iters| array_queue(iters, np, nc)));
         g.bench_function(BenchmarkId::new("crossbeam_bounded", &id), |b| {
             b.iter_custom(|iters| crossbeam_bounded(iters, np, nc))
@@ -309,8 +321,9 @@ fn mpmc_xproc(c: &mut Criterion) {
 fn broadcast_fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("broadcast_fanout");
     g.throughput(Throughput::Elements(1));
-    for subs in [1usize, 2, 4] {
-        g.bench_function(BenchmarkId::new("ringwire", subs), |b| {
+    for (subs, buffered) in [1usize, 2, 4].into_iter().flat_map(|s| [(s, false), (s, true)]) {
+        let name = if buffered { "ringwire_buffered" } else { "ringwire" };
+        g.bench_function(BenchmarkId::new(name, subs), |b| {
             b.iter_custom(|iters| {
                 let (mut tx, rx) = broadcast::channel(ring_config(), Mode::Backpressure).unwrap();
                 let mut rxs = vec![rx];
@@ -322,7 +335,11 @@ fn broadcast_fanout(c: &mut Criterion) {
                     let mut m = message(0);
                     for v in 1..=iters {
                         m[..8].copy_from_slice(&v.to_le_bytes());
-                        tx.send(&m).unwrap();
+                        if buffered {
+                            tx.send_buffered(&m).unwrap();
+                        } else {
+                            tx.send(&m).unwrap();
+                        }
                     }
                 }) as Box<dyn FnOnce() + Send>;
                 let consumers = rxs
