@@ -169,10 +169,11 @@ fn clean_removes_dead_rings_and_only_those() {
         let live_name = unique("live");
         let live = ShmRing::create(&live_name, RingConfig::default()).unwrap(); // creator alive, no endpoint
                                                                                 // Dead creator, but a live endpoint attached since: in use.
+                                                                                // (A producer that waits on its stdin: a consumer would see the dead echo's producer and exit.)
         let held = dead_rings();
-        let mut holder = spawn(&["recv", &format!("{held}.down")]);
-        settle("the consumer shows up alive", || {
-            inspect(&format!("{held}.down"))["endpoints"].as_array().unwrap().iter().any(|e| e["alive"] == true)
+        let mut holder = spawn(&["send", &format!("{held}.up")]);
+        settle("the producer shows up alive", || {
+            inspect(&format!("{held}.up"))["endpoints"].as_array().unwrap().iter().any(|e| e["alive"] == true)
         });
         let dry = String::from_utf8(run(&["clean", "--dry-run"]).stdout).unwrap();
         assert!(dry.contains(&format!("{dead}.down")) && dry.contains(&format!("{dead}.up")), "{dry}");
@@ -181,11 +182,11 @@ fn clean_removes_dead_rings_and_only_those() {
         assert!(out.contains(&format!("removed /dev/shm/{dead}.down")), "{out}");
         assert!(!shm(&format!("{dead}.down")).exists() && !shm(&format!("{dead}.up")).exists());
         assert!(shm(&live_name).exists(), "a ring whose creator runs was removed");
-        assert!(shm(&format!("{held}.down")).exists(), "a ring with a live endpoint was removed");
+        assert!(shm(&format!("{held}.up")).exists(), "a ring with a live endpoint was removed");
         holder.0.kill().unwrap();
         holder.0.wait().unwrap();
         let out = String::from_utf8(run(&["clean"]).stdout).unwrap();
-        assert!(out.contains(&format!("{held}.down")), "{out}");
+        assert!(out.contains(&format!("{held}.up")), "{out}");
         drop(live);
     });
 }
