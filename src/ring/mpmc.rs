@@ -412,6 +412,12 @@ impl<S: Storage> Producer<S> {
         loop {
             let off = l.geo.offset(pos);
             let base = l.base(pos);
+            // The slot's second line, which a message of more than 48 bytes spills into: ask for it (for
+            // writing) while the load below fetches the first, instead of after the locked CAS on
+            // `tail`. Not the first line: a waiting consumer polls it. A one-line slot (stride 64)
+            // prefetches its own line: harmless. 64-byte streaming ~10 -> ~15 M msgs/s (medians of 7
+            // alternating runs, Intel host, ~300 ns probe; README, 2026-12-01); round trip unchanged.
+            crate::sync::prefetch_write(l.data.wrapping_add(off + (l.geo.stride - 8).min(64)));
             // SYNC POINT: Acquire pairs with the consumer's Release store that freed the slot (or a
             // producer's that skipped it), so our payload writes come after its reads.
             let seq = storage.word(off).load(Ordering::Acquire);
