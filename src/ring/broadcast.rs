@@ -51,9 +51,6 @@ use std::time::{Duration, Instant};
 #[doc(hidden)]
 pub struct Control(pub(crate) SlotControl);
 
-/// How much of a slot a publisher prefetches for writing before it takes the slot (see `take`).
-const PREFETCH_BYTES: usize = 4096 + SLOT_HEADER;
-
 // SAFETY: repr(transparent) over SlotControl, which is repr(C), starts with the Header, fits in the
 // slot rings' data offset (asserted in slots.rs), and holds only atomics and integers.
 unsafe impl ControlBlock for Control {
@@ -290,6 +287,17 @@ impl<S: Storage> Publisher<S> {
         }
     }
 
+    /// One attempt of a claim asleep on wait cell `cell` (`claim_opt`, `claim_async`): pending while
+    /// blocked for the reason that cell serves; `WouldBlock` when the reason changed, so that the caller
+    /// goes round to sleep on the other cell.
+    fn poll_claim(&mut self, cell: u32) -> Poll<u64, SendError> {
+        match self.try_claim() {
+            Err(SendError::WouldBlock) if self.claim_cell() != cell => Poll::Ready(Err(SendError::WouldBlock)),
+            Err(SendError::WouldBlock) => Poll::Pending,
+            r => Poll::Ready(r),
+        }
+    }
+
     /// Publishes a copy of `msg` like [`send`](Self::send), but withholds its publication (see
     /// [`WriteGuard::commit_buffered`], which lists what publishes the batch and what it costs others):
     /// subscribers see it after [`flush`](Self::flush), a plain commit, an abandoned reservation, a
@@ -363,14 +371,6 @@ impl<S: Storage> Publisher<S> {
     #[doc(hidden)]
     pub fn __forget_withheld(&mut self) {
         self.batch.clear();
-    }
-
-    #[cfg(feature = "test-hooks")]
-    /// Diagnostics: how many endpoints are announced asleep on (data, space) right now.
-    #[doc(hidden)]
-    pub fn __sleepers(&self) -> (u32, u32) {
-        let c = ctl(&self.storage);
-        (c.data_ready.sleepers(), c.space_ready.sleepers())
     }
 
     /// Publishes a copy of `msg` without waiting: [`SendError::WouldBlock`] in back-pressure mode while
@@ -502,13 +502,7 @@ impl<S: Storage> Publisher<S> {
                         index,
                         cell,
                         params,
-                        |p| match p.try_claim() {
-                            Err(SendError::WouldBlock) if p.claim_cell() != cell => {
-                                Poll::Ready(Err(SendError::WouldBlock))
-                            }
-                            Err(SendError::WouldBlock) => Poll::Pending,
-                            r => Poll::Ready(r),
-                        },
+                        |p| p.poll_claim(cell),
                         |p| {
                             p.forget_dead_subscribers();
                             None
@@ -620,8 +614,8 @@ impl<S: Storage> Publisher<S> {
 
     /// Takes the slot of claimed position `pos` for a `len`-byte message (its sequence to odd: ours to
     /// write; its lines prefetched for writing first). `Ok(false)`: a publisher of a later lap took it
-    /// first, and our message is one every subscriber is told it lagged past. If a live publisher of an earlier lap is still writing the slot (it stalled for a whole
-    /// lap), waits for it, yielding until the stuck timeout and then sleeping with a doubling back-off
+    /// first, and our message is one every subscriber is told it lagged past. If a live publisher of an
+    /// earlier lap is still writing the slot (it stalled for a whole lap), waits for it, yielding until the stuck timeout and then sleeping with a doubling back-off
     /// (up to the liveness interval), until `deadline` (without one: the stuck timeout for `try_`
     /// forms, as long as it lives for blocking ones), then gives the position up: subscribers skip it.
     fn take(&mut self, pos: u64, len: usize, deadline: Option<Instant>, once: bool) -> Result<bool, SendError> {
@@ -633,20 +627,10 @@ impl<S: Storage> Publisher<S> {
         let mine = l.writing(pos);
         let mut nap = Duration::from_micros(50);
         // The CAS below is a locked instruction: it waits for the slot's first line to come over
-        // (subscribers read it last), and only then may the stores of `write_slot` ask for the second
-        // line, which a frame of more than 48 bytes spills into. Ask for the second line now, so that
-        // the two transfers overlap: 64-byte round trip ~735 -> ~500-560 ns (Intel host, ~300 ns probe;
-        // README, 2026-12-01). A slot of one line (stride 64) prefetches its own line instead: harmless.
-        crate::sync::prefetch_write(l.data.wrapping_add(off + (l.geo.stride - 8).min(64)));
-        // And the lines after it that the message covers (at most 4 KiB of them, a bound on the work
-        // per message in large slots): 4 KiB round trip ~2290 -> ~2160 ns (same runs); 4 KiB streaming
-        // within noise.
-        let end = (SLOT_HEADER + len).min(l.geo.stride).min(PREFETCH_BYTES);
-        let mut at = 128;
-        while at < end {
-            crate::sync::prefetch_write(l.data.wrapping_add(off + at));
-            at += 64;
-        }
+        // (subscribers read it last), and only then may the stores of `write_slot` ask for the rest.
+        // Ask for the rest now, so that the transfers overlap: 64-byte round trip ~735 -> ~500 ns, 4 KiB
+        // ~2290 -> ~2160 ns (Intel host, ~300 ns probe; README, 2026-12-01).
+        l.prefetch_for_write(off, SLOT_HEADER + len);
         loop {
             // Acquire: if the value is odd, its writer's intent is visible (see the CAS below). An even
             // value needs no ordering: readers never write the slot.
@@ -885,11 +869,7 @@ impl<S: Storage> Publisher<S> {
                 cell,
                 asymmetric,
                 liveness,
-                |p| match p.try_claim() {
-                    Err(SendError::WouldBlock) if p.claim_cell() != cell => Poll::Ready(Err(SendError::WouldBlock)),
-                    Err(SendError::WouldBlock) => Poll::Pending,
-                    r => Poll::Ready(r),
-                },
+                |p| p.poll_claim(cell),
                 |p| {
                     p.forget_dead_subscribers();
                     None
@@ -1208,7 +1188,7 @@ impl<S: Storage> Subscriber<S> {
         let storage = &self.storage;
         let c = ctl(storage);
         // In mid-write for our lap, or not yet taken for it. Claimed (tail past us) by a dead publisher?
-        if self.watch.stuck(pos, self.local.stuck) {
+        if self.watch.due(pos, self.local.stuck) {
             // SYNC POINT: Acquire pairs with the publisher's Release claim, so its intent is visible.
             let claimed = c.tail.load(Ordering::Acquire) > pos;
             if claimed && !slots::owner_alive(storage, c, [role::PUBLISHER, role::PUBLISHER], pos) {
@@ -1221,9 +1201,6 @@ impl<S: Storage> Subscriber<S> {
                     self.advance(pos.wrapping_add(1));
                 }
             }
-            // Skipped, or its owner lives (a slow writer, or a withheld batch): in the latter case look
-            // again only after another stuck timeout, not on every poll (each look probes a lock).
-            self.watch.reset();
         }
         RecvError::Empty
     }

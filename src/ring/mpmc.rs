@@ -296,14 +296,6 @@ impl<S: Storage> Producer<S> {
         self.batch.clear();
     }
 
-    #[cfg(feature = "test-hooks")]
-    /// Diagnostics: how many endpoints are announced asleep on (data, space) right now.
-    #[doc(hidden)]
-    pub fn __sleepers(&self) -> (u32, u32) {
-        let c = ctl(&self.storage);
-        (c.data_ready.sleepers(), c.space_ready.sleepers())
-    }
-
     /// Reserves a slot for a `len`-byte message without waiting: [`SendError::WouldBlock`] if none is free.
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_, S>, SendError> {
         self.reserve_opt(len, None, true)
@@ -412,12 +404,11 @@ impl<S: Storage> Producer<S> {
         loop {
             let off = l.geo.offset(pos);
             let base = l.base(pos);
-            // The slot's second line, which a message of more than 48 bytes spills into: ask for it (for
-            // writing) while the load below fetches the first, instead of after the locked CAS on
-            // `tail`. Not the first line: a waiting consumer polls it. A one-line slot (stride 64)
-            // prefetches its own line: harmless. 64-byte streaming ~10 -> ~15 M msgs/s (medians of 7
-            // alternating runs, Intel host, ~300 ns probe; README, 2026-12-01); round trip unchanged.
-            crate::sync::prefetch_write(l.data.wrapping_add(off + (l.geo.stride - 8).min(64)));
+            // The slot's second line, which a message of more than 48 bytes spills into, while the load
+            // below fetches the first, instead of after the locked CAS on `tail`: 64-byte streaming
+            // ~10 -> ~15 M msgs/s (medians of 7 alternating runs, Intel host, ~300 ns probe; README,
+            // 2026-12-01); round trip unchanged.
+            l.prefetch_for_write(off, 0);
             // SYNC POINT: Acquire pairs with the consumer's Release store that freed the slot (or a
             // producer's that skipped it), so our payload writes come after its reads.
             let seq = storage.word(off).load(Ordering::Acquire);
@@ -443,7 +434,7 @@ impl<S: Storage> Producer<S> {
                 // The slot still holds the previous lap. Full, unless a dead consumer holds it.
                 me.intent.store(0, Ordering::Release);
                 let prev = pos.wrapping_sub(l.geo.slots);
-                if seq == base.wrapping_sub(l.geo.slots).wrapping_add(1) && self.watch.stuck(prev, l.stuck) {
+                if seq == base.wrapping_sub(l.geo.slots).wrapping_add(1) && self.watch.due(prev, l.stuck) {
                     // SYNC POINT: Acquire pairs with the consumer's Release claim CAS on `head`, so its
                     // intent is visible to `owner_alive`.
                     let claimed = c.head.load(Ordering::Acquire) > prev;
@@ -455,13 +446,10 @@ impl<S: Storage> Producer<S> {
                         if storage.word(off).compare_exchange(seq, freed, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                             // Relaxed: a statistic.
                             c.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
-                            self.watch.reset();
                             c.space_ready.wake();
                         }
                         continue;
                     }
-                    // A live consumer holds it: look again after another stuck timeout (as consumers do).
-                    self.watch.reset();
                 }
                 return Err(SendError::WouldBlock);
             } else {
@@ -894,19 +882,15 @@ impl<S: Storage> Consumer<S> {
             } else if dif < 0 {
                 me.intent.store(0, Ordering::Release);
                 // Nothing committed at `pos`. Claimed by a producer (tail past it) that may have died?
-                if seq == base && self.watch.stuck(pos, l.stuck) {
+                if seq == base && self.watch.due(pos, l.stuck) {
                     // SYNC POINT: Acquire pairs with the producer's Release claim CAS on `tail`, so its
                     // intent is visible to `owner_alive`.
                     let claimed = c.tail.load(Ordering::Acquire) > pos;
                     if claimed && !slots::owner_alive(storage, c, [role::PRODUCER, role::PRODUCER], pos) {
                         Self::skip_dead(storage, l, self.me.index, pos, off, base);
-                        self.watch.reset();
                         pos = c.head.load(Ordering::Relaxed);
                         continue;
                     }
-                    // Its owner lives (a slow writer, or a withheld batch): look again only after another
-                    // stuck timeout, not on every poll (each look probes a lock: a syscall).
-                    self.watch.reset();
                 }
                 return Err(RecvError::Empty);
             } else {

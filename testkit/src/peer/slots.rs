@@ -317,6 +317,15 @@ fn out_file(a: &Args) -> CliResult<Option<BufWriter<std::fs::File>>> {
     })
 }
 
+/// Copies `msg` into a reserved `slot` of its length in two halves with a pause of `dawdle_us` µs
+/// between them (`--dawdle-us`): a writer a kill often finds between claim and commit.
+fn write_dawdling(slot: &mut [u8], msg: &[u8], dawdle_us: u64) {
+    let half = msg.len() / 2;
+    slot[..half].copy_from_slice(&msg[..half]);
+    std::thread::sleep(Duration::from_micros(dawdle_us));
+    slot[half..].copy_from_slice(&msg[half..]);
+}
+
 fn mpmc_produce(a: &Args, p: &Params) -> CliResult {
     let mut tx = open_queue(a)?.producer()?;
     configure!(tx, p);
@@ -332,9 +341,7 @@ fn mpmc_produce(a: &Args, p: &Params) -> CliResult {
         } else {
             whole.resize(len, 0);
             p.stream.fill(&mut whole, a.id, seq);
-            slot[..len / 2].copy_from_slice(&whole[..len / 2]);
-            std::thread::sleep(Duration::from_micros(a.dawdle_us));
-            slot[len / 2..].copy_from_slice(&whole[len / 2..]);
+            write_dawdling(&mut slot, &whole, a.dawdle_us);
         }
         if a.buffered {
             slot.commit_buffered();
@@ -451,9 +458,7 @@ fn bcast_publish(a: &Args, p: &Params) -> CliResult {
         if a.dawdle_us != 0 {
             // Claimed, half written, a pause, the rest: a kill often lands between claim and commit.
             let mut slot = tx.reserve(len)?;
-            slot[..len / 2].copy_from_slice(&buf[..len / 2]);
-            std::thread::sleep(Duration::from_micros(a.dawdle_us));
-            slot[len / 2..].copy_from_slice(&buf[len / 2..]);
+            write_dawdling(&mut slot, &buf, a.dawdle_us);
             if a.buffered {
                 slot.commit_buffered();
             } else {
