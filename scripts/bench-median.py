@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Runs `ringwire bench --json` N times and prints, per row, the median of each number and of each
 ratio to the adjacent `limit` probes. On a VM whose vCPUs migrate between placements a single run can
-straddle a placement change; medians over runs are what the README quotes.
+straddle a placement change; medians over runs are what the README quotes. Rows that carry them also
+get the medians (ranges in brackets) of their ratio to their kernel mechanism (`mechanism_ratio`: the
+kernel transports against their `raw-*` row) and to their plain row (`raw_ratio`: the `+batch`,
+`+events` and `+async` rows), each taken inside one run.
 
 The fan-out rows (`--transports hub`: `ringwire hub` against socket.io; `hub-cluster`: two processes
 per server) get their own table of medians (ranges in brackets), with the ratios to socket.io (for the
@@ -23,12 +26,16 @@ for i in range(n):
     machine = doc["machine"]
     for r in doc["results"]:
         key = (r["transport"], r["wait"], r["size"])
-        d = rows.setdefault(key, {k: [] for k in ("p50", "p99", "mps", "rtt_lim", "tput_lim")})
+        d = rows.setdefault(key, {k: [] for k in ("p50", "p99", "mps", "rtt_lim", "tput_lim", "rtt_mech", "tput_mech", "rtt_raw", "tput_raw")})
         d["p50"].append(r["rtt_ns"]["p50"])
         d["p99"].append(r["rtt_ns"]["p99"])
         d["mps"].append(r["throughput"]["msgs_per_sec"])
         d["rtt_lim"].append(r["limit_ratio"]["rtt_p50"])
         d["tput_lim"].append(r["limit_ratio"]["throughput"])
+        for k, j in (("mech", "mechanism_ratio"), ("raw", "raw_ratio")):
+            if r.get(j):
+                d["rtt_" + k].append(r[j]["rtt_p50"])
+                d["tput_" + k].append(r[j]["throughput"])
     for r in doc.get("fanout", []):
         d = fan.setdefault((r["server"], r["clients"]), {k: [] for k in ("p50", "p99", "dps", "srv_ns", "tput_r", "p50_r", "p99_r", "p99_sp50", "h50", "h99", "htput")})
         d["p50"].append(r["latency_ns"]["p50"])
@@ -46,13 +53,23 @@ for i in range(n):
 med = statistics.median
 print(f"machine: {machine['cpu']}, {machine['cpus']} cpus, kernel {machine['kernel']}, "
       f"{'VM' if machine['hypervisor'] else 'bare metal'}, pinned={machine['pinned']}; medians of {n} runs")
+# The kernel transports' ratios to their raw mechanism (`mechanism_ratio`) and the +batch/+events/+async
+# rows' ratios to their plain row (`raw_ratio`) get their own columns when any row of the run has them.
+extra = [(k, j) for k, j in (("mech", "mech"), ("raw", "plain")) if any(d["rtt_" + k] for d in rows.values())]
 if rows:
-    print(f"| transport | wait | size | rtt p50 | rtt p99 | msgs/s | rtt / limit | tput / limit |")
-    print(f"|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| transport | wait | size | rtt p50 | rtt p99 | msgs/s | rtt / limit | tput / limit |"
+          + "".join(f" rtt / {j} | tput / {j} |" for _, j in extra))
+    print("|---|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(extra))
+
+
+def span(v):
+    return f"{med(v):.2f} ({min(v):.2f}-{max(v):.2f})" if v else ""
+
+
 for (t, w, s), d in rows.items():
     print(f"| {t} | {w} | {s} | {med(d['p50']):.0f} ns | {med(d['p99']):.0f} ns | {med(d['mps'])/1e6:.2f} M "
-          f"| {med(d['rtt_lim']):.2f} ({min(d['rtt_lim']):.2f}-{max(d['rtt_lim']):.2f}) "
-          f"| {med(d['tput_lim']):.2f} ({min(d['tput_lim']):.2f}-{max(d['tput_lim']):.2f}) |")
+          f"| {span(d['rtt_lim'])} | {span(d['tput_lim'])} |"
+          + "".join(f" {span(d['rtt_' + k])} | {span(d['tput_' + k])} |" for k, _ in extra))
 
 
 def rng(v, fmt):
