@@ -51,6 +51,16 @@ for i in range(n):
     for m in doc.get("fanout_memory", []):
         mem.setdefault(m["server"], []).append(m["bytes_per_connection"])
 med = statistics.median
+
+
+def rng(v, fmt):
+    return f"{fmt(med(v))} ({fmt(min(v))}-{fmt(max(v))})" if v else ""
+
+
+def span(v):
+    return rng(v, "{:.2f}".format)
+
+
 print(f"machine: {machine['cpu']}, {machine['cpus']} cpus, kernel {machine['kernel']}, "
       f"{'VM' if machine['hypervisor'] else 'bare metal'}, pinned={machine['pinned']}; medians of {n} runs")
 # The kernel transports' ratios to their raw mechanism (`mechanism_ratio`) and the +batch/+events/+async
@@ -62,18 +72,10 @@ if rows:
     print("|---|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(extra))
 
 
-def span(v):
-    return f"{med(v):.2f} ({min(v):.2f}-{max(v):.2f})" if v else ""
-
-
 for (t, w, s), d in rows.items():
     print(f"| {t} | {w} | {s} | {med(d['p50']):.0f} ns | {med(d['p99']):.0f} ns | {med(d['mps'])/1e6:.2f} M "
           f"| {span(d['rtt_lim'])} | {span(d['tput_lim'])} |"
           + "".join(f" {span(d['rtt_' + k])} | {span(d['tput_' + k])} |" for k, _ in extra))
-
-
-def rng(v, fmt):
-    return f"{fmt(med(v))} ({fmt(min(v))}-{fmt(max(v))})" if v else ""
 
 
 ms = lambda ns: f"{ns / 1e6:.2f} ms" if ns >= 1e6 else f"{ns / 1e3:.0f} µs"

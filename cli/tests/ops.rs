@@ -167,9 +167,10 @@ fn clean_removes_dead_rings_and_only_those() {
     serial(|| {
         let dead = dead_rings();
         let live_name = unique("live");
-        let live = ShmRing::create(&live_name, RingConfig::default()).unwrap(); // creator alive, no endpoint
-                                                                                // Dead creator, but a live endpoint attached since: in use.
-                                                                                // (A producer that waits on its stdin: a consumer would see the dead echo's producer and exit.)
+        // Creator alive, no endpoint: in use.
+        let live = ShmRing::create(&live_name, RingConfig::default()).unwrap();
+        // Dead creator, but a live endpoint attached since: in use. The endpoint is a producer waiting on
+        // its stdin (a consumer would see that the dead echo's producer is gone, and exit).
         let held = dead_rings();
         let mut holder = spawn(&["send", &format!("{held}.up")]);
         settle("the producer shows up alive", || {

@@ -615,9 +615,10 @@ impl<S: Storage> Publisher<S> {
     /// Takes the slot of claimed position `pos` for a `len`-byte message (its sequence to odd: ours to
     /// write; its lines prefetched for writing first). `Ok(false)`: a publisher of a later lap took it
     /// first, and our message is one every subscriber is told it lagged past. If a live publisher of an
-    /// earlier lap is still writing the slot (it stalled for a whole lap), waits for it, yielding until the stuck timeout and then sleeping with a doubling back-off
-    /// (up to the liveness interval), until `deadline` (without one: the stuck timeout for `try_`
-    /// forms, as long as it lives for blocking ones), then gives the position up: subscribers skip it.
+    /// earlier lap is still writing the slot (it stalled for a whole lap), waits for it, yielding until
+    /// the stuck timeout and then sleeping with a doubling back-off (up to the liveness interval), until
+    /// `deadline` (without one: the stuck timeout for `try_` forms, as long as it lives for blocking
+    /// ones), then gives the position up: subscribers skip it.
     fn take(&mut self, pos: u64, len: usize, deadline: Option<Instant>, once: bool) -> Result<bool, SendError> {
         let storage = &self.storage;
         let c = ctl(storage);
