@@ -467,17 +467,29 @@ fn mpmc_producers_killed_at_random_moments(tag: &str, buffered: bool) {
 
 #[test]
 fn mpmc_consumers_killed_at_random_moments_lose_at_most_the_message_they_held() {
+    mpmc_consumers_killed_at_random_moments("mpmc-kill-consumer", 0);
+}
+
+/// The same with every victim taking batches of up to 8 messages (`recv_many`), each recorded while the
+/// batch is held: a kill loses at most the batch it finds held.
+#[test]
+fn mpmc_consumers_killed_holding_batches_lose_at_most_the_batch_they_held() {
+    mpmc_consumers_killed_at_random_moments("mpmc-kill-batch", 8);
+}
+
+fn mpmc_consumers_killed_at_random_moments(tag: &str, many: usize) {
     // Stream 0 comes from this process, stream 1 from a producer process. A consumer process lives
     // through the whole run; VICTIMS more, up to three at a time, are each killed after a random number
     // of this process's sends, and replaced at once or not. Each records a message (one `write` per
     // message, --flush-each) before dropping its read guard, and half of them hold every guard a while
     // (--dawdle-us), so that a kill often finds one holding a message, before or after recording it.
     // So a message missing from every record was held by a victim when it died, and the producer that
-    // next needed its slot reclaimed it: lost <= reclaimed <= kills.
+    // next needed its slot reclaimed it: lost <= reclaimed <= kills (times the batch size, `many`).
     const VICTIMS: u32 = 30;
     const HELPER: u64 = 20_000;
-    let name = unique("mpmc-kill-consumer");
-    let dir = TempDir::new("mpmc-kill-consumer");
+    let name = unique(tag);
+    let dir = TempDir::new(tag);
+    let many_arg = many.to_string();
     let q = ShmQueue::create(&name, cfg(SMALL)).unwrap();
     let n = slots(SMALL);
     let fast = ["--stuck-ms", "2", "--liveness-ms", "5"];
@@ -506,7 +518,7 @@ fn mpmc_consumers_killed_at_random_moments_lose_at_most_the_message_they_held() 
         let dawdle = ["0", "0", "100", "2000"][rng.gen_range(0..4)];
         let out = dir.file(&format!("v{i}"));
         let args = ["--out", out.to_str().unwrap(), "--flush-each", "--wait", wait, "--dawdle-us", dawdle];
-        let peer = Peer::attached(PeerMode::MpmcConsume, &name, &[&fast[..], &args].concat());
+        let peer = Peer::attached(PeerMode::MpmcConsume, &name, &[&fast[..], &args, &["--many", &many_arg]].concat());
         let (at, records) = if dawdle == "0" {
             (sent + rng.gen_range(0..400), 0)
         } else {
@@ -586,8 +598,8 @@ fn mpmc_consumers_killed_at_random_moments_lose_at_most_the_message_they_held() 
     );
     assert_eq!(recovered.skipped, 0, "no producer died");
     assert!(
-        lost <= recovered.reclaimed && recovered.reclaimed <= kills as u64,
-        "{lost} messages lost, {} reclaimed, {kills} consumers killed",
+        lost <= recovered.reclaimed && recovered.reclaimed <= kills as u64 * many.max(1) as u64,
+        "{lost} messages lost, {} reclaimed, {kills} consumers killed (batches of up to {many})",
         recovered.reclaimed
     );
 }
@@ -643,6 +655,36 @@ fn mpmc_consumer_killed_holding_a_message_is_reclaimed_when_the_ring_wraps() {
     let summary = consumer.finish();
     assert_eq!(field(&summary, "received"), total, "{summary}");
     assert_eq!(read_tags(&dir.file("c")), (1..=total).map(|s| tag(1, s)).collect::<Vec<_>>());
+}
+
+#[test]
+fn mpmc_consumer_killed_holding_a_batch_has_every_slot_of_it_reclaimed_when_the_ring_wraps() {
+    const BATCH: u64 = 8;
+    let name = unique("mpmc-mid-batch");
+    let dir = TempDir::new("mpmc-mid-batch");
+    let q = ShmQueue::create(&name, cfg(SMALL)).unwrap();
+    let n = slots(SMALL);
+    let mut tx = q.producer().unwrap();
+    tx.set_stuck_timeout(Duration::from_millis(5));
+    tx.set_liveness_interval(Duration::from_millis(5));
+    // Published before the holder attaches, so that its one claim takes all of them.
+    for seq in 0..BATCH {
+        tx.send(&msg(1, seq)).unwrap();
+    }
+    let mut holder = Peer::attached(PeerMode::MpmcHoldRead, &name, &["--many", &BATCH.to_string()]);
+    holder.expect(&format!("holding 1 0 x{BATCH}"));
+    holder.kill();
+    let consumer = Peer::attached(PeerMode::MpmcConsume, &name, &["--out", &dir.arg("c")]);
+    let total = 4 * n;
+    for seq in BATCH..BATCH + total {
+        tx.send_timeout(&msg(1, seq), WATCHDOG).unwrap_or_else(|e| panic!("message {seq}: {e}"));
+    }
+    // Each of the batch's slots came round once the ring wrapped: the producer took every one back.
+    assert_eq!(tx.recovered(), ringwire::ring::slots::Recovered { skipped: 0, reclaimed: BATCH });
+    drop(tx);
+    let summary = consumer.finish();
+    assert_eq!(field(&summary, "received"), total, "{summary}");
+    assert_eq!(read_tags(&dir.file("c")), (BATCH..BATCH + total).map(|s| tag(1, s)).collect::<Vec<_>>());
 }
 
 #[test]

@@ -192,6 +192,145 @@ fn mpmc_consumer_gone_mid_read_is_reclaimed_when_the_ring_is_full() {
 }
 
 #[test]
+fn mpmc_recv_many_takes_the_published_run_in_order_and_stops_before_an_abandoned_slot() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(1 << 14, 100)).unwrap();
+        assert_eq!(rx.try_recv_many(8).map(|b| b.len()), Err(RecvError::Empty));
+        assert_eq!(rx.recv_many_timeout(8, Duration::from_millis(5)).map(|b| b.len()), Err(RecvError::Timeout));
+        for s in 0..10 {
+            tx.send(&msg(0, s, 12 + s as usize)).unwrap();
+        }
+        drop(tx.try_reserve(10).unwrap()); // abandoned: a padding slot
+        for s in 10..13 {
+            tx.send(&msg(0, s, 40)).unwrap();
+        }
+        let batch = rx.recv_many(8).unwrap();
+        assert_eq!(batch.len(), 8);
+        assert!(batch.get(8).is_none());
+        assert_eq!(batch.iter().map(parse).collect::<Vec<_>>(), (0..8).map(|s| (0, s)).collect::<Vec<_>>());
+        drop(batch);
+        // The rest of the run, up to the padding slot; the next claim skips it.
+        let batch = rx.try_recv_many(usize::MAX).unwrap();
+        assert_eq!(batch.iter().map(parse).collect::<Vec<_>>(), vec![(0, 8), (0, 9)]);
+        drop(batch);
+        let batch = rx.try_recv_many(0).unwrap(); // clamped to 1
+        assert_eq!(batch.iter().map(parse).collect::<Vec<_>>(), vec![(0, 10)]);
+        drop(batch);
+        assert_eq!(rx.try_recv_many(64).unwrap().iter().map(parse).collect::<Vec<_>>(), vec![(0, 11), (0, 12)]);
+        // The batch's slots were freed: the whole ring (128 slots of 128 bytes) takes messages again.
+        for s in 0..128 {
+            tx.try_send(&msg(1, s, 20)).unwrap();
+        }
+        assert_eq!(tx.try_send(b"x"), Err(SendError::WouldBlock));
+        let mut got = 0;
+        while got < 128 {
+            let batch = rx.recv_many(mpmc::RECV_MANY_MAX).unwrap();
+            assert!(batch.len() <= mpmc::RECV_MANY_MAX);
+            for m in batch.iter() {
+                assert_eq!(parse(m), (1, got));
+                got += 1;
+            }
+        }
+        drop(tx);
+        assert_eq!(rx.recv_many(8).map(|b| b.len()), Err(RecvError::PeerGone));
+    });
+}
+
+#[test]
+fn mpmc_two_producers_and_a_batch_consumer_and_a_plain_one_deliver_each_message_once() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        const N: u64 = 50_000;
+        let (tx, rx) = mpmc::channel(RingConfig::new(1 << 13, 100)).unwrap();
+        let tx2 = tx.clone_handle().unwrap();
+        let rx2 = rx.clone_handle().unwrap();
+        let prod: Vec<_> = [tx, tx2]
+            .into_iter()
+            .enumerate()
+            .map(|(p, mut tx)| {
+                std::thread::spawn(move || {
+                    for s in 0..N {
+                        if s % 3 == 0 {
+                            tx.send(&msg(p as u32, s, 12 + (s % 89) as usize)).unwrap();
+                        } else {
+                            tx.send_buffered(&msg(p as u32, s, 12 + (s % 89) as usize)).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let cons: Vec<_> = [rx, rx2]
+            .into_iter()
+            .enumerate()
+            .map(|(c, mut rx)| {
+                std::thread::spawn(move || {
+                    let (mut got, mut last, mut round) = (Vec::new(), [None::<u64>; 2], 0usize);
+                    let mut take = |m: &[u8], got: &mut Vec<(u32, u64)>| {
+                        let (p, s) = parse(m);
+                        assert!(last[p as usize].is_none_or(|l| l < s), "producer {p} out of order");
+                        last[p as usize] = Some(s);
+                        got.push((p, s));
+                    };
+                    loop {
+                        round += 1;
+                        let r = if c == 0 {
+                            rx.recv_many(1 + round % 40).map(|b| b.iter().for_each(|m| take(m, &mut got)))
+                        } else {
+                            rx.recv().map(|m| take(&m, &mut got))
+                        };
+                        match r {
+                            Ok(()) => {}
+                            Err(RecvError::PeerGone) => return got,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for p in prod {
+            p.join().unwrap();
+        }
+        let mut all = HashSet::new();
+        for c in cons {
+            for x in c.join().unwrap() {
+                assert!(all.insert(x), "{x:?} delivered twice");
+            }
+        }
+        assert_eq!(all.len() as u64, 2 * N);
+    });
+}
+
+#[test]
+fn mpmc_a_live_consumers_batch_is_never_reclaimed_and_a_gone_ones_is_when_the_ring_wraps() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        // 32 slots of 128 bytes.
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 100)).unwrap();
+        let mut rx2 = rx.clone_handle().unwrap();
+        tx.set_stuck_timeout(Duration::from_millis(1));
+        for s in 0..32 {
+            tx.send(&msg(0, s, 20)).unwrap();
+        }
+        let batch = rx.recv_many(8).unwrap();
+        assert_eq!(batch.len(), 8);
+        // The ring is full and the next slot is in the live batch: the producer waits (asking after
+        // the batch's owner every millisecond) and takes nothing back.
+        assert_eq!(tx.send_timeout(&msg(0, 32, 20), Duration::from_millis(30)), Err(SendError::Timeout));
+        assert_eq!(tx.recovered().reclaimed, 0);
+        // Gone without releasing it: each of its slots is taken back as the producer comes round to it.
+        std::mem::forget(batch);
+        drop(rx);
+        for s in 32..40 {
+            tx.send_timeout(&msg(0, s, 20), Duration::from_secs(10)).unwrap();
+        }
+        assert_eq!(tx.recovered().reclaimed, 8);
+        let mut got = Vec::new();
+        while let Ok(b) = rx2.try_recv_many(64) {
+            got.extend(b.iter().map(|m| parse(m).1));
+        }
+        assert_eq!(got, (8..40).collect::<Vec<_>>());
+    });
+}
+
+#[test]
 fn mpmc_buffered_batch_is_withheld_until_flushed_then_arrives_whole_and_in_order() {
     ringwire_testkit::watchdog(TEST_LIMIT, || {
         let (mut tx, mut rx) = mpmc::channel(RingConfig::new(1 << 16, 64)).unwrap();

@@ -1,5 +1,5 @@
 //! Models 6-8: the MPMC ring (`src/ring/mpmc.rs`): Vyukov-style slot sequences with CAS claims on
-//! `tail` and `head`, a two-slot ring so that every model wraps, and the crash recovery of slots left
+//! `tail` and `head` (one CAS for a consumer's batch, `recv_many`), a two-slot ring so that every model wraps, and the crash recovery of slots left
 //! in mid-claim. Under loom the stuck timeout elapses at once (no clock), so every poll of a claimed but
 //! uncommitted slot explores the "is its owner alive?" path: it must never skip a live owner's slot.
 //! Preemption bound: per test, the `Bound` passed to `common::model` (`run.sh` sets LOOM_MAX_PREEMPTIONS=2).
@@ -148,6 +148,67 @@ fn dead_consumers_slot_is_reclaimed() {
         let mut live = c.join().unwrap();
         check(&live.try_recv().unwrap(), 2, 16);
         assert_eq!(tx.recovered().reclaimed, 1);
+    });
+}
+
+/// A consumer holding a batch (`recv_many`: both slots of the full ring, claimed with one CAS) while a
+/// producer that needs them polls with its stuck check on every poll (loom: no clock): the producer
+/// never takes back a live batch's slot — before the claim, while it is held, or while its drop
+/// releases the slots one by one (the run's intent and end, `Participant::claim_end`, cover the slot
+/// not yet released) — and sends into each slot once it is free.
+#[test]
+fn a_live_consumers_batch_is_never_reclaimed_even_while_it_releases() {
+    model("mpmc/live batch", Bound::Env, || {
+        let (mut tx, mut rx) = queue();
+        tx.try_send(&payload(0, 16)).unwrap();
+        tx.try_send(&payload(1, 16)).unwrap();
+        let c = loom::thread::spawn(move || {
+            let batch = rx.try_recv_many(2).expect("two published messages");
+            assert_eq!(batch.len(), 2);
+            check(batch.get(0).unwrap(), 0, 16);
+            check(batch.get(1).unwrap(), 1, 16);
+            drop(batch);
+            rx
+        });
+        try_send_mpmc(&mut tx, &payload(2, 16));
+        try_send_mpmc(&mut tx, &payload(3, 16));
+        assert_eq!(tx.recovered().reclaimed, 0, "a live consumer's batch was taken back");
+        let mut rx = c.join().unwrap();
+        check(&rx.try_recv().unwrap(), 2, 16);
+        check(&rx.try_recv().unwrap(), 3, 16);
+    });
+}
+
+/// A consumer that took a batch of both slots and went away without releasing it: the producer takes
+/// each slot back as it comes round to it, and a live consumer gets what it sends after.
+#[test]
+fn dead_consumers_batch_is_reclaimed_slot_by_slot() {
+    model("mpmc/dead batch", Bound::Env, || {
+        let (mut tx, mut dead) = queue();
+        let mut live = dead.clone_handle().unwrap();
+        tx.try_send(&payload(0, 16)).unwrap();
+        tx.try_send(&payload(1, 16)).unwrap();
+        std::mem::forget(dead.try_recv_many(2).unwrap());
+        drop(dead);
+        let c = loom::thread::spawn(move || {
+            for id in 2..4 {
+                loop {
+                    match live.try_recv() {
+                        Ok(m) => {
+                            check(&m, id, 16);
+                            break;
+                        }
+                        Err(RecvError::Empty) => loom::thread::yield_now(),
+                        Err(e) => panic!("try_recv: {e}"),
+                    }
+                }
+            }
+            live
+        });
+        try_send_mpmc(&mut tx, &payload(2, 16));
+        try_send_mpmc(&mut tx, &payload(3, 16));
+        let _live = c.join().unwrap();
+        assert_eq!(tx.recovered().reclaimed, 2);
     });
 }
 

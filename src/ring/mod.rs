@@ -30,7 +30,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `b"RINGWIRE"` read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"RINGWIRE");
 /// Version of the shared layout; bumped on any incompatible change.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// Which algorithm a region holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]

@@ -551,6 +551,36 @@ impl<S: Storage> Consumer<S> {
         Ok(guard.len)
     }
 
+    /// Takes up to `max` messages with one claim (see [`recv_many`](Self::recv_many)), waiting without
+    /// blocking the thread until at least one is published, as [`recv_async`](Self::recv_async).
+    /// Cancel-safe in the same way: the batch is claimed only in the poll that completes the future.
+    pub async fn recv_many_async(&mut self, max: usize) -> Result<ReadBatch<'_, S>, RecvError> {
+        let mut lens = [0u32; RECV_MANY_MAX];
+        let (start, n) = match self.try_take_run(max, &mut lens) {
+            Ok(t) => t,
+            Err(RecvError::Empty) => {
+                let (index, asymmetric, liveness) = (self.me.index, self.local.asymmetric, self.local.liveness);
+                slots::block_async(
+                    self,
+                    |c| ctl(&c.storage),
+                    index,
+                    slots::ASLEEP_DATA,
+                    asymmetric,
+                    liveness,
+                    |c| match c.try_take_run(max, &mut lens) {
+                        Err(RecvError::Empty) => Poll::Pending,
+                        r => Poll::Ready(r),
+                    },
+                    |c| drained_and_no_producers(&c.storage).then_some(RecvError::PeerGone),
+                )
+                .await?
+            }
+            Err(e) => return Err(e),
+        };
+        self.empty_polls = 0;
+        Ok(ReadBatch { consumer: self, start, n, lens })
+    }
+
     async fn recv_async_fitting(&mut self, room: usize) -> Result<ReadGuard<'_, S>, RecvError> {
         let (pos, len) = match self.try_take_fitting(room) {
             Ok(t) => t,
@@ -776,6 +806,91 @@ impl<S: Storage> Consumer<S> {
         self.recv_into_opt(buf, Some(deadline), false)
     }
 
+    /// Takes up to `max` published messages with one claim (one CAS on the shared `head` instead of
+    /// one per message) if at least one is published: [`RecvError::Empty`] otherwise. `max` is clamped
+    /// to `1..=`[`RECV_MANY_MAX`]. The batch holds the messages that were published back to back at the
+    /// head when it was taken (it stops before an abandoned reservation, which the next receive skips):
+    /// they are this consumer's alone, in ring order, until the batch is dropped, which frees their
+    /// slots. The consumer-side half of batching, as [`send_buffered`](Producer::send_buffered) is the
+    /// producer's; with several consumers it trades fairness for throughput, as AMQP's prefetch count
+    /// does.
+    ///
+    /// A consumer killed while it holds a batch loses the batch's messages (producers reclaim the
+    /// slots after the stuck timeout, as for one message).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = ringwire::mpmc::channel(ringwire::RingConfig::new(1 << 16, 64))?;
+    /// for i in 0..10u8 {
+    ///     tx.send(&[i])?;
+    /// }
+    /// let batch = rx.recv_many(8)?;
+    /// assert_eq!(batch.len(), 8);
+    /// assert!(batch.iter().enumerate().all(|(i, m)| m == [i as u8]));
+    /// drop(batch);
+    /// assert_eq!(rx.try_recv_many(8)?.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_recv_many(&mut self, max: usize) -> Result<ReadBatch<'_, S>, RecvError> {
+        self.recv_many_opt(max, None, true)
+    }
+
+    /// Takes up to `max` messages (see [`try_recv_many`](Self::try_recv_many)), blocking until at least
+    /// one is published or the ring is drained and every producer that attached has gone
+    /// ([`RecvError::PeerGone`]).
+    pub fn recv_many(&mut self, max: usize) -> Result<ReadBatch<'_, S>, RecvError> {
+        self.recv_many_opt(max, None, false)
+    }
+
+    /// Takes up to `max` messages, waiting until `deadline` at most.
+    pub fn recv_many_deadline(&mut self, max: usize, deadline: Instant) -> Result<ReadBatch<'_, S>, RecvError> {
+        self.recv_many_opt(max, Some(deadline), false)
+    }
+
+    /// Takes up to `max` messages, waiting for `timeout` at most.
+    pub fn recv_many_timeout(&mut self, max: usize, timeout: Duration) -> Result<ReadBatch<'_, S>, RecvError> {
+        self.recv_many_opt(max, Instant::now().checked_add(timeout), false)
+    }
+
+    fn recv_many_opt(
+        &mut self,
+        max: usize,
+        deadline: Option<Instant>,
+        once: bool,
+    ) -> Result<ReadBatch<'_, S>, RecvError> {
+        let mut lens = [0u32; RECV_MANY_MAX];
+        let (start, n) = match self.try_take_run(max, &mut lens) {
+            Ok(t) => t,
+            Err(RecvError::Empty) if !once => {
+                let params = self.local.params(deadline);
+                let index = self.me.index;
+                slots::block(
+                    self,
+                    |c| ctl(&c.storage),
+                    index,
+                    slots::ASLEEP_DATA,
+                    params,
+                    |c| match c.try_take_run(max, &mut lens) {
+                        Err(RecvError::Empty) => Poll::Pending,
+                        r => Poll::Ready(r),
+                    },
+                    |c| drained_and_no_producers(&c.storage).then_some(RecvError::PeerGone),
+                    || RecvError::Timeout,
+                )?
+            }
+            Err(RecvError::Empty) => {
+                let check = self.empty_polls % slots::POLLS_PER_CLOSE_CHECK == 0;
+                self.empty_polls = self.empty_polls.wrapping_add(1);
+                if check && drained_and_no_producers(&self.storage) {
+                    return Err(RecvError::PeerGone);
+                }
+                return Err(RecvError::Empty);
+            }
+            Err(e) => return Err(e),
+        };
+        self.empty_polls = 0;
+        Ok(ReadBatch { consumer: self, start, n, lens })
+    }
+
     fn recv_into_opt(&mut self, buf: &mut [u8], deadline: Option<Instant>, once: bool) -> Result<usize, RecvError> {
         let room = buf.len();
         let guard = self.recv_opt_fitting(deadline, once, room)?;
@@ -824,6 +939,58 @@ impl<S: Storage> Consumer<S> {
         };
         self.empty_polls = 0;
         Ok(ReadGuard { consumer: self, pos, len })
+    }
+
+    /// Claims the run of committed messages at the head, `max` (clamped to `1..=RECV_MANY_MAX`) at most,
+    /// with one CAS: its first position and length, their lengths in `lens`. The run holds only
+    /// well-formed data slots; a head slot that is anything else (empty, stuck, abandoned, corrupt, taken
+    /// by another consumer) goes to the one-message path, which deals with it.
+    fn try_take_run(&mut self, max: usize, lens: &mut [u32; RECV_MANY_MAX]) -> Result<(u64, usize), RecvError> {
+        let max = max.clamp(1, RECV_MANY_MAX);
+        let storage = &self.storage;
+        let c = ctl(storage);
+        let me = &c.participants[self.me.index];
+        let l = &self.local;
+        loop {
+            // Relaxed: a starting guess, confirmed by the slots' sequences and the CAS.
+            let pos = c.head.load(Ordering::Relaxed);
+            let mut n = 0;
+            while n < max {
+                let at = pos.wrapping_add(n as u64);
+                let off = l.geo.offset(at);
+                // SYNC POINT: Acquire pairs with the producer's Release store that committed the slot
+                // (or published its withheld batch), as in `try_take_fitting`.
+                if storage.word(off).load(Ordering::Acquire) != l.base(at).wrapping_add(1) {
+                    break;
+                }
+                // Relaxed: ordered after the producer's writes by the Acquire above. Read once: the run's
+                // lengths are these, whatever a hostile peer writes into the header later.
+                match FrameHeader::from_word(storage.word(off + 8).load(Ordering::Relaxed)) {
+                    Ok(FrameHeader { kind: Kind::Data, len, .. }) if len as usize <= l.max_message => lens[n] = len,
+                    _ => break,
+                }
+                n += 1;
+            }
+            if n == 0 {
+                // Nothing well-formed at the head: the one-message path (it waits, skips, recovers and
+                // reports).
+                let (pos, len) = self.try_take_fitting(usize::MAX)?;
+                lens[0] = len as u32;
+                return Ok((pos, 1));
+            }
+            let end = pos.wrapping_add(n as u64);
+            // Relaxed: published by the Release store of the intent right after (see `claim_end`).
+            me.claim_end.store(end, Ordering::Relaxed);
+            me.intent.store(pos.wrapping_add(1), Ordering::Release);
+            // SYNC POINT: Release orders the run's intent and end before the claim (for a producer's
+            // stuck check), as in `try_take_fitting`. A committed slot at or past `head` changes only
+            // once a consumer claims it, so a CAS from `pos` proves every slot of the run is still as
+            // scanned. Relaxed on failure: we start over from the new head.
+            if c.head.compare_exchange_weak(pos, end, Ordering::Release, Ordering::Relaxed).is_ok() {
+                self.watch.reset();
+                return Ok((pos, n));
+            }
+        }
     }
 
     /// Claims the next committed message: its position and length. A message longer than `room` is
@@ -991,5 +1158,73 @@ impl<S: Storage> Drop for ReadGuard<'_, S> {
 impl<S: Storage> std::fmt::Debug for ReadGuard<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReadGuard").field("pos", &self.pos).field("len", &self.len).finish()
+    }
+}
+
+/// The most messages one [`Consumer::recv_many`] takes.
+pub const RECV_MANY_MAX: usize = 64;
+
+/// Messages taken with one claim by [`Consumer::recv_many`], still in their slots, in ring order.
+/// Dropping the batch frees every slot (and wakes a producer waiting for space).
+pub struct ReadBatch<'a, S: Storage> {
+    consumer: &'a mut Consumer<S>,
+    start: u64,
+    n: usize,
+    lens: [u32; RECV_MANY_MAX],
+}
+
+impl<S: Storage> ReadBatch<'_, S> {
+    /// How many messages the batch holds (at least one).
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Always `false`: a receive that finds nothing returns `Empty` (or waits) instead of a batch.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The `i`th message's payload, `None` past the end.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        if i >= self.n {
+            return None;
+        }
+        let l = &self.consumer.local;
+        let len = self.lens[i] as usize;
+        let off = l.geo.offset(self.start.wrapping_add(i as u64)) + SLOT_HEADER;
+        self.consumer.storage.note_read(off, len);
+        // SAFETY: the run's positions were claimed by one CAS on `head` after each slot's sequence said
+        // committed; no producer writes them until the batch's drop releases them. `len` was read once
+        // and checked against `max_message`, which fits in a slot after its 16-byte header.
+        Some(unsafe { std::slice::from_raw_parts(l.data.add(off), len) })
+    }
+
+    /// The messages' payloads, in ring order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        (0..self.n).map(|i| self.get(i).unwrap_or_default())
+    }
+}
+
+impl<S: Storage> Drop for ReadBatch<'_, S> {
+    fn drop(&mut self) {
+        let c = &*self.consumer;
+        let (storage, l) = (&c.storage, &c.local);
+        for i in 0..self.n as u64 {
+            let pos = self.start.wrapping_add(i);
+            // SYNC POINT: Release orders our reads of the slot before a producer's Acquire load that sees
+            // it free, as in `release_in`.
+            storage.word(l.geo.offset(pos)).store(l.base(pos).wrapping_add(l.geo.slots), Ordering::Release);
+        }
+        let ctl = ctl(storage);
+        // Release: after the slots' releases, so a recoverer that reads the cleared intent (Acquire)
+        // finds them free and leaves them alone.
+        ctl.participants[c.me.index].intent.store(0, Ordering::Release);
+        ctl.space_ready.notify(l.asymmetric);
+    }
+}
+
+impl<S: Storage> std::fmt::Debug for ReadBatch<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadBatch").field("start", &self.start).field("len", &self.n).finish()
     }
 }

@@ -298,6 +298,13 @@ pub(crate) struct Participant {
     /// the slot is cleared, cleared (Release) after the slot's sequence is published, so a recoverer
     /// (`owner_alive`) that no longer finds the intent finds this, or the published slot.
     pub withheld: AtomicU64,
+    /// MPMC consumers: the end (exclusive) of the run of positions claimed by one `recv_many`, whose
+    /// start is `intent - 1`; meaningful only while `intent` is set. Stored (Relaxed) before the Release
+    /// store of the run's intent, so a recoverer whose Acquire load of `intent` saw the run sees its end
+    /// (or a later one: positions only grow, so a later end covers the run too). An older run's end
+    /// never reaches past a later intent, so a single-message intent (which leaves this word alone)
+    /// names exactly its own position.
+    pub claim_end: AtomicU64,
 }
 
 /// Counters of recovered slots, for reports.
@@ -368,6 +375,7 @@ impl SlotControl {
                     intent: AtomicU64::new(0),
                     cursor: AtomicU64::new(0),
                     withheld: AtomicU64::new(0),
+                    claim_end: AtomicU64::new(0),
                 })
             }),
         }
@@ -394,6 +402,7 @@ pub(crate) fn join<S: Storage>(storage: &S, control: &SlotControl, role: u32) ->
         reclaim_sleep(control, p);
         p.intent.store(0, Ordering::Release);
         p.withheld.store(0, Ordering::Release);
+        p.claim_end.store(0, Ordering::Relaxed);
         p.role.store(role, Ordering::Relaxed);
         p.pid.store(std::process::id(), Ordering::Relaxed);
         // Release: whoever sees ATTACHED sees the role, pid and cleared intent.
@@ -505,19 +514,20 @@ fn entry_alive<S: Storage>(storage: &S, control: &SlotControl, index: usize) -> 
     false
 }
 
-/// Whether some live endpoint of `roles` has `intent == pos + 1` or `withheld == pos + 1`: the owner of a
-/// slot stuck at `pos` may still commit it, or has committed it and withholds its publication. Called only after the slot was seen stuck for the stuck timeout, and after the
-/// caller loaded the claim cursor past `pos` with Acquire (so the owner's intent store, made before its
-/// Release claim, is visible).
+/// Whether some live endpoint of `roles` has `intent == pos + 1`, a claimed run (`recv_many`:
+/// `intent - 1 <= pos < claim_end`) holding `pos`, or `withheld == pos + 1`: the owner of a slot stuck at
+/// `pos` may still commit or release it, or has committed it and withholds its publication. Called only
+/// after the slot was seen stuck for the stuck timeout, and after the caller loaded the claim cursor past
+/// `pos` with Acquire (so the owner's intent store, made before its Release claim, is visible).
 pub(crate) fn owner_alive<S: Storage>(storage: &S, control: &SlotControl, roles: [u32; 2], pos: u64) -> bool {
     control.participants.iter().enumerate().any(|(i, p)| {
         // Relaxed role: written before the entry's Release store of ATTACHED, which the caller's chain
         // of Acquire loads (cursor, intent) orders before this.
         roles.contains(&p.role.load(Ordering::Relaxed))
             // SYNC POINT: Acquire pairs with the owner's Release stores of `intent`. If we read the value
-            // it stored after committing (0, or the next position it claims), we also see the commit,
-            // so the caller's re-check of the slot finds it committed and does not skip it.
-            && (p.intent.load(Ordering::Acquire) == pos.wrapping_add(1)
+            // it stored after committing or releasing (0, or the next position it claims), we also see
+            // the commit or release, so the caller's re-check of the slot finds it and leaves it alone.
+            && (holds(p.intent.load(Ordering::Acquire), pos, p)
                 // SYNC POINT: Acquire pairs with the owner's Release stores of `withheld`. It sets
                 // `withheld` before it clears the intent that claimed the slot (both Release), so an
                 // intent load that saw the clear (or a later claim) makes this load see the set, or the
@@ -526,6 +536,16 @@ pub(crate) fn owner_alive<S: Storage>(storage: &S, control: &SlotControl, roles:
                 || p.withheld.load(Ordering::Acquire) == pos.wrapping_add(1))
             && entry_alive(storage, control, i)
     })
+}
+
+/// Whether an entry whose `intent` reads `intent` holds `pos`: its single claim, or its claimed run.
+fn holds(intent: u64, pos: u64, p: &Participant) -> bool {
+    if intent == pos.wrapping_add(1) {
+        return true;
+    }
+    // Relaxed: loaded after the Acquire load of `intent`, which ordered the run's end (stored before
+    // it) before this load; see `Participant::claim_end`.
+    intent != 0 && intent - 1 <= pos && pos < p.claim_end.load(Ordering::Relaxed)
 }
 
 /// How many live endpoints of `roles` are attached.

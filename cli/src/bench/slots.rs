@@ -23,7 +23,8 @@ fn config(size: usize) -> RingConfig {
 const GREETING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Parent side of a `shm-mpmc` row; `buffered`: `shm-mpmc+batch`, each message committed with
-/// `commit_buffered` (round trip: one `flush` after it; streaming: one at the end).
+/// `commit_buffered` (round trip: one `flush` after it; streaming: one at the end) and, streaming, the
+/// sink taking up to 64 messages per claim (`recv_many`).
 pub fn mpmc(
     plan: &Plan,
     counts: &Counts,
@@ -60,7 +61,8 @@ pub fn mpmc(
     reap(child)?;
     // Streaming.
     let count = counts.stream(plan.size);
-    let (mut tx, mut rx, child) = mpmc_pair(PeerMode::MpmcSink, plan, count, wait)?;
+    let sink = if buffered { PeerMode::MpmcSinkMany } else { PeerMode::MpmcSink };
+    let (mut tx, mut rx, child) = mpmc_pair(sink, plan, count, wait)?;
     let t0 = Instant::now();
     for i in 0..count {
         let mut slot = tx.reserve(plan.size)?;

@@ -20,6 +20,8 @@ pub enum PeerMode {
     MpmcEcho,
     /// As `ring-sink`, on two MPMC rings.
     MpmcSink,
+    /// As `mpmc-sink`, taking up to 64 messages per claim (`recv_many`): the `shm-mpmc+batch` sink.
+    MpmcSinkMany,
     /// As `ring-echo`, on two broadcast rings.
     BcastEcho,
     /// As `ring-sink`, on two broadcast rings.
@@ -107,6 +109,7 @@ impl PeerMode {
             PeerMode::RingSink => "ring-sink",
             PeerMode::MpmcEcho => "mpmc-echo",
             PeerMode::MpmcSink => "mpmc-sink",
+            PeerMode::MpmcSinkMany => "mpmc-sink-many",
             PeerMode::BcastEcho => "bcast-echo",
             PeerMode::BcastSink => "bcast-sink",
             PeerMode::Echo => "echo",

@@ -36,8 +36,9 @@ pub fn run(args: PeerArgs) -> CliResult {
         PeerMode::LimitSink => probe::stream_peer(&SharedMem::from_env()?, args.size, args.count),
         PeerMode::RingEcho => ring_echo(wait)?,
         PeerMode::RingSink => ring_sink(wait, args.size, args.count)?,
-        PeerMode::MpmcEcho => slots::mpmc(true, wait, args.size, args.count)?,
-        PeerMode::MpmcSink => slots::mpmc(false, wait, args.size, args.count)?,
+        PeerMode::MpmcEcho => slots::mpmc(true, false, wait, args.size, args.count)?,
+        PeerMode::MpmcSink => slots::mpmc(false, false, wait, args.size, args.count)?,
+        PeerMode::MpmcSinkMany => slots::mpmc(false, true, wait, args.size, args.count)?,
         PeerMode::BcastEcho => slots::bcast(true, wait, args.size, args.count)?,
         PeerMode::BcastSink => slots::bcast(false, wait, args.size, args.count)?,
         PeerMode::Echo | PeerMode::Sink => {

@@ -5,11 +5,12 @@
 use super::args::{RING_A_VAR, RING_B_VAR};
 use crate::util::{base_payload, verify, CliResult};
 use ringwire::broadcast;
-use ringwire::mpmc::RecvError;
+use ringwire::mpmc::{RecvError, RECV_MANY_MAX};
 use ringwire::{ShmBroadcast, ShmQueue, WaitStrategy};
 
-/// MPMC: echo (`echo`) or sink of `count` messages of `size` bytes.
-pub fn mpmc(echo: bool, wait: WaitStrategy, size: usize, count: u64) -> CliResult {
+/// MPMC: echo (`echo`) or sink of `count` messages of `size` bytes; `many`: the sink takes up to
+/// [`RECV_MANY_MAX`] messages per claim (`recv_many`).
+pub fn mpmc(echo: bool, many: bool, wait: WaitStrategy, size: usize, count: u64) -> CliResult {
     let base = base_payload(size);
     let mut rx = ShmQueue::from_env(RING_A_VAR)?.consumer()?;
     let mut tx = ShmQueue::from_env(RING_B_VAR)?.producer()?;
@@ -29,9 +30,20 @@ pub fn mpmc(echo: bool, wait: WaitStrategy, size: usize, count: u64) -> CliResul
         }
     }
     let mut good = true;
-    for i in 0..count {
-        let msg = rx.recv()?;
-        good &= verify(&msg, &base, i);
+    if many {
+        let mut i = 0;
+        while i < count {
+            let batch = rx.recv_many(RECV_MANY_MAX.min((count - i) as usize))?;
+            for msg in batch.iter() {
+                good &= verify(msg, &base, i);
+                i += 1;
+            }
+        }
+    } else {
+        for i in 0..count {
+            let msg = rx.recv()?;
+            good &= verify(&msg, &base, i);
+        }
     }
     tx.send(if good { b"ok" } else { b"no" })?;
     Ok(())

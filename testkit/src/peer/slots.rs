@@ -16,10 +16,12 @@
 //!   guard is dropped, so a consumer killed at any moment has recorded every message it released (see
 //!   `tests/slot_process.rs`). `--dawdle-us U`: holds each read guard U µs longer, half before
 //!   recording the message and half after (a consumer that a kill often finds holding a message).
+//!   `--many K`: takes up to K messages per claim (`recv_many`), recording each while the batch is held.
 //! * `mpmc-reserve-hold RING --id P --count N`: sends N messages, reserves the next one, writes half of
 //!   it, prints `ready` and blocks forever (to be killed mid-message).
-//! * `mpmc-hold-read RING`: receives one message, prints `holding ID SEQ` and blocks forever with the
-//!   read guard held (to be killed mid-read).
+//! * `mpmc-hold-read RING [--many K]`: receives one message, prints `holding ID SEQ` and blocks forever
+//!   with the read guard held (to be killed mid-read); with `--many K`, takes a batch of up to K
+//!   (`recv_many`) and prints `holding ID SEQ xN` (its first message, its size).
 //! * `bcast-publish RING --id P --count N [--buffered] [--dawdle-us U]`: publishes messages 0..N
 //!   (forever with 0) of stream P; with `--buffered`, each with `send_buffered` / `commit_buffered`
 //!   (2 KiB batches); with `--dawdle-us`, reserves each message and sleeps U µs half-way through
@@ -138,6 +140,10 @@ pub struct Args {
     /// bcast-subscribe: sleep 1 ms every this many messages (0: never).
     #[arg(long, default_value_t = 0)]
     pause_every: u64,
+    /// mpmc-consume, mpmc-hold-read: take up to this many messages per claim (`recv_many`; 0: one at a
+    /// time with `recv`). Each message of a batch is recorded while the batch is held.
+    #[arg(long, default_value_t = 0)]
+    many: usize,
     /// open-as: spsc | mpmc | broadcast
     #[arg(long, default_value = "mpmc")]
     kind: String,
@@ -364,45 +370,33 @@ fn mpmc_consume(a: &Args, p: &Params) -> CliResult {
         if a.count != 0 && received == a.count {
             break "count";
         }
+        if a.many > 0 {
+            let want = if a.count == 0 { a.many } else { a.many.min((a.count - received) as usize) };
+            let batch = match rx.recv_many(want) {
+                Ok(b) => b,
+                Err(RecvError::PeerGone) => break "closed",
+                Err(e) => return Err(format!("after {received} messages: {e}").into()),
+            };
+            let mut ids = Vec::with_capacity(batch.len());
+            for msg in batch.iter() {
+                ids.push(consume_one(a, p, msg, &mut out, &mut scratch)?);
+            }
+            // Every message of the batch is on record before its slots are released.
+            drop(batch);
+            for (id, seq) in ids {
+                in_order(&mut last, id, seq)?;
+                received += 1;
+            }
+            continue;
+        }
         let msg = match rx.recv() {
             Ok(m) => m,
             Err(RecvError::PeerGone) => break "closed",
             Err(e) => return Err(format!("after {received} messages: {e}").into()),
         };
-        let (id, seq) = match p.stream.check(&msg, &mut scratch) {
-            Ok(v) => v,
-            Err(e) => {
-                // Recorded too: a consumer killed before it could exit still tells the test.
-                if let Some(out) = &mut out {
-                    out.write_all(&CORRUPT.to_le_bytes())?;
-                    out.flush()?;
-                }
-                return Err(e.into());
-            }
-        };
-        // Recorded while the guard is held: if this process dies before the guard is dropped, the slot
-        // stays claimed (a producer reclaims it later), so every message whose slot it released is on
-        // record (with --flush-each), and the only one it can lose unrecorded is the one it holds.
-        let dawdle = Duration::from_micros(a.dawdle_us / 2);
-        if !dawdle.is_zero() {
-            std::thread::sleep(dawdle);
-        }
-        if let Some(out) = &mut out {
-            out.write_all(&tag(id, seq).to_le_bytes())?;
-            if a.flush_each {
-                out.flush()?;
-            }
-        }
-        if !dawdle.is_zero() {
-            std::thread::sleep(dawdle);
-        }
+        let (id, seq) = consume_one(a, p, &msg, &mut out, &mut scratch)?;
         drop(msg);
-        // One consumer takes positions in increasing order, so it sees each producer's messages in order.
-        if let Some((prev, _)) = last.insert(id, seq)? {
-            if seq <= prev {
-                return Err(format!("stream {id}: message {seq} after {prev}").into());
-            }
-        }
+        in_order(&mut last, id, seq)?;
         received += 1;
     };
     if let Some(mut out) = out {
@@ -414,6 +408,54 @@ fn mpmc_consume(a: &Args, p: &Params) -> CliResult {
         r.skipped, r.reclaimed
     ));
     Ok(())
+}
+
+/// One consumer takes positions in increasing order, so it sees each producer's messages in order.
+fn in_order(last: &mut Streams, id: u32, seq: u64) -> CliResult {
+    if let Some((prev, _)) = last.insert(id, seq)? {
+        if seq <= prev {
+            return Err(format!("stream {id}: message {seq} after {prev}").into());
+        }
+    }
+    Ok(())
+}
+
+/// Checks and records one received message, whose slot the caller still holds.
+fn consume_one(
+    a: &Args,
+    p: &Params,
+    msg: &[u8],
+    out: &mut Option<BufWriter<std::fs::File>>,
+    scratch: &mut Vec<u8>,
+) -> CliResult<(u32, u64)> {
+    let (id, seq) = match p.stream.check(msg, scratch) {
+        Ok(v) => v,
+        Err(e) => {
+            // Recorded too: a consumer killed before it could exit still tells the test.
+            if let Some(out) = out.as_mut() {
+                out.write_all(&CORRUPT.to_le_bytes())?;
+                out.flush()?;
+            }
+            return Err(e.into());
+        }
+    };
+    // Recorded while the guard (or batch) is held: if this process dies before it is dropped, the
+    // slots stay claimed (a producer reclaims them later), so every message whose slot it released is
+    // on record (with --flush-each), and the only ones it can lose unrecorded are those it holds.
+    let dawdle = Duration::from_micros(a.dawdle_us / 2);
+    if !dawdle.is_zero() {
+        std::thread::sleep(dawdle);
+    }
+    if let Some(out) = out.as_mut() {
+        out.write_all(&tag(id, seq).to_le_bytes())?;
+        if a.flush_each {
+            out.flush()?;
+        }
+    }
+    if !dawdle.is_zero() {
+        std::thread::sleep(dawdle);
+    }
+    Ok((id, seq))
 }
 
 fn mpmc_reserve_hold(a: &Args, p: &Params) -> CliResult {
@@ -438,6 +480,13 @@ fn mpmc_hold_read(a: &Args, p: &Params) -> CliResult {
     let mut rx = open_queue(a)?.consumer()?;
     configure!(rx, p);
     say("attached");
+    if a.many > 0 {
+        let batch = rx.recv_many(a.many)?;
+        let first = batch.get(0).ok_or("an empty batch")?;
+        let (id, seq) = p.stream.check(first, &mut Vec::new())?;
+        say(&format!("holding {id} {seq} x{}", batch.len()));
+        park_forever()
+    }
     let msg = rx.recv()?;
     let (id, seq) = p.stream.check(&msg, &mut Vec::new())?;
     say(&format!("holding {id} {seq}"));
