@@ -370,6 +370,42 @@ fn slot_ring_recv_futures_dropped_by_select_lose_nothing() {
     });
 }
 
+/// MPMC batched claims, awaited: every message once and in order, batches of at most the size asked
+/// for, with receives that lose races to a timer (cancel-safe: a batch is claimed only in the poll
+/// that completes the future), then `PeerGone`.
+#[test]
+fn mpmc_recv_many_async_takes_every_message_once_in_order() {
+    run(async {
+        const N: u64 = 20_000;
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(1 << 13, 56)).unwrap();
+        let producer = std::thread::spawn(move || {
+            for seq in 0..N {
+                tx.send(&seq.to_le_bytes()).unwrap();
+                if seq % 64 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let (mut next, mut cancelled, mut rng) = (0u64, 0u64, 5u64);
+        while next < N {
+            tokio::select! {
+                b = rx.recv_many_async(16) => {
+                    let b = b.unwrap();
+                    assert!((1..=16).contains(&b.len()));
+                    for m in b.iter() {
+                        assert_eq!(m, next.to_le_bytes(), "message {next}");
+                        next += 1;
+                    }
+                }
+                _ = jitter(&mut rng, 20) => cancelled += 1,
+            }
+        }
+        tokio::task::spawn_blocking(move || producer.join().unwrap()).await.unwrap();
+        assert_eq!(rx.recv_many_async(16).await.map(|b| b.len()).unwrap_err(), mpmc::RecvError::PeerGone);
+        assert!(cancelled > 0, "no future was ever cancelled: the test tested nothing");
+    });
+}
+
 // ---- many rings on one runtime ----
 
 /// 300 MPMC rings, a consumer task awaiting each: more waiting futures than one reactor shard (127)
