@@ -120,7 +120,18 @@ fn run_threads(
     last - t0
 }
 
-fn ringwire_mpmc(iters: u64, np: u64, nc: u64, buffered: bool) -> Duration {
+/// How the ringwire rows send and receive.
+#[derive(Clone, Copy)]
+enum Claims {
+    /// `send` / `recv`, one claim per message on each side.
+    Plain,
+    /// `send_buffered` / `recv`.
+    Buffered,
+    /// `reserve_many` / `recv_many`, batches of up to 64 on both sides.
+    Batched,
+}
+
+fn ringwire_mpmc(iters: u64, np: u64, nc: u64, mode: Claims) -> Duration {
     let (tx, rx) = ringwire::mpmc::channel(ring_config()).unwrap();
     let mut txs = vec![tx];
     while (txs.len() as u64) < np {
@@ -137,9 +148,24 @@ fn ringwire_mpmc(iters: u64, np: u64, nc: u64, buffered: bool) -> Duration {
             tx.set_wait_strategy(WAIT);
             Box::new(move || {
                 let mut m = message(0);
-                for v in 1..=share(iters, np, p as u64) {
+                let n = share(iters, np, p as u64);
+                if let Claims::Batched = mode {
+                    let mut v = 1;
+                    while v <= n {
+                        let mut batch = tx.reserve_many((n + 1 - v).min(64) as usize, SIZE).unwrap();
+                        for i in 0..batch.len() {
+                            let slot = batch.get_mut(i).unwrap();
+                            slot.copy_from_slice(&m);
+                            slot[..8].copy_from_slice(&(v + i as u64).to_le_bytes());
+                        }
+                        v += batch.len() as u64;
+                        batch.commit();
+                    }
+                    return;
+                }
+                for v in 1..=n {
                     m[..8].copy_from_slice(&v.to_le_bytes());
-                    if buffered {
+                    if let Claims::Buffered = mode {
                         tx.send_buffered(&m).unwrap();
                     } else {
                         tx.send(&m).unwrap();
@@ -156,6 +182,18 @@ fn ringwire_mpmc(iters: u64, np: u64, nc: u64, buffered: bool) -> Duration {
             Box::new(move || {
                 let (mut n, mut sum, mut last) = (0u64, 0u64, None);
                 loop {
+                    if let Claims::Batched = mode {
+                        match rx.recv_many(64) {
+                            Ok(b) => {
+                                sum += b.iter().map(value).sum::<u64>();
+                                n += b.len() as u64;
+                            }
+                            Err(RecvError::PeerGone) => return (n, sum, last),
+                            Err(e) => panic!("{e}"),
+                        }
+                        last = Some(Instant::now());
+                        continue;
+                    }
                     match rx.recv() {
                         Ok(m) => sum += value(&m),
                         Err(RecvError::PeerGone) => return (n, sum, last),
@@ -261,10 +299,13 @@ fn mpmc_inproc(c: &mut Criterion) {
     for (np, nc) in [(1u64, 1u64), (2, 2)] {
         let id = format!("{np}p{nc}c");
         g.bench_function(BenchmarkId::new("ringwire", &id), |b| {
-            b.iter_custom(|iters| ringwire_mpmc(iters, np, nc, false))
+            b.iter_custom(|iters| ringwire_mpmc(iters, np, nc, Claims::Plain))
         });
         g.bench_function(BenchmarkId::new("ringwire_buffered", &id), |b| {
-            b.iter_custom(|iters| ringwire_mpmc(iters, np, nc, true))
+            b.iter_custom(|iters| ringwire_mpmc(iters, np, nc, Claims::Buffered))
+        });
+        g.bench_function(BenchmarkId::new("ringwire_batched", &id), |b| {
+            b.iter_custom(|iters| ringwire_mpmc(iters, np, nc, Claims::Batched))
         });
         g.bench_function(BenchmarkId::new("array_queue", &id), |b| b.iter_custom(|iters| array_queue(iters, np, nc)));
         g.bench_function(BenchmarkId::new("crossbeam_bounded", &id), |b| {

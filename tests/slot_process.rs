@@ -354,7 +354,16 @@ fn broadcast_overwrite_slow_subscriber_is_told_it_lagged_and_never_sees_a_torn_m
 
 #[test]
 fn mpmc_producers_killed_at_random_moments_lose_at_most_their_message_in_flight() {
-    mpmc_producers_killed_at_random_moments("mpmc-kill-producer", false);
+    mpmc_producers_killed_at_random_moments("mpmc-kill-producer", false, 0);
+}
+
+/// As above with victims that reserve up to 8 slots per claim (`reserve_many`) and commit them
+/// together: a victim killed holding a reservation loses it (each slot skipped like a claimed one), and
+/// one killed while its commit publishes the run (last slot first) loses the run's first messages
+/// only, the rest delivered in order.
+#[test]
+fn mpmc_producers_killed_holding_reservations_lose_at_most_the_reservation() {
+    mpmc_producers_killed_at_random_moments("mpmc-kill-many", false, 8);
 }
 
 /// As above with victims that commit with `commit_buffered` (2 KiB batches): a victim killed with a
@@ -363,10 +372,12 @@ fn mpmc_producers_killed_at_random_moments_lose_at_most_their_message_in_flight(
 /// order.
 #[test]
 fn mpmc_producers_killed_while_buffering_lose_at_most_their_withheld_and_in_flight_messages() {
-    mpmc_producers_killed_at_random_moments("mpmc-kill-buffering", true);
+    mpmc_producers_killed_at_random_moments("mpmc-kill-buffering", true, 0);
 }
 
-fn mpmc_producers_killed_at_random_moments(tag: &str, buffered: bool) {
+fn mpmc_producers_killed_at_random_moments(tag: &str, buffered: bool, many: usize) {
+    let many_arg = many.to_string();
+    let gaps_allowed = buffered || many > 0;
     const LIVE: u32 = 1000;
     const ROUNDS: u32 = 20;
     let name = unique(tag);
@@ -390,6 +401,7 @@ fn mpmc_producers_killed_at_random_moments(tag: &str, buffered: bool) {
         if buffered {
             args.push("--buffered");
         }
+        args.extend(["--many", &many_arg]);
         let mut victim = Peer::attached(PeerMode::MpmcProduce, &name, &args);
         let kill_at = rng.gen_range(0..if round % 2 == 1 { 300 } else { 1_500u64 });
         // The kill comes from another thread while this one keeps consuming, so that the victim is as
@@ -425,7 +437,7 @@ fn mpmc_producers_killed_at_random_moments(tag: &str, buffered: bool) {
                 live_since_kill += seen_dead as u64;
             } else {
                 assert_eq!(id, round, "round {round}: a message from an earlier round");
-                if buffered {
+                if gaps_allowed {
                     assert!(seq >= victim_next, "round {round}: the victim's stream is out of order");
                     victim_gaps += seq - victim_next;
                 } else {
@@ -441,13 +453,14 @@ fn mpmc_producers_killed_at_random_moments(tag: &str, buffered: bool) {
         killer.join().unwrap();
         assert!(victim_got >= kill_at, "round {round}");
         // The one message in flight, if the victim died holding a claimed slot; and a buffering
-        // victim's withheld first message.
+        // victim's withheld first message; or the reservation a batching victim held.
         let skipped = rx.recovered().skipped - skipped_before;
-        assert!(skipped <= 1 + buffered as u64, "round {round}: {skipped} slots skipped for one kill");
+        let bound = (1 + buffered as u64).max(many as u64);
+        assert!(skipped <= bound, "round {round}: {skipped} slots skipped for one kill");
         assert!(victim_gaps <= skipped, "round {round}: {victim_gaps} messages missing, {skipped} skipped");
         skips += skipped;
     }
-    eprintln!("{ROUNDS} producers killed, {skips} of them mid-message; {live_next} messages from the live one");
+    eprintln!("{ROUNDS} producers killed, {skips} of their slots skipped (claimed, never committed); {live_next} messages from the live one");
     assert_eq!(rx.recovered().reclaimed, 0);
     live.kill();
     // Whatever the live producer committed before its own kill is still delivered, then Closed.

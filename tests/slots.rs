@@ -28,6 +28,60 @@ fn parse(m: &[u8]) -> (u32, u64) {
     (p, s)
 }
 
+/// What one consumer thread got: (producer, sequence) pairs, each producer's checked to come in order.
+#[derive(Default)]
+struct Receipts {
+    got: Vec<(u32, u64)>,
+    last: [Option<u64>; 2],
+}
+
+impl Receipts {
+    fn take(&mut self, m: &[u8]) {
+        let (p, s) = parse(m);
+        if let Some(l) = self.last[p as usize] {
+            assert!(l < s, "producer {p} out of order");
+        }
+        self.last[p as usize] = Some(s);
+        self.got.push((p, s));
+    }
+}
+
+/// A thread receiving with `recv` (one call: one or more messages into the receipts) until the
+/// producers have gone; it returns what it got.
+fn spawn_consumer(
+    mut rx: mpmc::HeapConsumer,
+    mut recv: impl FnMut(&mut mpmc::HeapConsumer, &mut Receipts) -> Result<(), RecvError> + Send + 'static,
+) -> std::thread::JoinHandle<Vec<(u32, u64)>> {
+    std::thread::spawn(move || {
+        let mut r = Receipts::default();
+        loop {
+            match recv(&mut rx, &mut r) {
+                Ok(()) => {}
+                Err(RecvError::PeerGone) => return r.got,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+}
+
+/// Joins the producer and consumer threads: the consumers together got `total` messages, none twice.
+fn assert_each_delivered_once(
+    producers: Vec<std::thread::JoinHandle<()>>,
+    consumers: Vec<std::thread::JoinHandle<Vec<(u32, u64)>>>,
+    total: u64,
+) {
+    for p in producers {
+        p.join().unwrap();
+    }
+    let mut all = HashSet::new();
+    for c in consumers {
+        for x in c.join().unwrap() {
+            assert!(all.insert(x), "{x:?} delivered twice");
+        }
+    }
+    assert_eq!(all.len() as u64, total);
+}
+
 #[test]
 fn mpmc_two_producers_two_consumers_deliver_each_message_once_in_producer_order() {
     ringwire_testkit::watchdog(TEST_LIMIT, || {
@@ -48,37 +102,9 @@ fn mpmc_two_producers_two_consumers_deliver_each_message_once_in_producer_order(
                 })
             })
             .collect();
-        let cons: Vec<_> = consumers
-            .into_iter()
-            .map(|mut rx| {
-                std::thread::spawn(move || {
-                    let mut got = Vec::new();
-                    let mut last = [None::<u64>; 2];
-                    loop {
-                        match rx.recv() {
-                            Ok(m) => {
-                                let (p, s) = parse(&m);
-                                assert!(last[p as usize].is_none_or(|l| l < s), "producer {p} out of order");
-                                last[p as usize] = Some(s);
-                                got.push((p, s));
-                            }
-                            Err(RecvError::PeerGone) => return got,
-                            Err(e) => panic!("{e}"),
-                        }
-                    }
-                })
-            })
-            .collect();
-        for p in prod {
-            p.join().unwrap();
-        }
-        let mut all = HashSet::new();
-        for c in cons {
-            for x in c.join().unwrap() {
-                assert!(all.insert(x), "{x:?} delivered twice");
-            }
-        }
-        assert_eq!(all.len() as u64, 2 * N);
+        let cons: Vec<_> =
+            consumers.into_iter().map(|rx| spawn_consumer(rx, |rx, r| rx.recv().map(|m| r.take(&m)))).collect();
+        assert_each_delivered_once(prod, cons, 2 * N);
     });
 }
 
@@ -261,41 +287,130 @@ fn mpmc_two_producers_and_a_batch_consumer_and_a_plain_one_deliver_each_message_
         let cons: Vec<_> = [rx, rx2]
             .into_iter()
             .enumerate()
-            .map(|(c, mut rx)| {
-                std::thread::spawn(move || {
-                    let (mut got, mut last, mut round) = (Vec::new(), [None::<u64>; 2], 0usize);
-                    let mut take = |m: &[u8], got: &mut Vec<(u32, u64)>| {
-                        let (p, s) = parse(m);
-                        assert!(last[p as usize].is_none_or(|l| l < s), "producer {p} out of order");
-                        last[p as usize] = Some(s);
-                        got.push((p, s));
-                    };
-                    loop {
-                        round += 1;
-                        let r = if c == 0 {
-                            rx.recv_many(1 + round % 40).map(|b| b.iter().for_each(|m| take(m, &mut got)))
-                        } else {
-                            rx.recv().map(|m| take(&m, &mut got))
-                        };
-                        match r {
-                            Ok(()) => {}
-                            Err(RecvError::PeerGone) => return got,
-                            Err(e) => panic!("{e}"),
-                        }
+            .map(|(c, rx)| {
+                let mut round = 0usize;
+                spawn_consumer(rx, move |rx, r| {
+                    round += 1;
+                    if c == 0 {
+                        rx.recv_many(1 + round % 40).map(|b| b.iter().for_each(|m| r.take(m)))
+                    } else {
+                        rx.recv().map(|m| r.take(&m))
                     }
                 })
             })
             .collect();
-        for p in prod {
-            p.join().unwrap();
+        assert_each_delivered_once(prod, cons, 2 * N);
+    });
+}
+
+#[test]
+fn mpmc_reserve_many_claims_the_free_run_and_publishes_it_in_order_padding_what_is_left() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        // 32 slots of 128 bytes.
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 100)).unwrap();
+        assert_eq!(tx.try_reserve_many(4, 101).map(|b| b.len()), Err(SendError::Oversize { len: 101, max: 100 }));
+        let mut b = tx.reserve_many(8, 40).unwrap();
+        assert_eq!(b.len(), 8);
+        assert!(b.get_mut(8).is_none());
+        for i in 0..8 {
+            let m = msg(0, i as u64, 12 + i);
+            b.set_len(i, m.len());
+            b.get_mut(i).unwrap().copy_from_slice(&m);
         }
-        let mut all = HashSet::new();
-        for c in cons {
-            for x in c.join().unwrap() {
-                assert!(all.insert(x), "{x:?} delivered twice");
-            }
+        // Nothing is visible before the commit.
+        assert_eq!(rx.try_recv().map(|m| m.len()), Err(RecvError::Empty));
+        b.commit_first(5);
+        // The last three became padding, which receives skip.
+        let got: Vec<_> = rx.try_recv_many(64).unwrap().iter().map(parse).collect();
+        assert_eq!(got, (0..5).map(|s| (0, s)).collect::<Vec<_>>());
+        drop(tx.try_reserve_many(3, 10).unwrap()); // abandoned: three more pads
+        tx.send(&msg(0, 5, 20)).unwrap();
+        assert_eq!(parse(&rx.try_recv().unwrap()), (0, 5));
+        // A withheld buffered batch is published first, so the order holds.
+        tx.send_buffered(&msg(0, 6, 20)).unwrap();
+        let mut b = tx.try_reserve_many(64, 20).unwrap();
+        // 32 slots: positions 0..12 used and freed, 12 holding message 6 (published by the flush):
+        // the run is the other 31 (positions 13..44).
+        assert_eq!(b.len(), 31);
+        for i in 0..b.len() {
+            b.get_mut(i).unwrap().copy_from_slice(&msg(0, 7 + i as u64, 20));
         }
-        assert_eq!(all.len() as u64, 2 * N);
+        b.commit();
+        assert_eq!(tx.try_reserve_many(4, 20).map(|b| b.len()), Err(SendError::WouldBlock));
+        assert_eq!(tx.reserve_many_timeout(4, 20, Duration::from_millis(5)).map(|b| b.len()), Err(SendError::Timeout));
+        let mut got = Vec::new();
+        while let Ok(b) = rx.try_recv_many(64) {
+            got.extend(b.iter().map(|m| parse(m).1));
+        }
+        assert_eq!(got, (6..38).collect::<Vec<_>>());
+        drop(rx);
+        assert_eq!(tx.reserve_many(4, 20).map(|b| b.len()), Ok(4), "free slots: no wait, no PeerGone check");
+    });
+}
+
+#[test]
+fn mpmc_reserve_many_producers_and_recv_many_consumers_deliver_each_message_once_in_order() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        const N: u64 = 50_000;
+        let (tx, rx) = mpmc::channel(RingConfig::new(1 << 13, 100)).unwrap();
+        let tx2 = tx.clone_handle().unwrap();
+        let rx2 = rx.clone_handle().unwrap();
+        let prod: Vec<_> = [tx, tx2]
+            .into_iter()
+            .enumerate()
+            .map(|(p, mut tx)| {
+                std::thread::spawn(move || {
+                    let mut s = 0;
+                    while s < N {
+                        if p == 1 && s % 7 == 0 {
+                            tx.send(&msg(p as u32, s, 12 + (s % 89) as usize)).unwrap();
+                            s += 1;
+                            continue;
+                        }
+                        let mut b = tx.reserve_many((1 + s % 50).min(N - s) as usize, 100).unwrap();
+                        for i in 0..b.len() {
+                            let m = msg(p as u32, s + i as u64, 12 + ((s + i as u64) % 89) as usize);
+                            b.set_len(i, m.len());
+                            b.get_mut(i).unwrap().copy_from_slice(&m);
+                        }
+                        s += b.len() as u64;
+                        b.commit();
+                    }
+                })
+            })
+            .collect();
+        let cons: Vec<_> = [rx, rx2]
+            .into_iter()
+            .map(|rx| spawn_consumer(rx, |rx, r| rx.recv_many(17).map(|b| b.iter().for_each(|m| r.take(m)))))
+            .collect();
+        assert_each_delivered_once(prod, cons, 2 * N);
+    });
+}
+
+#[test]
+fn mpmc_a_live_producers_reservation_is_never_skipped_and_a_gone_ones_is() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 100)).unwrap();
+        let mut tx2 = tx.clone_handle().unwrap();
+        rx.set_stuck_timeout(Duration::from_millis(1));
+        // Live: the consumer waits at the reservation (asking after its owner every millisecond) and
+        // skips nothing; the messages arrive once committed.
+        let mut b = tx.reserve_many(6, 20).unwrap();
+        tx2.send(&msg(1, 0, 20)).unwrap(); // behind the reservation
+        assert_eq!(rx.recv_timeout(Duration::from_millis(30)).map(|m| m.len()), Err(RecvError::Timeout));
+        assert_eq!(rx.recovered().skipped, 0);
+        for i in 0..6 {
+            b.get_mut(i).unwrap().copy_from_slice(&msg(0, i as u64, 20));
+        }
+        b.commit();
+        let got: Vec<_> = rx.try_recv_many(64).unwrap().iter().map(parse).collect();
+        assert_eq!(got, [(0..6).map(|s| (0, s)).collect::<Vec<_>>(), vec![(1, 0)]].concat());
+        // Gone: every slot of the reservation is skipped; what was sent behind it is delivered.
+        std::mem::forget(tx.reserve_many(5, 20).unwrap());
+        drop(tx);
+        tx2.send(&msg(1, 1, 20)).unwrap();
+        assert_eq!(parse(&rx.recv_timeout(Duration::from_secs(10)).unwrap()), (1, 1));
+        assert_eq!(rx.recovered().skipped, 5);
     });
 }
 

@@ -212,6 +212,72 @@ fn dead_consumers_batch_is_reclaimed_slot_by_slot() {
     });
 }
 
+/// A producer reserves both slots with one claim (`reserve_many`), fills and commits them (last slot
+/// first), while a consumer polls with its stuck check on every poll (loom: no clock): it never skips a
+/// slot of the live reservation, and gets both messages, in order.
+#[test]
+fn a_live_producers_reservation_is_never_skipped() {
+    model("mpmc/live reservation", Bound::Env, || {
+        let (mut tx, mut rx) = queue();
+        let p = loom::thread::spawn(move || {
+            let mut b = loop {
+                match tx.try_reserve_many(2, 16) {
+                    Ok(b) => break b,
+                    Err(SendError::WouldBlock) => loom::thread::yield_now(),
+                    Err(e) => panic!("try_reserve_many: {e}"),
+                }
+            };
+            assert_eq!(b.len(), 2);
+            b.get_mut(0).unwrap().copy_from_slice(&payload(0, 16));
+            b.get_mut(1).unwrap().copy_from_slice(&payload(1, 16));
+            b.commit();
+            tx
+        });
+        for id in 0..2 {
+            loop {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        check(&m, id, 16);
+                        break;
+                    }
+                    Err(RecvError::Empty) => loom::thread::yield_now(),
+                    Err(e) => panic!("try_recv: {e}"),
+                }
+            }
+        }
+        assert_eq!(rx.recovered().skipped, 0, "a live producer's reserved slot was skipped");
+        let _tx = p.join().unwrap();
+    });
+}
+
+/// A producer that reserved both slots and went away without committing: the consumer skips each (2
+/// skipped), and a live producer's message, sent into a slot once it is skipped, is delivered.
+#[test]
+fn dead_producers_reservation_is_skipped_slot_by_slot() {
+    model("mpmc/dead reservation", Bound::Env, || {
+        let (mut dead, mut rx) = queue();
+        let mut live = dead.clone_handle().unwrap();
+        std::mem::forget(dead.try_reserve_many(2, 16).unwrap());
+        drop(dead);
+        let p = loom::thread::spawn(move || {
+            try_send_mpmc(&mut live, &payload(5, 16));
+            live
+        });
+        loop {
+            match rx.try_recv() {
+                Ok(m) => {
+                    check(&m, 5, 16);
+                    break;
+                }
+                Err(RecvError::Empty) => loom::thread::yield_now(),
+                Err(e) => panic!("try_recv: {e}"),
+            }
+        }
+        assert_eq!(rx.recovered().skipped, 2);
+        let _live = p.join().unwrap();
+    });
+}
+
 /// A clean close wakes a consumer asleep in a blocking `recv` (zero spin: straight to the futex) with
 /// `PeerGone`, after the message sent before it, and never hangs: the producer sends one message and
 /// drops its end (CLOSED, then a wake of `data_ready`), however that interleaves with the consumer's

@@ -339,6 +339,103 @@ impl<S: Storage> Producer<S> {
         self.send_opt(msg, Instant::now().checked_add(timeout), false)
     }
 
+    /// Reserves up to `max` consecutive slots for messages of up to `len` bytes each with one claim
+    /// (one CAS on the shared `tail` instead of one per message) if at least one slot is free:
+    /// [`SendError::WouldBlock`] otherwise. `max` is clamped to `1..=`[`RECV_MANY_MAX`]; the batch holds
+    /// the free slots found back to back at the tail, at most `max`. Fill them in place
+    /// ([`WriteBatch::get_mut`], [`WriteBatch::set_len`]) and [`commit`](WriteBatch::commit): the
+    /// messages become visible together, in order. The producer-side half of batched claims, as
+    /// [`Consumer::recv_many`] is the consumer's. Publishes this producer's withheld batch first (see
+    /// [`send_buffered`](Self::send_buffered)).
+    ///
+    /// A producer killed while it holds a reservation loses the batch: consumers skip each of its slots
+    /// after the stuck timeout, as a dead producer's claimed slot.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = ringwire::mpmc::channel(ringwire::RingConfig::new(1 << 16, 64))?;
+    /// let mut batch = tx.reserve_many(16, 8)?;
+    /// let n = batch.len();
+    /// for i in 0..n {
+    ///     batch.get_mut(i).unwrap().copy_from_slice(&(i as u64).to_le_bytes());
+    /// }
+    /// batch.commit();
+    /// for i in 0..n as u64 {
+    ///     assert_eq!(*rx.recv()?, i.to_le_bytes());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_reserve_many(&mut self, max: usize, len: usize) -> Result<WriteBatch<'_, S>, SendError> {
+        self.reserve_many_opt(max, len, None, true)
+    }
+
+    /// Reserves up to `max` slots (see [`try_reserve_many`](Self::try_reserve_many)), blocking until at
+    /// least one is free or no consumer is left ([`SendError::PeerGone`]).
+    pub fn reserve_many(&mut self, max: usize, len: usize) -> Result<WriteBatch<'_, S>, SendError> {
+        self.reserve_many_opt(max, len, None, false)
+    }
+
+    /// Reserves up to `max` slots, waiting for `timeout` at most.
+    pub fn reserve_many_timeout(
+        &mut self,
+        max: usize,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<WriteBatch<'_, S>, SendError> {
+        self.reserve_many_opt(max, len, Instant::now().checked_add(timeout), false)
+    }
+
+    fn reserve_many_opt(
+        &mut self,
+        max: usize,
+        len: usize,
+        deadline: Option<Instant>,
+        once: bool,
+    ) -> Result<WriteBatch<'_, S>, SendError> {
+        if len > self.local.max_message {
+            return Err(SendError::Oversize { len, max: self.local.max_message });
+        }
+        // A run claimed behind our own withheld slot would be invisible until the flush anyway; and
+        // with nothing withheld, `try_claim` (the one-slot path) needs no flush before waiting.
+        self.flush();
+        let first = self.try_claim_run(max);
+        let (start, n) = self.claim_waiting(first, deadline, once, |p| p.try_claim_run(max))?;
+        Ok(WriteBatch { producer: self, start, n, reserved: len, lens: [len as u32; RECV_MANY_MAX], done: false })
+    }
+
+    /// Claims the run of free slots at the tail, `max` (clamped to `1..=RECV_MANY_MAX`) at most, with one
+    /// CAS: its first position and length. A tail slot that is not free goes to the one-slot path
+    /// (`try_claim`: full, recovery of a dead consumer's slot, catching up, corruption).
+    fn try_claim_run(&mut self, max: usize) -> Result<(u64, usize), SendError> {
+        let max = max.clamp(1, RECV_MANY_MAX);
+        let storage = &self.storage;
+        let c = ctl(storage);
+        let me = &c.participants[self.me.index];
+        let l = &self.local;
+        loop {
+            // Relaxed: a starting guess, confirmed by the slots' sequences and the CAS.
+            let pos = c.tail.load(Ordering::Relaxed);
+            let mut n = 0;
+            while n < max {
+                let at = pos.wrapping_add(n as u64);
+                // SYNC POINT: Acquire pairs with the consumer's Release store that freed the slot (or a
+                // producer's that reclaimed it), so our payload writes come after its reads.
+                if storage.word(l.geo.offset(at)).load(Ordering::Acquire) != l.base(at) {
+                    break;
+                }
+                n += 1;
+            }
+            if n == 0 {
+                return self.try_claim().map(|pos| (pos, 1));
+            }
+            // A free slot at or past `tail` changes only once someone claims it, so a claim from `pos`
+            // proves every slot of the run is still free.
+            if slots::claim_run(me, &c.tail, pos, pos.wrapping_add(n as u64)) {
+                self.watch.reset();
+                return Ok((pos, n));
+            }
+        }
+    }
+
     fn send_opt(&mut self, msg: &[u8], deadline: Option<Instant>, once: bool) -> Result<(), SendError> {
         let mut slot = self.reserve_opt(msg.len(), deadline, once)?;
         slot.copy_from_slice(msg);
@@ -355,8 +452,21 @@ impl<S: Storage> Producer<S> {
         if len > self.local.max_message {
             return Err(SendError::Oversize { len, max: self.local.max_message });
         }
-        let pos = match self.try_claim_flushing() {
-            Ok(pos) => pos,
+        let first = self.try_claim_flushing();
+        let pos = self.claim_waiting(first, deadline, once, Self::try_claim)?;
+        Ok(WriteGuard { producer: self, pos, len, done: false })
+    }
+
+    /// Finishes a claim whose first attempt gave `first`: if no slot was free, waits (unless `once`)
+    /// until `attempt` claims one, no consumer is left, or `deadline` passes.
+    fn claim_waiting<T>(
+        &mut self,
+        first: Result<T, SendError>,
+        deadline: Option<Instant>,
+        once: bool,
+        mut attempt: impl FnMut(&mut Self) -> Result<T, SendError>,
+    ) -> Result<T, SendError> {
+        match first {
             Err(SendError::WouldBlock) if !once => {
                 let params = self.local.params(deadline);
                 let index = self.me.index;
@@ -366,17 +476,16 @@ impl<S: Storage> Producer<S> {
                     index,
                     slots::ASLEEP_SPACE,
                     params,
-                    |p| match p.try_claim() {
+                    |p| match attempt(p) {
                         Err(SendError::WouldBlock) => Poll::Pending,
                         r => Poll::Ready(r),
                     },
                     |p| no_consumers(&p.storage).then_some(SendError::PeerGone),
                     || SendError::Timeout,
-                )?
+                )
             }
-            Err(e) => return Err(e),
-        };
-        Ok(WriteGuard { producer: self, pos, len, done: false })
+            r => r,
+        }
     }
 
     /// [`try_claim`](Self::try_claim), and if no slot is free while this producer withholds a batch,
@@ -448,6 +557,7 @@ impl<S: Storage> Producer<S> {
                             c.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
                             c.space_ready.wake();
                         }
+                        self.watch.recovered(prev);
                         continue;
                     }
                 }
@@ -556,33 +666,19 @@ impl<S: Storage> Consumer<S> {
     /// Cancel-safe in the same way: the batch is claimed only in the poll that completes the future.
     pub async fn recv_many_async(&mut self, max: usize) -> Result<ReadBatch<'_, S>, RecvError> {
         let mut lens = [0u32; RECV_MANY_MAX];
-        let (start, n) = match self.try_take_run(max, &mut lens) {
-            Ok(t) => t,
-            Err(RecvError::Empty) => {
-                let (index, asymmetric, liveness) = (self.me.index, self.local.asymmetric, self.local.liveness);
-                slots::block_async(
-                    self,
-                    |c| ctl(&c.storage),
-                    index,
-                    slots::ASLEEP_DATA,
-                    asymmetric,
-                    liveness,
-                    |c| match c.try_take_run(max, &mut lens) {
-                        Err(RecvError::Empty) => Poll::Pending,
-                        r => Poll::Ready(r),
-                    },
-                    |c| drained_and_no_producers(&c.storage).then_some(RecvError::PeerGone),
-                )
-                .await?
-            }
-            Err(e) => return Err(e),
-        };
-        self.empty_polls = 0;
+        let (start, n) = self.take_async(|c| c.try_take_run(max, &mut lens)).await?;
         Ok(ReadBatch { consumer: self, start, n, lens })
     }
 
     async fn recv_async_fitting(&mut self, room: usize) -> Result<ReadGuard<'_, S>, RecvError> {
-        let (pos, len) = match self.try_take_fitting(room) {
+        let (pos, len) = self.take_async(|c| c.try_take_fitting(room)).await?;
+        Ok(ReadGuard { consumer: self, pos, len })
+    }
+
+    /// The async [`take_waiting`](Self::take_waiting): takes with `take`, awaiting the ring's wake-up
+    /// while nothing is published.
+    async fn take_async<T>(&mut self, mut take: impl FnMut(&mut Self) -> Result<T, RecvError>) -> Result<T, RecvError> {
+        let t = match take(self) {
             Ok(t) => t,
             Err(RecvError::Empty) => {
                 let (index, asymmetric, liveness) = (self.me.index, self.local.asymmetric, self.local.liveness);
@@ -593,7 +689,7 @@ impl<S: Storage> Consumer<S> {
                     slots::ASLEEP_DATA,
                     asymmetric,
                     liveness,
-                    |c| match c.try_take_fitting(room) {
+                    |c| match take(c) {
                         Err(RecvError::Empty) => Poll::Pending,
                         r => Poll::Ready(r),
                     },
@@ -604,7 +700,7 @@ impl<S: Storage> Consumer<S> {
             Err(e) => return Err(e),
         };
         self.empty_polls = 0;
-        Ok(ReadGuard { consumer: self, pos, len })
+        Ok(t)
     }
 }
 
@@ -747,6 +843,108 @@ impl<S: Storage> std::ops::DerefMut for WriteGuard<'_, S> {
     }
 }
 
+/// Consecutive slots reserved with one claim by [`Producer::reserve_many`], filled in place and
+/// published together by [`commit`](Self::commit). Dropped without a commit, every slot is published
+/// as empty and consumers skip them (as an abandoned [`WriteGuard`]).
+pub struct WriteBatch<'a, S: Storage> {
+    producer: &'a mut Producer<S>,
+    start: u64,
+    n: usize,
+    /// The reserved length of every slot.
+    reserved: usize,
+    lens: [u32; RECV_MANY_MAX],
+    done: bool,
+}
+
+impl<S: Storage> WriteBatch<'_, S> {
+    /// How many slots the batch holds (at least one).
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Always `false`: a reservation that finds no free slot returns `WouldBlock` (or waits).
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Slot `i`'s payload: the reserved length, or what [`set_len`](Self::set_len) set; `None` past the end.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        if i >= self.n {
+            return None;
+        }
+        let l = &self.producer.local;
+        let off = l.geo.offset(self.start.wrapping_add(i as u64)) + SLOT_HEADER;
+        // SAFETY: the run's positions were claimed by one CAS on `tail` after each slot's sequence said
+        // free; the slots are ours alone until `commit` (or the drop) publishes them, and a length of at
+        // most `len` <= max_message fits in a slot after its 16-byte header.
+        Some(unsafe { std::slice::from_raw_parts_mut(l.data.add(off), self.lens[i] as usize) })
+    }
+
+    /// Sets message `i`'s length (at most the reserved length). Panics past the end or beyond it.
+    pub fn set_len(&mut self, i: usize, len: usize) {
+        assert!(i < self.n, "slot {i} of a batch of {}", self.n);
+        assert!(len <= self.reserved, "set_len({len}) beyond the reserved {} bytes", self.reserved);
+        self.lens[i] = len as u32;
+    }
+
+    /// Publishes every slot of the batch, in order.
+    pub fn commit(self) {
+        let n = self.n;
+        self.commit_first(n);
+    }
+
+    /// Publishes the first `k` slots as messages and the rest as empty slots, which consumers skip
+    /// (`k` is clamped to the batch's length).
+    pub fn commit_first(mut self, k: usize) {
+        self.publish(k.min(self.n));
+    }
+
+    /// Writes every header (`k` data, the rest padding), then the sequences from the last slot to the
+    /// first, so that a consumer, which takes positions in order, sees the run all at once.
+    fn publish(&mut self, k: usize) {
+        self.done = true;
+        let p = &*self.producer;
+        let (storage, l) = (&p.storage, &p.local);
+        for i in 0..self.n {
+            let off = l.geo.offset(self.start.wrapping_add(i as u64));
+            let header = if i < k {
+                storage.note_write(off + SLOT_HEADER, self.lens[i] as usize);
+                FrameHeader { len: self.lens[i], kind: Kind::Data, ext: 0 }
+            } else {
+                FrameHeader { len: 0, kind: Kind::Pad, ext: 0 }
+            };
+            // Relaxed: published by the Release store of the slot's sequence below.
+            storage.word(off + 8).store(header.to_word(), Ordering::Relaxed);
+        }
+        for i in (0..self.n as u64).rev() {
+            let pos = self.start.wrapping_add(i);
+            // SYNC POINT: Release publishes the slot's header and payload; pairs with the consumer's
+            // Acquire load of the sequence (`try_take_fitting`, `try_take_run`).
+            storage.word(l.geo.offset(pos)).store(l.base(pos) + 1, Ordering::Release);
+        }
+        let c = ctl(storage);
+        // Release: after every commit, so a recoverer that reads the cleared intent (Acquire) finds each
+        // slot committed and does not skip it.
+        c.participants[p.me.index].intent.store(0, Ordering::Release);
+        c.data_ready.notify(l.asymmetric);
+    }
+}
+
+impl<S: Storage> Drop for WriteBatch<'_, S> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Abandoned: empty pads, which consumers skip, so that no slot looks stuck.
+            self.publish(0);
+        }
+    }
+}
+
+impl<S: Storage> std::fmt::Debug for WriteBatch<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBatch").field("start", &self.start).field("len", &self.n).finish()
+    }
+}
+
 impl<S: Storage> Consumer<S> {
     /// Attaches a consumer to the MPMC ring in `storage`. Fails with [`AttachError::Full`] when
     /// [`slots::MAX_PARTICIPANTS`] endpoints are attached.
@@ -858,36 +1056,7 @@ impl<S: Storage> Consumer<S> {
         once: bool,
     ) -> Result<ReadBatch<'_, S>, RecvError> {
         let mut lens = [0u32; RECV_MANY_MAX];
-        let (start, n) = match self.try_take_run(max, &mut lens) {
-            Ok(t) => t,
-            Err(RecvError::Empty) if !once => {
-                let params = self.local.params(deadline);
-                let index = self.me.index;
-                slots::block(
-                    self,
-                    |c| ctl(&c.storage),
-                    index,
-                    slots::ASLEEP_DATA,
-                    params,
-                    |c| match c.try_take_run(max, &mut lens) {
-                        Err(RecvError::Empty) => Poll::Pending,
-                        r => Poll::Ready(r),
-                    },
-                    |c| drained_and_no_producers(&c.storage).then_some(RecvError::PeerGone),
-                    || RecvError::Timeout,
-                )?
-            }
-            Err(RecvError::Empty) => {
-                let check = self.empty_polls % slots::POLLS_PER_CLOSE_CHECK == 0;
-                self.empty_polls = self.empty_polls.wrapping_add(1);
-                if check && drained_and_no_producers(&self.storage) {
-                    return Err(RecvError::PeerGone);
-                }
-                return Err(RecvError::Empty);
-            }
-            Err(e) => return Err(e),
-        };
-        self.empty_polls = 0;
+        let (start, n) = self.take_waiting(deadline, once, |c| c.try_take_run(max, &mut lens))?;
         Ok(ReadBatch { consumer: self, start, n, lens })
     }
 
@@ -908,7 +1077,20 @@ impl<S: Storage> Consumer<S> {
         once: bool,
         room: usize,
     ) -> Result<ReadGuard<'_, S>, RecvError> {
-        let (pos, len) = match self.try_take_fitting(room) {
+        let (pos, len) = self.take_waiting(deadline, once, |c| c.try_take_fitting(room))?;
+        Ok(ReadGuard { consumer: self, pos, len })
+    }
+
+    /// Takes with `take`: if nothing is published, waits (unless `once`) until it takes something, the
+    /// ring is drained with no producer left, or `deadline` passes; a `try_` that finds nothing looks
+    /// now and then whether the producers have gone (`PeerGone` instead of `Empty`).
+    fn take_waiting<T>(
+        &mut self,
+        deadline: Option<Instant>,
+        once: bool,
+        mut take: impl FnMut(&mut Self) -> Result<T, RecvError>,
+    ) -> Result<T, RecvError> {
+        let t = match take(self) {
             Ok(t) => t,
             Err(RecvError::Empty) if !once => {
                 let params = self.local.params(deadline);
@@ -919,7 +1101,7 @@ impl<S: Storage> Consumer<S> {
                     index,
                     slots::ASLEEP_DATA,
                     params,
-                    |c| match c.try_take_fitting(room) {
+                    |c| match take(c) {
                         Err(RecvError::Empty) => Poll::Pending,
                         r => Poll::Ready(r),
                     },
@@ -938,7 +1120,7 @@ impl<S: Storage> Consumer<S> {
             Err(e) => return Err(e),
         };
         self.empty_polls = 0;
-        Ok(ReadGuard { consumer: self, pos, len })
+        Ok(t)
     }
 
     /// Claims the run of committed messages at the head, `max` (clamped to `1..=RECV_MANY_MAX`) at most,
@@ -978,15 +1160,9 @@ impl<S: Storage> Consumer<S> {
                 lens[0] = len as u32;
                 return Ok((pos, 1));
             }
-            let end = pos.wrapping_add(n as u64);
-            // Relaxed: published by the Release store of the intent right after (see `claim_end`).
-            me.claim_end.store(end, Ordering::Relaxed);
-            me.intent.store(pos.wrapping_add(1), Ordering::Release);
-            // SYNC POINT: Release orders the run's intent and end before the claim (for a producer's
-            // stuck check), as in `try_take_fitting`. A committed slot at or past `head` changes only
-            // once a consumer claims it, so a CAS from `pos` proves every slot of the run is still as
-            // scanned. Relaxed on failure: we start over from the new head.
-            if c.head.compare_exchange_weak(pos, end, Ordering::Release, Ordering::Relaxed).is_ok() {
+            // A committed slot at or past `head` changes only once a consumer claims it, so a claim
+            // from `pos` proves every slot of the run is still as scanned.
+            if slots::claim_run(me, &c.head, pos, pos.wrapping_add(n as u64)) {
                 self.watch.reset();
                 return Ok((pos, n));
             }
@@ -1055,6 +1231,7 @@ impl<S: Storage> Consumer<S> {
                     let claimed = c.tail.load(Ordering::Acquire) > pos;
                     if claimed && !slots::owner_alive(storage, c, [role::PRODUCER, role::PRODUCER], pos) {
                         Self::skip_dead(storage, l, self.me.index, pos, off, base);
+                        self.watch.recovered(pos);
                         pos = c.head.load(Ordering::Relaxed);
                         continue;
                     }
@@ -1161,7 +1338,8 @@ impl<S: Storage> std::fmt::Debug for ReadGuard<'_, S> {
     }
 }
 
-/// The most messages one [`Consumer::recv_many`] takes.
+/// The most messages one [`Consumer::recv_many`] takes, and the most slots one
+/// [`Producer::reserve_many`] reserves.
 pub const RECV_MANY_MAX: usize = 64;
 
 /// Messages taken with one claim by [`Consumer::recv_many`], still in their slots, in ring order.

@@ -538,6 +538,19 @@ pub(crate) fn owner_alive<S: Storage>(storage: &S, control: &SlotControl, roles:
     })
 }
 
+/// Claims positions `pos..end` for entry `me` with one CAS of `cursor` (`tail` for a producer, `head`
+/// for a consumer) from `pos` to `end`: the run's end and intent first, so that whoever sees the claim
+/// sees what it holds (see `Participant::claim_end` and [`owner_alive`]). `false`: the cursor had moved.
+#[inline]
+pub(crate) fn claim_run(me: &Participant, cursor: &AtomicU64, pos: u64, end: u64) -> bool {
+    // Relaxed: published by the Release store of the intent right after.
+    me.claim_end.store(end, Ordering::Relaxed);
+    me.intent.store(pos.wrapping_add(1), Ordering::Release);
+    // SYNC POINT: Release orders the run's intent and end before the claim; pairs with the Acquire load
+    // of the cursor in the other side's stuck check. Relaxed on failure: the caller starts over.
+    cursor.compare_exchange_weak(pos, end, Ordering::Release, Ordering::Relaxed).is_ok()
+}
+
 /// Whether an entry whose `intent` reads `intent` holds `pos`: its single claim, or its claimed run.
 fn holds(intent: u64, pos: u64, p: &Participant) -> bool {
     if intent == pos.wrapping_add(1) {
@@ -583,6 +596,8 @@ pub(crate) struct StuckWatch {
     pos: u64,
     polls: u32,
     since: Option<std::time::Instant>,
+    /// The position after the last slot this endpoint recovered (see [`recovered`](Self::recovered)).
+    after_recovery: Option<u64>,
 }
 
 impl StuckWatch {
@@ -612,7 +627,16 @@ impl StuckWatch {
     /// caller that then finds the slot's owner alive asks again only a stuck timeout later (each ask
     /// probes a lock across processes: a syscall), and one that skipped or reclaimed the slot starts
     /// afresh on the next.
+    ///
+    /// Right after a recovery at `pos - 1` it is `true` at once for `pos`: a dead endpoint's claims come
+    /// in runs (`reserve_many`, `recv_many`), and its next slot should not wait a stuck timeout of its
+    /// own (with a blocked waiter, whose polls are a few per liveness interval, that is over a second a
+    /// slot). The caller's owner check still decides; a live owner just restarts the watch.
     pub(crate) fn due(&mut self, pos: u64, limit: Duration) -> bool {
+        if self.after_recovery.take() == Some(pos) {
+            self.reset();
+            return true;
+        }
         let due = self.stuck(pos, limit);
         if due {
             self.reset();
@@ -622,6 +646,11 @@ impl StuckWatch {
 
     pub(crate) fn reset(&mut self) {
         self.since = None;
+    }
+
+    /// This endpoint just recovered the slot of `pos` (skipped or reclaimed it: its owner was dead).
+    pub(crate) fn recovered(&mut self, pos: u64) {
+        self.after_recovery = Some(pos.wrapping_add(1));
     }
 }
 

@@ -22,9 +22,9 @@ fn config(size: usize) -> RingConfig {
 
 const GREETING_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Parent side of a `shm-mpmc` row; `buffered`: `shm-mpmc+batch`, each message committed with
-/// `commit_buffered` (round trip: one `flush` after it; streaming: one at the end) and, streaming, the
-/// sink taking up to 64 messages per claim (`recv_many`).
+/// Parent side of a `shm-mpmc` row; `buffered`: `shm-mpmc+batch`: the round trip commits each message
+/// with `commit_buffered` and one `flush` after it; streaming claims on both sides in batches of up to
+/// 64 (`reserve_many`, the sink's `recv_many`).
 pub fn mpmc(
     plan: &Plan,
     counts: &Counts,
@@ -64,10 +64,22 @@ pub fn mpmc(
     let sink = if buffered { PeerMode::MpmcSinkMany } else { PeerMode::MpmcSink };
     let (mut tx, mut rx, child) = mpmc_pair(sink, plan, count, wait)?;
     let t0 = Instant::now();
-    for i in 0..count {
-        let mut slot = tx.reserve(plan.size)?;
-        stamp(&mut slot, &base, i);
-        commit(slot);
+    if buffered {
+        let mut i = 0;
+        while i < count {
+            let mut batch = tx.reserve_many(ringwire::mpmc::RECV_MANY_MAX.min((count - i) as usize), plan.size)?;
+            for j in 0..batch.len() {
+                stamp(batch.get_mut(j).ok_or("a slot past the batch")?, &base, i + j as u64);
+            }
+            i += batch.len() as u64;
+            batch.commit();
+        }
+    } else {
+        for i in 0..count {
+            let mut slot = tx.reserve(plan.size)?;
+            stamp(&mut slot, &base, i);
+            commit(slot);
+        }
     }
     tx.flush();
     let verdict = rx.recv()?.to_vec();

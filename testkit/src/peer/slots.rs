@@ -7,7 +7,8 @@
 //! * `mpmc-produce RING --id P --count N [--dawdle-us U] [--buffered]`: sends messages 0..N (forever
 //!   with 0) of stream P, then exits; with `--dawdle-us`, sleeps U µs in the middle of writing each
 //!   message; with `--buffered`, commits each with `commit_buffered` (2 KiB batches: 8 slots
-//!   of the test stream's 256).
+//!   of the test stream's 256); with `--many K`, reserves up to K slots per claim (`reserve_many`),
+//!   fills them (dawdling in each) and commits them together.
 //! * `mpmc-consume RING [--out FILE] [--count N] [--flush-each] [--dawdle-us U]`: receives until every
 //!   producer has gone (or N messages), checking every byte and that each producer's messages come in
 //!   order; writes each message's tag (`id << 40 | seq`, u64 LE) to FILE, before dropping its read
@@ -141,7 +142,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pause_every: u64,
     /// mpmc-consume, mpmc-hold-read: take up to this many messages per claim (`recv_many`; 0: one at a
-    /// time with `recv`). Each message of a batch is recorded while the batch is held.
+    /// time with `recv`). Each message of a batch is recorded while the batch is held. mpmc-produce:
+    /// reserve up to this many slots per claim (`reserve_many`), fill them and commit them together.
     #[arg(long, default_value_t = 0)]
     many: usize,
     /// open-as: spsc | mpmc | broadcast
@@ -340,6 +342,30 @@ fn mpmc_produce(a: &Args, p: &Params) -> CliResult {
     let mut seq = 0u64;
     let mut whole = Vec::new();
     while a.count == 0 || seq < a.count {
+        if a.many > 0 {
+            let want = if a.count == 0 { a.many } else { a.many.min((a.count - seq) as usize) };
+            let max = match p.stream {
+                Stream::Test { max } => max,
+                Stream::Bench { size } => size,
+            };
+            let mut batch = tx.reserve_many(want, max)?;
+            for i in 0..batch.len() {
+                let s = seq + i as u64;
+                let len = p.stream.len(a.id, s);
+                batch.set_len(i, len);
+                let slot = batch.get_mut(i).ok_or("a slot past the batch")?;
+                if a.dawdle_us == 0 {
+                    p.stream.fill(slot, a.id, s);
+                } else {
+                    whole.resize(len, 0);
+                    p.stream.fill(&mut whole, a.id, s);
+                    write_dawdling(slot, &whole, a.dawdle_us);
+                }
+            }
+            seq += batch.len() as u64;
+            batch.commit();
+            continue;
+        }
         let len = p.stream.len(a.id, seq);
         let mut slot = tx.reserve(len)?;
         if a.dawdle_us == 0 {
