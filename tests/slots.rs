@@ -878,6 +878,46 @@ fn broadcast_publisher_gone_with_a_withheld_batch_loses_only_its_first_message_a
 }
 
 #[test]
+fn broadcast_recv_in_place_holds_back_publishers_until_dropped_and_copies_in_overwrite_mode() {
+    ringwire_testkit::watchdog(TEST_LIMIT, || {
+        // Back-pressure, 32 slots of 128 bytes: the guard views the slot, which no publisher takes again
+        // before the guard is dropped.
+        let (mut tx, mut rx) = broadcast::channel(RingConfig::new(4096, 100), Mode::Backpressure).unwrap();
+        assert_eq!(rx.try_recv_in_place().map(|m| m.len()), Err(broadcast::RecvError::Empty));
+        drop(tx.try_reserve(10).unwrap()); // an abandoned reservation: skipped
+        for s in 0..31 {
+            tx.send(&msg(0, s, 20 + s as usize)).unwrap();
+        }
+        let first = rx.recv_in_place().unwrap();
+        assert_eq!(parse(&first), (0, 0));
+        // The ring is full up to the held message's slot (the pad's was passed).
+        tx.send(&msg(0, 31, 20)).unwrap();
+        assert_eq!(tx.try_send(&msg(0, 32, 20)), Err(broadcast::SendError::WouldBlock));
+        assert_eq!(tx.send_timeout(&msg(0, 32, 20), Duration::from_millis(5)), Err(broadcast::SendError::Timeout));
+        assert_eq!(parse(&first), (0, 0), "the held message was not touched");
+        drop(first);
+        tx.try_send(&msg(0, 32, 20)).unwrap();
+        for s in 1..33 {
+            assert_eq!(parse(&rx.recv_in_place().unwrap()), (0, s));
+        }
+        drop(tx);
+        assert_eq!(rx.recv_in_place().map(|m| m.len()), Err(broadcast::RecvError::PeerGone));
+
+        // Overwrite: publishers never wait, so the guard views a copy, which a lap of new messages
+        // leaves intact.
+        let (mut tx, mut rx) = broadcast::channel(RingConfig::new(4096, 100), Mode::Overwrite).unwrap();
+        tx.send(&msg(1, 0, 40)).unwrap();
+        let held = rx.recv_in_place().unwrap();
+        for s in 1..=40 {
+            tx.try_send(&msg(1, s, 40)).unwrap();
+        }
+        assert_eq!(parse(&held), (1, 0));
+        drop(held);
+        assert!(matches!(rx.recv_in_place().map(|m| m.len()), Err(broadcast::RecvError::Lagged(_))));
+    });
+}
+
+#[test]
 fn timeouts_saturate_on_every_slot_ring() {
     ringwire_testkit::watchdog(Duration::from_secs(60), || {
         let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 64)).unwrap();

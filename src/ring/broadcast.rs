@@ -1005,6 +1005,54 @@ impl<S: Storage> Subscriber<S> {
         self.scratch_opt(None, false)
     }
 
+    /// The next message if there is one, read in place: in a back-pressure ring the guard views the
+    /// slot itself (no copy), and publishers wait for it to be dropped, which passes the message (it
+    /// holds this subscriber's cursor at the message, as a slow reader would); in an overwrite ring,
+    /// whose publishers never wait, it views a copy, as [`try_recv`](Self::try_recv). The zero-copy
+    /// counterpart of `recv`, as MPMC's [`ReadGuard`](crate::mpmc::ReadGuard).
+    ///
+    /// ```
+    /// use ringwire::broadcast::{self, Mode};
+    /// let (mut tx, mut rx) = broadcast::channel(ringwire::RingConfig::new(1 << 16, 64), Mode::Backpressure)?;
+    /// tx.send(b"in place")?;
+    /// let m = rx.recv_in_place()?;
+    /// assert_eq!(&*m, b"in place");
+    /// drop(m); // the slot may now be written again
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_recv_in_place(&mut self) -> Result<ReadGuard<'_, S>, RecvError> {
+        self.in_place_opt(None, true)
+    }
+
+    /// The next message read in place (see [`try_recv_in_place`](Self::try_recv_in_place)), blocking
+    /// until there is one or every publisher has gone.
+    pub fn recv_in_place(&mut self) -> Result<ReadGuard<'_, S>, RecvError> {
+        self.in_place_opt(None, false)
+    }
+
+    /// The next message read in place, waiting `timeout` at most.
+    pub fn recv_in_place_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_, S>, RecvError> {
+        self.in_place_opt(Instant::now().checked_add(timeout), false)
+    }
+
+    fn in_place_opt(&mut self, deadline: Option<Instant>, once: bool) -> Result<ReadGuard<'_, S>, RecvError> {
+        if !self.local.backpressure {
+            let len = self.scratch_opt(deadline, once)?.len();
+            return Ok(ReadGuard { subscriber: self, len, in_place: false });
+        }
+        let len = self.recv_with(deadline, once, Self::try_read_in_place)?;
+        #[cfg(ringwire_loom)]
+        {
+            // Loom models the payload as atomic words, not bytes: view a copy, still holding the cursor
+            // at the message until the drop, which is the protocol under test.
+            let mut buf = std::mem::take(&mut self.scratch);
+            buf.resize(len, 0);
+            load_payload(&self.storage, &self.local, self.local.geo.offset(self.pos) + SLOT_HEADER, &mut buf);
+            self.scratch = buf;
+        }
+        Ok(ReadGuard { subscriber: self, len, in_place: true })
+    }
+
     /// The next message, waiting `timeout` at most. A timeout too large to be a deadline
     /// (`Duration::MAX`) waits without one.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8], RecvError> {
@@ -1070,7 +1118,18 @@ impl<S: Storage> Subscriber<S> {
     }
 
     fn recv_opt(&mut self, buf: &mut [u8], deadline: Option<Instant>, once: bool) -> Result<usize, RecvError> {
-        match self.try_read(buf) {
+        self.recv_with(deadline, once, |s| s.try_read(buf))
+    }
+
+    /// Reads with `read` (a copy, or a message left in place): if nothing is published, waits (unless
+    /// `once`) until it reads something, every publisher has gone, or `deadline` passes.
+    fn recv_with(
+        &mut self,
+        deadline: Option<Instant>,
+        once: bool,
+        mut read: impl FnMut(&mut Self) -> Result<usize, RecvError>,
+    ) -> Result<usize, RecvError> {
+        match read(self) {
             Err(RecvError::Empty) if !once => {}
             Err(RecvError::Empty) => {
                 // As MPMC's try_ receives: notice that every publisher has gone on the first empty poll
@@ -1097,7 +1156,7 @@ impl<S: Storage> Subscriber<S> {
             index,
             slots::ASLEEP_DATA,
             params,
-            |s| match s.try_read(buf) {
+            |s| match read(s) {
                 Err(RecvError::Empty) => Poll::Pending,
                 r => Poll::Ready(r),
             },
@@ -1119,7 +1178,7 @@ impl<S: Storage> Subscriber<S> {
     /// Reads the next message, if it is there, skipping positions given up by abandoned reservations.
     fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         loop {
-            match self.read_at_pos(buf) {
+            match self.read_at_pos(Some(&mut *buf)) {
                 Ok(Some(n)) => return Ok(n),
                 Ok(None) => continue,
                 Err(e) => return Err(e),
@@ -1127,8 +1186,22 @@ impl<S: Storage> Subscriber<S> {
         }
     }
 
-    /// Reads the message at our position: `Ok(None)` if it was an empty PAD (skipped).
-    fn read_at_pos(&mut self, buf: &mut [u8]) -> Result<Option<usize>, RecvError> {
+    /// As [`try_read`](Self::try_read), but leaves the message in its slot and this subscriber at its
+    /// position (back-pressure rings only: see [`recv_in_place`](Self::recv_in_place)): its length.
+    fn try_read_in_place(&mut self) -> Result<usize, RecvError> {
+        loop {
+            match self.read_at_pos(None) {
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads the message at our position into `buf`: `Ok(None)` if it was an empty PAD (skipped). With
+    /// no `buf` (in place), a message is checked but neither copied nor passed: the caller reads it in
+    /// the slot and advances after.
+    fn read_at_pos(&mut self, buf: Option<&mut [u8]>) -> Result<Option<usize>, RecvError> {
         let storage = &self.storage;
         let l = &self.local;
         let pos = self.pos;
@@ -1155,10 +1228,15 @@ impl<S: Storage> Subscriber<S> {
             _ if pad => 0,
             _ => usize::MAX,
         };
-        let copied = len != usize::MAX && len <= buf.len();
-        if copied {
-            load_payload(storage, l, off + SLOT_HEADER, &mut buf[..len]);
-        }
+        let in_place = buf.is_none();
+        let copied = match buf {
+            Some(buf) if len != usize::MAX && len <= buf.len() => {
+                load_payload(storage, l, off + SLOT_HEADER, &mut buf[..len]);
+                true
+            }
+            Some(_) => false,
+            None => len != usize::MAX,
+        };
         // SYNC POINT (seqlock, reader): orders the copies above before the re-check; pairs with the
         // publisher's Release fence after it took the slot.
         fence(Ordering::Acquire);
@@ -1180,7 +1258,9 @@ impl<S: Storage> Subscriber<S> {
             return Err(RecvError::BufferTooSmall { needed: len });
         }
         self.last_ext = ext;
-        self.advance(pos.wrapping_add(1));
+        if !in_place {
+            self.advance(pos.wrapping_add(1));
+        }
         Ok(Some(len))
     }
 
@@ -1484,5 +1564,61 @@ mod tests {
                 assert!(dst[d_off + len..].iter().all(|&b| b == 0xee), "len {len}: wrote past the range");
             }
         }
+    }
+}
+
+/// A message from [`Subscriber::recv_in_place`]: in a back-pressure ring, the slot itself, which no
+/// publisher writes until the guard is dropped (the drop passes the message); otherwise a copy.
+pub struct ReadGuard<'a, S: Storage> {
+    subscriber: &'a mut Subscriber<S>,
+    len: usize,
+    in_place: bool,
+}
+
+impl<S: Storage> std::ops::Deref for ReadGuard<'_, S> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let s = &*self.subscriber;
+        if self.in_place && !cfg!(ringwire_loom) {
+            let off = s.local.geo.offset(s.pos) + SLOT_HEADER;
+            // SAFETY: the slot of `s.pos` held a committed message of `len` <= max_message bytes (checked,
+            // with the sequence read with Acquire, by `read_at_pos`), which fits in the slot after its
+            // 16-byte header inside the data area (`local.data`, kept mapped by `storage`). In a
+            // back-pressure ring no publisher takes this slot again until every live subscriber's cursor
+            // is past `s.pos`, and ours stays there until this guard is dropped.
+            return unsafe { std::slice::from_raw_parts(s.local.data.add(off), self.len) };
+        }
+        &s.scratch[..self.len]
+    }
+}
+
+impl<S: Storage> ReadGuard<'_, S> {
+    /// How many of the message's first bytes are an event name (the frame header's `ext`, validated
+    /// `<= len`; 0 for a plain message).
+    pub fn ext(&self) -> u16 {
+        self.subscriber.last_ext
+    }
+}
+
+impl<S: Storage> Drop for ReadGuard<'_, S> {
+    fn drop(&mut self) {
+        if self.in_place {
+            let s = &mut *self.subscriber;
+            // Loom reads a copy (see `in_place_opt`): check that the slot still holds it, which is what
+            // a production guard, reading the slot itself, relies on.
+            #[cfg(ringwire_loom)]
+            {
+                let mut now = vec![0u8; self.len];
+                load_payload(&s.storage, &s.local, s.local.geo.offset(s.pos) + SLOT_HEADER, &mut now);
+                assert!(now == s.scratch[..self.len], "a publisher wrote a slot held by recv_in_place");
+            }
+            s.advance(s.pos.wrapping_add(1));
+        }
+    }
+}
+
+impl<S: Storage> std::fmt::Debug for ReadGuard<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadGuard").field("len", &self.len).field("in_place", &self.in_place).finish()
     }
 }

@@ -85,7 +85,7 @@ pub struct BenchArgs {
     /// async transports, `ringwire::transport::tokio`, against the same blocking peers; compared with the
     /// blocking row's `block` wait, its `raw_ratio`), shm-mpmc, shm-mpmc+batch (round trip: each message committed
     /// with `commit_buffered`, as shm-spsc+batch; streaming: both sides claim up to 64 slots at once, `reserve_many` and `recv_many`; compared with shm-mpmc, its `raw_ratio`), shm-broadcast,
-    /// shm-broadcast+batch (`send_buffered`; compared with shm-broadcast), raw-pipe, raw-fifo (raw-pipe over two named FIFOs, as the
+    /// shm-broadcast+batch (`send_buffered`; compared with shm-broadcast; both broadcast rows read with `recv_in_place`), raw-pipe, raw-fifo (raw-pipe over two named FIFOs, as the
     /// pipe row's; not brought along by any row), pipe, pipe+batch, stdio, stdio+batch, raw-unix, fork,
     /// fork+batch, unix, unix+batch, raw-tcp, tcp, tcp+batch, tcp+events, raw-udp, udp, udp+batch, websocket,
     /// websocket+batch, redis-pubsub,

@@ -118,7 +118,8 @@ fn mpmc_pair(
 }
 
 /// Parent side of a `shm-broadcast` row; `buffered`: `shm-broadcast+batch`, each message sent with
-/// `send_buffered` (round trip: one `flush` after it; streaming: one at the end).
+/// `send_buffered` (round trip: one `flush` after it; streaming: one at the end). Both sides read in
+/// place (`recv_in_place`: the rings are back-pressure rings), as the SPSC rows do.
 pub fn bcast(
     plan: &Plan,
     counts: &Counts,
@@ -138,11 +139,12 @@ pub fn bcast(
         } else {
             tx.send(&buf)?;
         }
-        let n = rx.recv_into(&mut buf)?;
+        let reply = rx.recv_in_place()?;
         let dt = t0.elapsed().as_nanos() as u64;
-        if !verify(&buf[..n], &base, i) {
+        if !verify(&reply, &base, i) {
             return Err(format!("shm-broadcast echo returned a wrong message at {i}").into());
         }
+        drop(reply);
         if i >= counts.rtt_warmup {
             h.saturating_record(dt);
         }
