@@ -131,7 +131,7 @@ fn open_rejects_each_bad_header_field() {
     let put32 = |b: &mut Vec<u8>, off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
     let put64 = |b: &mut Vec<u8>, off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
     assert!(open_after(|_| {}).is_ok());
-    assert!(matches!(open_after(|b| put32(b, 8, 2)), Err(OpenError::Version { found: 2, expected: 1 })));
+    assert!(matches!(open_after(|b| put32(b, 8, 1)), Err(OpenError::Version { found: 1, expected: 2 })));
     assert!(matches!(open_after(|b| put32(b, 12, 9)), Err(OpenError::WrongKind(9))));
     assert!(matches!(open_after(|b| put64(b, 16, 1 << 20)), Err(OpenError::SizeMismatch { .. })));
     assert!(matches!(open_after(|b| put64(b, 24, 0)), Err(OpenError::BadHeader(_))));
