@@ -218,6 +218,64 @@ fn udp_buffered_datagrams_go_out_in_order_and_the_queue_is_bounded() {
     });
 }
 
+/// A flush sends runs of equal-sized datagrams as one segmented `sendmsg` (UDP GSO): runs that end in a
+/// shorter datagram, a longer one starting a new run, runs cut at the 64 KiB a send may carry: the
+/// receiver gets every datagram whole, as sent, in order.
+///
+/// With `no_offload`, the sending socket has UDP checksums off (`SO_NO_CHECK`), which makes the kernel
+/// refuse segmentation offload (`EINVAL`): the same datagrams go out with `sendmmsg` instead.
+#[test]
+fn udp_segmented_sends_deliver_every_datagram_whole_and_in_order() {
+    udp_segmented_sends(false);
+}
+
+#[test]
+fn udp_sends_the_kernel_refuses_to_segment_go_out_one_by_one() {
+    udp_segmented_sends(true);
+}
+
+fn udp_segmented_sends(no_offload: bool) {
+    ringwire_testkit::watchdog(WATCHDOG, move || {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        b.connect(a.local_addr().unwrap()).unwrap();
+        if no_offload {
+            use std::os::fd::AsRawFd;
+            let one: libc::c_int = 1;
+            // SAFETY: `a` is an open socket; the option value is a live c_int of the size given.
+            let r = unsafe {
+                libc::setsockopt(
+                    a.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_NO_CHECK,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0, "SO_NO_CHECK: {}", std::io::Error::last_os_error());
+        }
+        let (mut tx, _) = udp::from_socket(a).unwrap();
+        let (_, mut rx) = udp::from_socket(b).unwrap();
+        tx.set_max_buffered(1 << 20);
+        let sizes: Vec<usize> = [vec![100; 5], vec![60], vec![100; 3], vec![20_000; 5], vec![8], vec![64; 40]].concat();
+        // Exactly `n` bytes (the testkit's `message` picks a length up to its `max`).
+        let exact = |i: usize, n: usize| {
+            let mut m = vec![0u8; n];
+            ringwire_testkit::fill(&mut m, i as u64);
+            m
+        };
+        for (i, &n) in sizes.iter().enumerate() {
+            tx.send_buffered(&exact(i, n), Wait::Never).unwrap();
+        }
+        assert_eq!(tx.buffered(), sizes.len());
+        tx.flush().unwrap();
+        for (i, &n) in sizes.iter().enumerate() {
+            assert_eq!(rx.recv_deadline(soon()).unwrap(), exact(i, n), "datagram {i} ({n} bytes)");
+        }
+    });
+}
+
 /// Every kernel transport with write coalescing, and the shared-memory ring with buffered publication,
 /// end to end through the bench's sink peer in another process (as `ringwire bench`'s `+batch` rows):
 /// nothing lost, nothing out of order, in every wait.

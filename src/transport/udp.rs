@@ -13,9 +13,14 @@
 //!
 //! [`send_buffered`](super::Sender::send_buffered) queues datagrams (at most
 //! [`MAX_BUFFERED_DATAGRAMS`] and [`DEFAULT_MAX_BUFFERED`](super::DEFAULT_MAX_BUFFERED) bytes; a single
-//! larger one is sent at once) and sends them with one `sendmmsg(2)` when the queue is full, on
-//! [`flush`](super::Sender::flush), on a plain send (queue first) or on close. A datagram is sent whole or
-//! not at all, so a queue that the socket takes only in part keeps the rest, in order.
+//! larger one is sent at once) and sends them when the queue is full, on
+//! [`flush`](super::Sender::flush), on a plain send (queue first) or on close: a run of datagrams of
+//! one size (the last may be shorter, 64 KiB at most in all) as one `sendmsg(2)` that the kernel cuts
+//! into those datagrams (UDP segmentation offload, `UDP_SEGMENT`: the receiver sees the same
+//! datagrams), anything else, or a run the path refuses to segment (`EINVAL`, `EIO`, ...: a segment
+//! over the route's MTU, no checksum offload, a kernel before 4.18), with one `sendmmsg(2)`. A datagram
+//! is sent whole or not at all, so a queue that the socket takes only in part keeps the rest, in order.
+//! (64-byte datagrams over loopback: ~0.4 M -> ~1.5 M msgs/s with segmentation; README.)
 //!
 //! A receiver that finds datagrams waiting (it did not have to wait for the last one) takes them in
 //! batches, one `recvmmsg(2)` for up to [`MAX_RECV_BATCH`] of them, each into a slot of the largest accepted datagram's size (so a datagram
@@ -456,10 +461,24 @@ impl UdpReceiver {
     }
 }
 
-/// One `sendmmsg` of the queued datagrams `ends[sent..]` (datagram `i` is `queue[ends[i - 1]..ends[i]]`,
-/// the first starting at 0): the count sent (> 0), 0, or -1 with `errno` set, as the syscall returns.
+/// One send of the queued datagrams `ends[sent..]` (datagram `i` is `queue[ends[i - 1]..ends[i]]`, the
+/// first starting at 0): a segmented `sendmsg` of the run of equal sizes at the front, or else one
+/// `sendmmsg` of them all: the count sent (> 0), 0, or -1 with `errno` set, as `sendmmsg` returns.
 /// Shared by the blocking and the async (`transport::tokio::udp`) senders.
 pub(crate) fn send_queued(fd: std::os::fd::RawFd, queue: &[u8], ends: &[usize], sent: usize) -> libc::c_int {
+    let run = gso_run(ends, sent);
+    if run >= 2 {
+        let n = send_segmented(fd, queue, ends, sent, run);
+        if n >= 0 {
+            return run as libc::c_int;
+        }
+        // The path refused segmentation offload (a segment over its MTU, a device without checksum
+        // offload, an older kernel): the same datagrams one by one, below.
+        let e = io::Error::last_os_error().raw_os_error();
+        if !matches!(e, Some(libc::EINVAL | libc::EIO | libc::EMSGSIZE | libc::ENOPROTOOPT | libc::EOPNOTSUPP)) {
+            return -1;
+        }
+    }
     let mut iov: Vec<libc::iovec> = Vec::with_capacity(ends.len() - sent);
     let mut from = if sent == 0 { 0 } else { ends[sent - 1] };
     for &end in &ends[sent..] {
@@ -480,6 +499,66 @@ pub(crate) fn send_queued(fd: std::os::fd::RawFd, queue: &[u8], ends: &[usize], 
     // SAFETY: `msgs` holds `msgs.len()` valid headers, each pointing at one iovec over `queue`, all of
     // which live (unmoved) until the call returns; `fd` is the caller's open socket.
     unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as libc::c_uint, libc::MSG_NOSIGNAL) }
+}
+
+/// `UDP_SEGMENT` (linux/udp.h; not in the `libc` crate for glibc targets): the segment size of a
+/// `sendmsg`, in a `SOL_UDP` control message.
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// The most bytes one segmented send carries: the UDP payload limit of one IPv4 packet.
+const GSO_MAX_BYTES: usize = DEFAULT_MAX_DATAGRAM;
+
+/// How many of the queued datagrams `ends[sent..]` one segmented send can carry: a run of equal sizes
+/// (the last may be shorter), within [`GSO_MAX_BYTES`]. 0 or 1: not worth it.
+fn gso_run(ends: &[usize], sent: usize) -> usize {
+    let start = if sent == 0 { 0 } else { ends[sent - 1] };
+    let Some(&first_end) = ends.get(sent) else { return 0 };
+    let size = first_end - start;
+    let mut prev = start;
+    let mut n = 0;
+    for &end in &ends[sent..] {
+        let len = end - prev;
+        if len > size || end - start > GSO_MAX_BYTES {
+            break;
+        }
+        n += 1;
+        prev = end;
+        if len < size {
+            break; // a shorter one ends a run
+        }
+    }
+    n
+}
+
+/// One `sendmsg` of the `run` datagrams from `ends[sent]`, contiguous in `queue`, as one buffer the kernel
+/// cuts into datagrams of the first one's size (UDP generic segmentation offload): the bytes sent, or
+/// -1 with `errno` set. A receiver gets the same datagrams as from `sendmmsg`.
+fn send_segmented(fd: std::os::fd::RawFd, queue: &[u8], ends: &[usize], sent: usize, run: usize) -> isize {
+    let start = if sent == 0 { 0 } else { ends[sent - 1] };
+    let (size, end) = (ends[sent] - start, ends[sent + run - 1]);
+    let mut iov = libc::iovec { iov_base: queue[start..end].as_ptr() as *mut _, iov_len: end - start };
+    // A control buffer for one `u16` (8-aligned, as `cmsghdr` needs).
+    let mut control = [0u64; 4];
+    // SAFETY: all-zero is a valid msghdr (no address, no iovecs, no control data yet).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+    debug_assert!(msg.msg_controllen <= std::mem::size_of_val(&control));
+    // SAFETY: `msg` points at `control`, large enough for one header and a u16 (checked above), so the
+    // first header and its data lie inside it; `control` outlives these writes.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
+    }
+    // SAFETY: `msg` points at one iovec over `queue` and at `control`, all alive and unmoved until the
+    // call returns (sendmsg only reads them); `fd` is the caller's open socket.
+    unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) }
 }
 
 impl Receiver for UdpReceiver {
