@@ -422,6 +422,40 @@ fn mpmc_recv_many_async_takes_every_message_once_in_order() {
     });
 }
 
+/// MPMC batched reservations, awaited: on a full ring the future waits (a dropped one claims nothing,
+/// or the messages after it would be stuck behind an unpublished slot), and once a consumer frees
+/// slots it claims a run of them; everything arrives once, in order.
+#[test]
+fn mpmc_reserve_many_async_waits_for_room_and_a_dropped_one_claims_nothing() {
+    run(async {
+        // 64 slots of 64 bytes.
+        let (mut tx, mut rx) = mpmc::channel(RingConfig::new(4096, 48)).unwrap();
+        let mut n = 0u64;
+        while tx.try_send(&n.to_le_bytes()).is_ok() {
+            n += 1;
+        }
+        cancel_once(tx.reserve_many_async(8, 8)).await;
+        let consumer = std::thread::spawn(move || {
+            for i in 0..10u64 {
+                assert_eq!(*rx.recv().unwrap(), i.to_le_bytes());
+            }
+            rx
+        });
+        let mut b = tx.reserve_many_async(8, 8).await.unwrap();
+        let k = b.len() as u64;
+        assert!((1..=8).contains(&k));
+        for j in 0..k {
+            b.get_mut(j as usize).unwrap().copy_from_slice(&(n + j).to_le_bytes());
+        }
+        b.commit();
+        let mut rx = tokio::task::spawn_blocking(move || consumer.join().unwrap()).await.unwrap();
+        for i in 10..n + k {
+            assert_eq!(*rx.try_recv().unwrap(), i.to_le_bytes(), "message {i}");
+        }
+        assert_eq!(rx.try_recv().map(|m| m.len()), Err(mpmc::RecvError::Empty));
+    });
+}
+
 // ---- many rings on one runtime ----
 
 /// 300 MPMC rings, a consumer task awaiting each: more waiting futures than one reactor shard (127)

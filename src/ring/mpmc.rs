@@ -349,7 +349,7 @@ impl<S: Storage> Producer<S> {
     /// [`send_buffered`](Self::send_buffered)).
     ///
     /// A producer killed while it holds a reservation loses the batch: consumers skip each of its slots
-    /// after the stuck timeout, as a dead producer's claimed slot.
+    /// after the stuck timeout, as a dead producer's claimed slot. Async: `reserve_many_async`.
     ///
     /// ```
     /// let (mut tx, mut rx) = ringwire::mpmc::channel(ringwire::RingConfig::new(1 << 16, 64))?;
@@ -600,8 +600,32 @@ impl<S: Storage> Producer<S> {
         if len > self.local.max_message {
             return Err(SendError::Oversize { len, max: self.local.max_message });
         }
-        let pos = match self.try_claim_flushing() {
-            Ok(pos) => pos,
+        let first = self.try_claim_flushing();
+        let pos = self.claim_async(first, Self::try_claim).await?;
+        Ok(WriteGuard { producer: self, pos, len, done: false })
+    }
+
+    /// Reserves up to `max` slots with one claim (see [`reserve_many`](Self::reserve_many)), waiting for
+    /// at least one free slot without blocking the thread, as [`reserve_async`](Self::reserve_async).
+    /// Cancel-safe likewise: the slots are claimed in the poll that completes the future.
+    pub async fn reserve_many_async(&mut self, max: usize, len: usize) -> Result<WriteBatch<'_, S>, SendError> {
+        if len > self.local.max_message {
+            return Err(SendError::Oversize { len, max: self.local.max_message });
+        }
+        self.flush();
+        let first = self.try_claim_run(max);
+        let (start, n) = self.claim_async(first, |p| p.try_claim_run(max)).await?;
+        Ok(WriteBatch { producer: self, start, n, reserved: len, lens: [len as u32; RECV_MANY_MAX], done: false })
+    }
+
+    /// The async [`claim_waiting`](Self::claim_waiting): if `first` found no free slot, awaits the
+    /// ring's wake-up until `attempt` claims, or no consumer is left.
+    async fn claim_async<T>(
+        &mut self,
+        first: Result<T, SendError>,
+        mut attempt: impl FnMut(&mut Self) -> Result<T, SendError>,
+    ) -> Result<T, SendError> {
+        match first {
             Err(SendError::WouldBlock) => {
                 let (index, asymmetric, liveness) = (self.me.index, self.local.asymmetric, self.local.liveness);
                 slots::block_async(
@@ -611,17 +635,16 @@ impl<S: Storage> Producer<S> {
                     slots::ASLEEP_SPACE,
                     asymmetric,
                     liveness,
-                    |p| match p.try_claim() {
+                    |p| match attempt(p) {
                         Err(SendError::WouldBlock) => Poll::Pending,
                         r => Poll::Ready(r),
                     },
                     |p| no_consumers(&p.storage).then_some(SendError::PeerGone),
                 )
-                .await?
+                .await
             }
-            Err(e) => return Err(e),
-        };
-        Ok(WriteGuard { producer: self, pos, len, done: false })
+            r => r,
+        }
     }
 
     /// Sends a copy of `msg`, waiting for a free slot without blocking the thread (see
