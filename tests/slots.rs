@@ -28,6 +28,25 @@ fn parse(m: &[u8]) -> (u32, u64) {
     (p, s)
 }
 
+/// An MPMC ring of 8 KiB of 100-byte messages, two producers and two consumers on it.
+fn two_and_two() -> ([mpmc::HeapProducer; 2], [mpmc::HeapConsumer; 2]) {
+    let (tx, rx) = mpmc::channel(RingConfig::new(1 << 13, 100)).unwrap();
+    let (tx2, rx2) = (tx.clone_handle().unwrap(), rx.clone_handle().unwrap());
+    ([tx, tx2], [rx, rx2])
+}
+
+/// A thread per producer, each running `send_all(its index, it)`.
+fn spawn_producers(
+    producers: [mpmc::HeapProducer; 2],
+    send_all: fn(u32, &mut mpmc::HeapProducer),
+) -> Vec<std::thread::JoinHandle<()>> {
+    producers
+        .into_iter()
+        .enumerate()
+        .map(|(p, mut tx)| std::thread::spawn(move || send_all(p as u32, &mut tx)))
+        .collect()
+}
+
 /// What one consumer thread got: (producer, sequence) pairs, each producer's checked to come in order.
 #[derive(Default)]
 struct Receipts {
@@ -266,24 +285,16 @@ fn mpmc_recv_many_takes_the_published_run_in_order_and_stops_before_an_abandoned
 fn mpmc_two_producers_and_a_batch_consumer_and_a_plain_one_deliver_each_message_once() {
     ringwire_testkit::watchdog(TEST_LIMIT, || {
         const N: u64 = 50_000;
-        let (tx, rx) = mpmc::channel(RingConfig::new(1 << 13, 100)).unwrap();
-        let tx2 = tx.clone_handle().unwrap();
-        let rx2 = rx.clone_handle().unwrap();
-        let prod: Vec<_> = [tx, tx2]
-            .into_iter()
-            .enumerate()
-            .map(|(p, mut tx)| {
-                std::thread::spawn(move || {
-                    for s in 0..N {
-                        if s % 3 == 0 {
-                            tx.send(&msg(p as u32, s, 12 + (s % 89) as usize)).unwrap();
-                        } else {
-                            tx.send_buffered(&msg(p as u32, s, 12 + (s % 89) as usize)).unwrap();
-                        }
-                    }
-                })
-            })
-            .collect();
+        let ([tx, tx2], [rx, rx2]) = two_and_two();
+        let prod = spawn_producers([tx, tx2], |p, tx| {
+            for s in 0..N {
+                if s % 3 == 0 {
+                    tx.send(&msg(p, s, 12 + (s % 89) as usize)).unwrap();
+                } else {
+                    tx.send_buffered(&msg(p, s, 12 + (s % 89) as usize)).unwrap();
+                }
+            }
+        });
         let cons: Vec<_> = [rx, rx2]
             .into_iter()
             .enumerate()
@@ -352,33 +363,25 @@ fn mpmc_reserve_many_claims_the_free_run_and_publishes_it_in_order_padding_what_
 fn mpmc_reserve_many_producers_and_recv_many_consumers_deliver_each_message_once_in_order() {
     ringwire_testkit::watchdog(TEST_LIMIT, || {
         const N: u64 = 50_000;
-        let (tx, rx) = mpmc::channel(RingConfig::new(1 << 13, 100)).unwrap();
-        let tx2 = tx.clone_handle().unwrap();
-        let rx2 = rx.clone_handle().unwrap();
-        let prod: Vec<_> = [tx, tx2]
-            .into_iter()
-            .enumerate()
-            .map(|(p, mut tx)| {
-                std::thread::spawn(move || {
-                    let mut s = 0;
-                    while s < N {
-                        if p == 1 && s % 7 == 0 {
-                            tx.send(&msg(p as u32, s, 12 + (s % 89) as usize)).unwrap();
-                            s += 1;
-                            continue;
-                        }
-                        let mut b = tx.reserve_many((1 + s % 50).min(N - s) as usize, 100).unwrap();
-                        for i in 0..b.len() {
-                            let m = msg(p as u32, s + i as u64, 12 + ((s + i as u64) % 89) as usize);
-                            b.set_len(i, m.len());
-                            b.get_mut(i).unwrap().copy_from_slice(&m);
-                        }
-                        s += b.len() as u64;
-                        b.commit();
-                    }
-                })
-            })
-            .collect();
+        let ([tx, tx2], [rx, rx2]) = two_and_two();
+        let prod = spawn_producers([tx, tx2], |p, tx| {
+            let mut s = 0;
+            while s < N {
+                if p == 1 && s % 7 == 0 {
+                    tx.send(&msg(p, s, 12 + (s % 89) as usize)).unwrap();
+                    s += 1;
+                    continue;
+                }
+                let mut b = tx.reserve_many((1 + s % 50).min(N - s) as usize, 100).unwrap();
+                for i in 0..b.len() {
+                    let m = msg(p, s + i as u64, 12 + ((s + i as u64) % 89) as usize);
+                    b.set_len(i, m.len());
+                    b.get_mut(i).unwrap().copy_from_slice(&m);
+                }
+                s += b.len() as u64;
+                b.commit();
+            }
+        });
         let cons: Vec<_> = [rx, rx2]
             .into_iter()
             .map(|rx| spawn_consumer(rx, |rx, r| rx.recv_many(17).map(|b| b.iter().for_each(|m| r.take(m)))))

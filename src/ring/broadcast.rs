@@ -1580,12 +1580,13 @@ impl<S: Storage> std::ops::Deref for ReadGuard<'_, S> {
     fn deref(&self) -> &[u8] {
         let s = &*self.subscriber;
         if self.in_place && !cfg!(ringwire_loom) {
+            // The slot of `s.pos` held a committed message of `len` <= max_message bytes (checked, with
+            // the sequence read with Acquire, by `read_at_pos`). In a back-pressure ring no publisher
+            // takes this slot again until every live subscriber's cursor is past `s.pos`, and ours stays
+            // there until this guard is dropped.
             let off = s.local.geo.offset(s.pos) + SLOT_HEADER;
-            // SAFETY: the slot of `s.pos` held a committed message of `len` <= max_message bytes (checked,
-            // with the sequence read with Acquire, by `read_at_pos`), which fits in the slot after its
-            // 16-byte header inside the data area (`local.data`, kept mapped by `storage`). In a
-            // back-pressure ring no publisher takes this slot again until every live subscriber's cursor
-            // is past `s.pos`, and ours stays there until this guard is dropped.
+            // SAFETY: so the bytes are the message's and nobody writes them while we borrow; `len` fits in
+            // the slot after its 16-byte header, inside the data area (`local.data`, kept mapped).
             return unsafe { std::slice::from_raw_parts(s.local.data.add(off), self.len) };
         }
         &s.scratch[..self.len]
