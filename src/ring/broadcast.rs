@@ -1009,7 +1009,9 @@ impl<S: Storage> Subscriber<S> {
     /// slot itself (no copy), and publishers wait for it to be dropped, which passes the message (it
     /// holds this subscriber's cursor at the message, as a slow reader would); in an overwrite ring,
     /// whose publishers never wait, it views a copy, as [`try_recv`](Self::try_recv). The zero-copy
-    /// counterpart of `recv`, as MPMC's [`ReadGuard`](crate::mpmc::ReadGuard).
+    /// counterpart of `recv`, as MPMC's [`ReadGuard`](crate::mpmc::ReadGuard). Only the guard's drop
+    /// passes the message: in a back-pressure ring, a guard leaked with `mem::forget` leaves this
+    /// subscriber at the message, which the next receive returns again.
     ///
     /// ```
     /// use ringwire::broadcast::{self, Mode};
@@ -1030,7 +1032,8 @@ impl<S: Storage> Subscriber<S> {
         self.in_place_opt(None, false)
     }
 
-    /// The next message read in place, waiting `timeout` at most.
+    /// The next message read in place, waiting `timeout` at most. A timeout too large to be a deadline
+    /// (`Duration::MAX`) waits without one.
     pub fn recv_in_place_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_, S>, RecvError> {
         self.in_place_opt(Instant::now().checked_add(timeout), false)
     }

@@ -349,7 +349,10 @@ impl<S: Storage> Producer<S> {
     /// [`send_buffered`](Self::send_buffered)).
     ///
     /// A producer killed while it holds a reservation loses the batch: consumers skip each of its slots
-    /// after the stuck timeout, as a dead producer's claimed slot. Async: `reserve_many_async`.
+    /// after the stuck timeout, as a dead producer's claimed slot. A batch leaked with `mem::forget`
+    /// holds consumers at its first slot while this producer claims nothing else; once it claims again,
+    /// consumers skip the leaked slots (counted in `recovered().skipped`) after the stuck timeout.
+    /// Async: `reserve_many_async`.
     ///
     /// ```
     /// let (mut tx, mut rx) = ringwire::mpmc::channel(ringwire::RingConfig::new(1 << 16, 64))?;
@@ -374,7 +377,8 @@ impl<S: Storage> Producer<S> {
         self.reserve_many_opt(max, len, None, false)
     }
 
-    /// Reserves up to `max` slots, waiting for `timeout` at most.
+    /// Reserves up to `max` slots, waiting for `timeout` at most. A timeout too large to be a deadline
+    /// (`Duration::MAX`) waits without one.
     pub fn reserve_many_timeout(
         &mut self,
         max: usize,
@@ -1030,14 +1034,17 @@ impl<S: Storage> Consumer<S> {
     /// Takes up to `max` published messages with one claim (one CAS on the shared `head` instead of
     /// one per message) if at least one is published: [`RecvError::Empty`] otherwise. `max` is clamped
     /// to `1..=`[`RECV_MANY_MAX`]. The batch holds the messages that were published back to back at the
-    /// head when it was taken (it stops before an abandoned reservation, which the next receive skips):
+    /// head when it was taken (it stops before an abandoned reservation; one at the head is skipped and
+    /// the message after it returned alone):
     /// they are this consumer's alone, in ring order, until the batch is dropped, which frees their
     /// slots. The consumer-side half of batching, as [`send_buffered`](Producer::send_buffered) is the
     /// producer's; with several consumers it trades fairness for throughput, as AMQP's prefetch count
     /// does.
     ///
     /// A consumer killed while it holds a batch loses the batch's messages (producers reclaim the
-    /// slots after the stuck timeout, as for one message).
+    /// slots after the stuck timeout, as for one message). A batch leaked with `mem::forget` is
+    /// treated the same way once this consumer claims again: its messages are lost (counted in
+    /// `recovered().reclaimed`).
     ///
     /// ```
     /// let (mut tx, mut rx) = ringwire::mpmc::channel(ringwire::RingConfig::new(1 << 16, 64))?;
@@ -1067,7 +1074,8 @@ impl<S: Storage> Consumer<S> {
         self.recv_many_opt(max, Some(deadline), false)
     }
 
-    /// Takes up to `max` messages, waiting for `timeout` at most.
+    /// Takes up to `max` messages, waiting for `timeout` at most. A timeout too large to be a deadline
+    /// (`Duration::MAX`) waits without one.
     pub fn recv_many_timeout(&mut self, max: usize, timeout: Duration) -> Result<ReadBatch<'_, S>, RecvError> {
         self.recv_many_opt(max, Instant::now().checked_add(timeout), false)
     }
