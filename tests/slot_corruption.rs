@@ -66,6 +66,9 @@ fn message(seq: u64) -> Vec<u8> {
 
 const QUICK: Duration = Duration::from_millis(1);
 
+/// One case takes well under a second (a few hundred 1 ms waits); one that runs past this hangs.
+const CASE_LIMIT: Duration = Duration::from_secs(30);
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
 
@@ -75,37 +78,7 @@ proptest! {
         read in 0u64..40,
         edits in prop::collection::vec(edit_strategy(), 1..8),
     ) {
-        let name = unique();
-        let q = ShmQueue::create(&name, RingConfig::new(CAPACITY as usize, MAX)).unwrap();
-        {
-            let mut tx = q.producer().unwrap();
-            let mut rx = q.consumer().unwrap();
-            for seq in 0..sent {
-                if tx.try_send(&message(seq)).is_err() { break; }
-            }
-            for _ in 0..read {
-                if rx.try_recv().is_err() { break; }
-            }
-        }
-        scribble(&name, &edits);
-        let Ok(q) = ShmQueue::open(&name) else { return Ok(()) };
-        if let Ok(mut rx) = q.consumer() {
-            rx.set_stuck_timeout(QUICK);
-            rx.set_liveness_interval(QUICK);
-            for _ in 0..200 {
-                if let Ok(m) = rx.recv_timeout(QUICK) {
-                    prop_assert!(m.len() <= MAX);
-                }
-            }
-        }
-        if let Ok(mut tx) = q.producer() {
-            tx.set_stuck_timeout(QUICK);
-            tx.set_liveness_interval(QUICK);
-            for seq in 0..50 {
-                let _ = tx.send_timeout(&message(seq), QUICK);
-            }
-        }
-        drop(q);
+        ringwire_testkit::watchdog(CASE_LIMIT, move || mpmc_case(sent, read, &edits))?;
     }
 
     #[test]
@@ -115,41 +88,91 @@ proptest! {
         read in 0u64..80,
         edits in prop::collection::vec(edit_strategy(), 1..8),
     ) {
-        let name = unique();
-        let mode = if backpressure { Mode::Backpressure } else { Mode::Overwrite };
-        let ring = ShmBroadcast::create(&name, RingConfig::new(CAPACITY as usize, MAX), mode).unwrap();
-        {
-            let mut rx = ring.subscriber().unwrap();
-            let mut tx = ring.publisher().unwrap();
-            for seq in 0..sent {
-                if tx.try_send(&message(seq)).is_err() { break; }
-            }
-            for _ in 0..read {
-                if rx.try_recv_vec().is_err() { break; }
-            }
-        }
-        scribble(&name, &edits);
-        let Ok(ring) = ShmBroadcast::open(&name) else { return Ok(()) };
-        let mut sub = ring.subscriber().ok();
-        if let Some(rx) = &mut sub {
-            rx.set_stuck_timeout(QUICK);
-            rx.set_liveness_interval(QUICK);
-        }
-        if let Ok(mut tx) = ring.publisher() {
-            tx.set_stuck_timeout(QUICK);
-            tx.set_liveness_interval(QUICK);
-            for seq in 0..50 {
-                let _ = tx.send_deadline(&message(seq), std::time::Instant::now() + QUICK);
-            }
-        }
-        if let Some(rx) = &mut sub {
-            let mut buf = [0u8; MAX];
-            for _ in 0..200 {
-                if let Ok(n) = rx.recv_into_deadline(&mut buf, std::time::Instant::now() + QUICK) {
-                    prop_assert!(n <= MAX);
-                }
-            }
-        }
-        drop(ring);
+        ringwire_testkit::watchdog(CASE_LIMIT, move || broadcast_case(backpressure, sent, read, &edits))?;
     }
+}
+
+/// One case of `mpmc_arbitrary_writes_never_panic`.
+fn mpmc_case(sent: u64, read: u64, edits: &[(u64, Vec<u8>)]) -> Result<(), TestCaseError> {
+    let name = unique();
+    let q = ShmQueue::create(&name, RingConfig::new(CAPACITY as usize, MAX)).unwrap();
+    {
+        let mut tx = q.producer().unwrap();
+        let mut rx = q.consumer().unwrap();
+        for seq in 0..sent {
+            if tx.try_send(&message(seq)).is_err() {
+                break;
+            }
+        }
+        for _ in 0..read {
+            if rx.try_recv().is_err() {
+                break;
+            }
+        }
+    }
+    scribble(&name, edits);
+    let Ok(q) = ShmQueue::open(&name) else { return Ok(()) };
+    if let Ok(mut rx) = q.consumer() {
+        rx.set_stuck_timeout(QUICK);
+        rx.set_liveness_interval(QUICK);
+        for _ in 0..200 {
+            if let Ok(m) = rx.recv_timeout(QUICK) {
+                prop_assert!(m.len() <= MAX);
+            }
+        }
+    }
+    if let Ok(mut tx) = q.producer() {
+        tx.set_stuck_timeout(QUICK);
+        tx.set_liveness_interval(QUICK);
+        for seq in 0..50 {
+            let _ = tx.send_timeout(&message(seq), QUICK);
+        }
+    }
+    drop(q);
+    Ok(())
+}
+
+/// One case of `broadcast_arbitrary_writes_never_panic`.
+fn broadcast_case(backpressure: bool, sent: u64, read: u64, edits: &[(u64, Vec<u8>)]) -> Result<(), TestCaseError> {
+    let name = unique();
+    let mode = if backpressure { Mode::Backpressure } else { Mode::Overwrite };
+    let ring = ShmBroadcast::create(&name, RingConfig::new(CAPACITY as usize, MAX), mode).unwrap();
+    {
+        let mut rx = ring.subscriber().unwrap();
+        let mut tx = ring.publisher().unwrap();
+        for seq in 0..sent {
+            if tx.try_send(&message(seq)).is_err() {
+                break;
+            }
+        }
+        for _ in 0..read {
+            if rx.try_recv_vec().is_err() {
+                break;
+            }
+        }
+    }
+    scribble(&name, edits);
+    let Ok(ring) = ShmBroadcast::open(&name) else { return Ok(()) };
+    let mut sub = ring.subscriber().ok();
+    if let Some(rx) = &mut sub {
+        rx.set_stuck_timeout(QUICK);
+        rx.set_liveness_interval(QUICK);
+    }
+    if let Ok(mut tx) = ring.publisher() {
+        tx.set_stuck_timeout(QUICK);
+        tx.set_liveness_interval(QUICK);
+        for seq in 0..50 {
+            let _ = tx.send_deadline(&message(seq), std::time::Instant::now() + QUICK);
+        }
+    }
+    if let Some(rx) = &mut sub {
+        let mut buf = [0u8; MAX];
+        for _ in 0..200 {
+            if let Ok(n) = rx.recv_into_deadline(&mut buf, std::time::Instant::now() + QUICK) {
+                prop_assert!(n <= MAX);
+            }
+        }
+    }
+    drop(ring);
+    Ok(())
 }

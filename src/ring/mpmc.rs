@@ -1209,6 +1209,10 @@ impl<S: Storage> Consumer<S> {
         let l = &self.local;
         // Relaxed: a starting guess, confirmed by the slot's sequence and the CAS.
         let mut pos = c.head.load(Ordering::Relaxed);
+        // Dead slots skipped in this call. Skips run on at once only within one lap (a dead run is
+        // shorter): a hostile `tail` far ahead would otherwise keep one call skipping for ever, past
+        // every deadline; beyond that each slot waits out its own stuck timeout, between calls.
+        let mut skips = 0u64;
         loop {
             let off = l.geo.offset(pos);
             let base = l.base(pos);
@@ -1262,7 +1266,10 @@ impl<S: Storage> Consumer<S> {
                     let claimed = c.tail.load(Ordering::Acquire) > pos;
                     if claimed && !slots::owner_alive(storage, c, [role::PRODUCER, role::PRODUCER], pos) {
                         Self::skip_dead(storage, l, self.me.index, pos, off, base);
-                        self.watch.recovered(pos);
+                        skips += 1;
+                        if skips < l.geo.slots {
+                            self.watch.recovered(pos);
+                        }
                         pos = c.head.load(Ordering::Relaxed);
                         continue;
                     }
