@@ -12,12 +12,13 @@ two-hub rows: socket.io-2-redis) and, for the two-hub rows, to one hub, and each
 idle connection.
 
 Usage: scripts/bench-median.py [N] [extra ringwire bench args...]
+(the binary: $RINGWIRE, default target/release/ringwire; for A/B runs of copied builds)
 """
-import json, statistics, subprocess, sys
+import json, os, statistics, subprocess, sys
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 extra = sys.argv[2:]
-exe = "target/release/ringwire"
+exe = os.environ.get("RINGWIRE", "target/release/ringwire")
 rows, machine = {}, None
 fan, mem = {}, {}
 for i in range(n):

@@ -4,8 +4,9 @@
 //! message not accepted); a plain send is never held back; close writes the queue out, a drop what goes
 //! without waiting. Real pipes and sockets; deadlines are watchdogs only. The same for WebSocket
 //! (tungstenite's write buffer: still one binary message per frame on the wire). And the receive side
-//! of batching: a UDP receiver limited to small datagrams takes them with `recvmmsg`, each still checked
-//! on its own; `recv_frame_into_vec` reuses one buffer.
+//! of batching: a UDP receiver takes a segmented run in one receive (`UDP_GRO`) and, without it, takes
+//! waiting small datagrams with `recvmmsg`, each still checked on its own; `recv_frame_into_vec` reuses
+//! one buffer.
 
 use ringwire::transport::{
     pipe, tcp, udp, FdReceiver, FdSender, Receiver, Sender, StreamFd, StreamReceiver, StreamSender, TransportRecvError,
@@ -15,6 +16,22 @@ use ringwire_testkit::{check, message};
 use std::time::{Duration, Instant};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Two UDP sockets on loopback, each connected to the other.
+fn udp_pair() -> (std::net::UdpSocket, std::net::UdpSocket) {
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    a.connect(b.local_addr().unwrap()).unwrap();
+    b.connect(a.local_addr().unwrap()).unwrap();
+    (a, b)
+}
+
+/// Exactly `n` bytes of message `i` (the testkit's `message` picks a length up to its `max`).
+fn exact(i: usize, n: usize) -> Vec<u8> {
+    let mut m = vec![0u8; n];
+    ringwire_testkit::fill(&mut m, i as u64);
+    m
+}
 
 fn soon() -> Instant {
     Instant::now() + WATCHDOG
@@ -178,10 +195,7 @@ fn close_writes_the_queue_and_drop_what_goes_without_waiting() {
 #[test]
 fn udp_buffered_datagrams_go_out_in_order_and_the_queue_is_bounded() {
     ringwire_testkit::watchdog(WATCHDOG, || {
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        a.connect(b.local_addr().unwrap()).unwrap();
-        b.connect(a.local_addr().unwrap()).unwrap();
+        let (a, b) = udp_pair();
         let (mut tx, _) = udp::from_socket(a).unwrap();
         let (_, mut rx) = udp::from_socket(b).unwrap();
         // Batches of 32 (well within a receive buffer), each flushed, then read back: order and bytes.
@@ -236,10 +250,7 @@ fn udp_sends_the_kernel_refuses_to_segment_go_out_one_by_one() {
 
 fn udp_segmented_sends(no_offload: bool) {
     ringwire_testkit::watchdog(WATCHDOG, move || {
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        a.connect(b.local_addr().unwrap()).unwrap();
-        b.connect(a.local_addr().unwrap()).unwrap();
+        let (a, b) = udp_pair();
         if no_offload {
             use std::os::fd::AsRawFd;
             let one: libc::c_int = 1;
@@ -259,12 +270,6 @@ fn udp_segmented_sends(no_offload: bool) {
         let (_, mut rx) = udp::from_socket(b).unwrap();
         tx.set_max_buffered(1 << 20);
         let sizes: Vec<usize> = [vec![100; 5], vec![60], vec![100; 3], vec![20_000; 5], vec![8], vec![64; 40]].concat();
-        // Exactly `n` bytes (the testkit's `message` picks a length up to its `max`).
-        let exact = |i: usize, n: usize| {
-            let mut m = vec![0u8; n];
-            ringwire_testkit::fill(&mut m, i as u64);
-            m
-        };
         for (i, &n) in sizes.iter().enumerate() {
             tx.send_buffered(&exact(i, n), Wait::Never).unwrap();
         }
@@ -273,6 +278,118 @@ fn udp_segmented_sends(no_offload: bool) {
         for (i, &n) in sizes.iter().enumerate() {
             assert_eq!(rx.recv_deadline(soon()).unwrap(), exact(i, n), "datagram {i} ({n} bytes)");
         }
+    });
+}
+
+/// Sends `buf` as one segmented `sendmsg` (`UDP_SEGMENT`) cut into datagrams of `segment` bytes: what
+/// the kernel then delivers to a receiver with `UDP_GRO` as one coalesced run.
+fn send_segmented_raw(sock: &std::net::UdpSocket, buf: &[u8], segment: u16) {
+    use std::os::fd::AsRawFd;
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() };
+    let mut control = [0u64; 4];
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+    // SAFETY: `control` holds one header and a u16 (CMSG_SPACE(2) <= 32 bytes); it outlives the writes.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = 103; // UDP_SEGMENT
+        (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
+    }
+    // SAFETY: `msg` points at one iovec over `buf` and at `control`, alive until the call returns.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) };
+    assert_eq!(n, buf.len() as isize, "segmented send: {}", std::io::Error::last_os_error());
+}
+
+/// Whether datagrams wait on `sock` (a zero-timeout `poll`).
+fn readable(sock: &std::net::UdpSocket) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+    n == 1
+}
+
+/// A receiver with `UDP_GRO` takes a segmented run in one receive: after the first datagram, nothing
+/// is left in the socket, and the rest of the run comes out of the receiver without waiting, whole and
+/// in order, the last (shorter) one too; then the next run.
+#[test]
+fn udp_a_segmented_run_arrives_in_one_receive_and_is_cut_back_into_datagrams() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        let (a, b) = udp_pair();
+        let (mut tx, _) = udp::from_socket(a).unwrap();
+        let (_, mut rx) = udp::from_socket(b).unwrap();
+        rx.enable_gro().expect("this kernel has UDP_GRO (Linux >= 5.0)");
+        assert!(rx.gro());
+        let mut i = 0;
+        for (run, size) in [(40, 56), (7, 1000), (1, 300), (64, 8)] {
+            let first = i;
+            for k in 0..run {
+                let n = if k == run - 1 && run > 1 { size / 2 } else { size };
+                tx.send_buffered(&exact(i + k, n), Wait::Never).unwrap();
+            }
+            tx.flush().unwrap();
+            for k in 0..run {
+                let n = if k == run - 1 && run > 1 { size / 2 } else { size };
+                let wait = if k == 0 { Wait::Until(soon()) } else { Wait::Never };
+                assert_eq!(rx.recv_wait(wait).unwrap(), exact(i + k, n), "datagram {} of run {first}", k);
+                if k == 0 {
+                    let sock = rx.socket().unwrap();
+                    assert!(!readable(sock), "the run of {run} came in more than one receive");
+                }
+            }
+            i += run;
+        }
+        assert!(matches!(rx.try_recv(), Err(TransportRecvError::Empty)));
+    });
+}
+
+/// A coalesced run is checked datagram by datagram: a run of datagrams over the receiver's limit is one
+/// `Oversize` each, a run of non-frames one `BadFrame` each, and good runs around them come whole.
+#[test]
+fn udp_a_coalesced_run_of_bad_datagrams_is_refused_one_by_one() {
+    use ringwire::transport::codec::FrameError;
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        let (raw, b) = udp_pair();
+        let (_, mut rx) = udp::from_socket(b).unwrap();
+        rx.enable_gro().unwrap();
+        rx.set_max_datagram(1024);
+        let frame = |payload: &[u8]| {
+            let mut v = Vec::new();
+            ringwire::transport::codec::encode_into(&mut v, ringwire::wire::Kind::Data, payload).unwrap();
+            v
+        };
+        // Three frames of 1500 bytes (over the limit), in one segmented send.
+        let big: Vec<u8> = (0..3).flat_map(|k| frame(&vec![k as u8; 1492])).collect();
+        send_segmented_raw(&raw, &big, 1500);
+        // Five 100-byte datagrams that are not frames, the last 40 bytes.
+        send_segmented_raw(&raw, &[0xAB; 440], 100);
+        // Good frames of 200 bytes (192-byte messages), the last shorter.
+        let good: Vec<Vec<u8>> = (0..6).map(|k| exact(k, if k == 5 { 100 } else { 192 })).collect();
+        let run: Vec<u8> = good.iter().flat_map(|m| frame(m)).collect();
+        send_segmented_raw(&raw, &run, 200);
+        for k in 0..3 {
+            match rx.recv_deadline(soon()) {
+                Err(TransportRecvError::BadFrame(FrameError::Oversize { len, max })) => {
+                    assert_eq!((len, max), (1492, 1016), "datagram {k}")
+                }
+                other => panic!("datagram {k}: {other:?}"),
+            }
+        }
+        for k in 0..5 {
+            assert!(matches!(rx.recv_deadline(soon()), Err(TransportRecvError::BadFrame(_))), "non-frame {k}");
+        }
+        for (k, m) in good.iter().enumerate() {
+            assert_eq!(&rx.recv_deadline(soon()).unwrap(), m, "good datagram {k}");
+        }
+        assert!(matches!(rx.try_recv(), Err(TransportRecvError::Empty)));
     });
 }
 
@@ -390,14 +507,25 @@ fn websocket_buffered_messages_wait_for_flush_and_arrive_in_order() {
 
 #[test]
 fn udp_batched_receive_checks_each_datagram_and_keeps_order() {
+    udp_batched_receive(false);
+}
+
+/// The same on the path of a kernel without `UDP_GRO`: batches of `recvmmsg`.
+#[test]
+fn udp_recvmmsg_receive_checks_each_datagram_and_keeps_order() {
+    udp_batched_receive(true);
+}
+
+fn udp_batched_receive(without_gro: bool) {
     use ringwire::transport::codec::FrameError;
-    ringwire_testkit::watchdog(WATCHDOG, || {
-        let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        raw.connect(b.local_addr().unwrap()).unwrap();
-        b.connect(raw.local_addr().unwrap()).unwrap();
+    ringwire_testkit::watchdog(WATCHDOG, move || {
+        let (raw, b) = udp_pair();
         let (_, mut rx) = udp::from_socket(b).unwrap();
-        // Datagrams of at most 1 KiB: batches of up to MAX_RECV_BATCH per recvmmsg.
+        if without_gro {
+            rx.__without_gro();
+        }
+        assert!(!rx.gro(), "off until one receive finds several datagrams waiting");
+        // Datagrams of at most 1 KiB: without GRO, batches of up to MAX_RECV_BATCH per recvmmsg.
         rx.set_max_datagram(1024);
         assert_eq!(rx.max_message(), 1024 - 8);
         let frame = |payload: &[u8]| {
@@ -439,16 +567,39 @@ fn udp_batched_receive_checks_each_datagram_and_keeps_order() {
         assert!(matches!(rx.try_recv(), Err(TransportRecvError::Empty)));
         raw.send(&frame(b"after")).unwrap();
         assert_eq!(rx.recv_deadline(soon()).unwrap(), b"after");
+        // The burst was waiting: the first batch asked for coalesced delivery (unless kept off it).
+        assert_eq!(rx.gro(), !without_gro);
+    });
+}
+
+/// A receiver that never has more than one datagram waiting (a round trip) stays off `UDP_GRO`, even
+/// limited to small datagrams (so it takes a waiting datagram with `recvmmsg`, which finds one).
+#[test]
+fn udp_a_round_trip_receiver_does_not_ask_for_coalescing() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        let (mut atx, mut arx) = udp::connect("127.0.0.1:0", "127.0.0.1:9").unwrap();
+        let local = arx.socket().unwrap().local_addr().unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.connect(local).unwrap();
+        atx.socket().unwrap().connect(b.local_addr().unwrap()).unwrap();
+        let (mut btx, mut brx) = udp::from_socket(b).unwrap();
+        arx.set_max_datagram(200);
+        brx.set_max_datagram(200);
+        for i in 0..100u64 {
+            let m = message(i, 64);
+            atx.send(&m).unwrap();
+            assert_eq!(brx.recv_deadline(soon()).unwrap(), m);
+            btx.send(&m).unwrap();
+            assert_eq!(arx.recv_deadline(soon()).unwrap(), m);
+        }
+        assert!(!arx.gro() && !brx.gro());
     });
 }
 
 #[test]
 fn recv_frame_into_vec_reuses_one_buffer() {
     ringwire_testkit::watchdog(WATCHDOG, || {
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        a.connect(b.local_addr().unwrap()).unwrap();
-        b.connect(a.local_addr().unwrap()).unwrap();
+        let (a, b) = udp_pair();
         let (utx, _) = udp::from_socket(a).unwrap();
         let (_, urx) = udp::from_socket(b).unwrap();
         type Pair = (&'static str, Box<dyn Sender>, Box<dyn Receiver>);
