@@ -623,3 +623,104 @@ fn recv_frame_into_vec_reuses_one_buffer() {
         }
     });
 }
+
+/// One segmented run for the property below: its segment size, how many segments, whether the last is
+/// shorter (by how much), and what each segment holds (0: a frame that fills it, 1: arbitrary bytes,
+/// 2: a frame whose header claims another length).
+#[derive(Debug, Clone)]
+struct Run {
+    size: usize,
+    count: usize,
+    short_by: usize,
+    kinds: Vec<u8>,
+    seed: u64,
+}
+
+fn run_strategy() -> impl proptest::strategy::Strategy<Value = Run> {
+    use proptest::prelude::*;
+    (prop_oneof![1usize..24, 24usize..1600, 1600usize..9000], 1usize..48, 0usize..64, any::<u64>()).prop_flat_map(
+        |(size, count, short_by, seed)| {
+            // At most 64 segments and 64 KiB in a send (the kernel's limits).
+            let count = count.min(60_000 / size).max(1);
+            let short_by = if count > 1 { short_by.min(size - 1) } else { 0 };
+            prop::collection::vec(prop_oneof![6 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)], count)
+                .prop_map(move |kinds| Run { size, count, short_by, kinds, seed })
+        },
+    )
+}
+
+/// The datagrams of a run, as sent.
+fn run_datagrams(run: &Run) -> Vec<Vec<u8>> {
+    (0..run.count)
+        .map(|k| {
+            let n = if k == run.count - 1 { run.size - run.short_by } else { run.size };
+            let mut d = exact((run.seed as usize).wrapping_add(k), n);
+            if run.kinds[k] != 1 && n >= 8 {
+                let mut f = Vec::new();
+                ringwire::transport::codec::encode_into(&mut f, ringwire::wire::Kind::Data, &d[8..]).unwrap();
+                if run.kinds[k] == 2 {
+                    f[0] ^= 1 + (k as u8 & 3); // the length field's low byte
+                }
+                d = f;
+            }
+            d
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    // Few shrink steps: a failing case waits out its receive deadline once per step.
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 48,
+        max_shrink_iters: 64,
+        .. proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Whatever a sender's segmented runs hold (sizes from 1 byte to 9 KB, runs of one to 60,
+    /// a shorter last one, frames, non-frames, frames with a wrong length, datagrams over the limit), a
+    /// receiver that takes them coalesced hands out exactly what it would for each datagram alone: the
+    /// payload of a good frame, `Oversize` for one over its limit, the codec's own error otherwise, in
+    /// order, nothing more.
+    #[test]
+    fn udp_coalesced_runs_come_out_as_their_datagrams_would(
+        runs in proptest::collection::vec(run_strategy(), 1..6),
+        limit in 16usize..12_000,
+    ) {
+        use ringwire::transport::codec::{decode_datagram, FrameError};
+        ringwire_testkit::watchdog(Duration::from_secs(30), move || {
+            let (raw, b) = udp_pair();
+            let (_, mut rx) = udp::from_socket(b).unwrap();
+            rx.enable_gro().unwrap();
+            rx.set_max_datagram(limit);
+            let max = limit - 8;
+            let mut buf = Vec::new();
+            for run in &runs {
+                let datagrams = run_datagrams(run);
+                send_segmented_raw(&raw, &datagrams.concat(), run.size as u16);
+                // Drained before the next: a socket buffer holds only a few 64 KiB runs.
+                for (k, d) in datagrams.iter().enumerate() {
+                    // Sent before this (over loopback, queued by the time the send returns): a deadline
+                    // only so that a lost datagram fails the case soon.
+                    let got = rx.recv_frame_into_vec(&mut buf, Wait::Until(Instant::now() + Duration::from_secs(2)));
+                    let want = if d.len() > limit {
+                        Err(FrameError::Oversize { len: d.len() - 8, max })
+                    } else {
+                        decode_datagram(d, max).map(|f| (f.ext, f.payload.to_vec()))
+                    };
+                    match (got, want) {
+                        (Ok(ext), Ok((e, payload))) => {
+                            assert_eq!((ext, &buf), (e, &payload), "datagram {k} of {run:?}")
+                        }
+                        (Err(TransportRecvError::BadFrame(g)), Err(w)) => assert_eq!(g, w, "datagram {k} of {run:?}"),
+                        (g, w) => panic!(
+                            "datagram {k} of {run:?}: got {:?}, want {:?} (ext, payload length)",
+                            g.map(|e| (e, buf.len())),
+                            w.map(|(e, p)| (e, p.len()))
+                        ),
+                    }
+                }
+                assert!(matches!(rx.try_recv(), Err(TransportRecvError::Empty)), "more than sent after {run:?}");
+            }
+        });
+    }
+}
