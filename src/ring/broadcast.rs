@@ -426,7 +426,7 @@ impl<S: Storage> Publisher<S> {
             return Err(SendError::Oversize { len: msg.len(), max: self.local.max_message });
         }
         let pos = self.claim_opt(deadline, once)?;
-        if self.take(pos, msg.len(), deadline, once)? {
+        if self.take(pos, deadline, once)? {
             self.write_slot(pos, Kind::Data, msg, 0);
             self.commit_slot(pos, buffered);
         }
@@ -444,7 +444,7 @@ impl<S: Storage> Publisher<S> {
             return Err(SendError::Oversize { len, max });
         }
         let pos = self.claim_opt(deadline, once)?;
-        let owned = self.take(pos, len, deadline, once)?;
+        let owned = self.take(pos, deadline, once)?;
         if self.staging.len() < max {
             self.staging.resize(max, 0);
         }
@@ -612,14 +612,14 @@ impl<S: Storage> Publisher<S> {
         }
     }
 
-    /// Takes the slot of claimed position `pos` for a `len`-byte message (its sequence to odd: ours to
-    /// write; its lines prefetched for writing first). `Ok(false)`: a publisher of a later lap took it
+    /// Takes the slot of claimed position `pos` (its sequence to odd: ours to write; its second line
+    /// prefetched for writing first). `Ok(false)`: a publisher of a later lap took it
     /// first, and our message is one every subscriber is told it lagged past. If a live publisher of an
     /// earlier lap is still writing the slot (it stalled for a whole lap), waits for it, yielding until
     /// the stuck timeout and then sleeping with a doubling back-off (up to the liveness interval), until
     /// `deadline` (without one: the stuck timeout for `try_` forms, as long as it lives for blocking
     /// ones), then gives the position up: subscribers skip it.
-    fn take(&mut self, pos: u64, len: usize, deadline: Option<Instant>, once: bool) -> Result<bool, SendError> {
+    fn take(&mut self, pos: u64, deadline: Option<Instant>, once: bool) -> Result<bool, SendError> {
         let storage = &self.storage;
         let c = ctl(storage);
         let l = &self.local;
@@ -629,9 +629,9 @@ impl<S: Storage> Publisher<S> {
         let mut nap = Duration::from_micros(50);
         // The CAS below is a locked instruction: it waits for the slot's first line to come over
         // (subscribers read it last), and only then may the stores of `write_slot` ask for the rest.
-        // Ask for the rest now, so that the transfers overlap: 64-byte round trip ~735 -> ~500 ns, 4 KiB
-        // ~2290 -> ~2160 ns (Intel host, ~300 ns probe; README, 2026-12-01).
-        l.prefetch_for_write(off, SLOT_HEADER + len);
+        // Ask for the second line now, so that the transfers overlap: 64-byte round trip ~735 -> ~500 ns
+        // (Intel host, ~300 ns probe; README, 2026-12-01). Only that one (see `prefetch_for_write`).
+        l.prefetch_for_write(off);
         loop {
             // Acquire: if the value is odd, its writer's intent is visible (see the CAS below). An even
             // value needs no ordering: readers never write the slot.
@@ -831,7 +831,7 @@ impl<S: Storage> Publisher<S> {
             return Err(SendError::Oversize { len: msg.len(), max: self.local.max_message });
         }
         let pos = self.claim_async().await?;
-        if self.take(pos, msg.len(), None, false)? {
+        if self.take(pos, None, false)? {
             self.write_slot(pos, Kind::Data, msg, 0);
             self.commit_slot(pos, false);
         }
@@ -847,7 +847,7 @@ impl<S: Storage> Publisher<S> {
             return Err(SendError::Oversize { len, max });
         }
         let pos = self.claim_async().await?;
-        let owned = self.take(pos, len, None, false)?;
+        let owned = self.take(pos, None, false)?;
         if self.staging.len() < max {
             self.staging.resize(max, 0);
         }

@@ -521,7 +521,7 @@ impl<S: Storage> Producer<S> {
             // below fetches the first, instead of after the locked CAS on `tail`: 64-byte streaming
             // ~10 -> ~15 M msgs/s (medians of 7 alternating runs, Intel host, ~300 ns probe; README,
             // 2026-12-01); round trip unchanged.
-            l.prefetch_for_write(off, 0);
+            l.prefetch_for_write(off);
             // SYNC POINT: Acquire pairs with the consumer's Release store that freed the slot (or a
             // producer's that skipped it), so our payload writes come after its reads.
             let seq = storage.word(off).load(Ordering::Acquire);

@@ -67,20 +67,17 @@ pub(crate) struct Local {
 }
 
 impl Local {
-    /// Asks (`prefetchw`) for the lines of the slot at data offset `off` after its first, before the
-    /// writer's locked instruction (the claim or take CAS) would hold its stores back: the second line
-    /// always (a one-line slot asks for its own line: harmless), and the further ones up to `upto` bytes
-    /// of the slot (at most the slot, at most 4 KiB). Not the first line: a waiting reader polls
-    /// it, and taking it early makes it cross twice (measured: worse). A hint only.
+    /// Asks (`prefetchw`) for the second line of the slot at data offset `off` (a one-line slot asks
+    /// for its own line: harmless), before the writer's locked instruction (the claim or take CAS) would
+    /// hold its stores back: the line a message of more than 48 bytes spills into. Not the first line: a
+    /// waiting reader polls it, and taking it early makes it cross twice (measured: worse). Not the
+    /// rest of a large message's lines either: a broadcast publisher that asked for up to 4 KiB of them
+    /// measured 6% faster at 4 KiB on the Intel host but 30-40% slower on the AMD Zen 5 one (4 KiB round
+    /// trip 651-691 -> 411-461 ns near, ~1950 -> 1182 ns far, without them; README, sixth session).
+    /// A hint only.
     #[inline(always)]
-    pub(crate) fn prefetch_for_write(&self, off: usize, upto: usize) {
+    pub(crate) fn prefetch_for_write(&self, off: usize) {
         crate::sync::prefetch_write(self.data.wrapping_add(off + (self.geo.stride - 8).min(64)));
-        let end = upto.min(self.geo.stride).min(PREFETCH_BYTES);
-        let mut at = 128;
-        while at < end {
-            crate::sync::prefetch_write(self.data.wrapping_add(off + at));
-            at += 64;
-        }
     }
 
     pub(crate) fn new<S: Storage>(storage: &S) -> Result<Self, AttachError> {
@@ -586,9 +583,6 @@ pub(crate) fn recovered(control: &SlotControl) -> Recovered {
         reclaimed: control.stats.reclaimed.load(Ordering::Relaxed),
     }
 }
-
-/// How much of a slot [`Local::prefetch_for_write`] asks for at most.
-const PREFETCH_BYTES: usize = 4096 + SLOT_HEADER;
 
 /// Tracks how long the slot at one position has looked stuck, reading the clock only every so often.
 #[derive(Debug, Default)]
