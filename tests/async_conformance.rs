@@ -288,11 +288,25 @@ fn on_runtime<Fut: Future<Output = ()>>(body: impl FnOnce() -> Fut + Send + 'sta
 /// is received.
 #[test]
 fn udp_bad_datagrams_are_bad_frames_alone() {
+    udp_bad_datagrams(false);
+}
+
+/// The same with the receiver taking coalesced runs (`enable_gro`): lone datagrams come one by one.
+#[test]
+fn udp_bad_datagrams_are_bad_frames_alone_with_gro() {
+    udp_bad_datagrams(true);
+}
+
+fn udp_bad_datagrams(gro: bool) {
     use ringwire::transport::codec::FrameError;
-    on_runtime(|| async {
+    on_runtime(move || async move {
         let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let (_tx, mut rx) =
             ringwire::transport::tokio::udp::connect("127.0.0.1:0", raw.local_addr().unwrap()).await.unwrap();
+        if gro {
+            rx.enable_gro().unwrap();
+        }
+        assert_eq!(rx.gro(), gro);
         rx.set_max_datagram(100);
         raw.connect(rx.socket().unwrap().local_addr().unwrap()).unwrap();
         let mut good = Vec::new();
@@ -313,6 +327,66 @@ fn udp_bad_datagrams_are_bad_frames_alone() {
         assert!(matches!(e(rx.recv().await), FrameError::BadHeader(_)));
         assert!(matches!(e(rx.recv().await), FrameError::Oversize { len: 492, max: 92 }));
         assert_eq!(rx.recv().await.unwrap(), b"good");
+    })
+}
+
+/// An async receiver with `enable_gro` takes a blocking sender's segmented runs (`send_buffered` +
+/// `flush`) whole, in one receive, and hands out every datagram in order: runs of equal sizes with a shorter last one,
+/// a lone one, and a run over the receiver's limit (one `Oversize` per datagram), the receiver going on
+/// after it.
+#[test]
+fn udp_async_receiver_takes_segmented_runs_with_gro() {
+    use ringwire::transport::codec::FrameError;
+    use ringwire::transport::{udp, Sender, Wait};
+    on_runtime(|| async {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (tx_probe, mut rx) =
+            ringwire::transport::tokio::udp::connect("127.0.0.1:0", a.local_addr().unwrap()).await.unwrap();
+        drop(tx_probe);
+        a.connect(rx.socket().unwrap().local_addr().unwrap()).unwrap();
+        let (mut tx, _) = udp::from_socket(a).unwrap();
+        rx.enable_gro().unwrap();
+        rx.set_max_datagram(2000);
+        let exact = |i: usize, n: usize| {
+            let mut m = vec![0u8; n];
+            ringwire_testkit::fill(&mut m, i as u64);
+            m
+        };
+        let mut i = 0;
+        for (run, size) in [(40, 56), (7, 1000), (1, 300), (64, 8)] {
+            let n = |k: usize| if k == run - 1 && run > 1 { size / 2 } else { size };
+            for k in 0..run {
+                tx.send_buffered(&exact(i + k, n(k)), Wait::Never).unwrap();
+            }
+            tx.flush().unwrap();
+            for k in 0..run {
+                assert_eq!(rx.recv().await.unwrap(), exact(i + k, n(k)), "datagram {k} of the run at {i}");
+                if k == 0 {
+                    // The whole run came with the first receive: nothing is left in the socket.
+                    use std::os::fd::AsRawFd;
+                    let fd = rx.socket().unwrap().as_raw_fd();
+                    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                    // SAFETY: one valid pollfd.
+                    assert_eq!(unsafe { libc::poll(&mut p, 1, 0) }, 0, "the run at {i} came in pieces");
+                }
+            }
+            i += run;
+        }
+        // Three datagrams over the limit in one run, then a good one.
+        for k in 0..3 {
+            tx.send_buffered(&exact(k, 3000), Wait::Never).unwrap();
+        }
+        tx.flush().unwrap();
+        tx.send(b"after").unwrap();
+        for _ in 0..3 {
+            match rx.recv().await {
+                Err(TransportRecvError::BadFrame(FrameError::Oversize { len, max })) => {
+                    assert_eq!((len, max), (3000, 1992))
+                }
+                other => panic!("expected Oversize, got {other:?}"),
+            }
+        }
+        assert_eq!(rx.recv().await.unwrap(), b"after");
     })
 }
 

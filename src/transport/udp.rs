@@ -33,7 +33,8 @@
 //! ~2.6 M blocking; README.) It then holds one 64 KiB buffer, and each receive, a round trip's too, is
 //! a `recvmsg` (~0.2 µs more than a `recv` here), which is why a receiver that only ever waits for its
 //! datagrams does not ask. A receiver whose datagram limit leaves room for one datagram in 64 KiB (the
-//! default limit) never batches, so it does not ask by itself either.
+//! default limit) never batches, so it does not ask by itself either. The async receiver
+//! (`transport::tokio::udp`) asks only when told (`AsyncUdpReceiver::enable_gro`).
 //!
 //! On a kernel without `UDP_GRO`, a receiver that finds datagrams waiting takes them in batches, one
 //! `recvmmsg(2)` for up to [`MAX_RECV_BATCH`] of them, each into a slot of the largest accepted datagram's size (so a datagram is never cut short by the
@@ -452,9 +453,8 @@ impl UdpReceiver {
         Ok(())
     }
 
-    /// One `recvmsg` into a [`GRO_BUFFER`]-byte buffer without waiting: the bytes received (their real
-    /// length, `MSG_TRUNC`) and, when the kernel coalesced datagrams of one sender (`UDP_GRO`), their
-    /// size; retries at once for as long as `retry` says of the error, as [`fill`](Self::fill).
+    /// One `recvmsg` into a [`GRO_BUFFER`]-byte buffer without waiting ([`recv_coalesced`]), retrying
+    /// at once for as long as `retry` says of the error, as [`fill`](Self::fill).
     fn fill_coalesced(
         sock: &UdpSocket,
         buf: &mut Vec<u8>,
@@ -464,26 +464,10 @@ impl UdpReceiver {
             buf.resize(GRO_BUFFER, 0);
         }
         loop {
-            let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: GRO_BUFFER };
-            // Room for one control message of an `int` (8-aligned, as `cmsghdr` needs).
-            let mut control = [0u64; 4];
-            // SAFETY: all-zero is a valid msghdr (no address, no iovecs, no control data yet).
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = std::mem::size_of_val(&control);
-            // MSG_TRUNC: the return value is the real length even if it did not fit (it always does: no
-            // UDP payload is larger than GRO_BUFFER).
-            // SAFETY: `msg` points at one iovec over `buf` (GRO_BUFFER bytes) and at `control`, all alive
-            // and unmoved until the call returns.
-            let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
-            if n >= 0 {
-                return Ok((n as usize, gro_segment(&msg)));
-            }
-            let e = io::Error::last_os_error();
-            if !retry(&e) {
-                return Err(e);
+            match recv_coalesced(sock.as_raw_fd(), &mut buf[..GRO_BUFFER]) {
+                Ok(r) => return Ok(r),
+                Err(e) if retry(&e) => {}
+                Err(e) => return Err(e),
             }
         }
     }
@@ -539,14 +523,8 @@ impl UdpReceiver {
             };
             let got = if self.gro {
                 Self::fill_coalesced(sock, &mut self.buf, retry).map(|(total, segment)| {
-                    // Cut by the segment size when coalesced; a lone datagram (or one larger than the
-                    // buffer, refused as Oversize) is one piece.
-                    let segment = match segment {
-                        Some(s) if s > 0 && total <= GRO_BUFFER => s,
-                        _ => total.max(1),
-                    };
-                    (self.slot, self.total, self.segment) = (0, total, segment);
-                    self.count = total.div_ceil(segment).max(1);
+                    let (segment, count) = segments(total, segment);
+                    (self.slot, self.total, self.segment, self.count) = (0, total, segment, count);
                 })
             } else {
                 Self::fill(sock, &mut self.buf, &mut self.lens, cap, slots, retry).map(|()| {
@@ -593,15 +571,52 @@ impl UdpReceiver {
 
 /// The receive buffer of a socket that coalesces: larger than any UDP payload (65507 bytes over IPv4,
 /// 65527 over IPv6), so a coalesced run is never cut short.
-const GRO_BUFFER: usize = 64 << 10;
+pub(crate) const GRO_BUFFER: usize = 64 << 10;
 
 /// `UDP_GRO` (linux/udp.h; not in the `libc` crate for glibc targets): as a socket option, lets the
 /// kernel hand a run of datagrams of one sender to one receive; as a control message, the size of the
 /// datagrams of such a run (an `int`).
 const UDP_GRO: libc::c_int = 104;
 
+/// One `recvmsg` into `buf` ([`GRO_BUFFER`] bytes) on a socket that may coalesce: the bytes received
+/// (their real length, `MSG_TRUNC`) and, when the kernel coalesced datagrams of one sender (`UDP_GRO`),
+/// their size. The socket's error as is (`WouldBlock` on a non-blocking socket with nothing waiting).
+/// Shared with the async receiver (`transport::tokio::udp`).
+pub(crate) fn recv_coalesced(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<usize>)> {
+    debug_assert!(buf.len() >= GRO_BUFFER);
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // Room for one control message of an `int` (8-aligned, as `cmsghdr` needs).
+    let mut control = [0u64; 4];
+    // SAFETY: all-zero is a valid msghdr (no address, no iovecs, no control data yet).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // MSG_TRUNC: the return value is the real length even if it did not fit (it always does: no UDP
+    // payload is larger than GRO_BUFFER).
+    // SAFETY: `msg` points at one iovec over `buf` and at `control`, all alive and unmoved until the
+    // call returns; `fd` is the caller's open socket.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_TRUNC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((n as usize, gro_segment(&msg)))
+}
+
+/// How a coalesced receive of `total` bytes with the reported segment size cuts: the size of its
+/// datagrams (the last may be shorter) and how many there are. A receive without a segment size (one
+/// datagram), or one larger than the buffer (refused whole as Oversize), is one piece.
+pub(crate) fn segments(total: usize, segment: Option<usize>) -> (usize, usize) {
+    let size = match segment {
+        Some(s) if s > 0 && total <= GRO_BUFFER => s,
+        _ => total.max(1),
+    };
+    (size, total.div_ceil(size).max(1))
+}
+
 /// Asks the kernel to deliver runs of datagrams coalesced (`UDP_GRO`, Linux 5.0).
-fn set_gro(fd: std::os::fd::RawFd) -> io::Result<()> {
+pub(crate) fn set_gro(fd: std::os::fd::RawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: `fd` is the caller's open socket; the option value is a live c_int of the size given.
     let r = unsafe {

@@ -5,7 +5,9 @@
 //! `BadFrame` for that datagram alone. No clean close (the peer never sees `PeerGone`); a dead peer is
 //! seen only through an ICMP "port unreachable" (`PeerReset`).
 //!
-//! Both futures are cancel-safe: a datagram is sent or received in the poll that returns it.
+//! Both futures are cancel-safe: a datagram is sent or received in the poll that returns it (with
+//! [`AsyncUdpReceiver::enable_gro`], a coalesced run is received in one poll and its other datagrams
+//! wait in the receiver, not in the future, for the next receives).
 //! [`send_buffered`](super::AsyncSender::send_buffered) queues up to [`MAX_BUFFERED_DATAGRAMS`]
 //! datagrams ([`DEFAULT_MAX_BUFFERED`](crate::transport::DEFAULT_MAX_BUFFERED) bytes) and sends them
 //! with one `sendmmsg(2)`.
@@ -48,7 +50,17 @@ pub struct AsyncUdpSender {
 pub struct AsyncUdpReceiver {
     sock: Option<Arc<UdpSocket>>,
     max: usize,
+    /// The last receive's bytes: one datagram, or (with `gro`) a coalesced run of them.
     buf: Vec<u8>,
+    /// Whether the socket delivers runs coalesced ([`enable_gro`](Self::enable_gro)).
+    gro: bool,
+    /// The run in `buf`: the largest datagram accepted when it came, its length, its datagrams' size
+    /// (the last may be shorter), how many, and the next one to hand out (`count`: none left).
+    cap: usize,
+    total: usize,
+    segment: usize,
+    count: usize,
+    next: usize,
 }
 
 /// Binds a socket to `local`, connects it to `remote`, and returns its halves.
@@ -76,7 +88,17 @@ pub fn from_socket(sock: UdpSocket) -> io::Result<(AsyncUdpSender, AsyncUdpRecei
             sent: 0,
             max_buffered: crate::transport::DEFAULT_MAX_BUFFERED,
         },
-        AsyncUdpReceiver { sock: Some(sock), max, buf: Vec::new() },
+        AsyncUdpReceiver {
+            sock: Some(sock),
+            max,
+            buf: Vec::new(),
+            gro: false,
+            cap: 0,
+            total: 0,
+            segment: 0,
+            count: 0,
+            next: 0,
+        },
     ))
 }
 
@@ -237,53 +259,101 @@ impl AsyncUdpReceiver {
         self.sock.as_deref()
     }
 
-    /// Receives one datagram and checks its size; returns its length in `self.buf`.
-    async fn recv_datagram(&mut self) -> Result<usize, TransportRecvError> {
-        let Some(sock) = self.sock.as_deref() else { return Err(TransportRecvError::Closed) };
-        let cap = self.max + HEADER_LEN;
-        if self.buf.len() < cap {
-            self.buf.resize(cap, 0);
+    /// Asks the kernel to hand this receiver runs of datagrams coalesced (`UDP_GRO`, Linux 5.0) from
+    /// now on, as [`UdpReceiver::enable_gro`](crate::transport::udp::UdpReceiver::enable_gro): a run
+    /// from one segmented send (a peer's `send_buffered` + `flush`) comes in one `recvmsg` of up to
+    /// 64 KiB, and the receiver hands its datagrams out one by one, each checked on its own, the rest
+    /// kept for the next receives (still cancel-safe: they stay in the receiver, not in a future). For
+    /// good; without it (the default) each receive is one `recv` of one datagram. It then holds a
+    /// 64 KiB buffer.
+    ///
+    /// # Errors
+    /// The socket's: `ENOPROTOOPT` on a kernel without `UDP_GRO`; `NotConnected` after
+    /// [`close`](AsyncReceiver::close).
+    pub fn enable_gro(&mut self) -> io::Result<()> {
+        let Some(sock) = self.sock.as_deref() else { return Err(io::ErrorKind::NotConnected.into()) };
+        if !self.gro {
+            crate::transport::udp::set_gro(sock.as_raw_fd())?;
+            self.gro = true;
         }
-        let buf = &mut self.buf;
-        let n = loop {
+        Ok(())
+    }
+
+    /// Whether [`enable_gro`](Self::enable_gro) was called (and succeeded).
+    pub fn gro(&self) -> bool {
+        self.gro
+    }
+
+    /// The next datagram of the last run, if one is left, with its size checked: where it starts in
+    /// `self.buf` and its length.
+    fn next_in_run(&mut self) -> Option<Result<(usize, usize), TransportRecvError>> {
+        if self.next >= self.count {
+            return None;
+        }
+        let at = self.next * self.segment;
+        let n = self.segment.min(self.total - at);
+        self.next += 1;
+        Some(if n > self.cap {
+            Err(TransportRecvError::BadFrame(FrameError::Oversize { len: n - HEADER_LEN, max: self.cap - HEADER_LEN }))
+        } else {
+            Ok((at, n))
+        })
+    }
+
+    /// The next datagram (from the last run, or received now) with its size checked: where it starts in
+    /// `self.buf` and its length.
+    async fn recv_datagram(&mut self) -> Result<(usize, usize), TransportRecvError> {
+        loop {
+            if let Some(r) = self.next_in_run() {
+                return r;
+            }
+            let Some(sock) = self.sock.as_deref() else { return Err(TransportRecvError::Closed) };
+            let cap = self.max + HEADER_LEN;
+            let room = if self.gro { crate::transport::udp::GRO_BUFFER } else { cap };
+            if self.buf.len() < room {
+                self.buf.resize(room, 0);
+            }
+            let (buf, gro) = (&mut self.buf, self.gro);
             let r = sock
                 .async_io(Interest::READABLE, || {
+                    if gro {
+                        return crate::transport::udp::recv_coalesced(sock.as_raw_fd(), &mut buf[..room]);
+                    }
                     // MSG_TRUNC: the return value is the datagram's real length even when it did not fit.
                     // SAFETY: `buf` is valid for writes of `cap` bytes during the call.
                     let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), cap, libc::MSG_TRUNC) };
                     if n < 0 {
                         Err(io::Error::last_os_error())
                     } else {
-                        Ok(n as usize)
+                        Ok((n as usize, None))
                     }
                 })
                 .await;
             match r {
-                Ok(n) => break n,
+                Ok((total, segment)) => {
+                    let (segment, count) = crate::transport::udp::segments(total, segment);
+                    (self.cap, self.total, self.segment, self.count, self.next) = (cap, total, segment, count, 0);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_reset(&e) => return Err(TransportRecvError::PeerReset),
                 Err(e) => return Err(e.into()),
             }
-        };
-        if n > cap {
-            return Err(TransportRecvError::BadFrame(FrameError::Oversize { len: n - HEADER_LEN, max: self.max }));
         }
-        Ok(n)
     }
 }
 
 impl AsyncReceiver for AsyncUdpReceiver {
     async fn recv_frame(&mut self) -> Result<RecvFrame, TransportRecvError> {
-        let n = self.recv_datagram().await?;
-        match decode_datagram(&self.buf[..n], self.max) {
+        let (at, n) = self.recv_datagram().await?;
+        match decode_datagram(&self.buf[at..at + n], self.max) {
             Ok(frame) => Ok(RecvFrame { ext: frame.ext, bytes: frame.payload.to_vec() }),
             Err(e) => Err(TransportRecvError::BadFrame(e)),
         }
     }
 
     async fn recv_frame_into_vec(&mut self, buf: &mut Vec<u8>) -> Result<u16, TransportRecvError> {
-        let n = self.recv_datagram().await?;
-        match decode_datagram(&self.buf[..n], self.max) {
+        let (at, n) = self.recv_datagram().await?;
+        match decode_datagram(&self.buf[at..at + n], self.max) {
             Ok(frame) => {
                 buf.clear();
                 buf.extend_from_slice(frame.payload);
