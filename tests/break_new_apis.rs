@@ -19,23 +19,14 @@ use ringwire::transport::codec::FrameError;
 use ringwire::transport::tokio::{AsyncReceiver, AsyncSender, AsyncStreamReceiver};
 use ringwire::transport::TransportRecvError;
 use ringwire::RingConfig;
-use std::future::Future;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 const WATCHDOG: Duration = Duration::from_secs(30);
 
-/// Runs `body` on a current-thread runtime under a timeout, inside the thread watchdog.
-fn on_runtime<F, Fut>(body: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
-{
-    ringwire_testkit::watchdog(WATCHDOG + Duration::from_secs(5), move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move { tokio::time::timeout(WATCHDOG, body()).await.expect("hang") })
-    })
-}
+#[path = "support/runtime.rs"]
+mod runtime;
+use runtime::on_runtime;
 
 /// Runs a blocking body inside the thread watchdog.
 fn watched(body: impl FnOnce() + Send + 'static) {

@@ -284,27 +284,8 @@ fn udp_segmented_sends(no_offload: bool) {
 /// Sends `buf` as one segmented `sendmsg` (`UDP_SEGMENT`) cut into datagrams of `segment` bytes: what
 /// the kernel then delivers to a receiver with `UDP_GRO` as one coalesced run.
 fn send_segmented_raw(sock: &std::net::UdpSocket, buf: &[u8], segment: u16) {
-    use std::os::fd::AsRawFd;
-    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() };
-    let mut control = [0u64; 4];
-    // SAFETY: all-zero is a valid msghdr.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE only computes a size.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
-    // SAFETY: `control` holds one header and a u16 (CMSG_SPACE(2) <= 32 bytes); it outlives the writes.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_UDP;
-        (*cmsg).cmsg_type = 103; // UDP_SEGMENT
-        (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
-    }
-    // SAFETY: `msg` points at one iovec over `buf` and at `control`, alive until the call returns.
-    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) };
-    assert_eq!(n, buf.len() as isize, "segmented send: {}", std::io::Error::last_os_error());
+    let n = ringwire_testkit::udp_send_segmented(sock, buf, segment);
+    assert_eq!(n.unwrap(), buf.len(), "segmented send");
 }
 
 /// Whether datagrams wait on `sock` (a zero-timeout `poll`).

@@ -24,8 +24,8 @@
 //! receiver that takes them coalesced, below; README.)
 //!
 //! A receiver can ask the kernel for coalesced delivery (`UDP_GRO`, Linux 5.0,
-//! [`UdpReceiver::enable_gro`]), and does so by itself the first time one receive (a `recvmmsg`, below)
-//! finds several datagrams waiting at once (a stream: a round trip has one in flight). From then on a
+//! [`UdpReceiver::enable_gro`]), and does so by itself the first time one batch receive (a `recvmmsg`,
+//! next paragraph) finds several datagrams waiting at once (a stream: a round trip has one in flight). From then on a
 //! run of datagrams from one segmented send (over loopback, or merged by a network device) comes in one
 //! `recvmsg(2)` of up to 64 KiB with the datagrams' size, and the receiver cuts it back into the
 //! datagrams and hands them out one by one, in order, each checked on its own as above. (64-byte
@@ -36,8 +36,8 @@
 //! default limit) never batches, so it does not ask by itself either. The async receiver
 //! (`transport::tokio::udp`) asks only when told (`AsyncUdpReceiver::enable_gro`).
 //!
-//! On a kernel without `UDP_GRO`, a receiver that finds datagrams waiting takes them in batches, one
-//! `recvmmsg(2)` for up to [`MAX_RECV_BATCH`] of them, each into a slot of the largest accepted datagram's size (so a datagram is never cut short by the
+//! Until then (for good on a kernel without `UDP_GRO`), a receiver that finds datagrams waiting takes
+//! them in batches, one `recvmmsg(2)` for up to [`MAX_RECV_BATCH`] of them, each into a slot of the largest accepted datagram's size (so a datagram is never cut short by the
 //! batching), and hands them out one by one, in arrival order, each checked on its own as above. The
 //! batch holds as many slots as fit in [`DEFAULT_MAX_BUFFERED`](super::DEFAULT_MAX_BUFFERED) bytes (at
 //! least one): with the default datagram limit (64 KiB) that is one, a plain `recv` per datagram; a
@@ -118,10 +118,14 @@ pub fn connect(local: impl ToSocketAddrs, remote: impl ToSocketAddrs) -> io::Res
     from_socket(sock)
 }
 
-/// Makes a transport of a connected socket (switched to non-blocking mode).
+/// Makes a transport of a connected socket (switched to non-blocking mode). A socket with `UDP_GRO`
+/// already on is received from as [`UdpReceiver::enable_gro`] would; don't turn it on through
+/// [`socket`](UdpReceiver::socket) afterwards (its coalesced runs would come as one datagram,
+/// refused). Options that add control messages (timestamps) are fine.
 pub fn from_socket(sock: UdpSocket) -> io::Result<(UdpSender, UdpReceiver)> {
     sock.peer_addr()?; // must be connected
     sock.set_nonblocking(true)?;
+    let gro = gro_is_on(sock.as_raw_fd());
     let sock = Arc::new(sock);
     let max = DEFAULT_MAX_DATAGRAM - HEADER_LEN;
     Ok((
@@ -146,8 +150,8 @@ pub fn from_socket(sock: UdpSocket) -> io::Result<(UdpSender, UdpReceiver)> {
             segment: 0,
             count: 0,
             next: 0,
-            gro: false,
-            gro_auto: true,
+            gro,
+            gro_auto: !gro,
             batching: false,
             io_wait: IoWait::Block,
         },
@@ -338,6 +342,9 @@ impl Drop for UdpSender {
 impl UdpReceiver {
     /// Sets the largest datagram accepted (capped at [`DEFAULT_MAX_DATAGRAM`]); messages may be 8 bytes
     /// less. A larger datagram is [`FrameError::Oversize`](crate::transport::codec::FrameError::Oversize).
+    /// Datagrams of a batch or coalesced run already received are checked, as they are handed out,
+    /// against the lower of this and the limit in force when they came (a batch's slots were cut to
+    /// that). Whether the receiver may turn `UDP_GRO` on by itself follows the new limit (module docs).
     pub fn set_max_datagram(&mut self, max_datagram: usize) {
         self.max = max_for(max_datagram);
     }
@@ -349,14 +356,17 @@ impl UdpReceiver {
 
     /// Whether the kernel hands this receiver a run of datagrams from one segmented send (or coalesced
     /// by the network device) in one receive (`UDP_GRO`, Linux 5.0): after
-    /// [`enable_gro`](Self::enable_gro), or once one receive found several datagrams waiting (module
-    /// docs).
+    /// [`enable_gro`](Self::enable_gro), when the socket came with it on, or once one `recvmmsg` found
+    /// several datagrams waiting, which only a receiver whose datagram limit fits two or more in
+    /// 64 KiB (32 KiB or less, [`set_max_datagram`](Self::set_max_datagram)) ever does (module docs).
+    /// Unchanged by [`close`](Receiver::close).
     pub fn gro(&self) -> bool {
         self.gro
     }
 
     /// Asks the kernel to hand this receiver runs of datagrams coalesced (`UDP_GRO`) from now on, as the
-    /// receiver does by itself the first time one receive finds several datagrams waiting. For good: a socket that may hold a
+    /// receiver does by itself the first time one `recvmmsg` finds several datagrams waiting (with a
+    /// datagram limit of 32 KiB or less; with the default limit it never does). For good: a socket that may hold a
     /// coalesced run can't go back. Each receive is then a `recvmsg` of up to 64 KiB (~0.2 µs more than
     /// a `recv` per datagram on this project's VM).
     ///
@@ -585,8 +595,10 @@ const UDP_GRO: libc::c_int = 104;
 pub(crate) fn recv_coalesced(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<usize>)> {
     debug_assert!(buf.len() >= GRO_BUFFER);
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // Room for one control message of an `int` (8-aligned, as `cmsghdr` needs).
-    let mut control = [0u64; 4];
+    // Room for the control messages other socket options may add ahead of `UDP_GRO`'s (timestamps:
+    // `SO_TIMESTAMPING` takes 64 bytes; address and TTL options a few dozen more), 8-aligned as
+    // `cmsghdr` needs.
+    let mut control = [0u64; CONTROL_WORDS];
     // SAFETY: all-zero is a valid msghdr (no address, no iovecs, no control data yet).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -601,7 +613,29 @@ pub(crate) fn recv_coalesced(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Resu
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((n as usize, gro_segment(&msg)))
+    let segment = gro_segment(&msg);
+    if segment.is_none() && msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        // The segment size may have been among what did not fit: cutting the bytes as one datagram
+        // could hand out a wrong one. Refuse the receive (its datagrams are lost) and say why.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "UDP receive: control messages truncated, the datagrams' size is unknown (fewer socket options \
+             that add control messages, e.g. timestamps, would fit)",
+        ));
+    }
+    Ok((n as usize, segment))
+}
+
+/// The control buffer of [`recv_coalesced`], in 8-byte words: 512 bytes.
+const CONTROL_WORDS: usize = 64;
+
+/// Whether `UDP_GRO` is already on for the socket (a caller set it before making the transport).
+pub(crate) fn gro_is_on(fd: std::os::fd::RawFd) -> bool {
+    let mut on: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is the caller's open socket; `on` and `len` are live and describe an int.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_UDP, UDP_GRO, (&mut on as *mut libc::c_int).cast(), &mut len) };
+    r == 0 && on != 0
 }
 
 /// How a coalesced receive of `total` bytes with the reported segment size cuts: the size of its

@@ -40,6 +40,39 @@ pub fn watchdog<T: Send + 'static>(limit: std::time::Duration, f: impl FnOnce() 
     }
 }
 
+/// One segmented `sendmsg` (`UDP_SEGMENT`, the UDP segmentation offload a ringwire UDP sender's flush
+/// uses) of `buf` on a connected `sock`, which the kernel cuts into datagrams of `segment` bytes (the
+/// last may be shorter): what a receiver with `UDP_GRO` then gets as one coalesced run. A hostile
+/// peer's tool: any bytes, any segment size. The bytes sent, or the socket's error.
+pub fn udp_send_segmented(sock: &std::net::UdpSocket, buf: &[u8], segment: u16) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() };
+    let mut control = [0u64; 4];
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+    // SAFETY: `control` holds one header and a u16 (CMSG_SPACE(2) <= 32 bytes); it outlives the writes.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = 103; // UDP_SEGMENT
+        (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
+    }
+    // SAFETY: `msg` points at one iovec over `buf` and at `control`, alive until the call returns
+    // (sendmsg only reads them); `sock` is open.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Length of message `seq` in a stream whose messages are at most `max` bytes.
 pub fn len_for(seq: u64, max: usize) -> usize {
     let h = seq.wrapping_mul(0x2545_F491_4F6C_DD1D).rotate_left(29);

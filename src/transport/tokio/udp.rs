@@ -73,9 +73,13 @@ pub async fn connect(
     from_socket(sock)
 }
 
-/// Makes a transport of a connected tokio socket.
+/// Makes a transport of a connected tokio socket. A socket with `UDP_GRO` already on is received from
+/// as [`AsyncUdpReceiver::enable_gro`] would; don't turn it on through
+/// [`socket`](AsyncUdpReceiver::socket) afterwards (its coalesced runs would come as one datagram,
+/// refused). Options that add control messages (timestamps) are fine.
 pub fn from_socket(sock: UdpSocket) -> io::Result<(AsyncUdpSender, AsyncUdpReceiver)> {
     sock.peer_addr()?; // must be connected
+    let gro = crate::transport::udp::gro_is_on(sock.as_raw_fd());
     let sock = Arc::new(sock);
     let max = DEFAULT_MAX_DATAGRAM - HEADER_LEN;
     Ok((
@@ -92,7 +96,7 @@ pub fn from_socket(sock: UdpSocket) -> io::Result<(AsyncUdpSender, AsyncUdpRecei
             sock: Some(sock),
             max,
             buf: Vec::new(),
-            gro: false,
+            gro,
             cap: 0,
             total: 0,
             segment: 0,
@@ -249,7 +253,9 @@ impl AsyncSender for AsyncUdpSender {
 
 impl AsyncUdpReceiver {
     /// Sets the largest datagram accepted (capped at [`DEFAULT_MAX_DATAGRAM`]); messages may be 8 bytes
-    /// less. A larger datagram is [`FrameError::Oversize`].
+    /// less. A larger datagram is [`FrameError::Oversize`]. Datagrams of a coalesced run already
+    /// received are checked, as they are handed out, against the lower of this and the limit in force
+    /// when the run came.
     pub fn set_max_datagram(&mut self, max_datagram: usize) {
         self.max = max_for(max_datagram);
     }
@@ -279,7 +285,8 @@ impl AsyncUdpReceiver {
         Ok(())
     }
 
-    /// Whether [`enable_gro`](Self::enable_gro) was called (and succeeded).
+    /// Whether [`enable_gro`](Self::enable_gro) was called (and succeeded), or the socket came with
+    /// `UDP_GRO` on. Unchanged by [`close`](AsyncReceiver::close).
     pub fn gro(&self) -> bool {
         self.gro
     }
@@ -304,6 +311,9 @@ impl AsyncUdpReceiver {
     /// `self.buf` and its length.
     async fn recv_datagram(&mut self) -> Result<(usize, usize), TransportRecvError> {
         loop {
+            if self.sock.is_none() {
+                return Err(TransportRecvError::Closed);
+            }
             if let Some(r) = self.next_in_run() {
                 return r;
             }
