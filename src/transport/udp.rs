@@ -48,7 +48,7 @@ use super::{
     check_frame, is_reset, poll_fd, IoWait, Receiver, RecvFrame, Sender, Spin, TransportRecvError, TransportSendError,
     Wait,
 };
-use crate::transport::codec::{decode_datagram, encode_parts_into};
+use crate::transport::codec::{decode_datagram, encode_parts_into, FrameError};
 use crate::wire::{Kind, HEADER_LEN};
 use std::io;
 use std::net::{ToSocketAddrs, UdpSocket};
@@ -88,20 +88,15 @@ pub struct UdpReceiver {
     sock: Option<Arc<UdpSocket>>,
     max: usize,
     /// The last receive's bytes: a `recvmmsg` batch's slots, `slot` bytes each, back to back, or one
-    /// coalesced buffer ([`GRO_BUFFER`] bytes).
+    /// coalesced run ([`GRO_BUFFER`] bytes).
     buf: Vec<u8>,
-    /// The largest datagram accepted when the batch in `buf` was received (the datagram limit).
-    cap: usize,
-    /// A `recvmmsg` batch: its slot size; a coalesced buffer: 0.
+    /// A `recvmmsg` batch: its slot size (the datagram limit when it came), the real length
+    /// (`MSG_TRUNC`) of each datagram in slot order, and the next one to hand out.
     slot: usize,
-    /// A `recvmmsg` batch: the real length (`MSG_TRUNC`) of each datagram, in slot order.
     lens: Vec<usize>,
-    /// A coalesced buffer: its length in all, and the size of its datagrams (the last may be shorter).
-    total: usize,
-    segment: usize,
-    /// How many datagrams the batch holds, and the next one to hand out (`count`: none left).
-    count: usize,
     next: usize,
+    /// A coalesced run in `buf`, handed out datagram by datagram.
+    run: Run,
     /// Whether the socket delivers datagrams of one sender coalesced (`UDP_GRO`), and whether the
     /// receiver may still turn that on by itself (the first time it finds datagrams waiting).
     gro: bool,
@@ -143,13 +138,10 @@ pub fn from_socket(sock: UdpSocket) -> io::Result<(UdpSender, UdpReceiver)> {
             sock: Some(sock),
             max,
             buf: Vec::new(),
-            cap: 0,
             slot: 0,
             lens: Vec::with_capacity(MAX_RECV_BATCH),
-            total: 0,
-            segment: 0,
-            count: 0,
             next: 0,
+            run: Run::default(),
             gro,
             gro_auto: !gro,
             batching: false,
@@ -341,7 +333,7 @@ impl Drop for UdpSender {
 
 impl UdpReceiver {
     /// Sets the largest datagram accepted (capped at [`DEFAULT_MAX_DATAGRAM`]); messages may be 8 bytes
-    /// less. A larger datagram is [`FrameError::Oversize`](crate::transport::codec::FrameError::Oversize).
+    /// less. A larger datagram is [`FrameError::Oversize`].
     /// Datagrams of a batch or coalesced run already received are checked, as they are handed out,
     /// against the lower of this and the limit in force when they came (a batch's slots were cut to
     /// that). Whether the receiver may turn `UDP_GRO` on by itself follows the new limit (module docs).
@@ -482,30 +474,18 @@ impl UdpReceiver {
         }
     }
 
-    /// Datagram `i` of the batch: where it starts in `buf` and its real length.
-    fn datagram(&self, i: usize) -> (usize, usize) {
-        if self.slot > 0 {
-            (i * self.slot, self.lens[i])
-        } else {
-            let at = i * self.segment;
-            (at, self.segment.min(self.total - at))
-        }
-    }
-
     /// Waits for the next datagram (from the batch, or a new batch) and hands its frame to `take`.
     fn next_with<T>(&mut self, wait: Wait, take: impl FnOnce(u16, &[u8]) -> T) -> Result<T, TransportRecvError> {
         let Some(sock) = self.sock.as_deref() else { return Err(TransportRecvError::Closed) };
         let mut spin = Spin::default();
         loop {
-            if self.next < self.count {
-                let (at, n) = self.datagram(self.next);
+            let next = self.run.next().or_else(|| {
+                let n = *self.lens.get(self.next)?;
                 self.next += 1;
-                if n > self.cap {
-                    return Err(TransportRecvError::BadFrame(crate::transport::codec::FrameError::Oversize {
-                        len: n - HEADER_LEN,
-                        max: self.cap - HEADER_LEN,
-                    }));
-                }
+                Some(checked((self.next - 1) * self.slot, n, self.slot))
+            });
+            if let Some(datagram) = next {
+                let (at, n) = datagram.map_err(TransportRecvError::BadFrame)?;
                 return match decode_datagram(&self.buf[at..at + n], self.max) {
                     Ok(frame) => Ok(take(frame.ext, frame.payload)),
                     Err(e) => Err(TransportRecvError::BadFrame(e)),
@@ -518,7 +498,8 @@ impl UdpReceiver {
             // socket that coalesces (`gro`) needs no batch: one receive takes a sender's run at once.
             let batch = !self.gro && self.batching && max_slots > 1;
             let slots = if batch { max_slots } else { 1 };
-            (self.next, self.count) = (0, 0);
+            (self.next, self.run) = (0, Run::default());
+            self.lens.clear();
             // Busy-polling (as `io_wait` allows) retries the receive in place, in a tight loop. The
             // first `EAGAIN` of a batch ends it: the wait goes on with single receives.
             let io_wait = self.io_wait;
@@ -532,15 +513,12 @@ impl UdpReceiver {
                 _ => false,
             };
             let got = if self.gro {
-                Self::fill_coalesced(sock, &mut self.buf, retry).map(|(total, segment)| {
-                    let (segment, count) = segments(total, segment);
-                    (self.slot, self.total, self.segment, self.count) = (0, total, segment, count);
-                })
+                Self::fill_coalesced(sock, &mut self.buf, retry)
+                    .map(|(total, segment)| self.run = Run::new(total, segment, cap))
             } else {
                 Self::fill(sock, &mut self.buf, &mut self.lens, cap, slots, retry).map(|()| {
                     self.slot = cap;
-                    self.count = self.lens.len();
-                    if self.count >= 2 && self.gro_auto {
+                    if self.lens.len() >= 2 && self.gro_auto {
                         // Several datagrams were waiting at once (a round trip has one in flight): a
                         // stream, so from the next receive on a segmented run comes in one. Not before:
                         // a `recvmsg` costs more than a `recv`. A kernel without it keeps `recvmmsg`.
@@ -551,7 +529,6 @@ impl UdpReceiver {
             };
             let e = match got {
                 Ok(()) => {
-                    self.cap = cap;
                     self.batching = !waited;
                     continue;
                 }
@@ -638,15 +615,51 @@ pub(crate) fn gro_is_on(fd: std::os::fd::RawFd) -> bool {
     r == 0 && on != 0
 }
 
-/// How a coalesced receive of `total` bytes with the reported segment size cuts: the size of its
-/// datagrams (the last may be shorter) and how many there are. A receive without a segment size (one
-/// datagram), or one larger than the buffer (refused whole as Oversize), is one piece.
-pub(crate) fn segments(total: usize, segment: Option<usize>) -> (usize, usize) {
-    let size = match segment {
-        Some(s) if s > 0 && total <= GRO_BUFFER => s,
-        _ => total.max(1),
-    };
-    (size, total.div_ceil(size).max(1))
+/// A receive of a socket that may coalesce ([`recv_coalesced`]), handed out datagram by datagram:
+/// `total` bytes cut into datagrams of `segment` bytes (the last may be shorter). Shared with the async
+/// receiver.
+#[derive(Debug, Default)]
+pub(crate) struct Run {
+    /// The largest datagram accepted when the run came (the datagram limit then).
+    cap: usize,
+    total: usize,
+    segment: usize,
+    /// How many datagrams, and the next one to hand out (`count`: none left).
+    count: usize,
+    next: usize,
+}
+
+impl Run {
+    /// `total` bytes received with the segment size the kernel reported, if any, under a datagram limit
+    /// of `cap`. Without a segment size (one datagram), or larger than the buffer (refused whole as
+    /// Oversize), it is one piece.
+    pub(crate) fn new(total: usize, segment: Option<usize>, cap: usize) -> Run {
+        let segment = match segment {
+            Some(s) if s > 0 && total <= GRO_BUFFER => s,
+            _ => total.max(1),
+        };
+        Run { cap, total, segment, count: total.div_ceil(segment).max(1), next: 0 }
+    }
+
+    /// The next datagram, if one is left: where it starts in the receive buffer and its length, or
+    /// `Oversize` if it is larger than the limit it came under.
+    pub(crate) fn next(&mut self) -> Option<Result<(usize, usize), FrameError>> {
+        if self.next >= self.count {
+            return None;
+        }
+        let at = self.next * self.segment;
+        self.next += 1;
+        Some(checked(at, self.segment.min(self.total - at), self.cap))
+    }
+}
+
+/// A received datagram at `at`, `n` bytes really (`MSG_TRUNC`), if it is within the datagram limit
+/// `cap` it came under; `Oversize` otherwise (then its bytes may not all be in the buffer).
+fn checked(at: usize, n: usize, cap: usize) -> Result<(usize, usize), FrameError> {
+    if n > cap {
+        return Err(FrameError::Oversize { len: n - HEADER_LEN, max: cap - HEADER_LEN });
+    }
+    Ok((at, n))
 }
 
 /// Asks the kernel to deliver runs of datagrams coalesced (`UDP_GRO`, Linux 5.0).

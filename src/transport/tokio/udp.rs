@@ -22,7 +22,8 @@
 //! ```
 
 use super::{AsyncReceiver, AsyncSender};
-use crate::transport::codec::{decode_datagram, encode_parts_into, FrameError};
+use crate::transport::codec::{decode_datagram, encode_parts_into};
+use crate::transport::udp::Run;
 pub use crate::transport::udp::{DEFAULT_MAX_DATAGRAM, MAX_BUFFERED_DATAGRAMS};
 use crate::transport::{check_frame, is_reset, RecvFrame, TransportRecvError, TransportSendError};
 use crate::wire::{Kind, HEADER_LEN};
@@ -54,13 +55,8 @@ pub struct AsyncUdpReceiver {
     buf: Vec<u8>,
     /// Whether the socket delivers runs coalesced ([`enable_gro`](Self::enable_gro)).
     gro: bool,
-    /// The run in `buf`: the largest datagram accepted when it came, its length, its datagrams' size
-    /// (the last may be shorter), how many, and the next one to hand out (`count`: none left).
-    cap: usize,
-    total: usize,
-    segment: usize,
-    count: usize,
-    next: usize,
+    /// What is left of the last receive, handed out datagram by datagram.
+    run: Run,
 }
 
 /// Binds a socket to `local`, connects it to `remote`, and returns its halves.
@@ -92,17 +88,7 @@ pub fn from_socket(sock: UdpSocket) -> io::Result<(AsyncUdpSender, AsyncUdpRecei
             sent: 0,
             max_buffered: crate::transport::DEFAULT_MAX_BUFFERED,
         },
-        AsyncUdpReceiver {
-            sock: Some(sock),
-            max,
-            buf: Vec::new(),
-            gro,
-            cap: 0,
-            total: 0,
-            segment: 0,
-            count: 0,
-            next: 0,
-        },
+        AsyncUdpReceiver { sock: Some(sock), max, buf: Vec::new(), gro, run: Run::default() },
     ))
 }
 
@@ -253,7 +239,7 @@ impl AsyncSender for AsyncUdpSender {
 
 impl AsyncUdpReceiver {
     /// Sets the largest datagram accepted (capped at [`DEFAULT_MAX_DATAGRAM`]); messages may be 8 bytes
-    /// less. A larger datagram is [`FrameError::Oversize`]. Datagrams of a coalesced run already
+    /// less. A larger datagram is [`FrameError::Oversize`](crate::transport::codec::FrameError::Oversize). Datagrams of a coalesced run already
     /// received are checked, as they are handed out, against the lower of this and the limit in force
     /// when the run came.
     pub fn set_max_datagram(&mut self, max_datagram: usize) {
@@ -291,33 +277,14 @@ impl AsyncUdpReceiver {
         self.gro
     }
 
-    /// The next datagram of the last run, if one is left, with its size checked: where it starts in
-    /// `self.buf` and its length.
-    fn next_in_run(&mut self) -> Option<Result<(usize, usize), TransportRecvError>> {
-        if self.next >= self.count {
-            return None;
-        }
-        let at = self.next * self.segment;
-        let n = self.segment.min(self.total - at);
-        self.next += 1;
-        Some(if n > self.cap {
-            Err(TransportRecvError::BadFrame(FrameError::Oversize { len: n - HEADER_LEN, max: self.cap - HEADER_LEN }))
-        } else {
-            Ok((at, n))
-        })
-    }
-
     /// The next datagram (from the last run, or received now) with its size checked: where it starts in
     /// `self.buf` and its length.
     async fn recv_datagram(&mut self) -> Result<(usize, usize), TransportRecvError> {
         loop {
-            if self.sock.is_none() {
-                return Err(TransportRecvError::Closed);
-            }
-            if let Some(r) = self.next_in_run() {
-                return r;
-            }
             let Some(sock) = self.sock.as_deref() else { return Err(TransportRecvError::Closed) };
+            if let Some(datagram) = self.run.next() {
+                return datagram.map_err(TransportRecvError::BadFrame);
+            }
             let cap = self.max + HEADER_LEN;
             let room = if self.gro { crate::transport::udp::GRO_BUFFER } else { cap };
             if self.buf.len() < room {
@@ -340,10 +307,7 @@ impl AsyncUdpReceiver {
                 })
                 .await;
             match r {
-                Ok((total, segment)) => {
-                    let (segment, count) = crate::transport::udp::segments(total, segment);
-                    (self.cap, self.total, self.segment, self.count, self.next) = (cap, total, segment, count, 0);
-                }
+                Ok((total, segment)) => self.run = Run::new(total, segment, cap),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_reset(&e) => return Err(TransportRecvError::PeerReset),
                 Err(e) => return Err(e.into()),
