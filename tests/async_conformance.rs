@@ -390,6 +390,67 @@ fn udp_async_receiver_takes_segmented_runs_with_gro() {
     })
 }
 
+/// An async sender remembers a segment size its path refused, as the blocking one does: with UDP
+/// checksums off (`SO_NO_CHECK`) a run is refused and goes out one by one; once they are back on, runs
+/// of that size still go one by one (they arrive as separate datagrams at a coalescing receiver) and a
+/// smaller run is segmented (it arrives as one).
+#[test]
+fn udp_async_sender_does_not_ask_again_for_a_refused_segment_size() {
+    use ringwire::transport::{udp, Receiver, Wait};
+    use std::os::fd::AsRawFd;
+    on_runtime(|| async {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        b.connect(a.local_addr().unwrap()).unwrap();
+        let no_check = |fd: i32, on: libc::c_int| {
+            // SAFETY: `fd` is an open socket; the option value is a live c_int of the size given.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_NO_CHECK,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0, "SO_NO_CHECK: {}", std::io::Error::last_os_error());
+        };
+        no_check(a.as_raw_fd(), 1);
+        let (mut tx, _) = ringwire::transport::tokio::udp::from_std(a).unwrap();
+        let (_, mut rx) = udp::from_socket(b).unwrap();
+        rx.enable_gro().unwrap();
+        let exact = |i: u64, n: usize| {
+            let mut m = vec![0u8; n];
+            ringwire_testkit::fill(&mut m, i);
+            m
+        };
+        let mut i = 0u64;
+        for (n, segmented) in [(100, false), (100, false), (40, true)] {
+            for k in 0..5 {
+                tx.send_buffered(&exact(i + k, n)).await.unwrap();
+            }
+            tx.flush().await.unwrap();
+            if i == 0 {
+                assert_eq!(tx.gso_refused_from(), Some(108));
+                no_check(tx.socket().unwrap().as_raw_fd(), 0);
+            }
+            for k in 0..5 {
+                let wait = if k == 0 { Wait::Until(Instant::now() + Duration::from_secs(10)) } else { Wait::Never };
+                assert_eq!(rx.recv_wait(wait).unwrap(), exact(i + k, n), "datagram {k} of run {i}");
+                if k == 0 {
+                    let mut p = libc::pollfd { fd: rx.socket().unwrap().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                    // SAFETY: one valid pollfd.
+                    let left = unsafe { libc::poll(&mut p, 1, 0) } == 1;
+                    assert_eq!(!left, segmented, "run {i} of {n} bytes: segmented send expected: {segmented}");
+                }
+            }
+            i += 5;
+        }
+        assert_eq!(tx.gso_refused_from(), Some(108));
+    })
+}
+
 /// Bytes that are not a frame header on a stream: `Broken`, every time (no way to resynchronise).
 #[test]
 fn stream_garbage_is_broken_for_good() {

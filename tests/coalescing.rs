@@ -248,23 +248,28 @@ fn udp_sends_the_kernel_refuses_to_segment_go_out_one_by_one() {
     udp_segmented_sends(true);
 }
 
+/// Turns UDP checksums off (`SO_NO_CHECK`) on `sock`, or back on: with them off the kernel refuses
+/// segmentation offload (`EINVAL`).
+fn set_no_check(sock: &impl std::os::fd::AsRawFd, off: bool) {
+    let v: libc::c_int = off.into();
+    // SAFETY: `sock` is an open socket; the option value is a live c_int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_NO_CHECK: {}", std::io::Error::last_os_error());
+}
+
 fn udp_segmented_sends(no_offload: bool) {
     ringwire_testkit::watchdog(WATCHDOG, move || {
         let (a, b) = udp_pair();
         if no_offload {
-            use std::os::fd::AsRawFd;
-            let one: libc::c_int = 1;
-            // SAFETY: `a` is an open socket; the option value is a live c_int of the size given.
-            let r = unsafe {
-                libc::setsockopt(
-                    a.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_NO_CHECK,
-                    (&one as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(r, 0, "SO_NO_CHECK: {}", std::io::Error::last_os_error());
+            set_no_check(&a, true);
         }
         let (mut tx, _) = udp::from_socket(a).unwrap();
         let (_, mut rx) = udp::from_socket(b).unwrap();
@@ -278,6 +283,45 @@ fn udp_segmented_sends(no_offload: bool) {
         for (i, &n) in sizes.iter().enumerate() {
             assert_eq!(rx.recv_deadline(soon()).unwrap(), exact(i, n), "datagram {i} ({n} bytes)");
         }
+        // The first run (108-byte datagrams) was refused, and everything after it went out with that
+        // same `sendmmsg`: no other size was asked about.
+        assert_eq!(tx.gso_refused_from(), no_offload.then_some(108));
+    });
+}
+
+/// A segment size the path refused is not asked about again: runs of that size or larger go straight
+/// out one by one (seen here after the refusal's cause is gone: they still arrive as separate datagrams,
+/// where a segmented send would arrive as one coalesced run), smaller runs are still segmented.
+#[test]
+fn udp_a_refused_segment_size_is_not_asked_about_again() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        let (a, b) = udp_pair();
+        set_no_check(&a, true);
+        let (mut tx, _) = udp::from_socket(a).unwrap();
+        let (_, mut rx) = udp::from_socket(b).unwrap();
+        rx.enable_gro().expect("this kernel has UDP_GRO (Linux >= 5.0)");
+        let mut i = 0;
+        // (message size, whether a segmented send is expected: the run arrives in one receive)
+        for (n, segmented) in [(100, false), (100, false), (500, false), (40, true), (100, false)] {
+            for k in 0..5 {
+                tx.send_buffered(&exact(i + k, n), Wait::Never).unwrap();
+            }
+            tx.flush().unwrap();
+            if i == 0 {
+                assert_eq!(tx.gso_refused_from(), Some(108), "the first run was refused");
+                set_no_check(tx.socket().unwrap(), false);
+            }
+            for k in 0..5 {
+                let wait = if k == 0 { Wait::Until(soon()) } else { Wait::Never };
+                assert_eq!(rx.recv_wait(wait).unwrap(), exact(i + k, n), "datagram {k} of run {i}");
+                if k == 0 {
+                    let left = readable(rx.socket().unwrap());
+                    assert_eq!(!left, segmented, "run {i} of {n}-byte messages: segmented send expected: {segmented}");
+                }
+            }
+            i += 5;
+        }
+        assert_eq!(tx.gso_refused_from(), Some(108));
     });
 }
 

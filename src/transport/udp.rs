@@ -18,7 +18,9 @@
 //! one size (the last may be shorter, 64 KiB at most in all) as one `sendmsg(2)` that the kernel cuts
 //! into those datagrams (UDP segmentation offload, `UDP_SEGMENT`: the receiver sees the same
 //! datagrams), anything else, or a run the path refuses to segment (`EINVAL`, `EIO`, ...: a segment
-//! over the route's MTU, no checksum offload, a kernel before 4.18), with one `sendmmsg(2)`. A datagram
+//! over the route's MTU, no checksum offload, a kernel before 4.18), with one `sendmmsg(2)`. A refusal
+//! is remembered: runs of that datagram size or larger (of every size, when the path can't segment at
+//! all) then go straight to `sendmmsg` ([`UdpSender::gso_refused_from`]). A datagram
 //! is sent whole or not at all, so a queue that the socket takes only in part keeps the rest, in order.
 //! (64-byte datagrams over loopback: ~0.4 M -> ~1.5 M msgs/s with segmentation alone, ~14.6 M with a
 //! receiver that takes them coalesced, below; README.)
@@ -80,6 +82,7 @@ pub struct UdpSender {
     ends: Vec<usize>,
     sent: usize,
     max_buffered: usize,
+    gso: Gso,
 }
 
 /// The receiving half of a UDP transport.
@@ -133,6 +136,7 @@ pub fn from_socket(sock: UdpSocket) -> io::Result<(UdpSender, UdpReceiver)> {
             ends: Vec::new(),
             sent: 0,
             max_buffered: super::DEFAULT_MAX_BUFFERED,
+            gso: Gso::default(),
         },
         UdpReceiver {
             sock: Some(sock),
@@ -178,6 +182,15 @@ impl UdpSender {
         self.ends.len() - self.sent
     }
 
+    /// The smallest datagram size (bytes, frame header included) whose segmented send this socket's
+    /// path refused; runs of datagrams that size or larger now go out with `sendmmsg` without asking
+    /// again (module docs). `None` while nothing was refused; `Some(0)` once segmentation offload was
+    /// refused whatever the size (`EIO`, `ENOPROTOOPT`, `EOPNOTSUPP`: no checksum offload, a kernel
+    /// without it).
+    pub fn gso_refused_from(&self) -> Option<usize> {
+        self.gso.refused_from()
+    }
+
     fn queued_bytes(&self) -> usize {
         let from = if self.sent == 0 { 0 } else { self.ends[self.sent - 1] };
         self.queue.len() - from
@@ -189,7 +202,7 @@ impl UdpSender {
         let Some(sock) = self.sock.as_deref() else { return Err(TransportSendError::Closed) };
         let mut spin = Spin::default();
         while self.sent < self.ends.len() {
-            let n = send_queued(sock.as_raw_fd(), &self.queue, &self.ends, self.sent);
+            let n = send_queued(sock.as_raw_fd(), &self.queue, &self.ends, self.sent, &mut self.gso);
             if n > 0 {
                 self.sent += n as usize;
                 spin = Spin::default();
@@ -703,21 +716,72 @@ fn gro_segment(msg: &libc::msghdr) -> Option<usize> {
     None
 }
 
+/// What a sender learnt of its path's segmentation offload: the smallest segment size (datagram bytes)
+/// refused, `usize::MAX` while none was. Shared by the blocking and the async senders.
+///
+/// A refusal is remembered so that a flush does not pay a failed `sendmsg` before every `sendmmsg`.
+/// It is remembered by size because the commonest refusal is (`EINVAL`, `EMSGSIZE`: a segment with its
+/// headers over the route's MTU, say 4 KiB datagrams over a 1500-byte link) and smaller segments still
+/// go; a refusal that says the path can't segment at all (`EIO`: no checksum offload on the device or a
+/// transform on the route; `ENOPROTOOPT`, `EOPNOTSUPP`: a kernel before 4.18) stops it for every size.
+/// A socket whose only trouble is path-wide but reported as `EINVAL` (`SO_NO_CHECK`) pays one refusal
+/// per smaller size it meets. Never forgotten: a route whose MTU grows keeps sending those sizes with
+/// `sendmmsg` (the same datagrams, only more syscalls).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gso {
+    refused_from: usize,
+}
+
+impl Default for Gso {
+    fn default() -> Gso {
+        Gso { refused_from: usize::MAX }
+    }
+}
+
+impl Gso {
+    pub(crate) fn refused_from(self) -> Option<usize> {
+        (self.refused_from != usize::MAX).then_some(self.refused_from)
+    }
+
+    fn allows(self, segment: usize) -> bool {
+        segment < self.refused_from
+    }
+
+    /// Records a refusal of `segment`-byte segments with `errno`; false if `errno` is not a refusal
+    /// (a real send error).
+    fn refused(&mut self, segment: usize, errno: Option<i32>) -> bool {
+        match errno {
+            Some(libc::EINVAL | libc::EMSGSIZE) => self.refused_from = self.refused_from.min(segment),
+            Some(libc::EIO | libc::ENOPROTOOPT | libc::EOPNOTSUPP) => self.refused_from = 0,
+            _ => return false,
+        }
+        true
+    }
+}
+
 /// One send of the queued datagrams `ends[sent..]` (datagram `i` is `queue[ends[i - 1]..ends[i]]`, the
-/// first starting at 0): a segmented `sendmsg` of the run of equal sizes at the front, or else one
-/// `sendmmsg` of them all: the count sent (> 0), 0, or -1 with `errno` set, as `sendmmsg` returns.
-/// Shared by the blocking and the async (`transport::tokio::udp`) senders.
-pub(crate) fn send_queued(fd: std::os::fd::RawFd, queue: &[u8], ends: &[usize], sent: usize) -> libc::c_int {
+/// first starting at 0): a segmented `sendmsg` of the run of equal sizes at the front, unless `gso`
+/// says the path refuses that size, or else one `sendmmsg` of them all: the count sent (> 0), 0, or -1
+/// with `errno` set, as `sendmmsg` returns. Shared by the blocking and the async
+/// (`transport::tokio::udp`) senders.
+pub(crate) fn send_queued(
+    fd: std::os::fd::RawFd,
+    queue: &[u8],
+    ends: &[usize],
+    sent: usize,
+    gso: &mut Gso,
+) -> libc::c_int {
     let run = gso_run(ends, sent);
-    if run >= 2 {
+    let segment = ends.get(sent).map_or(0, |&end| end - if sent == 0 { 0 } else { ends[sent - 1] });
+    if run >= 2 && gso.allows(segment) {
         let n = send_segmented(fd, queue, ends, sent, run);
         if n >= 0 {
             return run as libc::c_int;
         }
         // The path refused segmentation offload (a segment over its MTU, a device without checksum
-        // offload, an older kernel): the same datagrams one by one, below.
-        let e = io::Error::last_os_error().raw_os_error();
-        if !matches!(e, Some(libc::EINVAL | libc::EIO | libc::EMSGSIZE | libc::ENOPROTOOPT | libc::EOPNOTSUPP)) {
+        // offload, an older kernel): the same datagrams one by one, below, and from now on without
+        // asking for that size again.
+        if !gso.refused(segment, io::Error::last_os_error().raw_os_error()) {
             return -1;
         }
     }

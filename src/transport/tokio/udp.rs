@@ -44,6 +44,7 @@ pub struct AsyncUdpSender {
     ends: Vec<usize>,
     sent: usize,
     max_buffered: usize,
+    gso: crate::transport::udp::Gso,
 }
 
 /// The receiving half of an async UDP transport.
@@ -87,6 +88,7 @@ pub fn from_socket(sock: UdpSocket) -> io::Result<(AsyncUdpSender, AsyncUdpRecei
             ends: Vec::new(),
             sent: 0,
             max_buffered: crate::transport::DEFAULT_MAX_BUFFERED,
+            gso: Default::default(),
         },
         AsyncUdpReceiver { sock: Some(sock), max, buf: Vec::new(), gro, run: Run::default() },
     ))
@@ -127,6 +129,12 @@ impl AsyncUdpSender {
         self.ends.len() - self.sent
     }
 
+    /// As [`UdpSender::gso_refused_from`](crate::transport::udp::UdpSender::gso_refused_from): the
+    /// smallest datagram size whose segmented send the path refused, sent with `sendmmsg` since.
+    pub fn gso_refused_from(&self) -> Option<usize> {
+        self.gso.refused_from()
+    }
+
     /// The socket, unless closed.
     pub fn socket(&self) -> Option<&UdpSocket> {
         self.sock.as_deref()
@@ -148,10 +156,10 @@ impl AsyncUdpSender {
     async fn drain(&mut self) -> Result<(), TransportSendError> {
         let Some(sock) = self.sock.clone() else { return Err(TransportSendError::Closed) };
         while self.sent < self.ends.len() {
-            let (queue, ends, sent) = (&self.queue, &self.ends, self.sent);
+            let (queue, ends, sent, gso) = (&self.queue, &self.ends, self.sent, &mut self.gso);
             let r = sock
                 .async_io(Interest::WRITABLE, || {
-                    let n = crate::transport::udp::send_queued(sock.as_raw_fd(), queue, ends, sent);
+                    let n = crate::transport::udp::send_queued(sock.as_raw_fd(), queue, ends, sent, gso);
                     match n {
                         n if n > 0 => Ok(n as usize),
                         0 => Err(io::ErrorKind::WouldBlock.into()),
