@@ -632,6 +632,9 @@ impl<S: Storage> Publisher<S> {
         // Ask for the second line now, so that the transfers overlap: 64-byte round trip ~735 -> ~500 ns
         // (Intel host, ~300 ns probe; README, 2026-12-01). Only that one (see `prefetch_for_write`).
         l.prefetch_for_write(off);
+        // And the slot we will likely take a few messages from now, whose first line a subscriber read
+        // last (see `prefetch_ahead`; README, seventh session).
+        l.prefetch_ahead(pos);
         loop {
             // Acquire: if the value is odd, its writer's intent is visible (see the CAS below). An even
             // value needs no ordering: readers never write the slot.

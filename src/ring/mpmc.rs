@@ -185,12 +185,6 @@ pub struct Producer<S: Storage> {
     storage: S,
 }
 
-/// How many positions ahead of its claim a producer prefetches (for writing) the slot it will claim
-/// then (see `sync::prefetch_write`). Measured with buffered publication, 64-byte messages, Intel host
-/// in the far placement: 2, 4, 8 and 16 all stream at ~1.0-1.4x the bare ring, against ~0.6-0.8x with
-/// no prefetch; 4 keeps the hint within a few hundred bytes.
-const PREFETCH_AHEAD: u64 = 4;
-
 pub use slots::DEFAULT_BATCH_BYTES;
 
 /// A reading end of an MPMC ring. Any number may be attached; each message goes to one of them.
@@ -536,9 +530,7 @@ impl<S: Storage> Producer<S> {
                         self.watch.reset();
                         // The slot we will write a few messages from now: its line is likely still in
                         // the cache of the consumer that freed it.
-                        crate::sync::prefetch_write(
-                            l.data.wrapping_add(l.geo.offset(pos.wrapping_add(PREFETCH_AHEAD))),
-                        );
+                        l.prefetch_ahead(pos);
                         return Ok(pos);
                     }
                     Err(now) => pos = now,

@@ -66,6 +66,13 @@ pub(crate) struct Local {
     pub stuck: Duration,
 }
 
+/// How many positions ahead of its claim a writer prefetches the slot it will claim then
+/// ([`Local::prefetch_ahead`]). Measured on MPMC with buffered publication, 64-byte messages, Intel host
+/// in the far placement: 2, 4, 8 and 16 all stream at ~1.0-1.4x the bare ring, against ~0.6-0.8x with
+/// no prefetch; 4 keeps the hint within a few hundred bytes. Broadcast publishers use it too since the
+/// seventh session (README).
+pub(crate) const PREFETCH_AHEAD: u64 = 4;
+
 impl Local {
     /// Asks (`prefetchw`) for the second line of the slot at data offset `off` (a one-line slot asks
     /// for its own line: harmless), before the writer's locked instruction (the claim or take CAS) would
@@ -78,6 +85,15 @@ impl Local {
     #[inline(always)]
     pub(crate) fn prefetch_for_write(&self, off: usize) {
         crate::sync::prefetch_write(self.data.wrapping_add(off + (self.geo.stride - 8).min(64)));
+    }
+
+    /// Asks (`prefetchw`) for the first line of the slot [`PREFETCH_AHEAD`] positions past `pos`, which
+    /// this writer will likely claim a few messages from now: that line is probably still in the cache
+    /// of the reader that read it last, and a claim that finds it there waits for the transfer. Fetched
+    /// now, the transfer overlaps the messages between. A hint only.
+    #[inline(always)]
+    pub(crate) fn prefetch_ahead(&self, pos: u64) {
+        crate::sync::prefetch_write(self.data.wrapping_add(self.geo.offset(pos.wrapping_add(PREFETCH_AHEAD))));
     }
 
     pub(crate) fn new<S: Storage>(storage: &S) -> Result<Self, AttachError> {
