@@ -55,6 +55,37 @@ fn size_of(i: u64) -> usize {
     [0, 1, 7, 8, 9, 64, 100, 1000, 4095, 4097, 9000][(i % 11) as usize]
 }
 
+/// A blocking stream receiver whose last read emptied its descriptor waits in `poll` before it reads
+/// again: it still honours a deadline (`Timeout`, nothing lost), a `try_` call still does not wait, a
+/// message already waiting comes at once, a large one written while it waits comes whole (its reads
+/// fill their room, so it reads on without polling), and the end of the stream is `PeerGone`.
+#[test]
+fn a_blocking_stream_receiver_that_emptied_its_descriptor_still_sees_everything() {
+    ringwire_testkit::watchdog(WATCHDOG, || {
+        for (name, mut tx, mut rx) in stream_pairs() {
+            tx.send(b"first").unwrap();
+            assert_eq!(rx.recv_deadline(soon()).unwrap(), b"first", "{name}");
+            let r = rx.recv_deadline(Instant::now() + Duration::from_millis(20));
+            assert!(matches!(r, Err(TransportRecvError::Timeout)), "{name}: {r:?}");
+            assert!(matches!(rx.try_recv(), Err(TransportRecvError::Empty)), "{name}");
+            tx.send(b"second").unwrap();
+            assert_eq!(rx.recv_wait(Wait::Forever).unwrap(), b"second", "{name}");
+            let big = exact(7, 1 << 20);
+            let writer = std::thread::spawn(move || {
+                tx.send(&big).unwrap();
+                tx.send(b"after").unwrap();
+                tx
+            });
+            assert_eq!(rx.recv_wait(Wait::Forever).unwrap(), exact(7, 1 << 20), "{name}");
+            assert_eq!(rx.recv_wait(Wait::Forever).unwrap(), b"after", "{name}");
+            let mut tx = writer.join().unwrap();
+            tx.close().unwrap();
+            let r = rx.recv_wait(Wait::Forever);
+            assert!(matches!(r, Err(TransportRecvError::PeerGone)), "{name}: {r:?}");
+        }
+    });
+}
+
 #[test]
 fn buffered_and_plain_sends_arrive_in_order_byte_exact() {
     ringwire_testkit::watchdog(WATCHDOG, || {

@@ -296,6 +296,13 @@ impl FrameDecoder {
         taken + n
     }
 
+    /// Whether the last read took less than the room it offered: the reader had nothing more at that
+    /// moment (a blocking receiver then sleeps in `poll` before its next read instead of after a read
+    /// that would most likely fail with `EAGAIN`).
+    pub(crate) fn drained(&self) -> bool {
+        !self.last_full
+    }
+
     /// Reads once from `reader` into the decoder (at most what the frame in progress needs, or
     /// [`READ_CHUNK`]) and returns the byte count, 0 meaning end of input. Errors, `WouldBlock` included,
     /// are the reader's.

@@ -484,6 +484,20 @@ impl<R: Read + AsFd + Send> StreamReceiver<R> {
                     Err(e) => TransportRecvError::Broken(e),
                 });
             }
+            // A receiver that sleeps at once (`IoWait::Block`, a real wait) and whose last read emptied
+            // the descriptor waits in `poll` first: the read it would otherwise try first would most
+            // likely fail with `EAGAIN`, one syscall more per wake-up than a blocking `read` makes. A
+            // stream of 64-byte messages into a blocking pipe receiver: 1.44 -> 2.09 M msgs/s, 0.72x ->
+            // 1.00x a bare blocking `read` (medians of 4 alternating runs, Intel host; README, seventh
+            // session); sockets unchanged. A reader that is behind (its last read filled the room it
+            // offered) reads at once.
+            if self.io_wait == IoWait::Block
+                && wait != Wait::Never
+                && self.dec.drained()
+                && !poll_fd(r.as_fd(), libc::POLLIN, wait)?
+            {
+                return Err(TransportRecvError::Timeout);
+            }
             // Busy-polling (as `io_wait` allows) retries the read in place, in a tight loop.
             let io_wait = self.io_wait;
             let retry = |e: &io::Error| match e.kind() {
