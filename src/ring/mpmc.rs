@@ -530,7 +530,7 @@ impl<S: Storage> Producer<S> {
                         self.watch.reset();
                         // The slot we will write a few messages from now: its line is likely still in
                         // the cache of the consumer that freed it.
-                        l.prefetch_ahead(pos);
+                        l.prefetch_ahead(pos, false);
                         return Ok(pos);
                     }
                     Err(now) => pos = now,

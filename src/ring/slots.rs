@@ -91,9 +91,15 @@ impl Local {
     /// this writer will likely claim a few messages from now: that line is probably still in the cache
     /// of the reader that read it last, and a claim that finds it there waits for the transfer. Fetched
     /// now, the transfer overlaps the messages between. A hint only.
+    /// With `whole_small`, a two-line slot (messages up to 112 bytes) is asked for whole, its second line
+    /// too (broadcast publishers; MPMC producers ask for the second line of the slot they claim instead).
     #[inline(always)]
-    pub(crate) fn prefetch_ahead(&self, pos: u64) {
-        crate::sync::prefetch_write(self.data.wrapping_add(self.geo.offset(pos.wrapping_add(PREFETCH_AHEAD))));
+    pub(crate) fn prefetch_ahead(&self, pos: u64, whole_small: bool) {
+        let off = self.geo.offset(pos.wrapping_add(PREFETCH_AHEAD));
+        crate::sync::prefetch_write(self.data.wrapping_add(off));
+        if whole_small && self.geo.stride <= 128 {
+            self.prefetch_for_write(off);
+        }
     }
 
     pub(crate) fn new<S: Storage>(storage: &S) -> Result<Self, AttachError> {

@@ -771,8 +771,7 @@ pub(crate) fn send_queued(
     sent: usize,
     gso: &mut Gso,
 ) -> libc::c_int {
-    let run = gso_run(ends, sent);
-    let segment = ends.get(sent).map_or(0, |&end| end - if sent == 0 { 0 } else { ends[sent - 1] });
+    let (run, segment) = gso_run(ends, sent);
     if run >= 2 && gso.allows(segment) {
         let n = send_segmented(fd, queue, ends, sent, run);
         if n >= 0 {
@@ -815,10 +814,10 @@ const UDP_SEGMENT: libc::c_int = 103;
 const GSO_MAX_BYTES: usize = DEFAULT_MAX_DATAGRAM;
 
 /// How many of the queued datagrams `ends[sent..]` one segmented send can carry: a run of equal sizes
-/// (the last may be shorter), within [`GSO_MAX_BYTES`]. 0 or 1: not worth it.
-fn gso_run(ends: &[usize], sent: usize) -> usize {
+/// (the last may be shorter), within [`GSO_MAX_BYTES`], and that size. 0 or 1: not worth it.
+fn gso_run(ends: &[usize], sent: usize) -> (usize, usize) {
     let start = if sent == 0 { 0 } else { ends[sent - 1] };
-    let Some(&first_end) = ends.get(sent) else { return 0 };
+    let Some(&first_end) = ends.get(sent) else { return (0, 0) };
     let size = first_end - start;
     let mut prev = start;
     let mut n = 0;
@@ -833,7 +832,7 @@ fn gso_run(ends: &[usize], sent: usize) -> usize {
             break; // a shorter one ends a run
         }
     }
-    n
+    (n, size)
 }
 
 /// One `sendmsg` of the `run` datagrams from `ends[sent]`, contiguous in `queue`, as one buffer the kernel
